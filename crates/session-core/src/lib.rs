@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod auth_key;
+mod backend;
+mod change;
+pub mod codec;
+pub mod dc_table;
+mod error;
+mod memory;
+mod model;
+mod peers;
+mod store;
+
+pub use auth_key::{AuthKey, AUTH_KEY_LEN};
+pub use backend::SessionBackend;
+pub use change::{Change, UpdateStateChange};
+pub use error::{BoxError, Result, SessionError};
+pub use memory::InMemoryBackend;
+pub use model::{DcFlags, DcKey, DcOption, MinPeerContext, SelfUser, SessionData, UpdateState};
+pub use peers::{Peer, PeerCache, PeerClass, PeerKey, PeerKind};
+pub use store::{FlushPolicy, SessionStore};
+
+/// Re-exported so that backends implement the trait with the same macro version.
+pub use async_trait::async_trait;

@@ -1,0 +1,1 @@
+//! Runnable examples of layer-client sessions; see the `[[example]]` targets.
