@@ -7,6 +7,7 @@ mod change;
 pub mod codec;
 pub mod dc_table;
 mod error;
+pub mod fs;
 mod memory;
 mod model;
 mod peers;
