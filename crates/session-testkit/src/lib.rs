@@ -142,11 +142,11 @@ pub fn sample_key(seed: u8) -> AuthKey {
 pub fn sample_peer(n: u64, rng: &mut Rng) -> Peer {
     let kind = PeerKind::ALL[usize::try_from(n % 8).unwrap_or(0)];
     let id = i64::try_from(n).unwrap_or(i64::MAX) * 7 + 1_000_000;
-    let mut peer = Peer::new(id, kind, rng.i64()).with_min(n % 13 == 0);
-    if n % 5 == 0 {
+    let mut peer = Peer::new(id, kind, rng.i64()).with_min(n.is_multiple_of(13));
+    if n.is_multiple_of(5) {
         peer = peer.with_usernames(vec![format!("user{n}"), format!("alias_{n}")]);
     }
-    if n % 7 == 0 {
+    if n.is_multiple_of(7) {
         peer = peer.with_phone(Some(format!("+1555{n:07}")));
     }
     peer
@@ -184,7 +184,7 @@ pub fn sample_changes(rng: &mut Rng, round: u64) -> Vec<Change> {
         ),
         Change::SetAuthKey { dc_id: 5, key: Some(sample_key(5)) },
         Change::SetHomeDc(2),
-        Change::SetUser(Some(SelfUser::new(111_222_333 + i64::from(r), round % 3 == 0))),
+        Change::SetUser(Some(SelfUser::new(111_222_333 + i64::from(r), round.is_multiple_of(3)))),
         Change::UpdateState(UpdateStateChange::All(state)),
         Change::UpdateState(UpdateStateChange::Primary { pts: 200 + r, date: 1_700_000_100, seq: 10 }),
         Change::UpdateState(UpdateStateChange::Secondary { qts: 6 + r }),
