@@ -1,0 +1,255 @@
+//! [`StringSessionBackend`]: a session kept in a string that the caller stores wherever it likes.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
+use tokio::sync::watch;
+
+use crate::foreign::{self, StringFormat};
+use crate::ours;
+
+/// A session held in memory and mirrored into a string.
+///
+/// Create it from the string you stored (an empty string means "no session yet"), hand it to a
+/// [`session_core::SessionStore`] like any backend, and re-save [`current`](Self::current)
+/// whenever it changes: [`subscribe`](Self::subscribe) returns a watch channel that is told about
+/// every new string. Nothing is written anywhere else, so a session survives a restart only if
+/// the caller re-saves the latest string.
+///
+/// The string is always this crate's full form (`L1.…`, see the crate docs), which keeps
+/// everything (every DC, peers, update state) with no size limit. [`new`](Self::new) also accepts
+/// the compact form and every foreign string that [`foreign::import`] reads (Telethon, Pyrogram,
+/// GramJS, mtcute, ...); [`current`](Self::current) then returns the same session in our full
+/// form.
+///
+/// An invalid string is not treated as "no session": `load` returns the error (so a client does
+/// not start a fresh login and lose the account), [`current`](Self::current) keeps returning the
+/// string as given, and only an explicit `save`/`save_session`/`delete` replaces it.
+pub struct StringSessionBackend {
+    state: Mutex<State>,
+    tx: watch::Sender<String>,
+}
+
+struct State {
+    data: Option<SessionData>,
+    /// Why the initial string could not be read (kept until something replaces it).
+    broken: Option<Broken>,
+    format: Option<StringFormat>,
+}
+
+/// A stored copy of the decode error (`SessionError` is not `Clone`).
+enum Broken {
+    Invalid { what: String, reason: String },
+    Corrupt { resource: String, reason: String },
+    Version { what: &'static str, found: u32, supported: u32 },
+}
+
+impl Broken {
+    fn from_error(e: &SessionError) -> Broken {
+        match e {
+            SessionError::Invalid { what, reason } => Broken::Invalid { what: what.clone(), reason: reason.clone() },
+            SessionError::Corrupt { resource, reason, .. } => {
+                Broken::Corrupt { resource: resource.clone(), reason: reason.clone() }
+            }
+            SessionError::UnsupportedVersion { what, found, supported } => {
+                Broken::Version { what, found: *found, supported: *supported }
+            }
+            other => Broken::Invalid { what: "string session".to_owned(), reason: other.to_string() },
+        }
+    }
+
+    fn to_error(&self) -> SessionError {
+        match self {
+            Broken::Invalid { what, reason } => SessionError::invalid(what.clone(), reason.clone()),
+            Broken::Corrupt { resource, reason } => SessionError::corrupt(resource.clone(), reason.clone()),
+            Broken::Version { what, found, supported } => {
+                SessionError::UnsupportedVersion { what, found: *found, supported: *supported }
+            }
+        }
+    }
+}
+
+impl StringSessionBackend {
+    /// A backend over `s`: empty (or only whitespace) for no session yet, our full or compact
+    /// string, or any foreign string [`foreign::import`] reads.
+    ///
+    /// Never fails: an invalid string is reported by `load` / [`error`](Self::error).
+    pub fn new(s: &str) -> Self {
+        let (state, initial) = if s.trim().is_empty() {
+            (State { data: None, broken: None, format: None }, String::new())
+        } else {
+            match foreign::import(s) {
+                Ok((data, format)) => {
+                    // Our own full string is kept exactly as given; anything else is re-encoded so
+                    // that `current` is always the full form.
+                    let initial = if format == StringFormat::Full {
+                        s.trim().to_owned()
+                    } else {
+                        ours::encode_full(&data).unwrap_or_else(|_| s.to_owned())
+                    };
+                    (State { data: Some(data), broken: None, format: Some(format) }, initial)
+                }
+                Err(e) => (State { data: None, broken: Some(Broken::from_error(&e)), format: None }, s.to_owned()),
+            }
+        };
+        let (tx, _) = watch::channel(initial);
+        Self { state: Mutex::new(state), tx }
+    }
+
+    /// A backend holding `data` (its string is [`current`](Self::current)).
+    pub fn from_session(data: &SessionData) -> Result<Self, SessionError> {
+        let s = ours::encode_full(data)?;
+        let (tx, _) = watch::channel(s);
+        let state = State { data: Some(data.clone()), broken: None, format: Some(StringFormat::Full) };
+        Ok(Self { state: Mutex::new(state), tx })
+    }
+
+    /// The latest string: our full form of the session, empty when there is none (or, while the
+    /// initial string is invalid, that string unchanged).
+    pub fn current(&self) -> String {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that is told every time [`current`](Self::current) changes; the value it holds
+    /// is the new string. Re-save it from a task to make the session survive restarts.
+    pub fn subscribe(&self) -> watch::Receiver<String> {
+        self.tx.subscribe()
+    }
+
+    /// The session in compact form (home DC, its key, user, test mode); see
+    /// [`crate::encode_compact`] for when this fails.
+    pub fn compact(&self) -> Result<String, SessionError> {
+        let state = self.lock();
+        match &state.data {
+            Some(data) => ours::encode_compact(data),
+            None => Err(SessionError::invalid("layer compact string session", "there is no session to export")),
+        }
+    }
+
+    /// What the initial string was (our full or compact form, or a foreign format), when it was
+    /// read successfully; after a save it is [`StringFormat::Full`].
+    pub fn format(&self) -> Option<StringFormat> {
+        self.lock().format
+    }
+
+    /// Why the initial string could not be read, while it has not been replaced.
+    pub fn error(&self) -> Option<SessionError> {
+        self.lock().broken.as_ref().map(Broken::to_error)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every write under the lock is a single assignment after the fallible work is done, so a
+        // poisoned lock still holds a consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the session and publishes its string (`None`: no session, empty string).
+    fn publish(&self, state: &mut State, data: Option<SessionData>) -> Result<(), SessionError> {
+        // An empty session (after a log-out) is "no session": the string becomes empty too.
+        let data = data.filter(|d| !d.is_empty());
+        let s = match &data {
+            Some(d) => ours::encode_full(d)?,
+            None => String::new(),
+        };
+        state.data = data;
+        state.broken = None;
+        state.format = state.data.as_ref().map(|_| StringFormat::Full);
+        self.send(s);
+        Ok(())
+    }
+
+    fn send(&self, s: String) {
+        self.tx.send_if_modified(|current| {
+            if *current == s {
+                false
+            } else {
+                *current = s;
+                true
+            }
+        });
+    }
+}
+
+impl fmt::Debug for StringSessionBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never show the string: it holds the auth key.
+        let state = self.lock();
+        f.debug_struct("StringSessionBackend")
+            .field("has_session", &state.data.is_some())
+            .field("invalid", &state.broken.is_some())
+            .field("len", &self.tx.borrow().len())
+            .finish()
+    }
+}
+
+fn boxed(e: SessionError) -> BoxError {
+    Box::new(e)
+}
+
+#[async_trait]
+impl SessionBackend for StringSessionBackend {
+    async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
+        let state = self.lock();
+        if let Some(broken) = &state.broken {
+            return Err(boxed(broken.to_error()));
+        }
+        match &state.data {
+            Some(data) => Ok(Some(codec::encode(data).map_err(boxed)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
+        let decoded = if data.is_empty() { None } else { Some(codec::decode(data).map_err(boxed)?) };
+        let mut state = self.lock();
+        self.publish(&mut state, decoded).map_err(boxed)
+    }
+
+    async fn delete(&self) -> Result<(), BoxError> {
+        let mut state = self.lock();
+        self.publish(&mut state, None).map_err(boxed)
+    }
+
+    fn name(&self) -> &str {
+        "string"
+    }
+
+    async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
+        let state = self.lock();
+        if let Some(broken) = &state.broken {
+            return Err(boxed(broken.to_error()));
+        }
+        Ok(state.data.clone())
+    }
+
+    async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
+        let mut state = self.lock();
+        self.publish(&mut state, Some(data.clone())).map_err(boxed)
+    }
+
+    async fn persist(&self, changes: &[Change], _full: &SessionData) -> Result<(), BoxError> {
+        let mut state = self.lock();
+        if let Some(broken) = &state.broken {
+            // Applying changes to "nothing" would silently replace the session the user gave.
+            return Err(boxed(broken.to_error()));
+        }
+        // Apply in place and encode once per call, however many changes there are. If encoding
+        // fails, the changes stay applied in memory and the caller retries them (they are
+        // idempotent); the published string is only replaced by a complete encoding.
+        let data = state.data.get_or_insert_with(SessionData::default);
+        data.apply_all(changes);
+        if data.is_empty() {
+            // Logged out: no session, empty string.
+            state.data = None;
+            state.format = None;
+            self.send(String::new());
+            return Ok(());
+        }
+        let s = ours::encode_full(data).map_err(boxed)?;
+        state.format = Some(StringFormat::Full);
+        self.send(s);
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! Other libraries' string sessions: detect, import and export.
+//!
+//! | [`StringFormat`] | holds | export needs |
+//! | --- | --- | --- |
+//! | `Full` (ours) | everything | nothing |
+//! | `Compact` (ours) | home DC (id, address, key), user, test mode | home DC with key |
+//! | `Telethon` | home DC id, its IPv4 or IPv6 address and port, key | home DC with key |
+//! | `GramJs` | home DC id, its address as text, port (≤ 32767), key | home DC with key |
+//! | `Pyrogram` | home DC id, api_id, test mode, key, user id, bot flag (no address) | key, api_id, user |
+//! | `PyrogramLegacy` | as `Pyrogram` without api_id (356 chars) | key, user |
+//! | `PyrogramLegacyU32` | as `PyrogramLegacy` with a 32-bit user id (351 chars) | key, user id < 2³² |
+//! | `MtcuteV3` | home DC (id, address, test mode), media DC, user id and bot flag, key | home DC with key, user id within ±2⁵³ |
+//! | `FerogramCompactV2` | home DC id, IPv4/IPv6 address and port, user id, key | home DC with key |
+//! | `FerogramCompactV1` | as V2 plus the home DC's server salt (and seq/layer we do not keep) | home DC with key |
+//! | `LayerClient` | layer-client 0.5's binary session (v3): every DC, update state, peers | see `session_file::legacy` |
+//! | `Ferogram` | ferogram's binary session (v8): as `LayerClient` plus min contexts and token | see `session_file::legacy` |
+//!
+//! Everything a format cannot hold is dropped on export (peers, update state and the other DCs
+//! for every single-DC format; the user for Telethon and GramJS; test mode for Telethon, GramJS
+//! and ferogram compact, whose address already points at the test servers). What a format must
+//! hold and we do not have is an error that names it, never a made-up value. On import, fields
+//! the format does not carry get their defaults: no user, `test_mode = false`, no api_id; Pyrogram
+//! strings hold no address, so the home DC gets Telegram's published address from
+//! [`session_core::dc_table`]; ferogram compact strings hold no bot flag (imported as `false`).
+
+mod ferogram;
+mod mtcute;
+mod pyrogram;
+mod telethon;
+
+use std::fmt;
+
+use session_core::{AuthKey, DcOption, SessionData, SessionError};
+
+use crate::b64;
+use crate::ours::{self, Form};
+
+/// A string session format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StringFormat {
+    /// This crate's full form (`L1.` + codec bytes).
+    Full,
+    /// This crate's compact form (`Lc1.`).
+    Compact,
+    /// Telethon's `StringSession` (`1` + padded base64url, IPv4 or IPv6 packed).
+    Telethon,
+    /// GramJS's `StringSession` (`1` + padded standard base64, address as text).
+    GramJs,
+    /// Pyrogram (and kurigram, pyrofork) `export_session_string`: 362 characters, with api_id.
+    Pyrogram,
+    /// Older Pyrogram strings: 356 characters, 64-bit user id, no api_id.
+    PyrogramLegacy,
+    /// The oldest Pyrogram strings: 351 characters, 32-bit user id, no api_id.
+    PyrogramLegacyU32,
+    /// mtcute's string session, version 3.
+    MtcuteV3,
+    /// ferogram's compact `StringSession` version 1 (with server salt, seq and layer).
+    FerogramCompactV1,
+    /// ferogram's compact `StringSession` version 2 (what `export_session_string` returns).
+    FerogramCompactV2,
+    /// layer-client 0.5's native string (base64url of its binary session file).
+    LayerClient,
+    /// ferogram's native string (base64url of its binary session file).
+    Ferogram,
+}
+
+impl StringFormat {
+    /// Every format.
+    pub const ALL: [StringFormat; 12] = [
+        StringFormat::Full,
+        StringFormat::Compact,
+        StringFormat::Telethon,
+        StringFormat::GramJs,
+        StringFormat::Pyrogram,
+        StringFormat::PyrogramLegacy,
+        StringFormat::PyrogramLegacyU32,
+        StringFormat::MtcuteV3,
+        StringFormat::FerogramCompactV1,
+        StringFormat::FerogramCompactV2,
+        StringFormat::LayerClient,
+        StringFormat::Ferogram,
+    ];
+
+    /// A human-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StringFormat::Full => "layer full",
+            StringFormat::Compact => "layer compact",
+            StringFormat::Telethon => "Telethon",
+            StringFormat::GramJs => "GramJS",
+            StringFormat::Pyrogram => "Pyrogram",
+            StringFormat::PyrogramLegacy => "Pyrogram (356-character legacy)",
+            StringFormat::PyrogramLegacyU32 => "Pyrogram (351-character legacy)",
+            StringFormat::MtcuteV3 => "mtcute v3",
+            StringFormat::FerogramCompactV1 => "ferogram compact V1",
+            StringFormat::FerogramCompactV2 => "ferogram compact V2",
+            StringFormat::LayerClient => "layer-client 0.5 native",
+            StringFormat::Ferogram => "ferogram native",
+        }
+    }
+}
+
+impl fmt::Display for StringFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Names the format of a string session. Fails when the string is in no supported format, with
+/// the reason the most likely format rejected it.
+///
+/// A Telethon IPv6 string and a GramJS string for a 14-character IPv4 address have the same
+/// length and prefix; they are told apart by the base64 alphabet where it shows, and otherwise by
+/// which layout the bytes fit (GramJS's address length field, e.g. `00 0e`, followed by that much
+/// address text).
+pub fn detect(s: &str) -> Result<StringFormat, SessionError> {
+    import(s).map(|(_, format)| format)
+}
+
+/// Reads a string session of any supported format. Leading and trailing whitespace is ignored.
+pub fn import(s: &str) -> Result<(SessionData, StringFormat), SessionError> {
+    let t = s.trim();
+    let lead = s.len() - s.trim_start().len();
+    if t.is_empty() {
+        return Err(SessionError::invalid("string session", "the string is empty"));
+    }
+    if ours::parse_prefix(t).is_some() {
+        let (data, form) = ours::decode_form(t)?;
+        let format = match form {
+            Form::Full => StringFormat::Full,
+            Form::Compact => StringFormat::Compact,
+        };
+        return Ok((data, format));
+    }
+    if let Some(body) = t.strip_prefix('1') {
+        return telethon::import_either(body, lead + 1);
+    }
+    let bytes = b64::decode(t, lead, "string session")?;
+    import_binary(&bytes)
+}
+
+/// Dispatches the unprefixed binary formats. Candidates are tried from the most constrained
+/// layout to the least; the first that reads the input exactly wins.
+fn import_binary(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionError> {
+    let mut first_error: Option<SessionError> = None;
+    let mut note = |e: SessionError| {
+        if first_error.is_none() {
+            first_error = Some(e);
+        }
+    };
+    if let Some(layout) = pyrogram::Layout::from_len(bytes.len()) {
+        match pyrogram::import(bytes, layout) {
+            Ok(data) => return Ok((data, layout.format())),
+            Err(e) => note(e),
+        }
+    }
+    match bytes.first() {
+        Some(1 | 2) if ferogram::is_compact_len(bytes) => match ferogram::import_compact(bytes) {
+            Ok(r) => return Ok(r),
+            Err(e) => note(e),
+        },
+        Some(3) => match mtcute::import(bytes) {
+            Ok(data) => return Ok((data, StringFormat::MtcuteV3)),
+            Err(e) => note(e),
+        },
+        _ => {}
+    }
+    match legacy_import(bytes) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(first_error.unwrap_or(e)),
+    }
+}
+
+fn legacy_import(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionError> {
+    let _ = bytes;
+    Err(SessionError::invalid(
+        "string session",
+        "not a Telethon, GramJS, Pyrogram, mtcute, ferogram or layer string (no known layout fits its length and first byte)",
+    ))
+}
+
+/// Writes `data` in `format`. Fails, naming what is missing, when the format cannot hold what it
+/// needs (see the module table); never writes a placeholder for a required field.
+pub fn export(data: &SessionData, format: StringFormat) -> Result<String, SessionError> {
+    match format {
+        StringFormat::Full => ours::encode_full(data),
+        StringFormat::Compact => ours::encode_compact(data),
+        StringFormat::Telethon => telethon::export_telethon(data),
+        StringFormat::GramJs => telethon::export_gramjs(data),
+        StringFormat::Pyrogram => pyrogram::export(data, pyrogram::Layout::Current),
+        StringFormat::PyrogramLegacy => pyrogram::export(data, pyrogram::Layout::Legacy64),
+        StringFormat::PyrogramLegacyU32 => pyrogram::export(data, pyrogram::Layout::Legacy32),
+        StringFormat::MtcuteV3 => mtcute::export(data),
+        StringFormat::FerogramCompactV1 => ferogram::export_compact(data, 1),
+        StringFormat::FerogramCompactV2 => ferogram::export_compact(data, 2),
+        StringFormat::LayerClient | StringFormat::Ferogram => Err(SessionError::invalid(
+            format.name(),
+            "exporting native layer-client/ferogram strings is not available in this build",
+        )),
+    }
+}
+
+/// The home DC's main option, its key and its id as a byte: what every single-DC format needs.
+pub(crate) fn home_with_key(data: &SessionData, format: StringFormat) -> Result<(&DcOption, &AuthKey, u8), SessionError> {
+    let what = format.name();
+    if data.home_dc == 0 {
+        return Err(SessionError::invalid(what, "cannot export: the session has no home DC"));
+    }
+    let option = data.home().ok_or_else(|| {
+        SessionError::invalid(what, format!("cannot export: home DC {} has no address", data.home_dc))
+    })?;
+    let key = option.auth_key.as_ref().ok_or_else(|| {
+        SessionError::invalid(what, format!("cannot export: home DC {} has no auth key", data.home_dc))
+    })?;
+    let dc = u8::try_from(data.home_dc).map_err(|_| {
+        SessionError::invalid(what, format!("cannot export: home DC id {} does not fit in a byte", data.home_dc))
+    })?;
+    Ok((option, key, dc))
+}
+
+/// A session with one DC option holding `key` (if any), as the single-DC formats import.
+pub(crate) fn single_dc(option: DcOption) -> SessionData {
+    let mut data = SessionData::default();
+    data.home_dc = option.id;
+    data.dcs.insert(option.key(), option);
+    data
+}
