@@ -141,7 +141,7 @@ pub fn sample_key(seed: u8) -> AuthKey {
 /// The `n`-th sample peer: every kind, extreme hashes, some with usernames and phones.
 pub fn sample_peer(n: u64, rng: &mut Rng) -> Peer {
     let kind = PeerKind::ALL[usize::try_from(n % 8).unwrap_or(0)];
-    let id = i64::try_from(n).unwrap_or(i64::MAX) * 7 + 1_000_000;
+    let id = i64::try_from(n % (1 << 40)).unwrap_or(0) * 7 + 1_000_000;
     let mut peer = Peer::new(id, kind, rng.i64()).with_min(n.is_multiple_of(13));
     if n.is_multiple_of(5) {
         peer = peer.with_usernames(vec![format!("user{n}"), format!("alias_{n}")]);
@@ -167,6 +167,7 @@ pub fn sample_session(peers: usize) -> SessionData {
 /// A scripted list of changes of every kind; `round` varies the values.
 pub fn sample_changes(rng: &mut Rng, round: u64) -> Vec<Change> {
     let r = i32::try_from(round % 1000).unwrap_or(0);
+    let base = (round % (1 << 40)) * 3;
     let v4: SocketAddr = SocketAddr::from(([149, 154, 167, 51], 443));
     let v6: SocketAddr = "[2001:67c:4e8:f002::a]:443".parse().unwrap_or(v4);
     let mut channels = std::collections::BTreeMap::new();
@@ -189,10 +190,10 @@ pub fn sample_changes(rng: &mut Rng, round: u64) -> Vec<Change> {
         Change::UpdateState(UpdateStateChange::Primary { pts: 200 + r, date: 1_700_000_100, seq: 10 }),
         Change::UpdateState(UpdateStateChange::Secondary { qts: 6 + r }),
         Change::UpdateState(UpdateStateChange::Channel { id: 987_654, pts: 3 }),
-        Change::UpsertPeer(sample_peer(round * 3, rng)),
-        Change::UpsertPeer(sample_peer(round * 3 + 1, rng)),
-        Change::UpsertPeer(sample_peer(round * 3 + 2, rng)),
-        Change::RemovePeer(sample_peer(round * 3 + 1, rng).key()),
+        Change::UpsertPeer(sample_peer(base, rng)),
+        Change::UpsertPeer(sample_peer(base + 1, rng)),
+        Change::UpsertPeer(sample_peer(base + 2, rng)),
+        Change::RemovePeer(sample_peer(base + 1, rng).key()),
         Change::SetMinContexts(vec![MinPeerContext::new(5, 6, 7 + r)]),
         Change::SetFutureAuthToken(Some(vec![1, 2, 3, u8::try_from(round % 256).unwrap_or(0)])),
         Change::SetAuthKey { dc_id: 5, key: None },
