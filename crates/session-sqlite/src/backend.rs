@@ -1,0 +1,442 @@
+//! `SqliteBackend`: the schema of [`crate::schema`] in a SQLite file, driven by `rusqlite` on
+//! blocking threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
+use session_core::fs::{private_options, sync_dir, OwnerLock};
+use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
+
+use crate::schema::{self, SessionRows, SqlValue, SqlValueRef, Statement};
+
+const NAME: &str = "sqlite";
+
+/// Prepared statements kept per connection: every distinct statement of the schema fits.
+const STATEMENT_CACHE: usize = 64;
+
+/// A session stored in a SQLite database (see the crate docs for the schema, durability and
+/// ownership rules).
+///
+/// Every call runs on tokio's blocking pool (`spawn_blocking`), never on the runtime's threads.
+/// The connection is closed when the last clone of the backend is dropped (synchronously, so
+/// that the owner lock is free as soon as the drop returns); [`SqliteBackend::close`] closes it
+/// on the blocking pool instead.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    db: Arc<Mutex<Db>>,
+    resource: Arc<str>,
+    path: Option<Arc<Path>>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend").field("resource", &self.resource).finish_non_exhaustive()
+    }
+}
+
+impl SqliteBackend {
+    /// Opens (or creates) the session database at `path` and becomes its only owner.
+    ///
+    /// - A new file is created private to the owner (0600) before SQLite opens it, so the
+    ///   `-wal` and `-shm` files SQLite creates beside it get the same mode.
+    /// - Another owner (another process, or another backend in this process) makes this fail at
+    ///   once with [`SessionError::Locked`] naming its pid.
+    /// - A database written by a newer build is refused with [`SessionError::UnsupportedVersion`];
+    ///   an older one is migrated, one step per transaction.
+    /// - A file that is not a SQLite database, or is damaged, gives [`SessionError::Corrupt`] with
+    ///   a copy of the file kept beside it; a SQLite file of another program (a Telethon or
+    ///   Pyrogram session) gives [`SessionError::Invalid`]: import it with [`crate::foreign`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, SessionError> {
+        let path: Arc<Path> = Arc::from(path.as_ref());
+        let resource: Arc<str> = Arc::from(path.display().to_string());
+        let p = Arc::clone(&path);
+        let db = blocking(move || Db::open_file(&p)).await?;
+        Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path) })
+    }
+
+    /// A database in memory: same schema and rules, nothing survives the backend.
+    pub async fn in_memory() -> Result<Self, SessionError> {
+        let db = blocking(Db::open_memory).await?;
+        Ok(Self { db: Arc::new(Mutex::new(db)), resource: Arc::from(":memory:"), path: None })
+    }
+
+    /// The database file (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Runs SQLite's `PRAGMA quick_check` over the whole file: `Ok` when every page is sound,
+    /// [`SessionError::Corrupt`] (with a preserved copy) otherwise. Takes time in proportion to
+    /// the file; `open` does not run it (see the crate docs).
+    pub async fn check(&self) -> Result<(), SessionError> {
+        self.run(Db::quick_check).await
+    }
+
+    /// Closes the connection on the blocking pool (a final WAL checkpoint may write), and
+    /// releases ownership. Other clones of this backend keep it open until they are dropped.
+    pub async fn close(self) -> Result<(), SessionError> {
+        let db = self.db;
+        blocking(move || {
+            drop(db);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, SessionError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            // A panic inside a call cannot leave a transaction open (the transaction rolls back
+            // as it unwinds), so a poisoned lock still guards a usable connection.
+            let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut db).map_err(|e| db.fail(e))
+        })
+        .await
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, SessionError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, SessionError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(SessionError::Backend { backend: NAME.to_owned(), source: Box::new(e) }),
+    }
+}
+
+fn boxed(e: SessionError) -> BoxError {
+    Box::new(e)
+}
+
+#[async_trait]
+impl SessionBackend for SqliteBackend {
+    async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
+        match self.load_session().await? {
+            Some(data) => Ok(Some(codec::encode(&data)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
+        if data.is_empty() {
+            return self.delete().await;
+        }
+        let bytes = data.to_vec();
+        self.run(move |db| {
+            let data = codec::decode(&bytes)?;
+            db.write(schema::save_plan(&data))
+        })
+        .await
+        .map_err(boxed)
+    }
+
+    async fn delete(&self) -> Result<(), BoxError> {
+        self.run(|db| db.write(schema::delete_plan())).await.map_err(boxed)
+    }
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
+        self.run(Db::load).await.map_err(boxed)
+    }
+
+    async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
+        let data = data.clone();
+        self.run(move |db| db.write(schema::save_plan(&data))).await.map_err(boxed)
+    }
+
+    async fn persist(&self, changes: &[Change], _full: &SessionData) -> Result<(), BoxError> {
+        // Refuse unknown changes here, before the blocking hop.
+        drop(schema::persist_plan(changes)?);
+        let changes = changes.to_vec();
+        self.run(move |db| db.write(schema::persist_plan(&changes)?)).await.map_err(boxed)
+    }
+}
+
+/// An error inside a call, before it is mapped (and a damaged file preserved).
+#[derive(Debug)]
+enum DbError {
+    Sql(rusqlite::Error),
+    Session(SessionError),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sql(e)
+    }
+}
+
+impl From<SessionError> for DbError {
+    fn from(e: SessionError) -> Self {
+        DbError::Session(e)
+    }
+}
+
+struct Db {
+    // Declared first: dropped (closed) before the owner lock below is released.
+    conn: Connection,
+    resource: String,
+    path: Option<PathBuf>,
+    preserved: Option<PathBuf>,
+    _lock: Option<OwnerLock>,
+}
+
+impl Db {
+    fn open_file(path: &Path) -> Result<Db, SessionError> {
+        let lock = OwnerLock::acquire(path)?;
+        let resource = path.display().to_string();
+        let created = match private_options().write(true).create_new(true).open(path) {
+            Ok(file) => {
+                drop(file);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(SessionError::io(&resource, e)),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| map_sql(e, &resource))?;
+        let mut db = Db { conn, resource, path: Some(path.to_path_buf()), preserved: None, _lock: Some(lock) };
+        db.setup(true).map_err(|e| db.fail(e))?;
+        if created {
+            let parent = path.parent().unwrap_or_else(|| Path::new("."));
+            sync_dir(parent)?;
+        }
+        Ok(db)
+    }
+
+    fn open_memory() -> Result<Db, SessionError> {
+        let resource = ":memory:".to_owned();
+        let conn = Connection::open_in_memory().map_err(|e| map_sql(e, &resource))?;
+        let mut db = Db { conn, resource, path: None, preserved: None, _lock: None };
+        db.setup(false).map_err(|e| db.fail(e))?;
+        Ok(db)
+    }
+
+    fn setup(&mut self, file: bool) -> Result<(), DbError> {
+        let conn = &mut self.conn;
+        // We are the only owner (the lock file says so); someone else's SQLite lock is reported
+        // at once as `Locked`, never waited on.
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Reading the header first turns "not a database" into an error here, not later.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = u32::try_from(version).unwrap_or(u32::MAX);
+        let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        if version == 0 {
+            let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+            let tables = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            if !tables.is_empty() {
+                return Err(foreign_database(&self.resource, &tables).into());
+            }
+        } else if app_id != i64::from(schema::APPLICATION_ID) {
+            return Err(SessionError::invalid(
+                format!("session database {}", self.resource),
+                format!("its application_id is {app_id:#x}, not layer-client's; it belongs to another program"),
+            )
+            .into());
+        }
+        if file {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(SessionError::Backend {
+                    backend: NAME.to_owned(),
+                    source: format!("{}: journal mode is {mode}, WAL could not be enabled", self.resource).into(),
+                }
+                .into());
+            }
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; \
+             PRAGMA foreign_keys = OFF;",
+        )?;
+        for (target, sql) in schema::migrations_from(version)? {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&schema::set_version_sql(target))?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, plan: impl Iterator<Item = Statement>) -> Result<(), DbError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            // Consecutive statements of one kind (a bulk save) reuse the prepared statement
+            // without a cache lookup each.
+            let mut current: Option<(&'static str, rusqlite::CachedStatement<'_>)> = None;
+            for st in plan {
+                let reuse = matches!(&current, Some((sql, _)) if std::ptr::eq(*sql, st.sql));
+                if !reuse {
+                    // Return the previous statement to the cache before taking the next.
+                    drop(current.take());
+                    current = Some((st.sql, tx.prepare_cached(st.sql)?));
+                }
+                if let Some((_, stmt)) = current.as_mut() {
+                    stmt.execute(params_from_iter(st.params.iter()))?;
+                }
+            }
+        }
+        // On any error above, dropping `tx` rolls the whole transaction back.
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<Option<SessionData>, DbError> {
+        // One read transaction: every table is read from the same snapshot.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let mut rows = SessionRows::new(self.resource.clone());
+        for (table, sql) in schema::LOAD_QUERIES {
+            let mut stmt = tx.prepare_cached(sql)?;
+            let n = stmt.column_count();
+            let mut query = stmt.query([])?;
+            while let Some(row) = query.next()? {
+                let mut values = [SqlValueRef::Null; 10];
+                for (i, slot) in values.iter_mut().enumerate().take(n) {
+                    *slot = value_ref(row.get_ref(i)?, &self.resource)?;
+                }
+                rows.row(table, values.get(..n).unwrap_or(&values))?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.finish())
+    }
+
+    fn quick_check(&mut self) -> Result<(), DbError> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+        let problems = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        if problems.len() == 1 && problems[0] == "ok" {
+            return Ok(());
+        }
+        Err(SessionError::corrupt(&self.resource, format!("quick_check: {}", problems.join("; "))).into())
+    }
+
+    /// Maps an error, makes sure no transaction is left open, and keeps a copy of a damaged file.
+    fn fail(&mut self, e: DbError) -> SessionError {
+        if !self.conn.is_autocommit() {
+            // A failed statement inside a transaction we did not get to drop yet; `ROLLBACK`
+            // cannot make things worse, and its own failure is reported by the next call.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let error = match e {
+            DbError::Sql(e) => map_sql(e, &self.resource),
+            DbError::Session(e) => e,
+        };
+        match error {
+            SessionError::Corrupt { resource, reason, preserved_at: None } => {
+                let preserved_at = self.preserve();
+                SessionError::Corrupt { resource, reason, preserved_at }
+            }
+            other => other,
+        }
+    }
+
+    /// Copies the damaged database (and its WAL) beside it, once per backend.
+    fn preserve(&mut self) -> Option<PathBuf> {
+        if self.preserved.is_some() {
+            return self.preserved.clone();
+        }
+        let path = self.path.as_ref()?;
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut name = path.file_name()?.to_os_string();
+        name.push(format!(".corrupt-{stamp}-{}", std::process::id()));
+        let copy = path.with_file_name(name);
+        copy_private(path, &copy).ok()?;
+        let mut wal = path.as_os_str().to_os_string();
+        wal.push("-wal");
+        let mut wal_copy = copy.as_os_str().to_os_string();
+        wal_copy.push("-wal");
+        if Path::new(&wal).exists() {
+            let _ = copy_private(Path::new(&wal), Path::new(&wal_copy));
+        }
+        self.preserved = Some(copy.clone());
+        Some(copy)
+    }
+}
+
+fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = private_options().write(true).create_new(true).open(to)?;
+    std::io::copy(&mut src, &mut dst)?;
+    dst.sync_all()
+}
+
+fn value_ref<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, SessionError> {
+    Ok(match v {
+        ValueRef::Null => SqlValueRef::Null,
+        ValueRef::Integer(i) => SqlValueRef::Integer(i),
+        ValueRef::Real(f) => SqlValueRef::Real(f),
+        ValueRef::Text(t) => SqlValueRef::Text(
+            std::str::from_utf8(t).map_err(|_| SessionError::corrupt(resource, "text that is not UTF-8"))?,
+        ),
+        ValueRef::Blob(b) => SqlValueRef::Blob(b),
+    })
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Integer(v) => ValueRef::Integer(*v),
+            SqlValue::Real(v) => ValueRef::Real(*v),
+            SqlValue::Text(v) => ValueRef::Text(v.as_bytes()),
+            SqlValue::Blob(v) => ValueRef::Blob(v),
+        }))
+    }
+}
+
+fn foreign_database(resource: &str, tables: &[String]) -> SessionError {
+    let has = |t: &str| tables.iter().any(|n| n == t);
+    let owner = if has("mtcute_migrations") {
+        "an mtcute storage"
+    } else if has("entities") && has("sessions") {
+        "a Telethon session"
+    } else if has("peers") && has("sessions") {
+        "a Pyrogram-family session"
+    } else {
+        "another program's database"
+    };
+    SessionError::invalid(
+        format!("session database {resource}"),
+        format!(
+            "it is {owner} (tables: {}); import it with session_sqlite::foreign::import instead of opening it",
+            tables.join(", ")
+        ),
+    )
+}
+
+/// Maps a `rusqlite` error to the kind a caller can act on.
+pub(crate) fn map_sql(e: rusqlite::Error, resource: &str) -> SessionError {
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    };
+    match code {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => SessionError::corrupt(resource, e.to_string()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            SessionError::Locked { resource: resource.to_owned(), pid: None }
+        }
+        Some(ErrorCode::DiskFull) => {
+            SessionError::io(resource, std::io::Error::new(std::io::ErrorKind::StorageFull, e))
+        }
+        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            SessionError::io(resource, std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))
+        }
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => {
+            SessionError::io(resource, std::io::Error::other(e))
+        }
+        _ => SessionError::Backend { backend: NAME.to_owned(), source: Box::new(e) },
+    }
+}

@@ -1,0 +1,772 @@
+//! The one SQL schema of layer-client sessions, and everything about it that does not depend on
+//! a driver: migrations, the statements that persist changes or replace a session, and the
+//! decoders that rebuild a [`SessionData`] from rows.
+//!
+//! The SQLite backend of this crate runs these statements through `rusqlite`; the libSQL backend
+//! runs the same statements over its own client (Hrana over HTTP), so both store a session in
+//! the same tables and a database written by one is read by the other.
+//!
+//! # Tables (schema version 1)
+//!
+//! | table | key | holds |
+//! | --- | --- | --- |
+//! | `session` | `id` = 0 (one row) | home DC, user, test mode, api_id, common update state, future auth token. No row: no session. |
+//! | `dcs` | (`id`, `key_flags`) | one row per DC option: flags, `ip` text, `port`, `auth_key` (256 bytes or NULL), salt, time offset |
+//! | `channels` | bare channel `id` | per-channel pts |
+//! | `peers` | (`class`, `id`) | bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
+//! | `min_contexts` | `pos` | the ordered "min" peer contexts |
+//!
+//! `PRAGMA user_version` holds the schema version and `PRAGMA application_id` is [`APPLICATION_ID`].
+//!
+//! # Driving it
+//!
+//! - Open: read `PRAGMA user_version`, then [`migrations_from`] gives the steps to run, each in
+//!   its own transaction together with [`set_version_sql`].
+//! - Persist: run [`persist_plan`] in one transaction; save: [`save_plan`]; delete: [`delete_plan`].
+//! - Load: run each query of [`LOAD_QUERIES`] and hand every row to a [`SessionRows`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use session_core::{
+    dc_table, AuthKey, Change, DcFlags, DcKey, DcOption, MinPeerContext, Peer, PeerClass, PeerKind, SelfUser,
+    SessionData, SessionError, UpdateState, UpdateStateChange,
+};
+
+/// The schema version this build writes, and the newest it reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `PRAGMA application_id` of our databases ("LYSS"), so that tools such as `file(1)` and our
+/// own importer tell them from other SQLite files.
+pub const APPLICATION_ID: i32 = 0x4C59_5353;
+
+/// The migrations: entry `i` brings a database from version `i` to version `i + 1`. Each runs in
+/// its own transaction, which also sets `PRAGMA user_version` to `i + 1` ([`set_version_sql`]).
+pub const MIGRATIONS: &[&str] = &[r#"
+PRAGMA application_id = 1280922451;
+CREATE TABLE session (
+    id                INTEGER PRIMARY KEY CHECK (id = 0),
+    home_dc           INTEGER NOT NULL DEFAULT 0,
+    user_id           INTEGER,
+    user_bot          INTEGER,
+    test_mode         INTEGER NOT NULL DEFAULT 0,
+    api_id            INTEGER,
+    pts               INTEGER NOT NULL DEFAULT 0,
+    qts               INTEGER NOT NULL DEFAULT 0,
+    date              INTEGER NOT NULL DEFAULT 0,
+    seq               INTEGER NOT NULL DEFAULT 0,
+    future_auth_token BLOB
+);
+CREATE TABLE dcs (
+    id          INTEGER NOT NULL,
+    key_flags   INTEGER NOT NULL,
+    flags       INTEGER NOT NULL,
+    ip          TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    auth_key    BLOB,
+    server_salt INTEGER NOT NULL,
+    time_offset INTEGER NOT NULL,
+    PRIMARY KEY (id, key_flags)
+) WITHOUT ROWID;
+CREATE TABLE channels (
+    id  INTEGER PRIMARY KEY,
+    pts INTEGER NOT NULL
+);
+CREATE TABLE peers (
+    class       INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    access_hash INTEGER NOT NULL,
+    min         INTEGER NOT NULL,
+    usernames   TEXT,
+    phone       TEXT,
+    PRIMARY KEY (class, id)
+) WITHOUT ROWID;
+CREATE TABLE min_contexts (
+    pos     INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    peer_id INTEGER NOT NULL,
+    msg_id  INTEGER NOT NULL
+);
+"#];
+
+/// The tables of the current schema, for telling our database from someone else's.
+pub const TABLES: &[&str] = &["session", "dcs", "channels", "peers", "min_contexts"];
+
+/// The statement that records `version` as the schema version (run inside the migration's
+/// transaction).
+pub fn set_version_sql(version: u32) -> String {
+    format!("PRAGMA user_version = {version}")
+}
+
+/// The migrations to run on a database at `current` version, with the version each one reaches.
+/// A database newer than this build is refused with [`SessionError::UnsupportedVersion`].
+pub fn migrations_from(current: u32) -> Result<impl Iterator<Item = (u32, &'static str)>, SessionError> {
+    if current > SCHEMA_VERSION {
+        return Err(SessionError::UnsupportedVersion {
+            what: "session database schema",
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let start = usize::try_from(current).unwrap_or(usize::MAX);
+    Ok(MIGRATIONS.iter().enumerate().skip(start).map(|(i, sql)| (u32::try_from(i + 1).unwrap_or(u32::MAX), *sql)))
+}
+
+/// A value bound to a statement parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A float (unused by this schema; here for drivers' completeness).
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// The borrowed form.
+    pub fn as_ref(&self) -> SqlValueRef<'_> {
+        match self {
+            SqlValue::Null => SqlValueRef::Null,
+            SqlValue::Integer(v) => SqlValueRef::Integer(*v),
+            SqlValue::Real(v) => SqlValueRef::Real(*v),
+            SqlValue::Text(v) => SqlValueRef::Text(v),
+            SqlValue::Blob(v) => SqlValueRef::Blob(v),
+        }
+    }
+}
+
+/// A value read from a row, borrowed from the driver's buffers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SqlValueRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A float.
+    Real(f64),
+    /// UTF-8 text (drivers reject text that is not UTF-8 as corrupt).
+    Text(&'a str),
+    /// Bytes.
+    Blob(&'a [u8]),
+}
+
+/// One statement with its parameters (`?1`, `?2`, ... in order).
+///
+/// Statements come from a fixed set of SQL texts, so a driver can cache the prepared form by the
+/// `sql` pointer or text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    /// The SQL text.
+    pub sql: &'static str,
+    /// The parameters, in order.
+    pub params: Vec<SqlValue>,
+}
+
+impl Statement {
+    fn new(sql: &'static str, params: Vec<SqlValue>) -> Self {
+        Self { sql, params }
+    }
+}
+
+const ENSURE_SESSION: &str = "INSERT INTO session (id) VALUES (0) ON CONFLICT (id) DO NOTHING";
+const SET_HOME_DC: &str = "UPDATE session SET home_dc = ?1 WHERE id = 0";
+const SET_USER: &str = "UPDATE session SET user_id = ?1, user_bot = ?2 WHERE id = 0";
+const SET_TEST_MODE: &str = "UPDATE session SET test_mode = ?1 WHERE id = 0";
+const SET_API_ID: &str = "UPDATE session SET api_id = ?1 WHERE id = 0";
+const SET_FUTURE_AUTH_TOKEN: &str = "UPDATE session SET future_auth_token = ?1 WHERE id = 0";
+const SET_STATE: &str = "UPDATE session SET pts = ?1, qts = ?2, date = ?3, seq = ?4 WHERE id = 0";
+const SET_PRIMARY: &str = "UPDATE session SET pts = ?1, date = ?2, seq = ?3 WHERE id = 0";
+const SET_SECONDARY: &str = "UPDATE session SET qts = ?1 WHERE id = 0";
+const UPSERT_DC: &str = "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (id, key_flags) DO UPDATE SET flags = excluded.flags, ip = excluded.ip, port = excluded.port, \
+     auth_key = excluded.auth_key, server_salt = excluded.server_salt, time_offset = excluded.time_offset";
+const INSERT_DC: &str = "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const REMOVE_DC: &str = "DELETE FROM dcs WHERE id = ?1 AND key_flags = ?2";
+// `SessionData::apply(SetAuthKey)`: the key goes to the DC's main option (IPv4, else IPv6); with
+// neither, a new option is created at the published address, chosen by the stored test mode.
+const SET_AUTH_KEY_NEW_DC: &str =
+    "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset) \
+     SELECT ?1, 0, 0, \
+       CASE WHEN (SELECT test_mode FROM session WHERE id = 0) THEN ?5 ELSE ?3 END, \
+       CASE WHEN (SELECT test_mode FROM session WHERE id = 0) THEN ?6 ELSE ?4 END, \
+       ?2, 0, 0 \
+     WHERE NOT EXISTS (SELECT 1 FROM dcs WHERE id = ?1 AND key_flags IN (0, 1))";
+const SET_AUTH_KEY: &str = "UPDATE dcs SET auth_key = ?2 WHERE id = ?1 AND key_flags = \
+     (SELECT MIN(key_flags) FROM dcs WHERE id = ?1 AND key_flags IN (0, 1))";
+const UPSERT_CHANNEL: &str =
+    "INSERT INTO channels (id, pts) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET pts = excluded.pts";
+const INSERT_CHANNEL: &str = "INSERT INTO channels (id, pts) VALUES (?1, ?2)";
+const REMOVE_CHANNEL: &str = "DELETE FROM channels WHERE id = ?1";
+const UPSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
+     min = excluded.min, usernames = excluded.usernames, phone = excluded.phone";
+const INSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const REMOVE_PEER: &str = "DELETE FROM peers WHERE class = ?1 AND id = ?2";
+const INSERT_MIN_CONTEXT: &str = "INSERT INTO min_contexts (pos, user_id, peer_id, msg_id) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_SESSION: &str = "INSERT INTO session \
+     (id, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token) \
+     VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const CLEAR_SESSION: &str = "DELETE FROM session";
+const CLEAR_DCS: &str = "DELETE FROM dcs";
+const CLEAR_CHANNELS: &str = "DELETE FROM channels";
+const CLEAR_PEERS: &str = "DELETE FROM peers";
+const CLEAR_MIN_CONTEXTS: &str = "DELETE FROM min_contexts";
+
+/// The session row.
+pub const LOAD_SESSION: &str = "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, \
+     future_auth_token FROM session WHERE id = 0";
+/// Every DC option.
+pub const LOAD_DCS: &str = "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset FROM dcs";
+/// Every channel's pts.
+pub const LOAD_CHANNELS: &str = "SELECT id, pts FROM channels";
+/// Every peer, in key order.
+pub const LOAD_PEERS: &str = "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
+/// The "min" contexts, in order.
+pub const LOAD_MIN_CONTEXTS: &str = "SELECT user_id, peer_id, msg_id FROM min_contexts ORDER BY pos";
+
+/// Which table a loaded row comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// `session`.
+    Session,
+    /// `dcs`.
+    Dcs,
+    /// `channels`.
+    Channels,
+    /// `peers`.
+    Peers,
+    /// `min_contexts`.
+    MinContexts,
+}
+
+/// The queries that load a session, in the order to run them (all in one read transaction),
+/// with the table each row belongs to.
+pub const LOAD_QUERIES: [(Table, &str); 5] = [
+    (Table::Session, LOAD_SESSION),
+    (Table::Dcs, LOAD_DCS),
+    (Table::Channels, LOAD_CHANNELS),
+    (Table::Peers, LOAD_PEERS),
+    (Table::MinContexts, LOAD_MIN_CONTEXTS),
+];
+
+fn int(v: impl Into<i64>) -> SqlValue {
+    SqlValue::Integer(v.into())
+}
+
+fn opt_int<T: Into<i64>>(v: Option<T>) -> SqlValue {
+    v.map_or(SqlValue::Null, int)
+}
+
+fn opt_blob(v: Option<&[u8]>) -> SqlValue {
+    v.map_or(SqlValue::Null, |b| SqlValue::Blob(b.to_vec()))
+}
+
+fn key_blob(key: Option<&AuthKey>) -> SqlValue {
+    opt_blob(key.map(|k| k.as_bytes().as_slice()))
+}
+
+/// The stored code of a peer's id space.
+pub fn class_code(class: PeerClass) -> i64 {
+    match class {
+        PeerClass::User => 0,
+        PeerClass::Chat => 1,
+        PeerClass::Channel => 2,
+    }
+}
+
+/// The stored code of a peer kind (stable: part of the schema).
+pub fn kind_code(kind: PeerKind) -> i64 {
+    match kind {
+        PeerKind::User => 0,
+        PeerKind::Bot => 1,
+        PeerKind::BasicGroup => 2,
+        PeerKind::Channel => 3,
+        PeerKind::Broadcast => 4,
+        PeerKind::Megagroup => 5,
+        PeerKind::Gigagroup => 6,
+        PeerKind::Community => 7,
+        // `PeerKind` is non-exhaustive: a kind added later gets its own code with a migration;
+        // until then it is stored as what its id space holds.
+        _ => match kind.class() {
+            PeerClass::User => 0,
+            PeerClass::Chat => 2,
+            PeerClass::Channel => 3,
+        },
+    }
+}
+
+fn kind_from_code(code: i64) -> Option<PeerKind> {
+    Some(match code {
+        0 => PeerKind::User,
+        1 => PeerKind::Bot,
+        2 => PeerKind::BasicGroup,
+        3 => PeerKind::Channel,
+        4 => PeerKind::Broadcast,
+        5 => PeerKind::Megagroup,
+        6 => PeerKind::Gigagroup,
+        7 => PeerKind::Community,
+        _ => return None,
+    })
+}
+
+fn usernames_value(names: &[String]) -> SqlValue {
+    if names.is_empty() {
+        SqlValue::Null
+    } else {
+        // Serializing a list of strings cannot fail.
+        SqlValue::Text(serde_json::to_string(names).unwrap_or_default())
+    }
+}
+
+fn peer_params(peer: &Peer) -> Vec<SqlValue> {
+    vec![
+        int(class_code(peer.kind.class())),
+        int(peer.id),
+        int(kind_code(peer.kind)),
+        int(peer.access_hash),
+        int(peer.min),
+        usernames_value(&peer.usernames),
+        peer.phone.clone().map_or(SqlValue::Null, SqlValue::Text),
+    ]
+}
+
+fn dc_params(dc: &DcOption) -> Vec<SqlValue> {
+    let key = dc.key();
+    vec![
+        int(key.id),
+        int(key.flags.0),
+        int(dc.flags.0),
+        SqlValue::Text(dc.addr.ip().to_string()),
+        int(dc.addr.port()),
+        key_blob(dc.auth_key.as_ref()),
+        int(dc.server_salt),
+        int(dc.time_offset),
+    ]
+}
+
+fn addr_or_unspecified(addr: Option<SocketAddr>) -> SocketAddr {
+    addr.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, dc_table::DEFAULT_PORT)))
+}
+
+fn clear_all() -> impl Iterator<Item = Statement> {
+    [CLEAR_SESSION, CLEAR_DCS, CLEAR_CHANNELS, CLEAR_PEERS, CLEAR_MIN_CONTEXTS]
+        .into_iter()
+        .map(|sql| Statement::new(sql, Vec::new()))
+}
+
+fn change_statements(change: &Change) -> Vec<Statement> {
+    let one = |sql, params| vec![Statement::new(sql, params)];
+    match change {
+        Change::SetHomeDc(dc) => one(SET_HOME_DC, vec![int(*dc)]),
+        Change::SetDc(dc) => one(UPSERT_DC, dc_params(dc)),
+        Change::SetAuthKey { dc_id, key } => {
+            let production = addr_or_unspecified(dc_table::address(*dc_id, false));
+            let test = addr_or_unspecified(dc_table::address(*dc_id, true));
+            let key = key_blob(key.as_ref());
+            vec![
+                Statement::new(
+                    SET_AUTH_KEY_NEW_DC,
+                    vec![
+                        int(*dc_id),
+                        key.clone(),
+                        SqlValue::Text(production.ip().to_string()),
+                        int(production.port()),
+                        SqlValue::Text(test.ip().to_string()),
+                        int(test.port()),
+                    ],
+                ),
+                Statement::new(SET_AUTH_KEY, vec![int(*dc_id), key]),
+            ]
+        }
+        Change::RemoveDc(key) => one(REMOVE_DC, vec![int(key.id), int(key.flags.identity().0)]),
+        Change::UpdateState(u) => match u {
+            UpdateStateChange::All(state) => {
+                let mut out = vec![
+                    Statement::new(SET_STATE, vec![int(state.pts), int(state.qts), int(state.date), int(state.seq)]),
+                    Statement::new(CLEAR_CHANNELS, Vec::new()),
+                ];
+                out.extend(
+                    state.channels.iter().map(|(id, pts)| Statement::new(INSERT_CHANNEL, vec![int(*id), int(*pts)])),
+                );
+                out
+            }
+            UpdateStateChange::Primary { pts, date, seq } => one(SET_PRIMARY, vec![int(*pts), int(*date), int(*seq)]),
+            UpdateStateChange::Secondary { qts } => one(SET_SECONDARY, vec![int(*qts)]),
+            UpdateStateChange::Channel { id, pts } => one(UPSERT_CHANNEL, vec![int(*id), int(*pts)]),
+            UpdateStateChange::RemoveChannel { id } => one(REMOVE_CHANNEL, vec![int(*id)]),
+            // Refused by `persist_plan` before any statement is made.
+            _ => Vec::new(),
+        },
+        Change::UpsertPeer(peer) => one(UPSERT_PEER, peer_params(peer)),
+        Change::RemovePeer(key) => one(REMOVE_PEER, vec![int(class_code(key.class)), int(key.id)]),
+        Change::SetUser(user) => {
+            one(SET_USER, vec![opt_int(user.map(|u| u.id)), opt_int(user.map(|u| i64::from(u.bot)))])
+        }
+        Change::SetTestMode(test) => one(SET_TEST_MODE, vec![int(*test)]),
+        Change::SetApiId(api_id) => one(SET_API_ID, vec![opt_int(*api_id)]),
+        Change::SetMinContexts(contexts) => {
+            let mut out = vec![Statement::new(CLEAR_MIN_CONTEXTS, Vec::new())];
+            out.extend(min_context_statements(contexts));
+            out
+        }
+        Change::SetFutureAuthToken(token) => one(SET_FUTURE_AUTH_TOKEN, vec![opt_blob(token.as_deref())]),
+        Change::LogOut => clear_all().chain(std::iter::once(Statement::new(ENSURE_SESSION, Vec::new()))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn min_context_statements(contexts: &[MinPeerContext]) -> impl Iterator<Item = Statement> + '_ {
+    contexts.iter().enumerate().map(|(pos, c)| {
+        Statement::new(
+            INSERT_MIN_CONTEXT,
+            vec![int(i64::try_from(pos).unwrap_or(i64::MAX)), int(c.user_id), int(c.peer_id), int(c.msg_id)],
+        )
+    })
+}
+
+/// The statements that persist `changes` (in order) on top of what is stored: O(size of the
+/// changes), every write an upsert or a keyed delete. Run them in one transaction.
+///
+/// The first statement makes sure a session row exists, so after a persist `load` returns a
+/// session (as with [`session_core::InMemoryBackend`]). A [`Change::LogOut`] deletes every row
+/// and leaves an empty session.
+///
+/// A change this build does not know (the core's `Change` is non-exhaustive) is refused with
+/// [`SessionError::Invalid`] before anything is written, rather than silently dropped.
+pub fn persist_plan(changes: &[Change]) -> Result<impl Iterator<Item = Statement> + '_, SessionError> {
+    if let Some(unknown) = changes.iter().find(|c| !is_known(c)) {
+        return Err(SessionError::invalid(
+            "change",
+            format!("this build of session-sqlite cannot store {unknown:?}; upgrade it to match session-core"),
+        ));
+    }
+    Ok(std::iter::once(Statement::new(ENSURE_SESSION, Vec::new())).chain(changes.iter().flat_map(change_statements)))
+}
+
+fn is_known(change: &Change) -> bool {
+    match change {
+        Change::UpdateState(u) => matches!(
+            u,
+            UpdateStateChange::All(_)
+                | UpdateStateChange::Primary { .. }
+                | UpdateStateChange::Secondary { .. }
+                | UpdateStateChange::Channel { .. }
+                | UpdateStateChange::RemoveChannel { .. }
+        ),
+        Change::SetHomeDc(_)
+        | Change::SetDc(_)
+        | Change::SetAuthKey { .. }
+        | Change::RemoveDc(_)
+        | Change::UpsertPeer(_)
+        | Change::RemovePeer(_)
+        | Change::SetUser(_)
+        | Change::SetTestMode(_)
+        | Change::SetApiId(_)
+        | Change::SetMinContexts(_)
+        | Change::SetFutureAuthToken(_)
+        | Change::LogOut => true,
+        _ => false,
+    }
+}
+
+/// The statements that replace whatever is stored with `data`. Run them in one transaction.
+pub fn save_plan(data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
+    let session = Statement::new(
+        INSERT_SESSION,
+        vec![
+            int(data.home_dc),
+            opt_int(data.user.map(|u| u.id)),
+            opt_int(data.user.map(|u| i64::from(u.bot))),
+            int(data.test_mode),
+            opt_int(data.api_id),
+            int(data.updates.pts),
+            int(data.updates.qts),
+            int(data.updates.date),
+            int(data.updates.seq),
+            opt_blob(data.future_auth_token.as_deref()),
+        ],
+    );
+    clear_all()
+        .chain(std::iter::once(session))
+        .chain(data.dcs.values().map(|dc| Statement::new(INSERT_DC, dc_params(dc))))
+        .chain(data.updates.channels.iter().map(|(id, pts)| Statement::new(INSERT_CHANNEL, vec![int(*id), int(*pts)])))
+        .chain(data.peers.iter().map(|p| Statement::new(INSERT_PEER, peer_params(&p))))
+        .chain(min_context_statements(&data.min_contexts))
+}
+
+/// The statements that forget the session (a later load finds none).
+pub fn delete_plan() -> impl Iterator<Item = Statement> {
+    clear_all()
+}
+
+/// Rebuilds a session from the rows of [`LOAD_QUERIES`].
+///
+/// Every value is checked: a wrong type, an out-of-range number, a key that is not 256 bytes or
+/// an unknown code is a [`SessionError::Corrupt`] naming the table and column, never a silently
+/// altered session.
+#[derive(Debug)]
+pub struct SessionRows {
+    resource: String,
+    present: bool,
+    data: SessionData,
+    peers: Vec<Peer>,
+}
+
+impl SessionRows {
+    /// An empty builder; `resource` names the database in errors.
+    pub fn new(resource: impl Into<String>) -> Self {
+        Self { resource: resource.into(), present: false, data: SessionData::default(), peers: Vec::new() }
+    }
+
+    /// Adds one row of `table`.
+    pub fn row(&mut self, table: Table, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        match table {
+            Table::Session => self.session_row(row),
+            Table::Dcs => self.dc_row(row),
+            Table::Channels => self.channel_row(row),
+            Table::Peers => self.peer_row(row),
+            Table::MinContexts => self.min_context_row(row),
+        }
+    }
+
+    /// Adds the row of [`LOAD_SESSION`].
+    pub fn session_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let c = Cols::new(self, "session", row, 10)?;
+        let home_dc = c.i32(0, "home_dc")?;
+        let user_id = c.opt_i64(1, "user_id")?;
+        let user_bot = c.opt_bool(2, "user_bot")?;
+        let test_mode = c.bool(3, "test_mode")?;
+        let api_id = c.opt_i32(4, "api_id")?;
+        let (pts, qts, date, seq) = (c.i32(5, "pts")?, c.i32(6, "qts")?, c.i32(7, "date")?, c.i32(8, "seq")?);
+        let token = c.opt_blob(9, "future_auth_token")?.map(<[u8]>::to_vec);
+        self.present = true;
+        let d = &mut self.data;
+        d.home_dc = home_dc;
+        d.user = user_id.map(|id| SelfUser::new(id, user_bot.unwrap_or(false)));
+        d.test_mode = test_mode;
+        d.api_id = api_id;
+        let channels = std::mem::take(&mut d.updates.channels);
+        d.updates = UpdateState::new(pts, qts, date, seq);
+        d.updates.channels = channels;
+        d.future_auth_token = token;
+        Ok(())
+    }
+
+    /// Adds a row of [`LOAD_DCS`].
+    pub fn dc_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let c = Cols::new(self, "dcs", row, 8)?;
+        let id = c.i32(0, "id")?;
+        let key_flags = c.u32(1, "key_flags")?;
+        let flags = DcFlags(c.u32(2, "flags")?);
+        let ip: IpAddr = c.text(3, "ip")?.parse().map_err(|_| c.bad("ip", "not an IP address"))?;
+        let port = c.u16(4, "port")?;
+        let key = match c.opt_blob(5, "auth_key")? {
+            None => None,
+            Some(bytes) => Some(AuthKey::from_slice(bytes).ok_or_else(|| c.bad("auth_key", "not 256 bytes"))?),
+        };
+        let salt = c.i64(6, "server_salt")?;
+        let offset = c.i32(7, "time_offset")?;
+        let option =
+            DcOption::new(id, SocketAddr::new(ip, port)).with_flags(flags).with_auth_key(key).with_salt(salt, offset);
+        if option.key() != (DcKey { id, flags: DcFlags(key_flags) }) {
+            return Err(c.bad("key_flags", "does not match the flags and address"));
+        }
+        self.data.dcs.insert(option.key(), option);
+        Ok(())
+    }
+
+    /// Adds a row of [`LOAD_CHANNELS`].
+    pub fn channel_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let c = Cols::new(self, "channels", row, 2)?;
+        let (id, pts) = (c.i64(0, "id")?, c.i32(1, "pts")?);
+        self.data.updates.channels.insert(id, pts);
+        Ok(())
+    }
+
+    /// Adds a row of [`LOAD_PEERS`].
+    pub fn peer_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let c = Cols::new(self, "peers", row, 7)?;
+        let class = c.i64(0, "class")?;
+        let id = c.i64(1, "id")?;
+        let kind = kind_from_code(c.i64(2, "kind")?).ok_or_else(|| c.bad("kind", "unknown peer kind"))?;
+        if class_code(kind.class()) != class {
+            return Err(c.bad("class", "does not match the peer kind"));
+        }
+        let access_hash = c.i64(3, "access_hash")?;
+        let min = c.bool(4, "min")?;
+        let usernames = match c.opt_text(5, "usernames")? {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str::<Vec<String>>(json)
+                .map_err(|e| c.bad("usernames", &format!("not a JSON list of strings: {e}")))?,
+        };
+        let phone = c.opt_text(6, "phone")?.map(str::to_owned);
+        self.peers.push(Peer::new(id, kind, access_hash).with_min(min).with_usernames(usernames).with_phone(phone));
+        Ok(())
+    }
+
+    /// Adds a row of [`LOAD_MIN_CONTEXTS`].
+    pub fn min_context_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let c = Cols::new(self, "min_contexts", row, 3)?;
+        let context = MinPeerContext::new(c.i64(0, "user_id")?, c.i64(1, "peer_id")?, c.i32(2, "msg_id")?);
+        self.data.min_contexts.push(context);
+        Ok(())
+    }
+
+    /// The session, or `None` when the `session` row is absent (nothing stored).
+    pub fn finish(mut self) -> Option<SessionData> {
+        if !self.present {
+            return None;
+        }
+        self.data.peers = self.peers.into_iter().collect();
+        Some(self.data)
+    }
+}
+
+struct Cols<'r, 'v> {
+    resource: &'r str,
+    table: &'static str,
+    row: &'r [SqlValueRef<'v>],
+}
+
+impl<'r, 'v> Cols<'r, 'v> {
+    fn new(
+        rows: &'r SessionRows,
+        table: &'static str,
+        row: &'r [SqlValueRef<'v>],
+        n: usize,
+    ) -> Result<Self, SessionError> {
+        let cols = Self { resource: &rows.resource, table, row };
+        if row.len() != n {
+            return Err(cols.bad("*", &format!("{} columns instead of {n}", row.len())));
+        }
+        Ok(cols)
+    }
+
+    fn bad(&self, column: &str, reason: &str) -> SessionError {
+        SessionError::corrupt(self.resource, format!("{}.{column}: {reason}", self.table))
+    }
+
+    fn get(&self, i: usize) -> SqlValueRef<'v> {
+        self.row.get(i).copied().unwrap_or(SqlValueRef::Null)
+    }
+
+    fn opt_i64(&self, i: usize, column: &str) -> Result<Option<i64>, SessionError> {
+        match self.get(i) {
+            SqlValueRef::Null => Ok(None),
+            SqlValueRef::Integer(v) => Ok(Some(v)),
+            _ => Err(self.bad(column, "not an integer")),
+        }
+    }
+
+    fn i64(&self, i: usize, column: &str) -> Result<i64, SessionError> {
+        self.opt_i64(i, column)?.ok_or_else(|| self.bad(column, "NULL"))
+    }
+
+    fn opt_i32(&self, i: usize, column: &str) -> Result<Option<i32>, SessionError> {
+        self.opt_i64(i, column)?.map(|v| i32::try_from(v).map_err(|_| self.bad(column, "out of range"))).transpose()
+    }
+
+    fn i32(&self, i: usize, column: &str) -> Result<i32, SessionError> {
+        i32::try_from(self.i64(i, column)?).map_err(|_| self.bad(column, "out of range"))
+    }
+
+    fn u32(&self, i: usize, column: &str) -> Result<u32, SessionError> {
+        u32::try_from(self.i64(i, column)?).map_err(|_| self.bad(column, "out of range"))
+    }
+
+    fn u16(&self, i: usize, column: &str) -> Result<u16, SessionError> {
+        u16::try_from(self.i64(i, column)?).map_err(|_| self.bad(column, "out of range"))
+    }
+
+    fn opt_bool(&self, i: usize, column: &str) -> Result<Option<bool>, SessionError> {
+        match self.opt_i64(i, column)? {
+            None => Ok(None),
+            Some(0) => Ok(Some(false)),
+            Some(1) => Ok(Some(true)),
+            Some(_) => Err(self.bad(column, "not 0 or 1")),
+        }
+    }
+
+    fn bool(&self, i: usize, column: &str) -> Result<bool, SessionError> {
+        self.opt_bool(i, column)?.ok_or_else(|| self.bad(column, "NULL"))
+    }
+
+    fn opt_text(&self, i: usize, column: &str) -> Result<Option<&'v str>, SessionError> {
+        match self.get(i) {
+            SqlValueRef::Null => Ok(None),
+            SqlValueRef::Text(v) => Ok(Some(v)),
+            _ => Err(self.bad(column, "not text")),
+        }
+    }
+
+    fn text(&self, i: usize, column: &str) -> Result<&'v str, SessionError> {
+        self.opt_text(i, column)?.ok_or_else(|| self.bad(column, "NULL"))
+    }
+
+    fn opt_blob(&self, i: usize, column: &str) -> Result<Option<&'v [u8]>, SessionError> {
+        match self.get(i) {
+            SqlValueRef::Null => Ok(None),
+            SqlValueRef::Blob(v) => Ok(Some(v)),
+            _ => Err(self.bad(column, "not a blob")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_schema_is_refused() {
+        assert!(matches!(
+            migrations_from(SCHEMA_VERSION + 1).map(|m| m.count()),
+            Err(SessionError::UnsupportedVersion { found, supported: SCHEMA_VERSION, .. }) if found == SCHEMA_VERSION + 1
+        ));
+        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1]));
+        assert_eq!(migrations_from(SCHEMA_VERSION).map(|m| m.count()).ok(), Some(0));
+    }
+
+    #[test]
+    fn application_id_in_migration_matches_constant() {
+        assert!(MIGRATIONS[0].contains(&format!("application_id = {APPLICATION_ID};")));
+    }
+
+    #[test]
+    fn bad_values_are_corrupt_not_defaults() {
+        let mut rows = SessionRows::new("test");
+        let key = [0u8; 10];
+        let row = [
+            SqlValueRef::Integer(2),
+            SqlValueRef::Integer(0),
+            SqlValueRef::Integer(0),
+            SqlValueRef::Text("149.154.167.51"),
+            SqlValueRef::Integer(443),
+            SqlValueRef::Blob(&key),
+            SqlValueRef::Integer(0),
+            SqlValueRef::Integer(0),
+        ];
+        let err = rows.dc_row(&row).expect_err("short key");
+        assert!(matches!(err, SessionError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("dcs.auth_key"), "{err}");
+        let peer = [
+            SqlValueRef::Integer(0),
+            SqlValueRef::Integer(5),
+            SqlValueRef::Integer(99),
+            SqlValueRef::Integer(0),
+            SqlValueRef::Integer(0),
+            SqlValueRef::Null,
+            SqlValueRef::Null,
+        ];
+        assert!(matches!(rows.peer_row(&peer), Err(SessionError::Corrupt { .. })));
+        assert!(rows.finish().is_none());
+    }
+}
