@@ -1,0 +1,453 @@
+//! [`Client`], [`Config`], [`ClientBuilder`] and [`ShutdownHandle`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use grammers_client::client::{LoginToken, PasswordToken};
+use grammers_client::peer::User;
+use grammers_mtsender::{ConnectionParams, SenderPool, SenderPoolHandle};
+use grammers_session::updates::UpdatesLike;
+use session_core::{Change, FlushPolicy, SessionBackend, SessionStore};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::adapter::StoreSession;
+use crate::error::ClientError;
+
+/// The session file used when none is given.
+pub const DEFAULT_SESSION_PATH: &str = "layer.session";
+
+/// What [`Client::connect`] needs.
+///
+/// ```
+/// use layer_client::Config;
+/// let config = Config { api_id: 12345, api_hash: "abc123".into(), ..Default::default() };
+/// assert_eq!(config.session_path.to_str(), Some("layer.session"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the session lives. A path ending in `.db` selects the SQLite backend (feature
+    /// `sqlite-session`); anything else the crash-safe binary file backend. Default:
+    /// `layer.session` in the working directory.
+    pub session_path: PathBuf,
+    /// Your application's api_id from <https://my.telegram.org>.
+    pub api_id: i32,
+    /// Your application's api_hash from <https://my.telegram.org>.
+    pub api_hash: String,
+    /// When changes that are not critical (peers, update state) are written. Auth keys, the
+    /// home DC and the logged-in user are always written before the call that made them returns.
+    pub flush_policy: FlushPolicy,
+    /// Connect to DCs over IPv6 instead of IPv4.
+    pub use_ipv6: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            session_path: PathBuf::from(DEFAULT_SESSION_PATH),
+            api_id: 0,
+            api_hash: String::new(),
+            flush_policy: FlushPolicy::default(),
+            use_ipv6: false,
+        }
+    }
+}
+
+enum Source {
+    Backend(Arc<dyn SessionBackend>),
+    Path(PathBuf),
+    String(String),
+    Memory,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Backend(b) => write!(f, "Backend({})", b.name()),
+            Source::Path(p) => write!(f, "Path({})", p.display()),
+            // A session string is a secret: never print it.
+            Source::String(_) => f.write_str("String(<redacted>)"),
+            Source::Memory => f.write_str("Memory"),
+        }
+    }
+}
+
+/// Builds a [`Client`] with any session backend. Start with [`Client::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use layer_client::Client;
+/// use layer_client::session_backend::InMemoryBackend;
+/// let (client, shutdown) = Client::builder()
+///     .session(InMemoryBackend::new())
+///     .api_id(12345)
+///     .api_hash("abc123")
+///     .connect()
+///     .await?;
+/// # drop(client); shutdown.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `.connect()` is awaited"]
+pub struct ClientBuilder {
+    source: Source,
+    api_id: Option<i32>,
+    api_hash: String,
+    flush_policy: FlushPolicy,
+    params: Option<ConnectionParams>,
+    use_ipv6: bool,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("source", &self.source)
+            .field("api_id", &self.api_id)
+            .field("flush_policy", &self.flush_policy)
+            .field("use_ipv6", &self.use_ipv6)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            source: Source::Path(PathBuf::from(DEFAULT_SESSION_PATH)),
+            api_id: None,
+            api_hash: String::new(),
+            flush_policy: FlushPolicy::default(),
+            params: None,
+            use_ipv6: false,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Stores the session in `backend`: any [`SessionBackend`] value (ours, a third party's or
+    /// your own), or an `Arc`/`Box` of one.
+    pub fn session(mut self, backend: impl SessionBackend + 'static) -> Self {
+        self.source = Source::Backend(Arc::new(backend));
+        self
+    }
+
+    /// Stores the session in the file at `path`, choosing the backend as [`Config::session_path`]
+    /// does (`.db`: SQLite, else the binary file backend). The default is `layer.session`.
+    pub fn session_path(mut self, path: impl AsRef<Path>) -> Self {
+        self.source = Source::Path(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Starts from a session string (ours, or one exported by Telethon, Pyrogram, GramJS or
+    /// mtcute) kept in memory. An empty string means a new session. Read back the updated string
+    /// with [`Client::export_session_string`].
+    pub fn session_string(mut self, session: impl Into<String>) -> Self {
+        self.source = Source::String(session.into());
+        self
+    }
+
+    /// Keeps the session in memory only: nothing survives the process.
+    pub fn in_memory(mut self) -> Self {
+        self.source = Source::Memory;
+        self
+    }
+
+    /// Your application's api_id from <https://my.telegram.org> (required).
+    pub fn api_id(mut self, api_id: i32) -> Self {
+        self.api_id = Some(api_id);
+        self
+    }
+
+    /// Your application's api_hash from <https://my.telegram.org> (required for signing in).
+    pub fn api_hash(mut self, api_hash: impl Into<String>) -> Self {
+        self.api_hash = api_hash.into();
+        self
+    }
+
+    /// When non-critical changes are written (see [`Config::flush_policy`]).
+    pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
+        self.flush_policy = policy;
+        self
+    }
+
+    /// Connect over IPv6.
+    pub fn use_ipv6(mut self, yes: bool) -> Self {
+        self.use_ipv6 = yes;
+        self
+    }
+
+    /// Full control over grammers' connection parameters (device model, retry policy, ...).
+    pub fn connection_params(mut self, params: ConnectionParams) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// Loads the session and starts the client.
+    ///
+    /// Fails when the session cannot be loaded (locked by another process, corrupt, a store
+    /// that is unreachable): it never starts a new login over a session it could not read.
+    /// Connections to Telegram are opened on the first request, not here.
+    pub async fn connect(self) -> Result<(Client, ShutdownHandle), ClientError> {
+        let api_id = match self.api_id {
+            Some(id) if id > 0 => id,
+            _ => return Err(ClientError::Config("api_id is required (get one at https://my.telegram.org)".into())),
+        };
+        let backend = open_source(self.source).await?;
+        let store = SessionStore::open(backend, self.flush_policy).await?;
+        let mut params = self.params.unwrap_or_default();
+        params.use_ipv6 |= self.use_ipv6;
+        Client::start(store, api_id, self.api_hash, params).await
+    }
+}
+
+async fn open_source(source: Source) -> Result<Arc<dyn SessionBackend>, ClientError> {
+    Ok(match source {
+        Source::Backend(b) => b,
+        Source::Memory => Arc::new(session_core::InMemoryBackend::new()),
+        Source::Path(path) => crate::session_backend::open_path(path).await?,
+        Source::String(s) => crate::session_backend::open_string(&s)?,
+    })
+}
+
+/// State shared by every clone of a [`Client`] and its [`ShutdownHandle`].
+struct Shared {
+    store: SessionStore,
+    pool: SenderPoolHandle,
+    runner: Mutex<Option<JoinHandle<()>>>,
+    updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Best effort when nobody called `ShutdownHandle::shutdown`: stop the network and write
+        // what is pending on the runtime we were created on. Critical changes were already
+        // written when they were made.
+        self.pool.quit();
+        if self.store.pending() > 0 {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let store = self.store.clone();
+                rt.spawn(async move {
+                    if let Err(e) = store.close().await {
+                        tracing::warn!(error = %e, "final session flush failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A Telegram client whose session is kept by a [`SessionBackend`].
+///
+/// Cheap to clone; clones share the connection and the session. The network is grammers
+/// ([`Client::raw`] gives the full grammers API); every auth key, DC address, the home DC, the
+/// logged-in user, cached peers and the update state it produces are persisted through the
+/// backend.
+#[derive(Clone)]
+pub struct Client {
+    raw: grammers_client::Client,
+    api_id: i32,
+    api_hash: Arc<str>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("api_id", &self.api_id).field("session", &self.shared.store).finish()
+    }
+}
+
+/// Stops a [`Client`] and writes every pending session change.
+///
+/// Call [`shutdown`](ShutdownHandle::shutdown) before the process exits. Dropping the handle
+/// does nothing by itself; when the last client clone is dropped too, a final flush is started
+/// on the runtime as a best effort.
+#[must_use = "call .shutdown().await before exiting to flush the session"]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownHandle").field("session", &self.shared.store).finish()
+    }
+}
+
+impl ShutdownHandle {
+    /// Closes every connection, waits for the network task to end, then flushes and closes
+    /// the session. Client calls made afterwards fail.
+    pub async fn shutdown(self) -> Result<(), ClientError> {
+        self.shared.pool.quit();
+        let runner = self.shared.runner.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(runner) = runner {
+            if let Err(e) = runner.await {
+                tracing::warn!(error = %e, "network task ended abnormally");
+            }
+        }
+        self.shared.store.close().await?;
+        Ok(())
+    }
+
+    /// Writes every pending change now, without stopping anything.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        Ok(self.shared.store.flush().await?)
+    }
+}
+
+impl Client {
+    /// Connects with a [`Config`]: the session file at `config.session_path`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use layer_client::{Client, Config};
+    /// let (client, shutdown) = Client::connect(Config {
+    ///     session_path: "my.session".into(),
+    ///     api_id: 12345,
+    ///     api_hash: "abc123".into(),
+    ///     ..Default::default()
+    /// })
+    /// .await?;
+    /// println!("authorized: {}", client.is_authorized().await?);
+    /// shutdown.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: Config) -> Result<(Client, ShutdownHandle), ClientError> {
+        Client::builder()
+            .session_path(config.session_path)
+            .api_id(config.api_id)
+            .api_hash(config.api_hash)
+            .flush_policy(config.flush_policy)
+            .use_ipv6(config.use_ipv6)
+            .connect()
+            .await
+    }
+
+    /// A builder, for any backend.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects with a session string kept in memory (see [`ClientBuilder::session_string`]).
+    pub async fn with_string_session(
+        session: &str,
+        api_id: i32,
+        api_hash: impl Into<String>,
+    ) -> Result<(Client, ShutdownHandle), ClientError> {
+        Client::builder().session_string(session).api_id(api_id).api_hash(api_hash).connect().await
+    }
+
+    async fn start(
+        store: SessionStore,
+        api_id: i32,
+        api_hash: String,
+        params: ConnectionParams,
+    ) -> Result<(Client, ShutdownHandle), ClientError> {
+        if store.read(|d| d.api_id.is_none()) {
+            store.apply(Change::SetApiId(Some(api_id))).await?;
+        }
+        let session = Arc::new(StoreSession::new(store.clone()));
+        let pool = SenderPool::with_configuration(session, api_id, params);
+        let handle = pool.handle.clone();
+        let raw = grammers_client::Client::new(pool.handle);
+        let runner = tokio::spawn(pool.runner.run());
+        let shared = Arc::new(Shared {
+            store,
+            pool: handle.thin,
+            runner: Mutex::new(Some(runner)),
+            updates: Mutex::new(Some(pool.updates)),
+        });
+        let client = Client { raw, api_id, api_hash: api_hash.into(), shared: Arc::clone(&shared) };
+        Ok((client, ShutdownHandle { shared }))
+    }
+
+    /// The grammers client underneath, for everything beyond sessions and sign-in (messages,
+    /// updates, files).
+    pub fn raw(&self) -> &grammers_client::Client {
+        &self.raw
+    }
+
+    /// The session store: a consistent in-memory view ([`SessionStore::snapshot`]) and explicit
+    /// flushing.
+    pub fn session(&self) -> &SessionStore {
+        &self.shared.store
+    }
+
+    /// The api_id this client was started with.
+    pub fn api_id(&self) -> i32 {
+        self.api_id
+    }
+
+    /// The updates channel grammers fills, to hand to
+    /// [`grammers_client::Client::stream_updates`]. `None` after the first call.
+    pub fn take_updates(&self) -> Option<mpsc::Receiver<UpdatesLike>> {
+        self.shared.updates.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Writes every pending session change now.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        Ok(self.shared.store.flush().await?)
+    }
+
+    /// Whether the session is logged in: asks Telegram (`updates.getState`); a 401 answer means
+    /// no. The stored session is left as it is either way.
+    pub async fn is_authorized(&self) -> Result<bool, ClientError> {
+        Ok(self.raw.is_authorized().await?)
+    }
+
+    /// Signs in as a bot with its token from @BotFather. A redirect to another DC
+    /// (`USER_MIGRATE_n`) moves the session's home DC, persisted before this returns.
+    pub async fn bot_sign_in(&self, token: &str) -> Result<User, ClientError> {
+        let user = self.raw.bot_sign_in(token, &self.api_hash).await?;
+        self.shared.store.flush().await?;
+        Ok(user)
+    }
+
+    /// Asks Telegram to send a login code to `phone` (international format).
+    pub async fn request_login_code(&self, phone: &str) -> Result<LoginToken, ClientError> {
+        Ok(self.raw.request_login_code(phone, &self.api_hash).await?)
+    }
+
+    /// Completes a user login with the code Telegram sent. When the account has two-step
+    /// verification this fails with [`ClientError::PasswordRequired`]; pass its token to
+    /// [`check_password`](Self::check_password).
+    pub async fn sign_in(&self, token: &LoginToken, code: &str) -> Result<User, ClientError> {
+        let user = self.raw.sign_in(token, code).await?;
+        self.shared.store.flush().await?;
+        Ok(user)
+    }
+
+    /// Completes a login that needs the 2FA password (SRP is computed by grammers; the password
+    /// never leaves this process).
+    pub async fn check_password(
+        &self,
+        token: impl Into<Box<PasswordToken>>,
+        password: impl AsRef<[u8]>,
+    ) -> Result<User, ClientError> {
+        let user = self.raw.check_password(*token.into(), password).await?;
+        self.shared.store.flush().await?;
+        Ok(user)
+    }
+
+    /// Logs out (`auth.logOut`) and deletes the stored session. When Telegram answers that the
+    /// session was not authorized anyway (401), the stored session is deleted all the same;
+    /// on any other failure nothing is deleted, so that the call can be retried.
+    pub async fn sign_out(&self) -> Result<(), ClientError> {
+        match self.raw.sign_out().await {
+            Ok(_) => {}
+            Err(grammers_mtsender::InvocationError::Rpc(e)) if e.code == 401 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let dcs: Vec<i32> = self.shared.store.read(|d| d.dcs.keys().map(|k| k.id).collect());
+        for dc in dcs {
+            self.shared.pool.disconnect_from_dc(dc);
+        }
+        self.shared.store.delete().await?;
+        Ok(())
+    }
+
+    /// The session as a string in our full form (everything: every DC, key, peer and the
+    /// update state), after flushing. Keep it secret: it is the account's login.
+    pub async fn export_session_string(&self) -> Result<String, ClientError> {
+        self.shared.store.flush().await?;
+        let snapshot = self.shared.store.snapshot();
+        crate::session_backend::encode_string(&snapshot)
+    }
+}
