@@ -79,7 +79,10 @@ fn describe(e: &DecodeError, text: &str, offset: usize, what: &str) -> SessionEr
             if byte == b'=' {
                 format!("bad base64: misplaced '=' padding at position {}", offset + at)
             } else if shown.is_whitespace() {
-                format!("bad base64: whitespace at position {} (only leading and trailing whitespace is ignored)", offset + at)
+                format!(
+                    "bad base64: whitespace at position {} (only leading and trailing whitespace is ignored)",
+                    offset + at
+                )
             } else {
                 format!("bad base64: character {shown:?} at position {} is not in either base64 alphabet", offset + at)
             }
@@ -88,7 +91,10 @@ fn describe(e: &DecodeError, text: &str, offset: usize, what: &str) -> SessionEr
             format!("bad base64: {len} characters of data is not a possible base64 length (truncated or extended?)")
         }
         DecodeError::InvalidLastSymbol(at, _) => {
-            format!("bad base64: the last character at position {} does not end the data cleanly (truncated?)", offset + at)
+            format!(
+                "bad base64: the last character at position {} does not end the data cleanly (truncated?)",
+                offset + at
+            )
         }
         DecodeError::InvalidPadding => "bad base64: wrong '=' padding".to_owned(),
     };

@@ -202,7 +202,10 @@ pub fn export(data: &SessionData, format: StringFormat) -> Result<String, Sessio
 }
 
 /// The home DC's main option, its key and its id as a byte: what every single-DC format needs.
-pub(crate) fn home_with_key(data: &SessionData, format: StringFormat) -> Result<(&DcOption, &AuthKey, u8), SessionError> {
+pub(crate) fn home_with_key(
+    data: &SessionData,
+    format: StringFormat,
+) -> Result<(&DcOption, &AuthKey, u8), SessionError> {
     let what = format.name();
     if data.home_dc == 0 {
         return Err(SessionError::invalid(what, "cannot export: the session has no home DC"));

@@ -89,7 +89,12 @@ fn parse_blob(bytes: &[u8]) -> Result<Blob, SessionError> {
     if (flags & 1 != 0) != ip.is_ipv6() {
         return Err(err("the IPv6 flag disagrees with the address"));
     }
-    Ok(Blob { id: i32::from(id), addr: SocketAddr::new(ip, port), media: flags & 2 != 0, test: version == 2 && flags & 4 != 0 })
+    Ok(Blob {
+        id: i32::from(id),
+        addr: SocketAddr::new(ip, port),
+        media: flags & 2 != 0,
+        test: version == 2 && flags & 4 != 0,
+    })
 }
 
 fn write_blob(out: &mut Vec<u8>, option: &DcOption, media: bool, test: bool) -> Result<(), SessionError> {
@@ -113,7 +118,8 @@ pub(super) fn import(bytes: &[u8]) -> Result<SessionData, SessionError> {
         return Err(err(format!("unknown flags {flags:#x}")));
     }
     let main = parse_blob(read_tl_bytes(&mut r).ok_or_else(truncated)?)?;
-    let media = if flags & HAS_MEDIA != 0 { Some(parse_blob(read_tl_bytes(&mut r).ok_or_else(truncated)?)?) } else { None };
+    let media =
+        if flags & HAS_MEDIA != 0 { Some(parse_blob(read_tl_bytes(&mut r).ok_or_else(truncated)?)?) } else { None };
     let mut test = main.test;
     if flags & OLD_TEST != 0 {
         test = true;
@@ -160,9 +166,9 @@ pub(super) fn export(data: &SessionData) -> Result<String, SessionError> {
     // The media DC: a media-only option of the home DC, same address family first.
     let family = if option.addr.is_ipv6() { DcFlags::IPV6 } else { DcFlags::default() };
     let other = if option.addr.is_ipv6() { DcFlags::default() } else { DcFlags::IPV6 };
-    let media = [family, other].into_iter().find_map(|f| {
-        data.dcs.get(&DcKey { id: data.home_dc, flags: DcFlags(f.0 | DcFlags::MEDIA_ONLY.0) })
-    });
+    let media = [family, other]
+        .into_iter()
+        .find_map(|f| data.dcs.get(&DcKey { id: data.home_dc, flags: DcFlags(f.0 | DcFlags::MEDIA_ONLY.0) }));
     let mut flags = 0i32;
     if data.user.is_some() {
         flags |= HAS_SELF;

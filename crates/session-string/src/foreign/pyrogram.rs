@@ -125,9 +125,8 @@ pub(super) fn export(data: &SessionData, layout: Layout) -> Result<String, Sessi
             bytes.extend_from_slice(&id.to_be_bytes());
         }
         _ => {
-            let id = u64::try_from(user.id).map_err(|_| {
-                SessionError::invalid(what, format!("cannot export: user id {} is negative", user.id))
-            })?;
+            let id = u64::try_from(user.id)
+                .map_err(|_| SessionError::invalid(what, format!("cannot export: user id {} is negative", user.id)))?;
             bytes.extend_from_slice(&id.to_be_bytes());
         }
     }

@@ -102,9 +102,8 @@ fn gramjs(bytes: &[u8]) -> Result<SessionData, SessionError> {
     }
     let text = r.take(usize::from(len)).ok_or_else(truncated)?;
     let text = std::str::from_utf8(text).map_err(|_| SessionError::invalid(GRAMJS, "address is not text"))?;
-    let ip: IpAddr = text
-        .parse()
-        .map_err(|_| SessionError::invalid(GRAMJS, format!("address {text:?} is not an IP address")))?;
+    let ip: IpAddr =
+        text.parse().map_err(|_| SessionError::invalid(GRAMJS, format!("address {text:?} is not an IP address")))?;
     let port = r.u16_be().ok_or_else(truncated)?;
     let rest = r.rest();
     let key = match rest.len() {
