@@ -1,6 +1,8 @@
 //! `StringSessionBackend`: the conformance suite, large sessions, the watch channel and invalid
 //! strings.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use session_core::{AuthKey, BoxError, Change, SelfUser, SessionBackend, SessionError, SessionStore};

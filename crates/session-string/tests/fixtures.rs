@@ -1,6 +1,8 @@
 //! Every string artifact under `shared/fixtures` imports with exactly the values of its
 //! `.expected.json`, is detected as its format, and re-exports byte-identically.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

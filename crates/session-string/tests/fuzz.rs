@@ -2,6 +2,8 @@
 //! format, built from a valid string of that format (bit flips, truncations, random bytes, huge
 //! length fields, random characters), plus fully random strings.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use session_core::SessionData;

@@ -3,6 +3,8 @@
 //! (scripts in `tests/interop/`). The tools are installed by `cargo xtask setup` into
 //! `target/tools` (or `$LAYER_TOOLS`); when they are missing this test fails.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
