@@ -1,0 +1,317 @@
+//! The real client (layer-client over grammers) against the loopback MTProto peer.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use grammers_tl_types::{self as tl, Identifiable};
+use layer_client::core::{SelfUser, SessionBackend};
+use layer_client::session_backend::InMemoryBackend;
+use layer_client::{Client, ClientError};
+use support::{routes, session_for, state, Dc, Handler, Reply};
+
+const API_ID: i32 = 424242;
+const API_HASH: &str = "0123456789abcdef0123456789abcdef";
+
+fn handler<F: Fn(&support::Call) -> Reply + Send + Sync + 'static>(f: F) -> Handler {
+    Arc::new(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_key_is_authorized_until_the_server_says_401() {
+    let authorized = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&authorized);
+    let dc2 = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([(
+            tl::functions::updates::GetState::CONSTRUCTOR_ID,
+            handler(move |_| {
+                if flag.load(Ordering::SeqCst) {
+                    state(10, 0, 1_700_000_000, 1)
+                } else {
+                    Reply::err(401, "AUTH_KEY_UNREGISTERED")
+                }
+            }),
+        )])),
+    )
+    .await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 2, Some(SelfUser::new(77, false)))));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+
+    assert!(client.is_authorized().await.unwrap());
+    assert_eq!(
+        dc2.init_api_ids.lock().unwrap().as_slice(),
+        &[API_ID],
+        "one connection, initConnection with our api_id"
+    );
+    authorized.store(false, Ordering::SeqCst);
+    assert!(!client.is_authorized().await.unwrap());
+    assert_eq!(dc2.count::<tl::functions::updates::GetState>(), 2);
+
+    shutdown.shutdown().await.unwrap();
+    // A 401 answer is reported, not acted upon: the stored key is still there.
+    let stored = backend.load_session().await.unwrap().unwrap();
+    assert_eq!(stored.auth_key(2).map(|k| *k.as_bytes()), Some(dc2.key));
+    assert_eq!(stored.api_id, Some(API_ID));
+}
+
+/// DC 2 and DC 4 with pre-shared keys; DC 2 redirects bot logins to DC 4.
+async fn migrating_cluster(bot_id: i64) -> (Dc, Dc) {
+    let dc2 = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([(
+            tl::functions::auth::ImportBotAuthorization::CONSTRUCTOR_ID,
+            handler(|_| Reply::err(303, "USER_MIGRATE_4")),
+        )])),
+    )
+    .await;
+    let dc4 = Dc::start(
+        4,
+        4,
+        routes(HashMap::from([
+            (
+                tl::functions::auth::ImportBotAuthorization::CONSTRUCTOR_ID,
+                handler(move |call| {
+                    let req: tl::functions::auth::ImportBotAuthorization = call.parse();
+                    assert_eq!((req.api_id, req.api_hash.as_str()), (API_ID, API_HASH));
+                    if req.bot_auth_token == "1001:valid-token" {
+                        support::authorization(support::self_user(bot_id, 0x5eed, true))
+                    } else {
+                        Reply::err(401, "ACCESS_TOKEN_INVALID")
+                    }
+                }),
+            ),
+            (tl::functions::updates::GetState::CONSTRUCTOR_ID, handler(|_| state(321, 7, 1_700_000_100, 12))),
+        ])),
+    )
+    .await;
+    (dc2, dc4)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_sign_in_follows_user_migrate_and_persists_the_new_home() {
+    let (dc2, dc4) = migrating_cluster(1001).await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2, &dc4], 2, None)));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+
+    let user = client.bot_sign_in("1001:valid-token").await.unwrap();
+    assert_eq!(user.id().bare_id(), Some(1001));
+    assert_eq!(dc2.count::<tl::functions::auth::ImportBotAuthorization>(), 1);
+    assert_eq!(dc4.count::<tl::functions::auth::ImportBotAuthorization>(), 1);
+
+    // Critical changes are durable as soon as the call returns, before any shutdown.
+    let stored = backend.load_session().await.unwrap().unwrap();
+    assert_eq!(stored.home_dc, 4, "USER_MIGRATE_4 moved the home DC");
+    assert_eq!(stored.user, Some(SelfUser::new(1001, true)));
+    assert_eq!((stored.updates.pts, stored.updates.qts, stored.updates.seq), (321, 7, 12));
+    assert_eq!(stored.auth_key(4).map(|k| *k.as_bytes()), Some(dc4.key));
+    assert_eq!(stored.auth_key(2).map(|k| *k.as_bytes()), Some(dc2.key));
+    shutdown.shutdown().await.unwrap();
+    drop(client);
+
+    // A new client on the same stored session talks to DC 4 straight away.
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+    let before = dc2.calls.lock().unwrap().len();
+    assert!(client.is_authorized().await.unwrap());
+    assert_eq!(dc4.count::<tl::functions::updates::GetState>(), 2);
+    assert_eq!(dc2.calls.lock().unwrap().len(), before, "nothing goes to the old DC");
+    shutdown.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_bot_token_is_an_rpc_error_and_changes_nothing_but_the_home_dc() {
+    let (dc2, dc4) = migrating_cluster(1001).await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2, &dc4], 2, None)));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+    let err = client.bot_sign_in("1001:wrong").await.unwrap_err();
+    assert_eq!(err.rpc_name(), Some("ACCESS_TOKEN_INVALID"), "{err}");
+    assert!(err.is_unauthorized());
+    shutdown.shutdown().await.unwrap();
+    assert_eq!(backend.load_session().await.unwrap().unwrap().user, None);
+}
+
+const PRIME_HEX: &str = "c71caeb9c6b1c9048e6c522f70f13f73980d40238e3e21c14934d037563d930f48198a0aa7c14058229493d22530f4dbfa336f6e0ac925139543aed44cce7c3720fd51f69458705ac68cd4fe6b6b13abdc9746512969328454f18faf8c595f642477fe96bb2a941d5bcd1d4ac8cc49880708fa9b378e3c4f3a9060bee67cf9a4a4a695811051907e162753b56b0f6b410dba74d8a84b2a14b3144e0ef1284754fd17ed950d5965b4b9dd46582db1178d169c6bc465b0d6ff9ca3928fef5b9ae4e418fc15e83ebea0f87fa9ff5eed70050ded2849f47bf959d956850ce929851f0d8115f635b105ee2e4e15d04b2454bf6f4fadf034b10403119cd8e3b92fcc5b";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// The server side of Telegram's SRP 2FA for one account with password `password`.
+struct Srp {
+    salt1: Vec<u8>,
+    salt2: Vec<u8>,
+    p: Vec<u8>,
+    g_b: Vec<u8>,
+    secure_random: Vec<u8>,
+    srp_id: i64,
+    password: &'static str,
+}
+
+impl Srp {
+    fn new(password: &'static str) -> Srp {
+        let p = unhex(PRIME_HEX);
+        let b = num_bigint::BigUint::from_bytes_be(&support::test_key(99)[..64]);
+        let g_b = num_bigint::BigUint::from(3u32).modpow(&b, &num_bigint::BigUint::from_bytes_be(&p)).to_bytes_be();
+        Srp {
+            salt1: support::test_key(11)[..40].to_vec(),
+            salt2: support::test_key(12)[..16].to_vec(),
+            p,
+            g_b,
+            secure_random: support::test_key(13).to_vec(),
+            srp_id: 0x1234_5678,
+            password,
+        }
+    }
+
+    fn account_password(&self) -> Reply {
+        let mut pw = support::blank::blank_account_password();
+        pw.has_password = true;
+        pw.hint = Some("the usual".into());
+        pw.current_algo = Some(tl::enums::PasswordKdfAlgo::Sha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow(
+            tl::types::PasswordKdfAlgoSha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow {
+                salt1: self.salt1.clone(),
+                salt2: self.salt2.clone(),
+                g: 3,
+                p: self.p.clone(),
+            },
+        ));
+        pw.srp_b = Some(self.g_b.clone());
+        pw.srp_id = Some(self.srp_id);
+        pw.secure_random = self.secure_random.clone();
+        Reply::ok(&tl::enums::account::Password::Password(pw))
+    }
+
+    /// Verifies the client's proof: M1 must be what the account's password yields for the
+    /// public values this server sent.
+    fn verify(&self, check: &tl::functions::auth::CheckPassword) -> bool {
+        let tl::enums::InputCheckPasswordSrp::Srp(srp) = &check.password else { return false };
+        let (m1, g_a) = grammers_crypto::two_factor_auth::calculate_2fa(
+            &self.salt1,
+            &self.salt2,
+            &self.p,
+            &3,
+            self.g_b.clone(),
+            self.secure_random.clone(),
+            self.password,
+        );
+        srp.srp_id == self.srp_id && srp.m1 == m1 && srp.a == g_a
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_sign_in_with_two_step_verification() {
+    let srp = Arc::new(Srp::new("hunter2"));
+    let (s1, s2) = (Arc::clone(&srp), Arc::clone(&srp));
+    let dc2 = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([
+            (
+                tl::functions::auth::SendCode::CONSTRUCTOR_ID,
+                handler(|call| {
+                    let req: tl::functions::auth::SendCode = call.parse();
+                    assert_eq!(req.phone_number, "+15550001");
+                    let kind = tl::enums::auth::SentCodeType::App(tl::types::auth::SentCodeTypeApp { length: 5 });
+                    let mut sent = support::blank::blank_auth_sentcode(kind);
+                    sent.phone_code_hash = "code-hash-1".into();
+                    Reply::ok(&tl::enums::auth::SentCode::Code(sent))
+                }),
+            ),
+            (
+                tl::functions::auth::SignIn::CONSTRUCTOR_ID,
+                handler(|call| {
+                    let req: tl::functions::auth::SignIn = call.parse();
+                    assert_eq!(req.phone_code_hash, "code-hash-1");
+                    if req.phone_code.as_deref() == Some("12345") {
+                        Reply::err(401, "SESSION_PASSWORD_NEEDED")
+                    } else {
+                        Reply::err(400, "PHONE_CODE_INVALID")
+                    }
+                }),
+            ),
+            (tl::functions::account::GetPassword::CONSTRUCTOR_ID, handler(move |_| s1.account_password())),
+            (
+                tl::functions::auth::CheckPassword::CONSTRUCTOR_ID,
+                handler(move |call| {
+                    if s2.verify(&call.parse()) {
+                        support::authorization(support::self_user(5005, 0xabcd, false))
+                    } else {
+                        Reply::err(400, "PASSWORD_HASH_INVALID")
+                    }
+                }),
+            ),
+            (tl::functions::updates::GetState::CONSTRUCTOR_ID, handler(|_| state(50, 0, 1_700_000_200, 3))),
+        ])),
+    )
+    .await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 2, None)));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+
+    let token = client.request_login_code("+15550001").await.unwrap();
+    assert!(matches!(client.sign_in(&token, "00000").await, Err(ClientError::InvalidCode)));
+    let password_token = match client.sign_in(&token, "12345").await {
+        Err(ClientError::PasswordRequired(t)) => t,
+        other => panic!("expected PasswordRequired, got {other:?}"),
+    };
+    assert_eq!(password_token.hint(), Some("the usual"));
+    let password_token = match client.check_password(password_token, "hunter3").await {
+        Err(ClientError::InvalidPassword(t)) => t,
+        other => panic!("a wrong password must be refused, got {other:?}"),
+    };
+    assert_eq!(backend.load_session().await.unwrap().unwrap().user, None, "no login yet");
+    let user = client.check_password(password_token, "hunter2").await.unwrap();
+    assert_eq!(user.id().bare_id(), Some(5005));
+    assert_eq!(dc2.count::<tl::functions::auth::CheckPassword>(), 2);
+
+    let stored = backend.load_session().await.unwrap().unwrap();
+    assert_eq!(stored.user, Some(SelfUser::new(5005, false)));
+    assert_eq!(stored.updates.pts, 50);
+    let me = stored.peers.get(layer_client::core::PeerKey::user(5005)).expect("self user cached");
+    assert_eq!(me.access_hash, 0xabcd);
+    shutdown.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_string_restores_an_authorized_client() {
+    let (dc2, dc4) = migrating_cluster(1001).await;
+    let (client, shutdown) = Client::builder()
+        .session(InMemoryBackend::with_session(session_for(&[&dc2, &dc4], 2, None)))
+        .api_id(API_ID)
+        .api_hash(API_HASH)
+        .connect()
+        .await
+        .unwrap();
+    client.bot_sign_in("1001:valid-token").await.unwrap();
+    let exported = client.export_session_string().await.unwrap();
+    shutdown.shutdown().await.unwrap();
+    drop(client);
+    assert!(!exported.contains(&format!("{:?}", dc4.key)), "sanity");
+
+    let (restored, shutdown) = Client::with_string_session(&exported, API_ID, API_HASH).await.unwrap();
+    assert!(restored.is_authorized().await.unwrap());
+    assert_eq!(dc4.count::<tl::functions::updates::GetState>(), 2, "the restored client went to DC 4");
+    let data = restored.session().snapshot();
+    assert_eq!((data.home_dc, data.user), (4, Some(SelfUser::new(1001, true))));
+    // Exporting again gives the same session.
+    let again = restored.export_session_string().await.unwrap();
+    let (a, b) = (session_string::decode(&exported).unwrap(), session_string::decode(&again).unwrap());
+    assert_eq!(a, b);
+    shutdown.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_string_fails_connect_instead_of_starting_over() {
+    let err = Client::with_string_session("L1.this-is-not-a-session", API_ID, API_HASH).await.unwrap_err();
+    assert!(matches!(err, ClientError::Session(_)), "{err:?}");
+}
