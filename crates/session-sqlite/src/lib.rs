@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+pub mod foreign;
 pub mod schema;
 
 pub use backend::SqliteBackend;

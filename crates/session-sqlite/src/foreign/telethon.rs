@@ -1,0 +1,184 @@
+//! Telethon's `SQLiteSession` (Telethon 1.x, schema `version` 8).
+
+use std::net::{IpAddr, SocketAddr};
+
+use rusqlite::{params, Connection};
+use session_core::{
+    AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError, UpdateState,
+    UpdateStateChange,
+};
+
+use super::{field, get, phone_digits, unix_now, File};
+use crate::backend::map_sql;
+
+/// The schema version Telethon 1.45 writes.
+pub(super) const VERSION: u32 = 8;
+
+/// Telethon's own table definitions (its `_create_table` calls), so that Telethon sees its
+/// own file.
+const SCHEMA: &str = "
+create table version (version integer primary key);
+create table sessions (
+                    dc_id integer primary key,
+                    server_address text,
+                    port integer,
+                    auth_key blob,
+                    takeout_id integer,
+                    tmp_auth_key blob
+                );
+create table entities (
+                    id integer primary key,
+                    hash integer not null,
+                    username text,
+                    phone integer,
+                    name text,
+                    date integer
+                );
+create table sent_files (
+                    md5_digest blob,
+                    file_size integer,
+                    type integer,
+                    id integer,
+                    hash integer,
+                    primary key(md5_digest, file_size, type)
+                );
+create table update_state (
+                    id integer primary key,
+                    pts integer,
+                    qts integer,
+                    date integer,
+                    seq integer
+                );
+";
+
+pub(super) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
+    let version = file.rows("SELECT version FROM version")?;
+    let version: Option<u32> = match version.first() {
+        Some(row) => field(file, get(row, 0), "version")?,
+        None => None,
+    };
+    match version {
+        Some(v) if v > VERSION => {
+            return Err(SessionError::UnsupportedVersion { what: "Telethon session", found: v, supported: VERSION })
+        }
+        // Versions before 8 lack only columns this importer does not read (tmp_auth_key,
+        // takeout_id, entities.date); a missing column we need fails the query below.
+        Some(_) => {}
+        None => return Err(file.invalid("the version table is empty")),
+    }
+
+    let mut s = SessionData::default();
+    let sessions = file.rows("SELECT dc_id, server_address, port, auth_key FROM sessions")?;
+    // Telethon keeps one row (it deletes the others whenever it writes).
+    let Some(row) = sessions.first() else {
+        return Err(file.invalid("the sessions table is empty"));
+    };
+    let dc_id: i32 =
+        field(file, get(row, 0), "sessions.dc_id")?.ok_or_else(|| file.invalid("sessions.dc_id is NULL"))?;
+    let ip: IpAddr = get(row, 1)
+        .text()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| file.invalid("sessions.server_address is not an IP address"))?;
+    let port: u16 = field(file, get(row, 2), "sessions.port")?.ok_or_else(|| file.invalid("sessions.port is NULL"))?;
+    let key = auth_key(file, get(row, 3).blob())?;
+    s.apply(&Change::SetDc(DcOption::new(dc_id, SocketAddr::new(ip, port)).with_auth_key(key)));
+    s.apply(&Change::SetHomeDc(dc_id));
+
+    let mut peers = Vec::new();
+    for row in file.rows("SELECT id, hash, username, phone FROM entities")? {
+        let id: i64 = field(file, get(&row, 0), "entities.id")?.ok_or_else(|| file.invalid("entities.id is NULL"))?;
+        let hash: i64 = field(file, get(&row, 1), "entities.hash")?.unwrap_or(0);
+        if id == 0 {
+            // Telethon's own hack: the row with id 0 holds the logged-in user's id as its hash.
+            s.apply(&Change::SetUser(Some(SelfUser::new(hash, false))));
+            continue;
+        }
+        let key = PeerKey::from_marked(id);
+        let kind = match key.class {
+            PeerClass::User => PeerKind::User,
+            PeerClass::Chat => PeerKind::BasicGroup,
+            PeerClass::Channel => PeerKind::Channel,
+        };
+        let usernames = get(&row, 2).text().filter(|u| !u.is_empty()).into_iter().collect();
+        let phone = get(&row, 3).text().filter(|p| !p.is_empty());
+        peers.push(Peer::new(key.id, kind, hash).with_usernames(usernames).with_phone(phone));
+    }
+    s.peers = peers.into_iter().collect();
+
+    if file.has_table("update_state")? {
+        let mut state = UpdateState::default();
+        for row in file.rows("SELECT id, pts, qts, date, seq FROM update_state")? {
+            let id: i64 = field(file, get(&row, 0), "update_state.id")?.unwrap_or(0);
+            let pts: i32 = field(file, get(&row, 1), "update_state.pts")?.unwrap_or(0);
+            if id == 0 {
+                state.pts = pts;
+                state.qts = field(file, get(&row, 2), "update_state.qts")?.unwrap_or(0);
+                state.date = field(file, get(&row, 3), "update_state.date")?.unwrap_or(0);
+                state.seq = field(file, get(&row, 4), "update_state.seq")?.unwrap_or(0);
+            } else {
+                // Telethon keys channel states by the bare channel id.
+                state.channels.insert(id, pts);
+            }
+        }
+        s.apply(&Change::UpdateState(UpdateStateChange::All(state)));
+    }
+    Ok(s)
+}
+
+/// Telethon writes `b''` for "no key"; an all-zero key also means none.
+fn auth_key(file: &File<'_>, bytes: Option<&[u8]>) -> Result<Option<AuthKey>, SessionError> {
+    match bytes {
+        None | Some([]) => Ok(None),
+        Some(b) => {
+            let key = AuthKey::from_slice(b)
+                .ok_or_else(|| file.invalid(&format!("sessions.auth_key is {} bytes, not 256", b.len())))?;
+            Ok(if key.is_zero() { None } else { Some(key) })
+        }
+    }
+}
+
+pub(super) fn write(conn: &mut Connection, data: &SessionData, resource: &str) -> Result<(), SessionError> {
+    let sql = |e| map_sql(e, resource);
+    let home = data.home().ok_or_else(|| {
+        SessionError::invalid("session to export", "it has no home DC option (nothing to log in with)")
+    })?;
+    let tx = conn.transaction().map_err(sql)?;
+    tx.execute_batch(SCHEMA).map_err(sql)?;
+    tx.execute("insert into version values (?)", params![VERSION]).map_err(sql)?;
+    let key: Vec<u8> = home.auth_key.as_ref().map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+    tx.execute(
+        "insert or replace into sessions values (?,?,?,?,?,?)",
+        params![home.id, home.addr.ip().to_string(), home.addr.port(), key, Option::<i64>::None, Vec::<u8>::new()],
+    )
+    .map_err(sql)?;
+    let now = unix_now();
+    {
+        let mut entity = tx.prepare("insert or replace into entities values (?,?,?,?,?,?)").map_err(sql)?;
+        if let Some(user) = data.user {
+            entity
+                .execute(params![
+                    0i64,
+                    user.id,
+                    Option::<String>::None,
+                    Option::<i64>::None,
+                    Option::<String>::None,
+                    now
+                ])
+                .map_err(sql)?;
+        }
+        for peer in data.peers.iter().filter(|p| !p.min) {
+            let username = peer.usernames.first().map(|u| u.to_lowercase());
+            let phone = peer.phone.as_deref().and_then(phone_digits);
+            entity
+                .execute(params![peer.key().marked(), peer.access_hash, username, phone, Option::<String>::None, now])
+                .map_err(sql)?;
+        }
+        let mut state = tx.prepare("insert or replace into update_state values (?,?,?,?,?)").map_err(sql)?;
+        let u = &data.updates;
+        state.execute(params![0i64, u.pts, u.qts, u.date, u.seq]).map_err(sql)?;
+        for (channel, pts) in &u.channels {
+            state.execute(params![channel, pts, 0i64, 0i64, 0i64]).map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)
+}
