@@ -207,7 +207,14 @@ fn every_string_fixture_reexports_byte_identically() {
         let format = expected_format(&expected, &text);
         let (data, _) = foreign::import(&text).unwrap();
         let again = foreign::export(&data, format).unwrap_or_else(|e| panic!("{name}: export: {e}"));
-        assert_eq!(again, text.trim(), "{name}: re-export differs");
+        if matches!(format, StringFormat::LayerClient | StringFormat::Ferogram) {
+            // layer-client and ferogram write DCs and peers in hash-map order, so their own output
+            // is not deterministic: same length, and the same session when read back.
+            assert_eq!(again.len(), text.trim().len(), "{name}: re-export length differs");
+            assert_eq!(foreign::import(&again).unwrap(), (data.clone(), format), "{name}: re-export differs");
+        } else {
+            assert_eq!(again, text.trim(), "{name}: re-export differs");
+        }
         // And through our own forms, nothing is lost.
         let full = session_string::encode_full(&data).unwrap();
         assert_eq!(session_string::decode(&full).unwrap(), data, "{name}: full round trip");

@@ -12,8 +12,8 @@
 //! | `MtcuteV3` | home DC (id, address, test mode), media DC, user id and bot flag, key | home DC with key, user id within ±2⁵³ |
 //! | `FerogramCompactV2` | home DC id, IPv4/IPv6 address and port, user id, key | home DC with key |
 //! | `FerogramCompactV1` | as V2 plus the home DC's server salt (and seq/layer we do not keep) | home DC with key |
-//! | `LayerClient` | layer-client 0.5's binary session (v3): every DC, update state, peers | see `session_file::legacy` |
-//! | `Ferogram` | ferogram's binary session (v8): as `LayerClient` plus min contexts and token | see `session_file::legacy` |
+//! | `LayerClient` | layer-client 0.5's binary session (read: v1-v3; written: v3): every DC, update state, peers (users and channels), no user | at most 255 DCs and 65,535 peers/channels; no basic groups, communities, min contexts or token |
+//! | `Ferogram` | ferogram's binary session (read: v2-v8; written: v8): as `LayerClient` plus basic groups, channel kinds, communities, min contexts and the future auth token | at most 255 DCs and 65,535 peers/channels/min contexts |
 //!
 //! Everything a format cannot hold is dropped on export (peers, update state and the other DCs
 //! for every single-DC format; the user for Telethon and GramJS; test mode for Telethon, GramJS
@@ -30,7 +30,9 @@ mod telethon;
 
 use std::fmt;
 
+use base64::Engine;
 use session_core::{AuthKey, DcOption, SessionData, SessionError};
+use session_file::legacy::{self, LegacyFormat};
 
 use crate::b64;
 use crate::ours::{self, Form};
@@ -173,11 +175,27 @@ fn import_binary(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionErr
 }
 
 fn legacy_import(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionError> {
-    let _ = bytes;
-    Err(SessionError::invalid(
-        "string session",
-        "not a Telethon, GramJS, Pyrogram, mtcute, ferogram or layer string (no known layout fits its length and first byte)",
-    ))
+    match legacy::decode(bytes) {
+        Ok(session) => {
+            let format = match session.format {
+                LegacyFormat::LayerV1 | LegacyFormat::LayerV2 | LegacyFormat::LayerV3 => StringFormat::LayerClient,
+                _ => StringFormat::Ferogram,
+            };
+            Ok((session.data, format))
+        }
+        Err(e) => Err(SessionError::invalid(
+            "string session",
+            format!(
+                "not a Telethon, GramJS, Pyrogram, mtcute or ferogram compact string (no layout fits its \
+                 {} bytes and first byte), nor a layer-client/ferogram native string: {e}",
+                bytes.len()
+            ),
+        )),
+    }
+}
+
+fn native(bytes: Result<Vec<u8>, SessionError>) -> Result<String, SessionError> {
+    Ok(b64::URL_NO_PAD.encode(bytes?))
 }
 
 /// Writes `data` in `format`. Fails, naming what is missing, when the format cannot hold what it
@@ -194,10 +212,8 @@ pub fn export(data: &SessionData, format: StringFormat) -> Result<String, Sessio
         StringFormat::MtcuteV3 => mtcute::export(data),
         StringFormat::FerogramCompactV1 => ferogram::export_compact(data, 1),
         StringFormat::FerogramCompactV2 => ferogram::export_compact(data, 2),
-        StringFormat::LayerClient | StringFormat::Ferogram => Err(SessionError::invalid(
-            format.name(),
-            "exporting native layer-client/ferogram strings is not available in this build",
-        )),
+        StringFormat::LayerClient => native(legacy::encode_layer_v3(data)),
+        StringFormat::Ferogram => native(legacy::encode_ferogram_v8(data)),
     }
 }
 
