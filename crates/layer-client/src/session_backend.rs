@@ -4,22 +4,43 @@
 //! own) to [`ClientBuilder::session`](crate::ClientBuilder::session). Users who need only a
 //! backend (to convert or inspect sessions) can depend on its crate alone.
 //!
-//! | backend | feature | crate |
-//! | --- | --- | --- |
-//! | [`InMemoryBackend`] | default | `session-core` |
-//! | [`StringSessionBackend`] | default | `session-string` |
+//! | backend | feature | crate | for |
+//! | --- | --- | --- | --- |
+//! | [`BinaryFileBackend`] | default | `session-file` | the default: one crash-safe file |
+//! | [`InMemoryBackend`] | default | `session-core` | tests, throw-away bots |
+//! | [`StringSessionBackend`] | default | `session-string` | env vars, CI, serverless |
+//! | `SqliteBackend` | `sqlite-session` | `session-sqlite` | production bots, `.db` paths |
+//!
+//! [`Config::session_path`](crate::Config::session_path) picks a backend by file name: a path
+//! ending in `.db` is opened with `SqliteBackend` (an error naming the feature when
+//! `sqlite-session` is off), anything else with [`BinaryFileBackend`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use session_core::{InMemoryBackend, SessionBackend};
+pub use session_file::BinaryFileBackend;
+#[cfg(feature = "sqlite-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite-session")))]
+pub use session_sqlite::SqliteBackend;
 pub use session_string::StringSessionBackend;
 
 use crate::error::ClientError;
 
 /// Opens the backend a session path selects: `.db` is SQLite, anything else the binary file.
 pub(crate) async fn open_path(path: PathBuf) -> Result<Arc<dyn SessionBackend>, ClientError> {
-    Err(ClientError::Config(format!("no file backend is available yet for {}", path.display())))
+    if selects_sqlite(&path) {
+        #[cfg(feature = "sqlite-session")]
+        return Ok(Arc::new(SqliteBackend::open(&path).await?));
+        #[cfg(not(feature = "sqlite-session"))]
+        return Err(ClientError::FeatureDisabled { feature: "sqlite-session", path });
+    }
+    Ok(Arc::new(BinaryFileBackend::open(path).await?))
+}
+
+/// Whether a session path selects SQLite (its extension is `db`, in any case).
+pub(crate) fn selects_sqlite(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("db"))
 }
 
 /// A string-backed session.

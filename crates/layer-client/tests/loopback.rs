@@ -315,3 +315,58 @@ async fn an_unreadable_string_fails_connect_instead_of_starting_over() {
     let err = Client::with_string_session("L1.this-is-not-a-session", API_ID, API_HASH).await.unwrap_err();
     assert!(matches!(err, ClientError::Session(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_logs_out_and_deletes_the_stored_session() {
+    let dc2 = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([(
+            tl::functions::auth::LogOut::CONSTRUCTOR_ID,
+            handler(|_| {
+                let out = tl::types::auth::LoggedOut { future_auth_token: None };
+                Reply::ok(&tl::enums::auth::LoggedOut::Out(out))
+            }),
+        )])),
+    )
+    .await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 2, Some(SelfUser::new(77, false)))));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+    client.sign_out().await.unwrap();
+    assert_eq!(dc2.count::<tl::functions::auth::LogOut>(), 1);
+    assert!(backend.load_session().await.unwrap().is_none(), "the stored session is gone");
+    assert!(client.session().snapshot().is_empty());
+    shutdown.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_log_out_keeps_the_session() {
+    let dc2 = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([(
+            tl::functions::auth::LogOut::CONSTRUCTOR_ID,
+            handler(|_| Reply::err(500, "INTERNAL_SERVER_ERROR")),
+        )])),
+    )
+    .await;
+    let session = session_for(&[&dc2], 2, Some(SelfUser::new(77, false)));
+    let backend = Arc::new(InMemoryBackend::with_session(session.clone()));
+    let params = layer_client::grammers::sender::ConnectionParams {
+        retry_policy: Box::new(layer_client::grammers::sender::NoRetries),
+        ..Default::default()
+    };
+    let (client, shutdown) = Client::builder()
+        .session(Arc::clone(&backend))
+        .api_id(API_ID)
+        .api_hash(API_HASH)
+        .connection_params(params)
+        .connect()
+        .await
+        .unwrap();
+    assert!(client.sign_out().await.is_err());
+    shutdown.shutdown().await.unwrap();
+    let stored = backend.load_session().await.unwrap().unwrap();
+    assert_eq!((stored.user, stored.auth_key(2).is_some()), (session.user, true));
+}
