@@ -1,0 +1,422 @@
+//! The remote side: session-sqlite's schema on a libSQL server, over Hrana (HTTP) with the
+//! `libsql` crate's remote client.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use session_core::{SessionData, SessionError};
+use session_sqlite::schema::{self, SessionRows, SqlValue, SqlValueRef, Statement};
+use tokio::sync::Mutex;
+
+/// The auxiliary table: a counter every write transaction through this crate increments, so
+/// that an embedded replica can tell "nobody else wrote" from "pull again" with one read.
+/// It is not part of the session schema (a local SQLite file has none).
+pub(crate) const GENERATION_TABLE: &str = "write_generation";
+
+const CREATE_GENERATION: &str = "CREATE TABLE IF NOT EXISTS write_generation \
+     (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL);\n\
+     INSERT INTO write_generation (id, value) VALUES (0, 0) ON CONFLICT (id) DO NOTHING;\n";
+const BUMP_GENERATION: &str = "UPDATE write_generation SET value = value + 1 WHERE id = 0;\n";
+const READ_GENERATION: &str = "SELECT value FROM write_generation WHERE id = 0";
+
+/// How long one call may take before the server counts as unreachable.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The server's generation counter after a write, or as of a load.
+pub(crate) type Generation = i64;
+
+pub(crate) struct Remote {
+    // One connection (one HTTP client with its pool); calls are serialized on it.
+    conn: Mutex<libsql::Connection>,
+    _db: libsql::Database,
+    /// The URL without credentials, for messages.
+    pub(crate) resource: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("resource", &self.resource).finish_non_exhaustive()
+    }
+}
+
+/// Checks the URL and gives the one the HTTP client uses (`libsql://` is HTTPS).
+pub(crate) fn http_url(url: &str) -> Result<String, SessionError> {
+    let bad = |reason: &str| SessionError::invalid("libSQL URL", format!("{url:?}: {reason}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme (expected libsql://, https:// or http://)"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    if host.contains('@') {
+        return Err(bad("credentials belong in the auth token, not in the URL"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "libsql" | "https" => Ok(format!("https://{rest}")),
+        "http" => Ok(format!("http://{rest}")),
+        other => Err(bad(&format!("unsupported scheme {other:?} (expected libsql://, https:// or http://)"))),
+    }
+}
+
+impl Remote {
+    /// Connects and brings the schema up to date (one round trip when it already is).
+    pub(crate) async fn open(url: &str, auth_token: &str, timeout: Duration) -> Result<Remote, SessionError> {
+        let http = http_url(url)?;
+        let resource = http.split(['?', '#']).next().unwrap_or_default().to_owned();
+        let db = libsql::Builder::new_remote(http, auth_token.to_owned())
+            .build()
+            .await
+            .map_err(|e| map_error(e, &resource))?;
+        let conn = db.connect().map_err(|e| map_error(e, &resource))?;
+        let remote = Remote { conn: Mutex::new(conn), _db: db, resource, timeout };
+        remote.setup().await?;
+        Ok(remote)
+    }
+
+    async fn timed<T>(
+        &self,
+        conn: &libsql::Connection,
+        f: impl std::future::Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
+        let result = match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Unavailable {
+                resource: self.resource.clone(),
+                source: format!("no answer within {:?}", self.timeout).into(),
+            }),
+        };
+        if result.is_err() {
+            // Forget any half-open Hrana stream, so the next call starts clean.
+            conn.reset().await;
+        }
+        result
+    }
+
+    async fn setup(&self) -> Result<(), SessionError> {
+        // Two clients may migrate at once: the loser's transaction fails and rolls back, and the
+        // next round sees the winner's version.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (version, tables) = self.inspect().await?;
+            if version == 0 {
+                let foreign: Vec<&String> =
+                    tables.iter().filter(|t| t.as_str() != GENERATION_TABLE && !t.starts_with("sqlite_")).collect();
+                if !foreign.is_empty() {
+                    let names: Vec<&str> = foreign.iter().map(|s| s.as_str()).collect();
+                    return Err(SessionError::invalid(
+                        format!("session database {}", self.resource),
+                        format!(
+                            "it holds other tables ({}) and no layer-client schema; use an empty database",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let mut sql = String::new();
+            for (target, migration) in schema::migrations_from(version)? {
+                sql.push_str(&portable_migration(migration));
+                sql.push_str(";\n");
+                sql.push_str(&schema::set_version_sql(target));
+                sql.push_str(";\n");
+            }
+            if sql.is_empty() && tables.iter().any(|t| t == GENERATION_TABLE) {
+                return Ok(());
+            }
+            sql.push_str(CREATE_GENERATION);
+            match self.batch(&sql).await {
+                Ok(()) => return Ok(()),
+                Err(SessionError::Backend { .. }) if attempts < 3 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `PRAGMA user_version` and the tables, from one snapshot.
+    async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+            let mut version = 0;
+            let mut rows = tx.query("PRAGMA user_version", ()).await.map_err(|e| self.map(e))?;
+            if let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+                if let libsql::Value::Integer(v) = row.get_value(0).map_err(|e| self.map(e))? {
+                    version = u32::try_from(v).unwrap_or(u32::MAX);
+                }
+            }
+            let mut tables = Vec::new();
+            let mut rows = tx
+                .query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", ())
+                .await
+                .map_err(|e| self.map(e))?;
+            while let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+                if let libsql::Value::Text(name) = row.get_value(0).map_err(|e| self.map(e))? {
+                    tables.push(name);
+                }
+            }
+            tx.commit().await.map_err(|e| self.map(e))?;
+            Ok((version, tables))
+        })
+        .await
+    }
+
+    /// Runs `sql` (several statements) as one transaction: all or nothing.
+    async fn batch(&self, sql: &str) -> Result<(), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async { conn.execute_transactional_batch(sql).await.map(drop).map_err(|e| self.map(e)) })
+            .await
+    }
+
+    /// Runs `plan` in one transaction (one HTTP request) and bumps the generation with it.
+    pub(crate) async fn write(&self, plan: impl Iterator<Item = Statement>) -> Result<(), SessionError> {
+        let mut sql = String::new();
+        for statement in plan {
+            inline(&mut sql, &statement)?;
+            sql.push_str(";\n");
+        }
+        sql.push_str(BUMP_GENERATION);
+        self.batch(&sql).await
+    }
+
+    /// The server's generation counter now.
+    pub(crate) async fn generation(&self) -> Result<Generation, SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let mut rows = conn.query(READ_GENERATION, ()).await.map_err(|e| self.map(e))?;
+            let row = rows.next().await.map_err(|e| self.map(e))?;
+            match row.map(|r| r.get_value(0)).transpose().map_err(|e| self.map(e))? {
+                Some(libsql::Value::Integer(v)) => Ok(v),
+                _ => Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: no counter row"))),
+            }
+        })
+        .await
+    }
+
+    /// The stored session and the generation it belongs to, read in one transaction.
+    pub(crate) async fn load(&self) -> Result<(Option<SessionData>, Generation), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+            let mut generation = None;
+            let mut out = SessionRows::new(self.resource.clone());
+            let mut values: Vec<libsql::Value> = Vec::with_capacity(10);
+            let mut rows = tx.query(READ_GENERATION, ()).await.map_err(|e| self.map(e))?;
+            if let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+                if let libsql::Value::Integer(v) = row.get_value(0).map_err(|e| self.map(e))? {
+                    generation = Some(v);
+                }
+            }
+            for (table, sql) in schema::LOAD_QUERIES {
+                let mut rows = tx.query(sql, ()).await.map_err(|e| self.map(e))?;
+                while let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+                    values.clear();
+                    for i in 0..row.column_count() {
+                        values.push(row.get_value(i).map_err(|e| self.map(e))?);
+                    }
+                    let refs: Vec<SqlValueRef<'_>> = values.iter().map(value_ref).collect();
+                    out.row(table, &refs)?;
+                }
+            }
+            tx.commit().await.map_err(|e| self.map(e))?;
+            let generation = generation
+                .ok_or_else(|| SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: no counter row")))?;
+            Ok((out.finish(), generation))
+        })
+        .await
+    }
+
+    fn map(&self, e: libsql::Error) -> SessionError {
+        map_error(e, &self.resource)
+    }
+}
+
+/// The migration without `PRAGMA application_id = ...`: libSQL servers refuse to set it (only
+/// `user_version` may be written over Hrana), so a remote database is recognised by its
+/// `user_version` and tables instead.
+fn portable_migration(sql: &str) -> String {
+    sql.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.to_ascii_lowercase().starts_with("pragma application_id"))
+        .collect::<Vec<_>>()
+        .join(";\n")
+}
+
+fn value_ref(v: &libsql::Value) -> SqlValueRef<'_> {
+    match v {
+        libsql::Value::Null => SqlValueRef::Null,
+        libsql::Value::Integer(i) => SqlValueRef::Integer(*i),
+        libsql::Value::Real(f) => SqlValueRef::Real(*f),
+        libsql::Value::Text(t) => SqlValueRef::Text(t),
+        libsql::Value::Blob(b) => SqlValueRef::Blob(b),
+    }
+}
+
+/// Appends `statement` with its parameters written as SQL literals.
+///
+/// The libsql client sends a parameterised statement per round trip; a batch (one request, one
+/// transaction) only takes SQL text. Parameters are therefore inlined: integers in decimal,
+/// blobs as `X'..'`, text quoted with `''` (or as a cast blob when it holds a NUL). The SQL
+/// texts of the schema contain no string literals, so every `?N` outside quotes is a parameter.
+pub(crate) fn inline(out: &mut String, statement: &Statement) -> Result<(), SessionError> {
+    let sql = statement.sql;
+    let mut chars = sql.char_indices().peekable();
+    let mut in_quote = false;
+    while let Some((i, c)) = chars.next() {
+        if in_quote {
+            out.push(c);
+            if c == '\'' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            '\'' => {
+                in_quote = true;
+                out.push(c);
+            }
+            '?' => {
+                let start = i + 1;
+                let mut end = start;
+                while let Some(&(j, d)) = chars.peek() {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    end = j + d.len_utf8();
+                    chars.next();
+                }
+                let index: usize = sql.get(start..end).and_then(|n| n.parse().ok()).ok_or_else(|| {
+                    SessionError::invalid("statement", format!("a parameter without a number in {sql:?}"))
+                })?;
+                let value = index.checked_sub(1).and_then(|i| statement.params.get(i)).ok_or_else(|| {
+                    SessionError::invalid("statement", format!("parameter ?{index} is missing in {sql:?}"))
+                })?;
+                literal(out, value);
+            }
+            _ => out.push(c),
+        }
+    }
+    Ok(())
+}
+
+fn literal(out: &mut String, value: &SqlValue) {
+    match value {
+        SqlValue::Null => out.push_str("NULL"),
+        // `-9223372036854775808` would be read as minus a number that does not fit.
+        SqlValue::Integer(i64::MIN) => out.push_str("(-9223372036854775807 - 1)"),
+        SqlValue::Integer(v) if *v < 0 => {
+            let _ = write!(out, "({v})");
+        }
+        SqlValue::Integer(v) => {
+            let _ = write!(out, "{v}");
+        }
+        SqlValue::Real(v) if v.is_finite() => {
+            let _ = write!(out, "{v:e}");
+        }
+        SqlValue::Real(_) => out.push_str("NULL"),
+        SqlValue::Text(t) if t.contains('\0') => {
+            out.push_str("CAST(");
+            hex_blob(out, t.as_bytes());
+            out.push_str(" AS TEXT)");
+        }
+        SqlValue::Text(t) => {
+            out.push('\'');
+            for c in t.chars() {
+                if c == '\'' {
+                    out.push('\'');
+                }
+                out.push(c);
+            }
+            out.push('\'');
+        }
+        SqlValue::Blob(b) => hex_blob(out, b),
+    }
+}
+
+fn hex_blob(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2 + 3);
+    out.push_str("X'");
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out.push('\'');
+}
+
+/// Maps a libsql client error to the kind a caller acts on. The client reports transport and
+/// HTTP failures as text only (its error types are private), so the text is what is matched.
+pub(crate) fn map_error(e: libsql::Error, resource: &str) -> SessionError {
+    let text = e.to_string();
+    let transport = matches!(e, libsql::Error::ConnectionFailed(_))
+        || text.contains("http error")
+        || text.contains("stream closed")
+        || text.contains("Received an invalid baton");
+    let status = http_status(&text);
+    let source: session_core::BoxError = Box::new(e);
+    match status {
+        Some(401 | 403) => SessionError::Unauthorized { resource: resource.to_owned(), source },
+        Some(408 | 429 | 500..=599) => SessionError::Unavailable { resource: resource.to_owned(), source },
+        _ if transport => SessionError::Unavailable { resource: resource.to_owned(), source },
+        _ => SessionError::Backend { backend: "libsql".to_owned(), source },
+    }
+}
+
+fn http_status(text: &str) -> Option<u16> {
+    let (_, rest) = text.split_once("status=")?;
+    rest.get(..3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_round_trip_through_sql_text() {
+        let st = Statement {
+            sql: "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?10, ?1)",
+            params: vec![
+                SqlValue::Integer(i64::MIN),
+                SqlValue::Text("it's".into()),
+                SqlValue::Blob(vec![0, 255]),
+                SqlValue::Null,
+                SqlValue::Text("a\0b".into()),
+                SqlValue::Integer(-5),
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Integer(7),
+            ],
+        };
+        let mut out = String::new();
+        inline(&mut out, &st).expect("inline");
+        assert_eq!(
+            out,
+            "INSERT INTO t VALUES ((-9223372036854775807 - 1), 'it''s', X'00ff', NULL, 7, (-9223372036854775807 - 1))"
+        );
+        let missing = Statement { sql: "SELECT ?2", params: vec![SqlValue::Null] };
+        assert!(matches!(inline(&mut String::new(), &missing), Err(SessionError::Invalid { .. })));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(http_url("libsql://db-org.turso.io").ok().as_deref(), Some("https://db-org.turso.io"));
+        assert_eq!(http_url("https://h:8080/x").ok().as_deref(), Some("https://h:8080/x"));
+        assert_eq!(http_url("http://127.0.0.1:1").ok().as_deref(), Some("http://127.0.0.1:1"));
+        for bad in ["db.turso.io", "ws://h", "https://", "https://user:pw@h"] {
+            assert!(matches!(http_url(bad), Err(SessionError::Invalid { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(http_status("Hrana: `api error: `status=401 Unauthorized, body=x``"), Some(401));
+        assert_eq!(http_status("no status"), None);
+    }
+
+    #[test]
+    fn migration_without_application_id() {
+        let sql = portable_migration(schema::MIGRATIONS[0]);
+        assert!(!sql.to_ascii_lowercase().contains("application_id"));
+        assert!(sql.contains("CREATE TABLE peers"));
+    }
+}

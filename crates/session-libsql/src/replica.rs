@@ -1,0 +1,107 @@
+//! The embedded replica: a local SQLite copy (through session-sqlite) that serves reads, kept
+//! in step with the primary.
+
+use session_core::{Change, SessionBackend, SessionData, SessionError};
+use session_sqlite::{schema, SqliteBackend};
+use tokio::sync::Mutex;
+
+use crate::remote::{Generation, Remote};
+
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub(crate) local: SqliteBackend,
+    pub(crate) remote: Remote,
+    /// The primary's generation the local copy equals; `None` when the copy is behind in an
+    /// unknown way (a local write failed after the primary took it) and must be pulled again.
+    /// Held across each whole operation, so this process's writes reach both sides in order.
+    synced: Mutex<Option<Generation>>,
+}
+
+fn unbox(e: session_core::BoxError) -> SessionError {
+    SessionError::from_boxed(e, "libsql-replica")
+}
+
+impl Replica {
+    pub(crate) async fn open(local: SqliteBackend, remote: Remote) -> Result<Replica, SessionError> {
+        let replica = Replica { local, remote, synced: Mutex::new(None) };
+        replica.sync().await?;
+        Ok(replica)
+    }
+
+    /// Pulls the primary's state into the local copy unless it is already there.
+    pub(crate) async fn sync(&self) -> Result<bool, SessionError> {
+        let mut synced = self.synced.lock().await;
+        if let Some(at) = *synced {
+            if self.remote.generation().await? == at {
+                return Ok(false);
+            }
+        }
+        self.pull(&mut synced).await?;
+        Ok(true)
+    }
+
+    async fn pull(&self, synced: &mut Option<Generation>) -> Result<(), SessionError> {
+        *synced = None;
+        let (data, generation) = self.remote.load().await?;
+        match data {
+            Some(data) => self.local.save_session(&data).await.map_err(unbox)?,
+            None => self.local.delete().await.map_err(unbox)?,
+        }
+        *synced = Some(generation);
+        Ok(())
+    }
+
+    pub(crate) async fn load(&self) -> Result<Option<SessionData>, SessionError> {
+        let mut synced = self.synced.lock().await;
+        if synced.is_none() {
+            self.pull(&mut synced).await?;
+        }
+        self.local.load_session().await.map_err(unbox)
+    }
+
+    pub(crate) async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), SessionError> {
+        let mut synced = self.synced.lock().await;
+        self.remote.write(schema::persist_plan(changes)?).await?;
+        self.settle(&mut synced, Local::Persist(changes, full)).await
+    }
+
+    pub(crate) async fn save_session(&self, data: &SessionData) -> Result<(), SessionError> {
+        let mut synced = self.synced.lock().await;
+        self.remote.write(schema::save_plan(data)).await?;
+        self.settle(&mut synced, Local::Save(data)).await
+    }
+
+    pub(crate) async fn delete(&self) -> Result<(), SessionError> {
+        let mut synced = self.synced.lock().await;
+        self.remote.write(schema::delete_plan()).await?;
+        self.settle(&mut synced, Local::Delete).await
+    }
+
+    /// After a write the primary took: our write moved its generation one step. If it moved
+    /// exactly one step since the copy was made, nobody else wrote and the same write brings the
+    /// copy level; otherwise the copy is pulled again.
+    async fn settle(&self, synced: &mut Option<Generation>, write: Local<'_>) -> Result<(), SessionError> {
+        let before = synced.take();
+        // On any error below the copy stays marked stale and the next call pulls it.
+        let now = self.remote.generation().await?;
+        if before.is_some_and(|b| b.checked_add(1) == Some(now)) {
+            match write {
+                Local::Persist(changes, full) => self.local.persist(changes, full).await,
+                Local::Save(data) => self.local.save_session(data).await,
+                Local::Delete => self.local.delete().await,
+            }
+            .map_err(unbox)?;
+            *synced = Some(now);
+            Ok(())
+        } else {
+            self.pull(synced).await
+        }
+    }
+}
+
+/// The write to repeat on the local copy.
+enum Local<'a> {
+    Persist(&'a [Change], &'a SessionData),
+    Save(&'a SessionData),
+    Delete,
+}

@@ -1,0 +1,101 @@
+//! The conformance suite against the local, remote and replica modes (the last two on a real
+//! sqld, a fresh server per fresh backend).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use session_core::BoxError;
+use session_libsql::{LibSqlBackend, Mode};
+use session_testkit::{run_all, Fresh, Harness};
+use support::Sqld;
+
+struct Servers {
+    dir: tempfile::TempDir,
+    next: AtomicUsize,
+    running: Mutex<Vec<Sqld>>,
+    replica: bool,
+}
+
+impl Servers {
+    fn new(replica: bool) -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), next: AtomicUsize::new(0), running: Mutex::new(Vec::new()), replica }
+    }
+}
+
+#[async_trait]
+impl Harness for Servers {
+    type Backend = LibSqlBackend;
+
+    async fn fresh(&self) -> Result<LibSqlBackend, BoxError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let sqld = Sqld::start(&self.dir.path().join(format!("server{n}")), None);
+        let url = sqld.url();
+        self.running.lock().unwrap().push(sqld);
+        if self.replica {
+            Ok(LibSqlBackend::open_replica(self.dir.path().join(format!("replica{n}.db")), &url, "").await?)
+        } else {
+            Ok(LibSqlBackend::open_remote(&url, "").await?)
+        }
+    }
+
+    async fn reopen(&self, old: Arc<LibSqlBackend>) -> Result<Arc<LibSqlBackend>, BoxError> {
+        let url = old.url().unwrap().to_owned();
+        let path = old.path().map(|p| p.to_path_buf());
+        drop(old);
+        Ok(Arc::new(match path {
+            Some(path) => LibSqlBackend::open_replica(path, &url, "").await?,
+            None => LibSqlBackend::open_remote(&url, "").await?,
+        }))
+    }
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+    next: AtomicUsize,
+}
+
+#[async_trait]
+impl Harness for Files {
+    type Backend = LibSqlBackend;
+
+    async fn fresh(&self) -> Result<LibSqlBackend, BoxError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Ok(LibSqlBackend::open_local(self.dir.path().join(format!("s{n}.db"))).await?)
+    }
+
+    async fn reopen(&self, old: Arc<LibSqlBackend>) -> Result<Arc<LibSqlBackend>, BoxError> {
+        let path = old.path().unwrap().to_path_buf();
+        drop(old);
+        Ok(Arc::new(LibSqlBackend::open_local(path).await?))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_passes_the_suite() {
+    run_all(&Files { dir: tempfile::tempdir().unwrap(), next: AtomicUsize::new(0) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_passes_the_suite() {
+    run_all(&Fresh(|| async {
+        let b = LibSqlBackend::in_memory().await?;
+        assert_eq!(b.mode(), Mode::Memory);
+        Ok(b)
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_passes_the_suite() {
+    run_all(&Servers::new(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_passes_the_suite() {
+    run_all(&Servers::new(true)).await;
+}
