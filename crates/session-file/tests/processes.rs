@@ -91,7 +91,7 @@ fn child_process_entry() {
                 while !stop.load(Ordering::SeqCst) {
                     let batch = changes(i);
                     full.apply_all(&batch);
-                    if i % 97 == 0 {
+                    if i.is_multiple_of(97) {
                         backend.save_session(&full).await.expect("child save");
                     } else {
                         backend.persist(&batch, &full).await.expect("child persist");
