@@ -1,0 +1,268 @@
+//! Behaviour on a real sqld: replicas, authentication, an unreachable server, two clients,
+//! rollback, schema versions.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::sync::Arc;
+
+use session_core::{Change, PeerKey, SessionBackend, SessionData, SessionError};
+use session_libsql::{LibSqlBackend, Mode};
+use session_testkit::{sample_peer, sample_session, Rng};
+use support::{JwtKey, Sqld};
+
+fn kind(e: session_core::BoxError) -> SessionError {
+    SessionError::from_boxed(e, "test")
+}
+
+async fn load(b: &LibSqlBackend) -> Option<SessionData> {
+    b.load_session().await.unwrap()
+}
+
+/// Applies `changes` to `data` and persists them through `b`.
+async fn persist(b: &LibSqlBackend, data: &mut SessionData, changes: Vec<Change>) {
+    data.apply_all(&changes);
+    b.persist(&changes, data).await.unwrap();
+}
+
+async fn raw(url: &str, token: &str) -> libsql::Connection {
+    libsql::Builder::new_remote(url.to_owned(), token.to_owned()).build().await.unwrap().connect().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_replica_reaches_another_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let a = LibSqlBackend::open_replica(dir.path().join("a.db"), &sqld.url(), "").await.unwrap();
+    let b = LibSqlBackend::open_replica(dir.path().join("b.db"), &sqld.url(), "").await.unwrap();
+    assert_eq!(a.mode(), Mode::Replica);
+    assert_eq!(a.name(), "libsql-replica");
+    assert!(load(&a).await.is_none() && load(&b).await.is_none());
+
+    let mut data = sample_session(100);
+    a.save_session(&data).await.unwrap();
+    // `b` reads its local copy: not there until it syncs.
+    assert!(load(&b).await.is_none(), "a replica reads its copy, which is synced on open, write and sync()");
+    assert!(b.sync().await.unwrap(), "the server changed, so sync pulls");
+    assert_eq!(load(&b).await.as_ref(), Some(&data));
+    assert!(!b.sync().await.unwrap(), "nothing changed since");
+
+    let mut rng = Rng::new(7);
+    let peer = sample_peer(1_000_001, &mut rng);
+    persist(&a, &mut data, vec![Change::UpsertPeer(peer.clone()), Change::SetHomeDc(4)]).await;
+    b.sync().await.unwrap();
+    assert_eq!(load(&b).await.as_ref(), Some(&data));
+
+    // A write through `b` while `a` is behind: `b` pulls `a`'s write first (its copy is behind),
+    // and `a`'s next write notices `b`'s and pulls too.
+    persist(&a, &mut data, vec![Change::RemovePeer(peer.key())]).await;
+    let mut b_view = load(&b).await.unwrap();
+    persist(&b, &mut b_view, vec![Change::SetApiId(Some(99))]).await;
+    data.apply(&Change::SetApiId(Some(99)));
+    assert_eq!(load(&b).await.as_ref(), Some(&data), "b's copy has a's removal and its own change");
+    let extra = vec![Change::UpdateState(session_core::UpdateStateChange::Secondary { qts: 42 })];
+    persist(&a, &mut data, extra).await;
+    assert_eq!(load(&a).await.as_ref(), Some(&data), "a pulled b's change when its write saw another writer");
+    // And a remote client sees the same.
+    let r = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    assert_eq!(load(&r).await.as_ref(), Some(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_unauthorized_never_an_empty_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = JwtKey::random();
+    let key_file = dir.path().join("jwt.pub");
+    key.write_public_key(&key_file);
+    let sqld = Sqld::start(&dir.path().join("server"), Some(&key_file));
+
+    let good = LibSqlBackend::open_remote(&sqld.url(), &key.token()).await.unwrap();
+    let data = sample_session(10);
+    good.save_session(&data).await.unwrap();
+    assert_eq!(load(&good).await.as_ref(), Some(&data));
+
+    let other_key = JwtKey::random().token();
+    for token in ["", "not-a-jwt", other_key.as_str()] {
+        let e = LibSqlBackend::open_remote(&sqld.url(), token).await.unwrap_err();
+        assert!(matches!(e, SessionError::Unauthorized { .. }), "token {token:?}: {e}");
+        let e = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), token).await.unwrap_err();
+        assert!(matches!(e, SessionError::Unauthorized { .. }), "replica, token {token:?}: {e}");
+    }
+    let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), &key.token()).await.unwrap();
+    assert_eq!(load(&replica).await.as_ref(), Some(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_is_unavailable_and_the_session_survives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqld = Sqld::start(&dir.path().join("server"), None);
+    let remote = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
+    let data = sample_session(1000);
+    remote.save_session(&data).await.unwrap();
+    replica.sync().await.unwrap();
+
+    sqld.stop();
+    let e = kind(remote.load_session().await.unwrap_err());
+    assert!(matches!(e, SessionError::Unavailable { .. }), "load: {e}");
+    let e = kind(remote.load().await.unwrap_err());
+    assert!(matches!(e, SessionError::Unavailable { .. }), "load bytes: {e}");
+    let changes = vec![Change::SetHomeDc(5)];
+    let mut changed = data.clone();
+    changed.apply_all(&changes);
+    let e = kind(remote.persist(&changes, &changed).await.unwrap_err());
+    assert!(matches!(e, SessionError::Unavailable { .. }), "persist: {e}");
+    let e = kind(replica.persist(&changes, &changed).await.unwrap_err());
+    assert!(matches!(e, SessionError::Unavailable { .. }), "replica persist: {e}");
+    let e = replica.sync().await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "replica sync: {e}");
+    // The replica still reads its copy while the primary is down.
+    assert_eq!(load(&replica).await.as_ref(), Some(&data));
+    let e = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "open: {e}");
+    let e = LibSqlBackend::open_replica(dir.path().join("r2.db"), &sqld.url(), "").await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "open replica: {e}");
+
+    sqld.restart();
+    // The same backends work again, and the server has exactly what was acknowledged.
+    assert_eq!(load(&remote).await.as_ref(), Some(&data));
+    let fresh = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    assert_eq!(load(&fresh).await.as_ref(), Some(&data));
+    remote.persist(&changes, &changed).await.unwrap();
+    replica.sync().await.unwrap();
+    assert_eq!(load(&replica).await.as_ref(), Some(&changed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_address_is_unavailable() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = LibSqlBackend::open_remote(&format!("http://127.0.0.1:{port}"), "").await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "{e}");
+    let e = LibSqlBackend::open_remote("ftp://example.org", "").await.unwrap_err();
+    assert!(matches!(e, SessionError::Invalid { .. }), "{e}");
+}
+
+/// Two clients on one remote session: each write is a transaction of upserts and keyed
+/// deletes, so writes of different rows never undo each other; for the same row the last
+/// committed write wins. No acknowledged change is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_on_one_session_lose_no_acknowledged_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let a = Arc::new(LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap());
+    let b = Arc::new(LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap());
+    let base = sample_session(50);
+    a.save_session(&base).await.unwrap();
+
+    let writer = |backend: Arc<LibSqlBackend>, seed: u64| {
+        let mut view = base.clone();
+        tokio::spawn(async move {
+            let mut rng = Rng::new(seed);
+            let mut written = Vec::new();
+            for i in 0..40 {
+                let peer = sample_peer(seed * 1_000_000 + i, &mut rng);
+                let changes = vec![Change::UpsertPeer(peer.clone())];
+                view.apply_all(&changes);
+                backend.persist(&changes, &view).await.unwrap();
+                written.push(peer);
+            }
+            written
+        })
+    };
+    let (wa, wb) = tokio::join!(writer(Arc::clone(&a), 1), writer(Arc::clone(&b), 2));
+    let stored = load(&a).await.unwrap();
+    for peer in wa.unwrap().into_iter().chain(wb.unwrap()) {
+        assert_eq!(stored.peers.get(peer.key()), Some(peer), "an acknowledged peer was lost");
+    }
+    assert_eq!(stored.peers.len(), 50 + 80);
+
+    // Same row: the last committed write wins.
+    let mut view = stored.clone();
+    persist(&a, &mut view, vec![Change::SetHomeDc(2)]).await;
+    persist(&b, &mut view, vec![Change::SetHomeDc(4)]).await;
+    assert_eq!(load(&a).await.unwrap().home_dc, 4);
+    assert_eq!(load(&b).await.as_ref(), Some(&view));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_is_rolled_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    let mut data = sample_session(20);
+    backend.save_session(&data).await.unwrap();
+
+    // The server refuses one peer: the whole change set must be refused.
+    let mut rng = Rng::new(3);
+    let good = sample_peer(500, &mut rng);
+    let bad = sample_peer(501, &mut rng);
+    raw(&sqld.url(), "")
+        .await
+        .execute(
+            &format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON peers WHEN NEW.id = {} BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                bad.id
+            ),
+            (),
+        )
+        .await
+        .unwrap();
+    let changes = vec![Change::SetHomeDc(5), Change::UpsertPeer(good.clone()), Change::UpsertPeer(bad.clone())];
+    let mut changed = data.clone();
+    changed.apply_all(&changes);
+    let e = kind(backend.persist(&changes, &changed).await.unwrap_err());
+    assert!(matches!(e, SessionError::Backend { .. }), "{e}");
+    assert_eq!(load(&backend).await.as_ref(), Some(&data), "nothing of the failed change set is stored");
+    let e = backend.save_session(&changed).await.unwrap_err();
+    assert!(matches!(kind(e), SessionError::Backend { .. }));
+    assert_eq!(load(&backend).await.as_ref(), Some(&data), "a failed save leaves the old session");
+
+    // The connection is not stuck in a transaction.
+    persist(&backend, &mut data, vec![Change::UpsertPeer(good.clone())]).await;
+    assert_eq!(load(&backend).await.as_ref(), Some(&data));
+    assert!(data.peers.get(PeerKey::new(good.kind.class(), good.id)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_versions_and_foreign_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let conn = raw(&sqld.url(), "").await;
+    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    drop(backend);
+    // A second open of an up-to-date database does not migrate again.
+    LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    let version = session_sqlite::schema::SCHEMA_VERSION;
+    conn.execute(&format!("PRAGMA user_version = {}", version + 1), ()).await.unwrap();
+    let e = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap_err();
+    assert!(matches!(e, SessionError::UnsupportedVersion { found, .. } if found == version + 1), "{e}");
+
+    let other = Sqld::start(&dir.path().join("other"), None);
+    raw(&other.url(), "").await.execute("CREATE TABLE invoices (id INTEGER)", ()).await.unwrap();
+    let e = LibSqlBackend::open_remote(&other.url(), "").await.unwrap_err();
+    assert!(matches!(e, SessionError::Invalid { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_remote_share_the_schema() {
+    // A session written by the local mode, copied row for row, reads the same remotely: the
+    // tables are the same (the replica relies on this too).
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let local = LibSqlBackend::open_local(dir.path().join("l.db")).await.unwrap();
+    assert_eq!((local.mode(), local.name()), (Mode::Local, "libsql-local"));
+    let remote = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    assert_eq!((remote.mode(), remote.name()), (Mode::Remote, "libsql-remote"));
+    let data = sample_session(300);
+    local.save_session(&data).await.unwrap();
+    remote.save(&local.load().await.unwrap().unwrap()).await.unwrap();
+    assert_eq!(load(&remote).await, load(&local).await);
+    let conn = raw(&sqld.url(), "").await;
+    let mut rows = conn.query("SELECT count(*) FROM peers", ()).await.unwrap();
+    let n = rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap();
+    assert_eq!(n, 300);
+    remote.delete().await.unwrap();
+    assert!(load(&remote).await.is_none());
+}
