@@ -40,7 +40,7 @@ pub(crate) fn parse_prefix(s: &str) -> Option<(Form, u32, usize)> {
         Some(r) => (Form::Compact, r, 2),
         None => (Form::Full, rest, 1),
     };
-    let dot = rest.get(..12.min(rest.len()))?.find('.')?;
+    let dot = rest.bytes().take(12).position(|b| b == b'.')?;
     let digits = &rest[..dot];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
