@@ -140,77 +140,9 @@ async fn a_wrong_bot_token_is_an_rpc_error_and_changes_nothing_but_the_home_dc()
     assert_eq!(backend.load_session().await.unwrap().unwrap().user, None);
 }
 
-const PRIME_HEX: &str = "c71caeb9c6b1c9048e6c522f70f13f73980d40238e3e21c14934d037563d930f48198a0aa7c14058229493d22530f4dbfa336f6e0ac925139543aed44cce7c3720fd51f69458705ac68cd4fe6b6b13abdc9746512969328454f18faf8c595f642477fe96bb2a941d5bcd1d4ac8cc49880708fa9b378e3c4f3a9060bee67cf9a4a4a695811051907e162753b56b0f6b410dba74d8a84b2a14b3144e0ef1284754fd17ed950d5965b4b9dd46582db1178d169c6bc465b0d6ff9ca3928fef5b9ae4e418fc15e83ebea0f87fa9ff5eed70050ded2849f47bf959d956850ce929851f0d8115f635b105ee2e4e15d04b2454bf6f4fadf034b10403119cd8e3b92fcc5b";
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-/// The server side of Telegram's SRP 2FA for one account with password `password`.
-struct Srp {
-    salt1: Vec<u8>,
-    salt2: Vec<u8>,
-    p: Vec<u8>,
-    g_b: Vec<u8>,
-    secure_random: Vec<u8>,
-    srp_id: i64,
-    password: &'static str,
-}
-
-impl Srp {
-    fn new(password: &'static str) -> Srp {
-        let p = unhex(PRIME_HEX);
-        let b = num_bigint::BigUint::from_bytes_be(&support::test_key(99)[..64]);
-        let g_b = num_bigint::BigUint::from(3u32).modpow(&b, &num_bigint::BigUint::from_bytes_be(&p)).to_bytes_be();
-        Srp {
-            salt1: support::test_key(11)[..40].to_vec(),
-            salt2: support::test_key(12)[..16].to_vec(),
-            p,
-            g_b,
-            secure_random: support::test_key(13).to_vec(),
-            srp_id: 0x1234_5678,
-            password,
-        }
-    }
-
-    fn account_password(&self) -> Reply {
-        let mut pw = support::blank::blank_account_password();
-        pw.has_password = true;
-        pw.hint = Some("the usual".into());
-        pw.current_algo = Some(tl::enums::PasswordKdfAlgo::Sha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow(
-            tl::types::PasswordKdfAlgoSha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow {
-                salt1: self.salt1.clone(),
-                salt2: self.salt2.clone(),
-                g: 3,
-                p: self.p.clone(),
-            },
-        ));
-        pw.srp_b = Some(self.g_b.clone());
-        pw.srp_id = Some(self.srp_id);
-        pw.secure_random = self.secure_random.clone();
-        Reply::ok(&tl::enums::account::Password::Password(pw))
-    }
-
-    /// Verifies the client's proof: M1 must be what the account's password yields for the
-    /// public values this server sent.
-    fn verify(&self, check: &tl::functions::auth::CheckPassword) -> bool {
-        let tl::enums::InputCheckPasswordSrp::Srp(srp) = &check.password else { return false };
-        let (m1, g_a) = grammers_crypto::two_factor_auth::calculate_2fa(
-            &self.salt1,
-            &self.salt2,
-            &self.p,
-            &3,
-            self.g_b.clone(),
-            self.secure_random.clone(),
-            self.password,
-        );
-        srp.srp_id == self.srp_id && srp.m1 == m1 && srp.a == g_a
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_sign_in_with_two_step_verification() {
-    let srp = Arc::new(Srp::new("hunter2"));
+    let srp = Arc::new(support::Srp::new("hunter2"));
     let (s1, s2) = (Arc::clone(&srp), Arc::clone(&srp));
     let dc2 = Dc::start(
         2,
