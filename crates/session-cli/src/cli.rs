@@ -1,0 +1,236 @@
+//! The command line: parsing (clap) and the commands.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use session_string::StringFormat;
+
+use crate::error::{CliError, CliResult, EXIT_OK, EXIT_SOURCE, EXIT_USAGE};
+use crate::location::{self, Dest, Source, StringOut};
+use crate::read::{self, ReadOptions};
+use crate::write::{self, WriteOptions};
+use crate::{batch, report, verify};
+
+/// Inspect, convert and verify Telegram sessions of every library, format and backend.
+#[derive(Debug, Parser)]
+#[command(name = "layer-session", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what a session holds (format, DCs, user, update state, peers).
+    Inspect {
+        /// The session: a path (format detected), `-` for a string on stdin, or PREFIX:VALUE.
+        source: String,
+        /// Print JSON (a stable interface; includes the peers).
+        #[arg(long)]
+        json: bool,
+        /// Show the auth keys (as hex). Without it only their key ids are shown.
+        #[arg(long)]
+        reveal_secrets: bool,
+        /// Auth token for a remote libSQL database.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Convert a session (or every session in a folder) to another format or backend.
+    Convert {
+        /// The session (or a folder of sessions for a batch conversion).
+        source: String,
+        /// Where to write it: a path (format from the extension), `-` (our string on stdout),
+        /// or PREFIX:PATH. For a folder source: a destination folder, its prefix choosing the format.
+        dest: String,
+        /// Replace an existing destination.
+        #[arg(long)]
+        force: bool,
+        /// Convert even when the destination cannot hold everything; what is dropped is printed.
+        #[arg(long)]
+        allow_lossy: bool,
+        /// Auth token for a remote libSQL database.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Check a session's integrity; exits non-zero on any problem.
+    Verify {
+        /// The session.
+        source: String,
+        /// Auth token for a remote libSQL database.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Print the session as a string session.
+    ExportString {
+        /// The session.
+        source: String,
+        /// Our compact form (home DC, key, user) instead of the full one (only with `--format ours`).
+        #[arg(long)]
+        compact: bool,
+        /// The string format.
+        #[arg(long, value_enum, default_value_t = StringKind::Ours)]
+        format: StringKind,
+        /// Auth token for a remote libSQL database.
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+/// String formats `export-string` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StringKind {
+    /// Ours (`L1.` full, or `Lc1.` with `--compact`).
+    Ours,
+    /// Telethon `StringSession`.
+    Telethon,
+    /// Pyrogram / kurigram / pyrofork `export_session_string` (needs api_id and the user).
+    Pyrogram,
+    /// GramJS `StringSession`.
+    Gramjs,
+    /// mtcute string session (v3).
+    Mtcute,
+    /// layer-client 0.5 native string.
+    Layer,
+    /// ferogram native string (v8).
+    Ferogram,
+    /// ferogram compact string (V2).
+    FerogramCompact,
+}
+
+impl StringKind {
+    fn format(self, compact: bool) -> StringFormat {
+        match self {
+            StringKind::Ours if compact => StringFormat::Compact,
+            StringKind::Ours => StringFormat::Full,
+            StringKind::Telethon => StringFormat::Telethon,
+            StringKind::Pyrogram => StringFormat::Pyrogram,
+            StringKind::Gramjs => StringFormat::GramJs,
+            StringKind::Mtcute => StringFormat::MtcuteV3,
+            StringKind::Layer => StringFormat::LayerClient,
+            StringKind::Ferogram => StringFormat::Ferogram,
+            StringKind::FerogramCompact => StringFormat::FerogramCompactV2,
+        }
+    }
+}
+
+/// Runs the tool with `args` (the first is the program name); returns the exit code. Results go
+/// to `out`, messages (errors, what a lossy conversion dropped) to `err`.
+pub async fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let text = e.render().to_string();
+            if code == EXIT_OK {
+                let _ = write!(out, "{text}");
+            } else {
+                let _ = write!(err, "{text}");
+            }
+            return code;
+        }
+    };
+    match command(cli.command, out, err).await {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(err, "error: {}", e.message);
+            e.code
+        }
+    }
+}
+
+async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> CliResult<u8> {
+    match command {
+        Command::Inspect { source, json, reveal_secrets, token } => {
+            let src = location::parse_source(&source)?;
+            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false }).await?;
+            let shown = src.to_string();
+            if json {
+                let value = report::json(&loaded, &shown, reveal_secrets);
+                let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::usage(e.to_string()))?;
+                writeln!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
+            } else {
+                write!(out, "{}", report::text(&loaded, &shown, reveal_secrets)).map_err(|e| CliError::dest("<stdout>", e))?;
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Verify { source, token } => {
+            let src = location::parse_source(&source)?;
+            let shown = src.to_string();
+            let loaded = read::read(&src, &ReadOptions { token, integrity_check: true }).await?;
+            let findings = verify::check(&loaded);
+            for note in &findings.notes {
+                let _ = writeln!(out, "note: {shown}: {note}");
+            }
+            if findings.problems.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "ok: {shown} ({}): {} DC entries, {} peers",
+                    loaded.format.describe(),
+                    loaded.data.dcs.len(),
+                    loaded.data.peers.len()
+                );
+                Ok(EXIT_OK)
+            } else {
+                for p in &findings.problems {
+                    let _ = writeln!(err, "error: {shown}: {p}");
+                }
+                Ok(EXIT_SOURCE)
+            }
+        }
+        Command::Convert { source, dest, force, allow_lossy, token } => {
+            let options = WriteOptions { force, allow_lossy };
+            let read_options = ReadOptions { token, integrity_check: false };
+            let src = location::parse_source(&source)?;
+            if let Source::Path { path, family: None } = &src {
+                if path.is_dir() && !crate::gramjs_store::is_store(path) {
+                    return convert_folder(path, &dest, &read_options, options, out).await;
+                }
+            }
+            let dest = location::parse_dest(&dest)?;
+            let loaded = read::read(&src, &read_options).await?;
+            let dropped = write::write(&loaded.data, &dest, options).await?;
+            if !dropped.is_empty() {
+                let _ = writeln!(err, "warning: {dest}: dropped (--allow-lossy): {}", dropped.join("; "));
+            }
+            if !matches!(dest, Dest::String(_, StringOut::Stdout)) {
+                let _ = writeln!(err, "converted {} ({}) -> {dest}", src, loaded.format.describe());
+            }
+            Ok(EXIT_OK)
+        }
+        Command::ExportString { source, compact, format, token } => {
+            if compact && format != StringKind::Ours {
+                return Err(CliError::usage("--compact applies to --format ours only"));
+            }
+            let src = location::parse_source(&source)?;
+            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false }).await?;
+            let (text, dropped) = write::string(&loaded.data, format.format(compact), true).map_err(|e| match e {
+                write::Staging::Failed(reason) => CliError::dest(format!("{format:?} string"), reason),
+                write::Staging::Lossy(d) => CliError::lossy("string", &d),
+            })?;
+            writeln!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
+            if !dropped.is_empty() {
+                let _ = writeln!(err, "note: the string does not hold: {}", dropped.join("; "));
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+async fn convert_folder(
+    src: &Path,
+    dest: &str,
+    read_options: &ReadOptions,
+    options: WriteOptions,
+    out: &mut dyn Write,
+) -> CliResult<u8> {
+    let summary = batch::run(src, dest, read_options, options, out).await?;
+    Ok(summary.exit_code())
+}

@@ -1,0 +1,333 @@
+//! Parsing of sources and destinations: paths with auto-detection, or explicit prefixes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use session_file::legacy::LegacyFormat;
+use session_sqlite::foreign::ForeignFormat;
+use session_string::StringFormat;
+
+use crate::error::{CliError, CliResult};
+
+/// The family a prefix names (`telethon:` covers the Telethon string and `.session` file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `file:`: our log file, or a layer/ferogram binary file.
+    File,
+    /// `sqlite:`: our SQLite database, or another library's SQLite file.
+    Sqlite,
+    /// `libsql:`: a local libSQL database.
+    Libsql,
+    /// `string:`: any string session.
+    String,
+    /// `telethon:`.
+    Telethon,
+    /// `pyrogram:`.
+    Pyrogram,
+    /// `pyrofork:`.
+    Pyrofork,
+    /// `kurigram:`.
+    Kurigram,
+    /// `gramjs:`.
+    Gramjs,
+    /// `mtcute:`.
+    Mtcute,
+    /// `layer:`: layer-client 0.5 files and strings.
+    Layer,
+    /// `ferogram:`: ferogram files and strings.
+    Ferogram,
+}
+
+const PREFIXES: [(&str, Family); 12] = [
+    ("file:", Family::File),
+    ("sqlite:", Family::Sqlite),
+    ("libsql:", Family::Libsql),
+    ("string:", Family::String),
+    ("telethon:", Family::Telethon),
+    ("pyrogram:", Family::Pyrogram),
+    ("pyrofork:", Family::Pyrofork),
+    ("kurigram:", Family::Kurigram),
+    ("gramjs:", Family::Gramjs),
+    ("mtcute:", Family::Mtcute),
+    ("layer:", Family::Layer),
+    ("ferogram:", Family::Ferogram),
+];
+
+impl Family {
+    /// The prefix as written on the command line.
+    pub fn prefix(self) -> &'static str {
+        PREFIXES.iter().find(|(_, f)| *f == self).map_or("", |(p, _)| p)
+    }
+}
+
+/// Where a session is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file or folder, the format detected from its content (restricted to `family` if a
+    /// prefix named one).
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// The prefix's family.
+        family: Option<Family>,
+    },
+    /// A string session given on the command line (`string:TEXT`, `telethon:TEXT`, ...).
+    Literal {
+        /// The string.
+        text: String,
+        /// The prefix's family.
+        family: Family,
+    },
+    /// A string session on standard input (`-`, `string:-`).
+    Stdin {
+        /// The prefix's family, if any.
+        family: Option<Family>,
+    },
+    /// A remote libSQL database (`libsql://...`, `libsql+http://...`, `libsql+https://...`).
+    Remote {
+        /// The URL as given.
+        url: String,
+    },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path { path, .. } => write!(f, "{}", path.display()),
+            Source::Literal { family, .. } => write!(f, "{}<string>", family.prefix()),
+            Source::Stdin { .. } => f.write_str("<stdin>"),
+            Source::Remote { url } => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+fn is_remote(s: &str) -> bool {
+    ["libsql://", "libsql+http://", "libsql+https://"].iter().any(|p| s.starts_with(p))
+}
+
+/// A URL without any credentials it carries (`user:pass@`, `?authToken=`).
+pub fn redact_url(url: &str) -> String {
+    let no_query = url.split('?').next().unwrap_or(url);
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => no_query.to_owned(),
+        },
+        None => no_query.to_owned(),
+    }
+}
+
+fn split_prefix(s: &str) -> Option<(Family, &str)> {
+    PREFIXES.iter().find_map(|(p, f)| s.strip_prefix(p).map(|rest| (*f, rest)))
+}
+
+/// Parses a source argument.
+pub fn parse_source(arg: &str) -> CliResult<Source> {
+    if arg.is_empty() {
+        return Err(CliError::usage("the source is empty"));
+    }
+    if is_remote(arg) {
+        return Ok(Source::Remote { url: arg.to_owned() });
+    }
+    if arg == "-" {
+        return Ok(Source::Stdin { family: None });
+    }
+    let Some((family, rest)) = split_prefix(arg) else {
+        return Ok(Source::Path { path: PathBuf::from(arg), family: None });
+    };
+    if rest.is_empty() {
+        return Err(CliError::usage(format!("`{arg}`: a path or string must follow the prefix")));
+    }
+    if rest == "-" {
+        return Ok(Source::Stdin { family: Some(family) });
+    }
+    if family == Family::String {
+        return Ok(Source::Literal { text: rest.to_owned(), family });
+    }
+    let string_family = matches!(
+        family,
+        Family::Telethon
+            | Family::Pyrogram
+            | Family::Pyrofork
+            | Family::Kurigram
+            | Family::Gramjs
+            | Family::Mtcute
+            | Family::Layer
+            | Family::Ferogram
+    );
+    if string_family && !Path::new(rest).exists() && looks_like_string(rest) {
+        return Ok(Source::Literal { text: rest.to_owned(), family });
+    }
+    Ok(Source::Path { path: PathBuf::from(rest), family: Some(family) })
+}
+
+/// True when `s` could be a string session (base64 of either alphabet, with our prefixes).
+pub fn looks_like_string(s: &str) -> bool {
+    let t = s.trim();
+    t.len() >= 16 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/-_=.".contains(&b))
+}
+
+/// How a string destination is delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StringOut {
+    /// Printed on standard output.
+    Stdout,
+    /// Written into a text file.
+    File(PathBuf),
+}
+
+/// Where a session is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// Our log file.
+    File(PathBuf),
+    /// Our SQLite database.
+    Sqlite(PathBuf),
+    /// A local libSQL database.
+    Libsql(PathBuf),
+    /// A remote libSQL database.
+    Remote(String),
+    /// A layer-client v3 or ferogram v8 binary file.
+    Legacy(PathBuf, LegacyFormat),
+    /// Another library's SQLite file.
+    ForeignSqlite(PathBuf, ForeignFormat),
+    /// A GramJS StoreSession folder.
+    GramjsStore(PathBuf),
+    /// A string session.
+    String(StringFormat, StringOut),
+}
+
+impl Dest {
+    /// The path the destination occupies, if it is a local one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Dest::File(p)
+            | Dest::Sqlite(p)
+            | Dest::Libsql(p)
+            | Dest::Legacy(p, _)
+            | Dest::ForeignSqlite(p, _)
+            | Dest::GramjsStore(p)
+            | Dest::String(_, StringOut::File(p)) => Some(p),
+            Dest::Remote(_) | Dest::String(_, StringOut::Stdout) => None,
+        }
+    }
+}
+
+impl fmt::Display for Dest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dest::Remote(url) => f.write_str(&redact_url(url)),
+            Dest::String(_, StringOut::Stdout) => f.write_str("<stdout>"),
+            other => match other.path() {
+                Some(p) => write!(f, "{}", p.display()),
+                None => f.write_str("<destination>"),
+            },
+        }
+    }
+}
+
+fn wants_string(rest: &str) -> Option<StringOut> {
+    if rest.is_empty() || rest == "-" {
+        Some(StringOut::Stdout)
+    } else if Path::new(rest).extension().is_some_and(|e| e == "txt") {
+        Some(StringOut::File(PathBuf::from(rest)))
+    } else {
+        None
+    }
+}
+
+/// Parses a destination argument (see the crate docs for the table).
+pub fn parse_dest(arg: &str) -> CliResult<Dest> {
+    if arg.is_empty() {
+        return Err(CliError::usage("the destination is empty"));
+    }
+    if is_remote(arg) {
+        return Ok(Dest::Remote(arg.to_owned()));
+    }
+    let Some((family, rest)) = split_prefix(arg) else {
+        if let Some(out) = wants_string(arg) {
+            return Ok(Dest::String(StringFormat::Full, out));
+        }
+        let path = PathBuf::from(arg);
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        return Ok(match ext.as_str() {
+            "db" | "sqlite" | "sqlite3" => Dest::Sqlite(path),
+            _ => Dest::File(path),
+        });
+    };
+    let string = wants_string(rest);
+    let path = PathBuf::from(rest);
+    let need_path = |what: &str| CliError::usage(format!("`{arg}`: {what} needs a path after the prefix"));
+    Ok(match family {
+        Family::File => Dest::File(if rest.is_empty() { return Err(need_path("file:")) } else { path }),
+        Family::Sqlite => Dest::Sqlite(if rest.is_empty() { return Err(need_path("sqlite:")) } else { path }),
+        Family::Libsql => Dest::Libsql(if rest.is_empty() { return Err(need_path("libsql:")) } else { path }),
+        Family::String => match string {
+            Some(out) => Dest::String(StringFormat::Full, out),
+            None => Dest::String(StringFormat::Full, StringOut::File(path)),
+        },
+        Family::Telethon => match string {
+            Some(out) => Dest::String(StringFormat::Telethon, out),
+            None => Dest::ForeignSqlite(path, ForeignFormat::Telethon),
+        },
+        Family::Pyrogram => match string {
+            Some(out) => Dest::String(StringFormat::Pyrogram, out),
+            None => Dest::ForeignSqlite(path, ForeignFormat::Pyrogram),
+        },
+        Family::Pyrofork => match string {
+            Some(out) => Dest::String(StringFormat::Pyrogram, out),
+            None => Dest::ForeignSqlite(path, ForeignFormat::Pyrofork),
+        },
+        Family::Kurigram => match string {
+            Some(out) => Dest::String(StringFormat::Pyrogram, out),
+            None => Dest::ForeignSqlite(path, ForeignFormat::Kurigram),
+        },
+        Family::Gramjs => match string {
+            Some(out) => Dest::String(StringFormat::GramJs, out),
+            None => Dest::GramjsStore(path),
+        },
+        Family::Mtcute => match string {
+            Some(out) => Dest::String(StringFormat::MtcuteV3, out),
+            None => {
+                return Err(CliError::usage(format!(
+                    "`{arg}`: mtcute's SQLite storage is read, not written; write an mtcute string with `mtcute:-` or `mtcute:FILE.txt`"
+                )))
+            }
+        },
+        Family::Layer => match string {
+            Some(out) => Dest::String(StringFormat::LayerClient, out),
+            None => Dest::Legacy(path, LegacyFormat::LayerV3),
+        },
+        Family::Ferogram => match string {
+            Some(out) => Dest::String(StringFormat::Ferogram, out),
+            None => Dest::Legacy(path, LegacyFormat::FerogramV8),
+        },
+    })
+}
+
+/// The destination for one file of a batch conversion into the folder `dir`, whose argument
+/// was `arg` (its prefix decides the format), for a source file whose name without extension
+/// is `stem`.
+pub fn batch_dest(arg: &str, dir: &Path, stem: &str) -> CliResult<Dest> {
+    let family = split_prefix(arg).map(|(f, _)| f);
+    let (ext, prefix) = match family {
+        None | Some(Family::File) => ("session", "file:"),
+        Some(Family::Sqlite) => ("db", "sqlite:"),
+        Some(Family::Libsql) => ("db", "libsql:"),
+        Some(Family::String) => ("txt", "string:"),
+        Some(Family::Mtcute) => ("txt", "mtcute:"),
+        Some(Family::Gramjs) => ("", "gramjs:"),
+        Some(f) => ("session", f.prefix()),
+    };
+    let name = if ext.is_empty() { stem.to_owned() } else { format!("{stem}.{ext}") };
+    let path = dir.join(name);
+    let Some(path) = path.to_str() else {
+        return Err(CliError::usage(format!("{}: the path is not valid UTF-8", path.display())));
+    };
+    parse_dest(&format!("{prefix}{path}"))
+}
+
+/// The folder a batch destination argument names (its prefix stripped).
+pub fn batch_dir(arg: &str) -> PathBuf {
+    PathBuf::from(split_prefix(arg).map_or(arg, |(_, rest)| rest))
+}

@@ -1,0 +1,227 @@
+//! Reading a source: detect its format and load it, never taking an owner lock and never
+//! writing to it.
+
+use std::io::Read;
+use std::path::Path;
+
+use session_core::{SessionData, SessionError};
+use session_file::legacy::{self, LegacyFormat};
+use session_file::StoredFormat;
+use session_sqlite::foreign::{self, ForeignFormat};
+use session_string::StringFormat;
+
+use crate::error::{CliError, CliResult};
+use crate::format::Format;
+use crate::gramjs_store;
+use crate::location::{Family, Source};
+use crate::sqlite_ro;
+use crate::blocking;
+
+/// A session read from a source.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The session.
+    pub data: SessionData,
+    /// The format it was in.
+    pub format: Format,
+    /// Problems that did not stop the read (a torn, unacknowledged last record).
+    pub warnings: Vec<String>,
+}
+
+impl Loaded {
+    fn new(data: SessionData, format: Format) -> Self {
+        Self { data, format, warnings: Vec::new() }
+    }
+}
+
+/// Options for reading.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Token for remote libSQL databases.
+    pub token: Option<String>,
+    /// Run the storage's own full integrity check where it has one (SQLite `integrity_check`).
+    pub integrity_check: bool,
+}
+
+/// Reads `source`.
+pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
+    let shown = source.to_string();
+    let loaded = match source {
+        Source::Literal { text, family } => import_string(text, Some(*family)).map_err(|e| CliError::source(&shown, e))?,
+        Source::Stdin { family } => {
+            let family = *family;
+            let text = blocking(move || {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map(|_| s)
+                    .map_err(|e| CliError::source("<stdin>", format!("cannot read: {e}")))
+            })
+            .await?;
+            import_string(&text, family).map_err(|e| CliError::source(&shown, e))?
+        }
+        Source::Path { path, family } => {
+            let path = path.clone();
+            let family = *family;
+            let check = options.integrity_check;
+            blocking(move || read_path(&path, family, check)).await?
+        }
+        Source::Remote { .. } => {
+            return Err(CliError::source(
+                &shown,
+                "remote libSQL databases are not supported by this build (session-libsql is not available)",
+            ))
+        }
+    };
+    Ok(loaded)
+}
+
+fn family_matches(family: Option<Family>, format: Format) -> bool {
+    let Some(family) = family else { return true };
+    match (family, format) {
+        (Family::File, Format::File | Format::Legacy(_)) => true,
+        (Family::Sqlite, Format::Sqlite | Format::ForeignSqlite(_)) => true,
+        (Family::Libsql, Format::Sqlite | Format::LibsqlLocal) => true,
+        (Family::String, Format::String(_) | Format::NativeString(_)) => true,
+        (Family::Telethon, Format::String(StringFormat::Telethon) | Format::ForeignSqlite(ForeignFormat::Telethon)) => {
+            true
+        }
+        (
+            Family::Pyrogram | Family::Pyrofork | Family::Kurigram,
+            Format::String(StringFormat::Pyrogram | StringFormat::PyrogramLegacy | StringFormat::PyrogramLegacyU32),
+        ) => true,
+        (Family::Pyrogram, Format::ForeignSqlite(ForeignFormat::Pyrogram)) => true,
+        (Family::Pyrofork, Format::ForeignSqlite(ForeignFormat::Pyrofork)) => true,
+        (Family::Kurigram, Format::ForeignSqlite(ForeignFormat::Kurigram)) => true,
+        (Family::Gramjs, Format::String(StringFormat::GramJs) | Format::GramjsStore) => true,
+        (Family::Mtcute, Format::String(StringFormat::MtcuteV3) | Format::ForeignSqlite(ForeignFormat::Mtcute)) => true,
+        (Family::Layer, Format::Legacy(f) | Format::NativeString(f)) => f.version() <= 3,
+        (Family::Ferogram, Format::Legacy(_) | Format::NativeString(_)) => true,
+        (
+            Family::Ferogram,
+            Format::String(StringFormat::FerogramCompactV1 | StringFormat::FerogramCompactV2),
+        ) => true,
+        _ => false,
+    }
+}
+
+fn check_family(what: &str, family: Option<Family>, loaded: Loaded) -> CliResult<Loaded> {
+    if family_matches(family, loaded.format) {
+        Ok(loaded)
+    } else {
+        let prefix = family.map_or("", Family::prefix);
+        Err(CliError::source(what, format!("is a {}, not what the `{prefix}` prefix names", loaded.format)))
+    }
+}
+
+/// Reads a string session of any supported format.
+pub fn import_string(text: &str, family: Option<Family>) -> CliResult<Loaded> {
+    let (data, format) = session_string::foreign::import(text).map_err(|e| CliError::source("string session", e))?;
+    let format = match format {
+        StringFormat::LayerClient | StringFormat::Ferogram => native_version(text).map_or(Format::String(format), Format::NativeString),
+        f => Format::String(f),
+    };
+    check_family("string session", family, Loaded::new(data, format))
+}
+
+fn native_version(text: &str) -> Option<LegacyFormat> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    let engine = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let bytes = engine.decode(text.trim()).ok()?;
+    legacy::decode(&bytes).ok().map(|l| l.format)
+}
+
+fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| CliError::source(&shown, e))?;
+    if meta.is_dir() {
+        if !gramjs_store::is_store(path) {
+            return Err(CliError::source(
+                &shown,
+                "is a folder but not a GramJS StoreSession (to convert every session in a folder, give a destination folder)",
+            ));
+        }
+        let data = gramjs_store::import(path).map_err(|e| CliError::source(&shown, e))?;
+        return check_family(&shown, family, Loaded::new(data, Format::GramjsStore));
+    }
+    let mut head = [0u8; 16];
+    let n = {
+        let mut f = std::fs::File::open(path).map_err(|e| CliError::source(&shown, e))?;
+        read_up_to(&mut f, &mut head).map_err(|e| CliError::source(&shown, e))?
+    };
+    if head[..n].starts_with(sqlite_ro::SQLITE_HEADER) {
+        let loaded = read_sqlite(path, family, integrity_check)?;
+        return check_family(&shown, family, loaded);
+    }
+    let text_like = std::fs::read(path)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| crate::location::looks_like_string(s));
+    if let Some(text) = text_like {
+        let loaded = import_string(&text, family).map_err(|e| CliError::source(&shown, e.message))?;
+        return Ok(loaded);
+    }
+    let snapshot = session_file::read_snapshot(path).map_err(|e| CliError::source(&shown, e))?;
+    let Some(snapshot) = snapshot else {
+        return Err(CliError::source(&shown, "the file is empty: it holds no session"));
+    };
+    let format = match snapshot.format {
+        StoredFormat::Legacy(f) => Format::Legacy(f),
+        _ => Format::File,
+    };
+    let mut loaded = Loaded::new(snapshot.data, format);
+    if let Some(at) = snapshot.torn_at {
+        loaded.warnings.push(format!(
+            "a torn, never acknowledged last record starts at byte {at} (the owner drops it on its next open)"
+        ));
+    }
+    check_family(&shown, family, loaded)
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
+    let shown = path.display().to_string();
+    let source_err = |e: SessionError| CliError::source(&shown, e);
+    let mut conn = sqlite_ro::open(path).map_err(source_err)?;
+    match sqlite_ro::kind(&conn, &shown).map_err(source_err)? {
+        sqlite_ro::Kind::Ours => {
+            if integrity_check {
+                let problems = sqlite_ro::integrity_check(&conn, &shown).map_err(source_err)?;
+                if !problems.is_empty() {
+                    return Err(CliError::source(&shown, format!("SQLite integrity check failed: {}", problems.join("; "))));
+                }
+            }
+            let data = sqlite_ro::load(&mut conn, &shown)
+                .map_err(source_err)?
+                .ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+            let format = if family == Some(Family::Libsql) { Format::LibsqlLocal } else { Format::Sqlite };
+            Ok(Loaded::new(data, format))
+        }
+        sqlite_ro::Kind::Empty => Err(CliError::source(&shown, "the database is empty: it holds no session")),
+        sqlite_ro::Kind::Foreign => {
+            if integrity_check {
+                let problems = sqlite_ro::integrity_check(&conn, &shown).map_err(source_err)?;
+                if !problems.is_empty() {
+                    return Err(CliError::source(&shown, format!("SQLite integrity check failed: {}", problems.join("; "))));
+                }
+            }
+            drop(conn);
+            let imported = foreign::import_blocking(path).map_err(source_err)?;
+            Ok(Loaded::new(imported.session, Format::ForeignSqlite(imported.format)))
+        }
+    }
+}

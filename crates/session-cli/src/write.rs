@@ -1,0 +1,213 @@
+//! Writing a destination: every non-native format is written to a staging place first and read
+//! back, so that what it drops is known exactly before anything replaces the destination.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use session_core::{PeerKind, SessionBackend, SessionData, SessionError};
+use session_file::legacy::{self, LegacyFormat};
+use session_file::BinaryFileBackend;
+use session_sqlite::foreign::{self, ForeignFormat};
+use session_sqlite::SqliteBackend;
+use session_string::StringFormat;
+
+use crate::blocking;
+use crate::diff;
+use crate::error::{CliError, CliResult};
+use crate::gramjs_store;
+use crate::location::{Dest, StringOut};
+
+/// How to write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Replace an existing destination.
+    pub force: bool,
+    /// Write even when the destination cannot hold everything (what is dropped is returned).
+    pub allow_lossy: bool,
+}
+
+/// Writes `data` to `dest`. Returns what the destination could not hold (empty unless
+/// `allow_lossy`; otherwise a lossy conversion fails with exit code 4 and writes nothing).
+pub async fn write(data: &SessionData, dest: &Dest, options: WriteOptions) -> CliResult<Vec<String>> {
+    let shown = dest.to_string();
+    if let Some(path) = dest.path() {
+        if std::fs::symlink_metadata(path).is_ok() && !options.force {
+            return Err(CliError::dest(&shown, "already exists (pass --force to replace it)"));
+        }
+    }
+    match dest {
+        Dest::File(path) => {
+            let backend = BinaryFileBackend::open(path.clone()).await.map_err(|e| CliError::dest(&shown, e))?;
+            save(&backend, data, &shown).await?;
+            Ok(Vec::new())
+        }
+        Dest::Sqlite(path) | Dest::Libsql(path) => {
+            let backend = SqliteBackend::open(path).await.map_err(|e| CliError::dest(&shown, e))?;
+            save(&backend, data, &shown).await?;
+            backend.close().await.map_err(|e| CliError::dest(&shown, e))?;
+            Ok(Vec::new())
+        }
+        Dest::Remote(_) => Err(CliError::dest(
+            &shown,
+            "remote libSQL databases are not supported by this build (session-libsql is not available)",
+        )),
+        Dest::String(format, out) => {
+            let (text, dropped) = string(data, *format, options.allow_lossy).map_err(|e| e.named(&shown))?;
+            match out {
+                StringOut::Stdout => {
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "{text}").map_err(|e| CliError::dest(&shown, e))?;
+                }
+                StringOut::File(path) => {
+                    let path = path.clone();
+                    let bytes = format!("{text}\n").into_bytes();
+                    blocking(move || replace_file(&path, &bytes)).await?;
+                }
+            }
+            Ok(dropped)
+        }
+        Dest::Legacy(path, format) => {
+            let (bytes, dropped) = legacy_bytes(data, *format, options.allow_lossy).map_err(|e| e.named(&shown))?;
+            let path = path.clone();
+            blocking(move || replace_file(&path, &bytes)).await?;
+            Ok(dropped)
+        }
+        Dest::ForeignSqlite(path, format) => {
+            let (path, format, data, allow) = (path.clone(), *format, data.clone(), options.allow_lossy);
+            blocking(move || staged(&path, &data, allow, |p, d| foreign_stage(p, d, format))).await
+        }
+        Dest::GramjsStore(path) => {
+            let (path, data, allow) = (path.clone(), data.clone(), options.allow_lossy);
+            blocking(move || staged(&path, &data, allow, gramjs_stage)).await
+        }
+    }
+}
+
+async fn save(backend: &dyn SessionBackend, data: &SessionData, shown: &str) -> CliResult<()> {
+    backend
+        .save_session(data)
+        .await
+        .map_err(|e| CliError::dest(shown, SessionError::from_boxed(e, backend.name())))
+}
+
+/// A problem found while producing the destination's content, named later.
+#[derive(Debug)]
+pub enum Staging {
+    /// The format cannot hold something it requires, or an I/O error.
+    Failed(String),
+    /// Lossy and not allowed.
+    Lossy(Vec<String>),
+}
+
+impl Staging {
+    fn named(self, shown: &str) -> CliError {
+        match self {
+            Staging::Failed(reason) => CliError::dest(shown, reason),
+            Staging::Lossy(dropped) => CliError::lossy(shown, &dropped),
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Staging {
+    Staging::Failed(e.to_string())
+}
+
+fn check(before: &SessionData, after: &SessionData, allow_lossy: bool) -> Result<Vec<String>, Staging> {
+    let dropped = diff::dropped(before, after);
+    if dropped.is_empty() || allow_lossy {
+        Ok(dropped)
+    } else {
+        Err(Staging::Lossy(dropped))
+    }
+}
+
+/// The session as it is about to be written in `format` with `--allow-lossy`: what the format
+/// refuses outright (rather than dropping on its own) taken out.
+fn fit(data: &SessionData, format: LegacyFormat) -> SessionData {
+    let mut fitted = data.clone();
+    if format == LegacyFormat::LayerV3 {
+        fitted.min_contexts.clear();
+        fitted.future_auth_token = None;
+        fitted.peers = data.peers.iter().filter(|p| !matches!(p.kind, PeerKind::BasicGroup | PeerKind::Community)).collect();
+    }
+    fitted
+}
+
+/// The string of `data` in `format`, and what it drops.
+pub fn string(data: &SessionData, format: StringFormat, allow_lossy: bool) -> Result<(String, Vec<String>), Staging> {
+    let source = match format {
+        StringFormat::LayerClient if allow_lossy => fit(data, LegacyFormat::LayerV3),
+        _ => data.clone(),
+    };
+    let text = session_string::foreign::export(&source, format).map_err(failed)?;
+    let (back, _) = session_string::foreign::import(&text)
+        .map_err(|e| failed(format!("the written string does not read back: {e}")))?;
+    Ok((text, check(data, &back, allow_lossy)?))
+}
+
+fn legacy_bytes(data: &SessionData, format: LegacyFormat, allow_lossy: bool) -> Result<(Vec<u8>, Vec<String>), Staging> {
+    let source = if allow_lossy { fit(data, format) } else { data.clone() };
+    let bytes = match format {
+        LegacyFormat::LayerV3 => legacy::encode_layer_v3(&source),
+        _ => legacy::encode_ferogram_v8(&source),
+    }
+    .map_err(failed)?;
+    let back = legacy::decode(&bytes).map_err(|e| failed(format!("the written file does not read back: {e}")))?;
+    Ok((bytes, check(data, &back.data, allow_lossy)?))
+}
+
+/// Writes `bytes` to `path` through a private temporary file beside it, fsync and rename.
+fn replace_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    let shown = path.display().to_string();
+    let dir = parent(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".layer-session-")
+        .tempfile_in(&dir)
+        .map_err(|e| CliError::dest(&shown, format!("cannot create a temporary file in {}: {e}", dir.display())))?;
+    tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| CliError::dest(&shown, e))?;
+    tmp.persist(path).map_err(|e| CliError::dest(&shown, e.error))?;
+    session_core::fs::sync_dir(&dir).map_err(|e| CliError::dest(&shown, e))
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes into a staging folder beside `path` with `stage` (which returns what reads back), then
+/// moves the result over `path`.
+fn staged(
+    path: &Path,
+    data: &SessionData,
+    allow_lossy: bool,
+    stage: impl FnOnce(&Path, &SessionData) -> Result<SessionData, SessionError>,
+) -> CliResult<Vec<String>> {
+    let shown = path.display().to_string();
+    let dir = parent(path);
+    let name = path.file_name().ok_or_else(|| CliError::dest(&shown, "names no file"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".layer-session-")
+        .tempdir_in(&dir)
+        .map_err(|e| CliError::dest(&shown, format!("cannot create a temporary folder in {}: {e}", dir.display())))?;
+    let staged = tmp.path().join(name);
+    let back = stage(&staged, data).map_err(|e| CliError::dest(&shown, e))?;
+    let dropped = check(data, &back, allow_lossy).map_err(|e| e.named(&shown))?;
+    if staged.is_dir() && path.is_dir() {
+        std::fs::remove_dir_all(path).map_err(|e| CliError::dest(&shown, format!("cannot replace: {e}")))?;
+    }
+    std::fs::rename(&staged, path).map_err(|e| CliError::dest(&shown, e))?;
+    session_core::fs::sync_dir(&dir).map_err(|e| CliError::dest(&shown, e))?;
+    Ok(dropped)
+}
+
+fn foreign_stage(path: &Path, data: &SessionData, format: ForeignFormat) -> Result<SessionData, SessionError> {
+    foreign::export_blocking(data, format, path)?;
+    Ok(foreign::import_blocking(path)?.session)
+}
+
+fn gramjs_stage(path: &Path, data: &SessionData) -> Result<SessionData, SessionError> {
+    gramjs_store::export(data, path)?;
+    gramjs_store::import(path)
+}
