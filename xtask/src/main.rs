@@ -71,6 +71,7 @@ fn test() -> Result<(), String> {
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"], &env)?;
     cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"], &env)?;
     cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "custom_backend"], &env)?;
+    cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"], &env)?;
     Ok(())
 }
 
