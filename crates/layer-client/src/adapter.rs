@@ -225,6 +225,10 @@ pub(crate) fn peer_changes(data: &SessionData, info: &PeerInfo, out: &mut Vec<Ch
                 if data.user != user {
                     out.push(Change::SetUser(user));
                 }
+                if data.home_dc == 0 {
+                    // Logged in on the DC grammers starts on: that is the home DC.
+                    out.push(Change::SetHomeDc(DEFAULT_DC));
+                }
             }
         }
         PeerInfo::Chat { id } => {
@@ -300,7 +304,16 @@ impl Session for StoreSession {
     fn set_dc_option(&self, dc_option: &GDcOption) -> BoxFuture<'_, Result<(), SessionError>> {
         let option = dc_option.clone();
         Box::pin(async move {
-            let changes = self.store.read(|d| dc_changes(d, &option));
+            let changes = self.store.read(|d| {
+                let mut changes = dc_changes(d, &option);
+                // grammers starts on DEFAULT_DC when the session names no home: once it holds a
+                // key there, that DC is the session's home, recorded so that the stored session
+                // (and every string exported from it) names it.
+                if d.home_dc == 0 && option.id == DEFAULT_DC && option.auth_key.is_some() {
+                    changes.push(Change::SetHomeDc(DEFAULT_DC));
+                }
+                changes
+            });
             self.store.apply_many(changes).await
         })
     }
@@ -417,6 +430,7 @@ mod tests {
         );
         data.apply_all(&changes);
         assert_eq!(data.user, Some(SelfUser::new(77, true)));
+        assert_eq!(data.home_dc, DEFAULT_DC, "a login on the starting DC makes it the home");
         match peer_info_of(&data, PeerId::self_user()) {
             Some(PeerInfo::User { id, auth, bot, is_self }) => {
                 assert_eq!((id, auth.map(PeerAuth::hash), bot, is_self), (77, Some(5), Some(true), Some(true)));

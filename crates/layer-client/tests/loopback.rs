@@ -186,7 +186,8 @@ async fn user_sign_in_with_two_step_verification() {
         ])),
     )
     .await;
-    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 2, None)));
+    // A session that names no home DC yet (as before a first login): grammers starts on DC 2.
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 0, None)));
     let (client, shutdown) =
         Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
 
@@ -208,6 +209,7 @@ async fn user_sign_in_with_two_step_verification() {
 
     let stored = backend.load_session().await.unwrap().unwrap();
     assert_eq!(stored.user, Some(SelfUser::new(5005, false)));
+    assert_eq!(stored.home_dc, 2, "the DC the login happened on is recorded as home");
     assert_eq!(stored.updates.pts, 50);
     let me = stored.peers.get(layer_client::core::PeerKey::user(5005)).expect("self user cached");
     assert_eq!(me.access_hash, 0xabcd);
