@@ -8,8 +8,9 @@
 //!   DC as an `i32`, so a v1 file whose home DC is 2..=8 starts with the same byte as a v2..v8
 //!   file. Both original decoders guess from that byte and return garbage without an error for
 //!   such files. Here every reading the first byte allows is tried, and a reading is accepted only
-//!   if it consumes the input exactly and its values are plausible (home DC and DC ids in
-//!   `1..=`[`MAX_PLAUSIBLE_DC_ID`], addresses that parse as `ip:port` / `[ipv6]:port`). No reading
+//!   if it consumes the input exactly and its values are plausible (home DC in
+//!   `1..=`[`MAX_PLAUSIBLE_HOME_DC`], DC ids in `1..=`[`MAX_PLAUSIBLE_DC_ID`], addresses that
+//!   parse as `ip:port` / `[ipv6]:port`). No reading
 //!   fits: the input is refused. More than one fits: refused as ambiguous (never observed; it
 //!   would take a file that is two valid sessions at once).
 //! - **Counts are not trusted.** Nothing is allocated from a count before the bytes it promises
@@ -50,9 +51,14 @@ use session_core::{
     UpdateState, AUTH_KEY_LEN,
 };
 
-/// The largest DC id a reading accepts as plausible (production DCs are 1-5, CDN DCs in the
-/// hundreds). The garbage readings of misdetected files have ids in the millions.
+/// The largest DC id a reading accepts as plausible in the DC table (production DCs are 1-5,
+/// CDN DCs in the hundreds). The garbage readings of misdetected files have ids in the millions.
 pub const MAX_PLAUSIBLE_DC_ID: i32 = 10_000;
+
+/// The largest home DC a reading accepts. Reading a versioned file as v1 makes its home DC
+/// `version + 256 * (low byte of the real home DC) + ...`, at least 257 for every real home DC;
+/// a home DC is never a CDN DC, so 255 separates the two readings with room to spare.
+pub const MAX_PLAUSIBLE_HOME_DC: i32 = 255;
 
 const WHAT: &str = "layer-client/ferogram session file";
 const CHANNEL_RECORD: usize = 8 + 4;
@@ -245,7 +251,7 @@ fn read(bytes: &[u8], format: LegacyFormat) -> Result<SessionData, String> {
     }
     let mut data = SessionData::default();
     data.home_dc = r.i32("home DC")?;
-    if !plausible_dc(data.home_dc) {
+    if !(1..=MAX_PLAUSIBLE_HOME_DC).contains(&data.home_dc) {
         return Err(format!("home DC {} is not a DC id", data.home_dc));
     }
     let dc_count = r.u8("DC count")?;
