@@ -52,6 +52,9 @@ pub enum Command {
         /// Convert even when the destination cannot hold everything; what is dropped is printed.
         #[arg(long)]
         allow_lossy: bool,
+        /// The api_id to record when the source has none (Pyrogram formats require one).
+        #[arg(long)]
+        api_id: Option<i32>,
         /// Auth token for a remote libSQL database.
         #[arg(long)]
         token: Option<String>,
@@ -74,6 +77,9 @@ pub enum Command {
         /// The string format.
         #[arg(long, value_enum, default_value_t = StringKind::Ours)]
         format: StringKind,
+        /// The api_id to record when the source has none (Pyrogram strings require one).
+        #[arg(long)]
+        api_id: Option<i32>,
         /// Auth token for a remote libSQL database.
         #[arg(long)]
         token: Option<String>,
@@ -150,21 +156,22 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
     match command {
         Command::Inspect { source, json, reveal_secrets, token } => {
             let src = location::parse_source(&source)?;
-            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false }).await?;
+            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false, api_id: None }).await?;
             let shown = src.to_string();
             if json {
                 let value = report::json(&loaded, &shown, reveal_secrets);
                 let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::usage(e.to_string()))?;
                 writeln!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
             } else {
-                write!(out, "{}", report::text(&loaded, &shown, reveal_secrets)).map_err(|e| CliError::dest("<stdout>", e))?;
+                write!(out, "{}", report::text(&loaded, &shown, reveal_secrets))
+                    .map_err(|e| CliError::dest("<stdout>", e))?;
             }
             Ok(EXIT_OK)
         }
         Command::Verify { source, token } => {
             let src = location::parse_source(&source)?;
             let shown = src.to_string();
-            let loaded = read::read(&src, &ReadOptions { token, integrity_check: true }).await?;
+            let loaded = read::read(&src, &ReadOptions { token, integrity_check: true, api_id: None }).await?;
             let findings = verify::check(&loaded);
             for note in &findings.notes {
                 let _ = writeln!(out, "note: {shown}: {note}");
@@ -185,9 +192,9 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                 Ok(EXIT_SOURCE)
             }
         }
-        Command::Convert { source, dest, force, allow_lossy, token } => {
+        Command::Convert { source, dest, force, allow_lossy, api_id, token } => {
             let options = WriteOptions { force, allow_lossy };
-            let read_options = ReadOptions { token, integrity_check: false };
+            let read_options = ReadOptions { token, integrity_check: false, api_id };
             let src = location::parse_source(&source)?;
             if let Source::Path { path, family: None } = &src {
                 if path.is_dir() && !crate::gramjs_store::is_store(path) {
@@ -205,12 +212,12 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             Ok(EXIT_OK)
         }
-        Command::ExportString { source, compact, format, token } => {
+        Command::ExportString { source, compact, format, api_id, token } => {
             if compact && format != StringKind::Ours {
                 return Err(CliError::usage("--compact applies to --format ours only"));
             }
             let src = location::parse_source(&source)?;
-            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false }).await?;
+            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false, api_id }).await?;
             let (text, dropped) = write::string(&loaded.data, format.format(compact), true).map_err(|e| match e {
                 write::Staging::Failed(reason) => CliError::dest(format!("{format:?} string"), reason),
                 write::Staging::Lossy(d) => CliError::lossy("string", &d),

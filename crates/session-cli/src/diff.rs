@@ -89,7 +89,7 @@ pub fn dropped(before: &SessionData, after: &SessionData) -> Vec<String> {
     }
     let channels = b.channels.iter().filter(|(id, pts)| a.channels.get(id) != Some(pts)).count();
     if channels > 0 {
-        out.push(plural(channels, "channel pts"));
+        out.push(format!("pts of {}", plural(channels, "channel")));
     }
     let (mut missing, mut hash, mut kind, mut names, mut phone, mut min) = (0, 0, 0, 0, 0, 0);
     for p in before.peers.iter() {
@@ -116,16 +116,16 @@ pub fn dropped(before: &SessionData, after: &SessionData) -> Vec<String> {
         }
     }
     let peer_items = [
-        (missing, "cached peer"),
-        (hash, "peer access hash"),
-        (kind, "peer subtype (bot, broadcast, megagroup, gigagroup or community)"),
-        (names, "peer's usernames"),
-        (phone, "peer phone number"),
-        (min, "peer's \"min\" flag"),
+        (missing, "{} (cached)"),
+        (hash, "access hashes of {}"),
+        (kind, "the subtype (bot, broadcast, megagroup, gigagroup, community) of {}"),
+        (names, "usernames of {}"),
+        (phone, "phone numbers of {}"),
+        (min, "the \"min\" flag of {}"),
     ];
     for (n, what) in peer_items {
         if n > 0 {
-            out.push(plural(n, what));
+            out.push(what.replace("{}", &plural(n, "peer")));
         }
     }
     let contexts = before.min_contexts.iter().filter(|c| !after.min_contexts.contains(c)).count();

@@ -10,12 +10,12 @@ use session_file::StoredFormat;
 use session_sqlite::foreign::{self, ForeignFormat};
 use session_string::StringFormat;
 
+use crate::blocking;
 use crate::error::{CliError, CliResult};
 use crate::format::Format;
 use crate::gramjs_store;
 use crate::location::{Family, Source};
 use crate::sqlite_ro;
-use crate::blocking;
 
 /// A session read from a source.
 #[derive(Debug, Clone)]
@@ -41,13 +41,17 @@ pub struct ReadOptions {
     pub token: Option<String>,
     /// Run the storage's own full integrity check where it has one (SQLite `integrity_check`).
     pub integrity_check: bool,
+    /// The api_id to record when the source has none (Pyrogram formats require one).
+    pub api_id: Option<i32>,
 }
 
 /// Reads `source`.
 pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
     let shown = source.to_string();
     let loaded = match source {
-        Source::Literal { text, family } => import_string(text, Some(*family)).map_err(|e| CliError::source(&shown, e))?,
+        Source::Literal { text, family } => {
+            import_string(text, Some(*family)).map_err(|e| CliError::source(&shown, e))?
+        }
         Source::Stdin { family } => {
             let family = *family;
             let text = blocking(move || {
@@ -73,6 +77,10 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
             ))
         }
     };
+    let mut loaded = loaded;
+    if loaded.data.api_id.is_none() {
+        loaded.data.api_id = options.api_id;
+    }
     Ok(loaded)
 }
 
@@ -97,10 +105,7 @@ fn family_matches(family: Option<Family>, format: Format) -> bool {
         (Family::Mtcute, Format::String(StringFormat::MtcuteV3) | Format::ForeignSqlite(ForeignFormat::Mtcute)) => true,
         (Family::Layer, Format::Legacy(f) | Format::NativeString(f)) => f.version() <= 3,
         (Family::Ferogram, Format::Legacy(_) | Format::NativeString(_)) => true,
-        (
-            Family::Ferogram,
-            Format::String(StringFormat::FerogramCompactV1 | StringFormat::FerogramCompactV2),
-        ) => true,
+        (Family::Ferogram, Format::String(StringFormat::FerogramCompactV1 | StringFormat::FerogramCompactV2)) => true,
         _ => false,
     }
 }
@@ -118,7 +123,9 @@ fn check_family(what: &str, family: Option<Family>, loaded: Loaded) -> CliResult
 pub fn import_string(text: &str, family: Option<Family>) -> CliResult<Loaded> {
     let (data, format) = session_string::foreign::import(text).map_err(|e| CliError::source("string session", e))?;
     let format = match format {
-        StringFormat::LayerClient | StringFormat::Ferogram => native_version(text).map_or(Format::String(format), Format::NativeString),
+        StringFormat::LayerClient | StringFormat::Ferogram => {
+            native_version(text).map_or(Format::String(format), Format::NativeString)
+        }
         f => Format::String(f),
     };
     check_family("string session", family, Loaded::new(data, format))
@@ -202,7 +209,10 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
             if integrity_check {
                 let problems = sqlite_ro::integrity_check(&conn, &shown).map_err(source_err)?;
                 if !problems.is_empty() {
-                    return Err(CliError::source(&shown, format!("SQLite integrity check failed: {}", problems.join("; "))));
+                    return Err(CliError::source(
+                        &shown,
+                        format!("SQLite integrity check failed: {}", problems.join("; ")),
+                    ));
                 }
             }
             let data = sqlite_ro::load(&mut conn, &shown)
@@ -216,7 +226,10 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
             if integrity_check {
                 let problems = sqlite_ro::integrity_check(&conn, &shown).map_err(source_err)?;
                 if !problems.is_empty() {
-                    return Err(CliError::source(&shown, format!("SQLite integrity check failed: {}", problems.join("; "))));
+                    return Err(CliError::source(
+                        &shown,
+                        format!("SQLite integrity check failed: {}", problems.join("; ")),
+                    ));
                 }
             }
             drop(conn);

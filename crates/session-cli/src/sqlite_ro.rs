@@ -33,10 +33,39 @@ fn sql(resource: &str, e: rusqlite::Error) -> SessionError {
     }
 }
 
-/// Opens `path` read-only (WAL readers do not block the owner, and the owner lock is not taken).
+/// Opens `path` read-only: the owner lock is not taken and nothing is written.
+///
+/// While a program has the database open its `-wal` file exists, and the connection reads
+/// through it as any WAL reader does (a consistent snapshot, no blocking of the writer). When
+/// there is no `-wal` file nobody has the database open, and it is opened `immutable`, so that
+/// SQLite does not create `-wal` and `-shm` files beside a database we only read.
 pub fn open(path: &Path) -> Result<Connection, SessionError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(path, flags).map_err(|e| sql(&path.display().to_string(), e))
+    let resource = path.display().to_string();
+    let mut wal = path.as_os_str().to_os_string();
+    wal.push("-wal");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let target = if Path::new(&wal).exists() {
+        format!("file:{}", uri_path(path)?)
+    } else {
+        format!("file:{}?immutable=1", uri_path(path)?)
+    };
+    Connection::open_with_flags(target, flags).map_err(|e| sql(&resource, e))
+}
+
+/// `path` escaped for a SQLite `file:` URI.
+fn uri_path(path: &Path) -> Result<String, SessionError> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| SessionError::invalid(path.display().to_string(), "the path is not valid UTF-8"))?;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
 }
 
 /// Tells our databases from others.

@@ -84,10 +84,7 @@ pub async fn write(data: &SessionData, dest: &Dest, options: WriteOptions) -> Cl
 }
 
 async fn save(backend: &dyn SessionBackend, data: &SessionData, shown: &str) -> CliResult<()> {
-    backend
-        .save_session(data)
-        .await
-        .map_err(|e| CliError::dest(shown, SessionError::from_boxed(e, backend.name())))
+    backend.save_session(data).await.map_err(|e| CliError::dest(shown, SessionError::from_boxed(e, backend.name())))
 }
 
 /// A problem found while producing the destination's content, named later.
@@ -121,14 +118,16 @@ fn check(before: &SessionData, after: &SessionData, allow_lossy: bool) -> Result
     }
 }
 
-/// The session as it is about to be written in `format` with `--allow-lossy`: what the format
-/// refuses outright (rather than dropping on its own) taken out.
+/// The session as it is about to be written in `format`: what the format refuses outright
+/// (rather than dropping on its own) taken out, so that the read-back comparison names it and
+/// `--allow-lossy` decides.
 fn fit(data: &SessionData, format: LegacyFormat) -> SessionData {
     let mut fitted = data.clone();
     if format == LegacyFormat::LayerV3 {
         fitted.min_contexts.clear();
         fitted.future_auth_token = None;
-        fitted.peers = data.peers.iter().filter(|p| !matches!(p.kind, PeerKind::BasicGroup | PeerKind::Community)).collect();
+        fitted.peers =
+            data.peers.iter().filter(|p| !matches!(p.kind, PeerKind::BasicGroup | PeerKind::Community)).collect();
     }
     fitted
 }
@@ -136,7 +135,7 @@ fn fit(data: &SessionData, format: LegacyFormat) -> SessionData {
 /// The string of `data` in `format`, and what it drops.
 pub fn string(data: &SessionData, format: StringFormat, allow_lossy: bool) -> Result<(String, Vec<String>), Staging> {
     let source = match format {
-        StringFormat::LayerClient if allow_lossy => fit(data, LegacyFormat::LayerV3),
+        StringFormat::LayerClient => fit(data, LegacyFormat::LayerV3),
         _ => data.clone(),
     };
     let text = session_string::foreign::export(&source, format).map_err(failed)?;
@@ -145,8 +144,12 @@ pub fn string(data: &SessionData, format: StringFormat, allow_lossy: bool) -> Re
     Ok((text, check(data, &back, allow_lossy)?))
 }
 
-fn legacy_bytes(data: &SessionData, format: LegacyFormat, allow_lossy: bool) -> Result<(Vec<u8>, Vec<String>), Staging> {
-    let source = if allow_lossy { fit(data, format) } else { data.clone() };
+fn legacy_bytes(
+    data: &SessionData,
+    format: LegacyFormat,
+    allow_lossy: bool,
+) -> Result<(Vec<u8>, Vec<String>), Staging> {
+    let source = fit(data, format);
     let bytes = match format {
         LegacyFormat::LayerV3 => legacy::encode_layer_v3(&source),
         _ => legacy::encode_ferogram_v8(&source),
