@@ -138,9 +138,13 @@ impl Format {
             Format::GramjsStore => Carries { address: true, peers: true, ..Carries::NONE },
             Format::String(f) => match f {
                 StringFormat::Full => Carries::ALL,
-                StringFormat::Compact => Carries { address: true, user: true, bot: true, test_mode: true, ..Carries::NONE },
+                StringFormat::Compact => {
+                    Carries { address: true, user: true, bot: true, test_mode: true, ..Carries::NONE }
+                }
                 StringFormat::Telethon | StringFormat::GramJs => address_only,
-                StringFormat::Pyrogram => Carries { user: true, bot: true, test_mode: true, api_id: true, ..Carries::NONE },
+                StringFormat::Pyrogram => {
+                    Carries { user: true, bot: true, test_mode: true, api_id: true, ..Carries::NONE }
+                }
                 StringFormat::PyrogramLegacy | StringFormat::PyrogramLegacyU32 => {
                     Carries { user: true, bot: true, test_mode: true, ..Carries::NONE }
                 }

@@ -44,8 +44,8 @@ pub fn import(dir: &Path) -> Result<SessionData, SessionError> {
         let Some((session, field)) = file_name.split_once(SEP) else { continue };
         let text = std::fs::read_to_string(entry.path())
             .map_err(|e| SessionError::io(entry.path().display().to_string(), e))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| err(dir, format!("{file_name} is not JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| err(dir, format!("{file_name} is not JSON: {e}")))?;
         fields.entry(session.to_owned()).or_default().insert(field.to_owned(), value);
     }
     let sessions: Vec<_> = fields.iter().filter(|(_, f)| f.contains_key("authKey") || f.contains_key("dcId")).collect();

@@ -37,8 +37,11 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
                 SocketAddr::V4(a) => (Value::from(a.ip().to_string()), Value::Null),
                 SocketAddr::V6(a) => (Value::Null, Value::from(a.ip().to_string())),
             };
-            let (ipv4, ipv6, port) =
-                if carries.address { (ipv4, ipv6, Value::from(o.addr.port())) } else { (Value::Null, Value::Null, Value::Null) };
+            let (ipv4, ipv6, port) = if carries.address {
+                (ipv4, ipv6, Value::from(o.addr.port()))
+            } else {
+                (Value::Null, Value::Null, Value::Null)
+            };
             let mut dc = json!({
                 "id": o.id,
                 "ipv4": ipv4,
