@@ -79,3 +79,38 @@ fn detection_errors_say_why() {
     let err = foreign::detect("AAAA").unwrap_err().to_string();
     assert!(err.contains("no layout fits"), "{err}");
 }
+
+/// An IPv4 `ip:port` whose text is exactly `len` characters (9..=21).
+fn v4_text(len: usize) -> String {
+    let mut octets = [1u32; 4];
+    let mut port = 1u32;
+    let mut extra = len - 9;
+    for o in &mut octets {
+        let add = extra.min(2);
+        *o = [1, 11, 111][add];
+        extra -= add;
+    }
+    let add = extra.min(4);
+    port = [port, 11, 111, 1111, 11111][add];
+    format!("{}.{}.{}.{}:{port}", octets[0], octets[1], octets[2], octets[3])
+}
+
+#[test]
+fn a_keyless_native_session_of_pyrogram_length_is_not_taken_for_pyrogram() {
+    use session_core::{DcOption, SessionData};
+    // layer v3 without keys, peers or channels: 26 bytes + (19 + address length) per DC. With
+    // home DC 1 and 7 DCs, 263 bytes is Pyrogram's oldest layout; its flag bytes fit too.
+    let mut data = SessionData::default();
+    data.home_dc = 1;
+    let lengths = [15usize, 15, 15, 15, 15, 15, 14];
+    for (i, len) in lengths.iter().enumerate() {
+        let id = i32::try_from(i + 1).unwrap();
+        let option = DcOption::new(id, v4_text(*len).parse().unwrap());
+        data.dcs.insert(option.key(), option);
+    }
+    let s = foreign::export(&data, StringFormat::LayerClient).unwrap();
+    assert_eq!(s.len(), 351, "the native string must have the 351-character Pyrogram length");
+    let (back, format) = foreign::import(&s).unwrap();
+    assert_eq!(format, StringFormat::LayerClient);
+    assert_eq!(back, data);
+}

@@ -153,7 +153,16 @@ fn import_binary(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionErr
     };
     if let Some(layout) = pyrogram::Layout::from_len(bytes.len()) {
         match pyrogram::import(bytes, layout) {
-            Ok(data) => return Ok((data, layout.format())),
+            Ok(data) => {
+                // Pyrogram strings are told apart by length alone, and a keyless layer/ferogram
+                // native session of exactly that length can fit the layout too (its flag bytes
+                // happen to be 0 or 1). Such bytes also read exactly as a native session, which a
+                // real Pyrogram string (256 random key bytes in the middle) never does: prefer it.
+                if let Ok(native) = legacy_import(bytes) {
+                    return Ok(native);
+                }
+                return Ok((data, layout.format()));
+            }
             Err(e) => note(e),
         }
     }
