@@ -10,6 +10,7 @@
 //! | [`InMemoryBackend`] | default | `session-core` | tests, throw-away bots |
 //! | [`StringSessionBackend`] | default | `session-string` | env vars, CI, serverless |
 //! | `SqliteBackend` | `sqlite-session` | `session-sqlite` | production bots, `.db` paths |
+//! | `LibSqlBackend` | `libsql-session` | `session-libsql` | sessions on a libSQL server (Turso, sqld) |
 //!
 //! [`Config::session_path`](crate::Config::session_path) picks a backend by file name: a path
 //! ending in `.db` is opened with `SqliteBackend` (an error naming the feature when
@@ -20,6 +21,9 @@ use std::sync::Arc;
 
 pub use session_core::{InMemoryBackend, SessionBackend};
 pub use session_file::BinaryFileBackend;
+#[cfg(feature = "libsql-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "libsql-session")))]
+pub use session_libsql::LibSqlBackend;
 #[cfg(feature = "sqlite-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite-session")))]
 pub use session_sqlite::SqliteBackend;

@@ -225,3 +225,40 @@ async fn killed_client_leaves_a_loadable_session() {
         );
     }
 }
+
+#[cfg(feature = "libsql-session")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_libsql_local_file_keeps_the_migrated_login() {
+    use layer_client::session_backend::LibSqlBackend;
+    let (dc2, dc4) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.libsql");
+    {
+        let backend = LibSqlBackend::open_local(&path).await.unwrap();
+        backend.save_session(&session_for(&[&dc2, &dc4], 2, None)).await.unwrap();
+    }
+    let backend = LibSqlBackend::open_local(&path).await.unwrap();
+    let (client, shutdown) =
+        Client::builder().session(backend).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+    client.bot_sign_in("1001:token").await.unwrap();
+    shutdown.shutdown().await.unwrap();
+    drop(client);
+    let stored = LibSqlBackend::open_local(&path).await.unwrap().load_session().await.unwrap().unwrap();
+    assert_eq!((stored.home_dc, stored.user), (4, Some(SelfUser::new(1001, true))));
+}
+
+#[cfg(feature = "libsql-session")]
+#[tokio::test]
+async fn a_libsql_server_that_is_down_fails_connect() {
+    use layer_client::session_backend::LibSqlBackend;
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let err = match LibSqlBackend::open_remote(&url, "token").await {
+        Err(e) => ClientError::Session(e),
+        Ok(backend) => {
+            Client::builder().session(backend).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap_err()
+        }
+    };
+    assert!(matches!(err, ClientError::Session(SessionError::Unavailable { .. })), "{err:?}");
+}

@@ -7,8 +7,6 @@
 //! that need no network run in `the_offline_parts_run`.
 
 #![allow(unused_variables, dead_code, clippy::unwrap_used, clippy::needless_update)]
-// `libsql-session` is declared once the session-libsql crate has landed.
-#![allow(unexpected_cfgs)]
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
