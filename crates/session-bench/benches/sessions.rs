@@ -1,0 +1,601 @@
+//! Our backends beside layer-client 0.5.0 (its default features: BinaryFile, InMemory, String),
+//! in one binary, one run. grammers-session 0.11 runs from `benches-anchors/grammers` (it links
+//! libSQL's C library, which cannot live beside rusqlite's bundled SQLite).
+//!
+//! Benchmark ids are `<scenario>/<backend>/<cached peers>`; the report reads them back from
+//! `target/criterion`. Ours are named `memory`, `store+memory`, `string`, `sqlite`, `file`;
+//! anchors `layer_*`, `grammers_*`.
+
+#![allow(missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use layer::SessionBackend as _;
+use layer_client_05 as layer;
+use session_bench::{new_peer, plain_peer, session, write_fact, Settings};
+use session_core::{
+    Change, FlushPolicy, InMemoryBackend, SessionBackend, SessionData, SessionStore, UpdateStateChange,
+};
+use session_sqlite::SqliteBackend;
+use session_string::StringSessionBackend;
+use tokio::runtime::Runtime;
+
+/// Changes timed between two untimed clean-ups, so that "N cached peers" stays within N..N+100.
+const BATCH: u64 = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ours {
+    Memory,
+    String,
+    Sqlite,
+}
+
+const OURS: [Ours; 3] = [Ours::Memory, Ours::String, Ours::Sqlite];
+
+impl Ours {
+    fn name(self) -> &'static str {
+        match self {
+            Ours::Memory => "memory",
+            Ours::String => "string",
+            Ours::Sqlite => "sqlite",
+        }
+    }
+
+    fn path(self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.session", self.name()))
+    }
+
+    /// A backend holding `data`.
+    async fn create(self, dir: &Path, data: &SessionData) -> Box<dyn SessionBackend> {
+        let b: Box<dyn SessionBackend> = match self {
+            Ours::Memory => Box::new(InMemoryBackend::with_session(data.clone())),
+            Ours::String => Box::new(StringSessionBackend::from_session(data).expect("encode")),
+            Ours::Sqlite => {
+                let b = SqliteBackend::open(self.path(dir)).await.expect("open sqlite");
+                b.save_session(data).await.expect("save");
+                Box::new(b)
+            }
+        };
+        b
+    }
+
+    /// What a restart does: open what `prev` stored and load it (`prev` is dropped first so that
+    /// the owner lock is free). The string backend starts from `string`, the string it exported.
+    async fn reopen_and_load(self, dir: &Path, prev: &mut Option<Box<dyn SessionBackend>>, string: &str) -> usize {
+        let loaded = match self {
+            Ours::Memory => prev.as_ref().expect("backend").load_session().await.expect("load"),
+            Ours::String => StringSessionBackend::new(string).load_session().await.expect("load"),
+            Ours::Sqlite => {
+                drop(prev.take());
+                let b = SqliteBackend::open(self.path(dir)).await.expect("open");
+                let loaded = b.load_session().await.expect("load");
+                *prev = Some(Box::new(b));
+                loaded
+            }
+        };
+        loaded.map_or(0, |d| d.peers.len())
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn criterion(settings: &Settings) -> Criterion {
+    Criterion::default()
+        .warm_up_time(settings.warm_up)
+        .measurement_time(settings.measurement)
+        .sample_size(settings.samples)
+        .without_plots()
+        .configure_from_args()
+}
+
+// ---- layer-client 0.5.0 -----------------------------------------------------------------------
+//
+// Its session types live in a private module: values come from its public API (a string decoded
+// by its own StringSessionBackend, `Default`) and are only ever held in inferred locals, so these
+// helpers are macros that expand in place.
+
+/// A layer-client 0.5.0 session with a home DC and key, an update state, and `n` peers with the
+/// same ids and hashes as ours.
+macro_rules! layer_session {
+    ($n:expr) => {{
+        let mut session = layer::StringSessionBackend::new(layer_seed_string())
+            .load()
+            .expect("layer decodes its own format")
+            .expect("a session");
+        let template = session.peers[0].clone();
+        session.peers = (0..$n as u64).map(|i| layer_peer!(template, plain_peer(i))).collect();
+        (session, template)
+    }};
+}
+
+/// A layer peer carrying the same information as one of ours.
+macro_rules! layer_peer {
+    ($template:expr, $peer:expr) => {{
+        let peer: session_core::Peer = $peer;
+        let mut p = $template.clone();
+        p.id = peer.id;
+        p.access_hash = peer.access_hash;
+        p.is_channel = peer.key().class == session_core::PeerClass::Channel;
+        p
+    }};
+}
+
+/// One DC with its key and one peer, in layer's v3 format, base64url as its string backend
+/// reads it.
+fn layer_seed_string() -> String {
+    use base64::Engine as _;
+    let mut b = vec![3u8];
+    b.extend_from_slice(&2i32.to_le_bytes());
+    b.push(1);
+    b.extend_from_slice(&2i32.to_le_bytes());
+    b.push(1);
+    b.extend_from_slice(&[7u8; 256]);
+    b.extend_from_slice(&5i64.to_le_bytes());
+    b.extend_from_slice(&0i32.to_le_bytes());
+    let addr = b"149.154.167.51:443";
+    b.push(u8::try_from(addr.len()).expect("short"));
+    b.extend_from_slice(addr);
+    b.push(0);
+    for v in [100i32, 5, 1_700_000_000, 9] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1i64.to_le_bytes());
+    b.extend_from_slice(&1i64.to_le_bytes());
+    b.push(0);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layer {
+    BinaryFile,
+    InMemory,
+    String,
+}
+
+const LAYER: [Layer; 3] = [Layer::BinaryFile, Layer::InMemory, Layer::String];
+
+impl Layer {
+    fn name(self) -> &'static str {
+        match self {
+            Layer::BinaryFile => "layer_binary_file",
+            Layer::InMemory => "layer_in_memory",
+            Layer::String => "layer_string",
+        }
+    }
+
+    fn backend(self, dir: &Path) -> Box<dyn layer::SessionBackend> {
+        match self {
+            Layer::BinaryFile => Box::new(layer::BinaryFileBackend::new(dir.join("layer.session"))),
+            Layer::InMemory => Box::new(layer::InMemoryBackend::new()),
+            Layer::String => Box::new(layer::StringSessionBackend::new(String::new())),
+        }
+    }
+}
+
+// ---- scenarios --------------------------------------------------------------------------------
+
+/// Times `iters` calls of `step(k)` (k counts up across calls), running `cleanup(from, to)`
+/// untimed after every [`BATCH`] steps.
+fn timed_batches<S>(
+    rt: &Runtime,
+    iters: u64,
+    counter: &mut u64,
+    state: &mut S,
+    mut step: impl FnMut(&Runtime, &mut S, u64),
+    mut cleanup: impl FnMut(&Runtime, &mut S, u64, u64),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let batch = (iters - done).min(BATCH);
+        let from = *counter;
+        let start = Instant::now();
+        for k in from..from + batch {
+            step(rt, state, k);
+        }
+        total += start.elapsed();
+        *counter += batch;
+        cleanup(rt, state, from, *counter);
+        done += batch;
+    }
+    total
+}
+
+fn upserts(range: std::ops::Range<u64>) -> Vec<Change> {
+    range.map(|k| Change::UpsertPeer(new_peer(k))).collect()
+}
+
+fn removes(range: std::ops::Range<u64>) -> Vec<Change> {
+    range.map(|k| Change::RemovePeer(new_peer(k).key())).collect()
+}
+
+/// Cache one new peer, persisted (acknowledged) before the next.
+fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("cache_one_peer");
+    for &n in &settings.sizes {
+        for ours in OURS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut full = session(n);
+            let backend = rt.block_on(ours.create(dir.path(), &full));
+            let mut counter = 0;
+            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
+                b.iter_custom(|iters| {
+                    timed_batches(
+                        rt,
+                        iters,
+                        &mut counter,
+                        &mut full,
+                        |rt, full, k| {
+                            let change = [Change::UpsertPeer(new_peer(k))];
+                            full.apply_all(&change);
+                            rt.block_on(backend.persist(&change, full)).expect("persist");
+                        },
+                        |rt, full, from, to| {
+                            let r = removes(from..to);
+                            full.apply_all(&r);
+                            rt.block_on(backend.persist(&r, full)).expect("persist");
+                        },
+                    )
+                })
+            });
+        }
+        // Through the store the client uses: apply, then wait until it is acknowledged.
+        {
+            let store = rt
+                .block_on(SessionStore::open(
+                    Arc::new(InMemoryBackend::with_session(session(n))),
+                    FlushPolicy::default(),
+                ))
+                .expect("store");
+            let mut counter = 0;
+            g.bench_function(BenchmarkId::new("store+memory", n), |b| {
+                b.iter_custom(|iters| {
+                    timed_batches(
+                        rt,
+                        iters,
+                        &mut counter,
+                        &mut (),
+                        |rt, (), k| {
+                            rt.block_on(async {
+                                store.apply(Change::UpsertPeer(new_peer(k))).await.expect("apply");
+                                store.flush().await.expect("flush");
+                            })
+                        },
+                        |rt, (), from, to| {
+                            rt.block_on(async {
+                                store.apply_many(removes(from..to)).await.expect("apply");
+                                store.flush().await.expect("flush");
+                            })
+                        },
+                    )
+                })
+            });
+            rt.block_on(store.close()).expect("close");
+        }
+        for l in LAYER {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = l.backend(dir.path());
+            let (mut s, template) = layer_session!(n);
+            backend.save(&s).expect("layer save");
+            let mut counter = 0;
+            g.bench_function(BenchmarkId::new(l.name(), n), |b| {
+                b.iter_custom(|iters| {
+                    timed_batches(
+                        rt,
+                        iters,
+                        &mut counter,
+                        &mut s,
+                        |_, s, k| {
+                            let p = layer_peer!(template, new_peer(k));
+                            if l == Layer::InMemory {
+                                // Its granular override (no full copy).
+                                backend.cache_peer(&p).expect("cache_peer");
+                            } else {
+                                // What layer-client 0.5 does: the session in memory, saved whole.
+                                s.peers.push(p);
+                                backend.save(s).expect("save");
+                            }
+                        },
+                        |_, s, _, _| {
+                            s.peers.truncate(n);
+                            backend.save(s).expect("save");
+                        },
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// 1,000 new peers persisted in one flush (per flush; the report divides by 1,000).
+fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("flush_1000_peers");
+    for &n in &settings.sizes {
+        for ours in OURS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut full = session(n);
+            let backend = rt.block_on(ours.create(dir.path(), &full));
+            let mut counter = 0u64;
+            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let changes = upserts(counter..counter + 1000);
+                        let start = Instant::now();
+                        full.apply_all(&changes);
+                        rt.block_on(backend.persist(&changes, &full)).expect("persist");
+                        total += start.elapsed();
+                        let r = removes(counter..counter + 1000);
+                        full.apply_all(&r);
+                        rt.block_on(backend.persist(&r, &full)).expect("persist");
+                        counter += 1000;
+                    }
+                    total
+                })
+            });
+        }
+        {
+            let store = rt
+                .block_on(SessionStore::open(
+                    Arc::new(InMemoryBackend::with_session(session(n))),
+                    FlushPolicy::default(),
+                ))
+                .expect("store");
+            let mut counter = 0u64;
+            g.bench_function(BenchmarkId::new("store+memory", n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let changes = upserts(counter..counter + 1000);
+                        let start = Instant::now();
+                        rt.block_on(async {
+                            store.apply_many(changes).await.expect("apply");
+                            store.flush().await.expect("flush");
+                        });
+                        total += start.elapsed();
+                        rt.block_on(async {
+                            store.apply_many(removes(counter..counter + 1000)).await.expect("apply");
+                            store.flush().await.expect("flush");
+                        });
+                        counter += 1000;
+                    }
+                    total
+                })
+            });
+            rt.block_on(store.close()).expect("close");
+        }
+        for l in LAYER {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = l.backend(dir.path());
+            let (mut s, template) = layer_session!(n);
+            backend.save(&s).expect("layer save");
+            let mut counter = 0u64;
+            g.bench_function(BenchmarkId::new(l.name(), n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        // Its best: add the 1,000 in memory, one save (its InMemory override
+                        // would scan the whole list once per peer).
+                        for k in counter..counter + 1000 {
+                            s.peers.push(layer_peer!(template, new_peer(k)));
+                        }
+                        backend.save(&s).expect("save");
+                        total += start.elapsed();
+                        s.peers.truncate(n);
+                        backend.save(&s).expect("save");
+                        counter += 1000;
+                    }
+                    total
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// One update-state change (pts/date/seq advanced), persisted.
+fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("update_state");
+    for &n in &settings.sizes {
+        for ours in OURS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut full = session(n);
+            let backend = rt.block_on(ours.create(dir.path(), &full));
+            let mut pts = 0i32;
+            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
+                b.iter(|| {
+                    pts = pts.wrapping_add(1);
+                    let change =
+                        [Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts })];
+                    full.apply_all(&change);
+                    rt.block_on(backend.persist(&change, &full)).expect("persist");
+                })
+            });
+        }
+        {
+            let store = rt
+                .block_on(SessionStore::open(
+                    Arc::new(InMemoryBackend::with_session(session(n))),
+                    FlushPolicy::default(),
+                ))
+                .expect("store");
+            let mut pts = 0i32;
+            g.bench_function(BenchmarkId::new("store+memory", n), |b| {
+                b.iter(|| {
+                    pts = pts.wrapping_add(1);
+                    rt.block_on(async {
+                        let change =
+                            Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts });
+                        store.apply(change).await.expect("apply");
+                        store.flush().await.expect("flush");
+                    })
+                })
+            });
+            rt.block_on(store.close()).expect("close");
+        }
+        for l in LAYER {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = l.backend(dir.path());
+            let (mut s, _template) = layer_session!(n);
+            backend.save(&s).expect("layer save");
+            let mut pts = 0i32;
+            g.bench_function(BenchmarkId::new(l.name(), n), |b| {
+                b.iter(|| {
+                    pts = pts.wrapping_add(1);
+                    let change = layer::UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts };
+                    if l == Layer::InMemory {
+                        backend.apply_update_state(change).expect("update");
+                    } else {
+                        change.apply_to(&mut s.updates_state);
+                        backend.save(&s).expect("save");
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Replace the whole stored session.
+fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("full_save");
+    for &n in &settings.sizes {
+        for ours in OURS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let full = session(n);
+            let backend = rt.block_on(ours.create(dir.path(), &full));
+            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
+                b.iter(|| rt.block_on(backend.save_session(&full)).expect("save"))
+            });
+        }
+        for l in LAYER {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = l.backend(dir.path());
+            let (s, _template) = layer_session!(n);
+            g.bench_function(BenchmarkId::new(l.name(), n), |b| b.iter(|| backend.save(&s).expect("save")));
+        }
+    }
+    g.finish();
+}
+
+/// Load the stored session as a restart does (file-based backends: open, then load).
+fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("load");
+    let mut kept = serde_json::Map::new();
+    for &n in &settings.sizes {
+        for ours in OURS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let full = session(n);
+            let mut backend = Some(rt.block_on(ours.create(dir.path(), &full)));
+            let string = session_string::encode_full(&full).expect("encode");
+            let peers = rt.block_on(ours.reopen_and_load(dir.path(), &mut backend, &string));
+            kept.insert(format!("{}/{n}", ours.name()), peers.into());
+            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
+                b.iter(|| rt.block_on(ours.reopen_and_load(dir.path(), &mut backend, &string)))
+            });
+        }
+        for l in LAYER {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = l.backend(dir.path());
+            let (s, _template) = layer_session!(n);
+            backend.save(&s).expect("save");
+            let peers = backend.load().expect("load").map_or(0, |s| s.peers.len());
+            kept.insert(format!("{}/{n}", l.name()), peers.into());
+            g.bench_function(BenchmarkId::new(l.name(), n), |b| {
+                b.iter(|| backend.load().expect("load").map_or(0, |s| s.peers.len()))
+            });
+        }
+    }
+    g.finish();
+    write_fact("load_peers_kept", &kept.into()).expect("write fact");
+}
+
+/// Export the whole session as a string and import it back.
+fn string_export_import(c: &mut Criterion, settings: &Settings) {
+    let mut g = c.benchmark_group("string_export_import");
+    let mut kept = serde_json::Map::new();
+    for &n in &settings.sizes {
+        let full = session(n);
+        let round = |d: &SessionData| {
+            let s = session_string::encode_full(d).expect("encode");
+            session_string::decode(&s).expect("decode")
+        };
+        kept.insert(format!("string/{n}"), round(&full).peers.len().into());
+        g.bench_function(BenchmarkId::new("string", n), |b| b.iter(|| round(&full)));
+
+        let (s, _template) = layer_session!(n);
+        let layer_round = || {
+            let exported = s.to_string();
+            layer::StringSessionBackend::new(exported).load().expect("import").expect("session")
+        };
+        kept.insert(format!("layer_string/{n}"), layer_round().peers.len().into());
+        g.bench_function(BenchmarkId::new("layer_string", n), |b| b.iter(|| layer_round().peers.len()));
+    }
+    g.finish();
+    write_fact("string_peers_kept", &kept.into()).expect("write fact");
+}
+
+/// A durable flush of one change beside a raw fsync of 4 KiB (append 4 KiB + `sync_data`).
+fn durable_flush(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("durable_flush");
+    for &n in &settings.sizes {
+        {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut f = std::fs::File::create(dir.path().join("raw")).expect("create");
+            let block = [0x5Au8; 4096];
+            let mut written = 0u64;
+            g.bench_function(BenchmarkId::new("raw_fsync_4k", n), |b| {
+                b.iter(|| {
+                    if written >= 64 << 20 {
+                        f.set_len(0).expect("truncate");
+                        written = 0;
+                    }
+                    f.write_all(&block).expect("write");
+                    f.sync_data().expect("fsync");
+                    written += 4096;
+                })
+            });
+        }
+        for ours in OURS.into_iter().filter(|o| *o == Ours::Sqlite) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut full = session(n);
+            let backend = rt.block_on(ours.create(dir.path(), &full));
+            let mut pts = 0i32;
+            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
+                b.iter(|| {
+                    pts = pts.wrapping_add(1);
+                    let change =
+                        [Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts })];
+                    full.apply_all(&change);
+                    rt.block_on(backend.persist(&change, &full)).expect("persist");
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut c = criterion(&settings);
+    cache_one_peer(&mut c, &rt, &settings);
+    flush_1000_peers(&mut c, &rt, &settings);
+    update_state(&mut c, &rt, &settings);
+    full_save(&mut c, &rt, &settings);
+    load(&mut c, &rt, &settings);
+    string_export_import(&mut c, &settings);
+    durable_flush(&mut c, &rt, &settings);
+    c.final_summary();
+}

@@ -1,0 +1,508 @@
+//! Builds the report from criterion's results: medians per scenario, backend and size, ratios to
+//! the anchors, the targets checked, and SVG plots.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One benchmark's median.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Scenario (criterion group), e.g. `cache_one_peer`.
+    pub scenario: String,
+    /// Backend (criterion function id), e.g. `sqlite` or `layer_binary_file`.
+    pub backend: String,
+    /// Cached peers.
+    pub n: u64,
+    /// Median time per iteration, in nanoseconds.
+    pub median_ns: f64,
+}
+
+#[derive(Deserialize)]
+struct BenchmarkJson {
+    group_id: String,
+    function_id: Option<String>,
+    value_str: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Estimate {
+    point_estimate: f64,
+}
+
+#[derive(Deserialize)]
+struct EstimatesJson {
+    median: Estimate,
+}
+
+/// Reads every `<criterion_dir>/**/new/{benchmark,estimates}.json`.
+pub fn collect(criterion_dir: &Path) -> std::io::Result<Vec<Measurement>> {
+    let mut out = Vec::new();
+    let mut stack = vec![criterion_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                if let Some(m) = read_one(&path) {
+                    out.push(m);
+                }
+            } else if path.file_name().is_some_and(|n| n != "report" && n != "base" && n != "change") {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.scenario, &a.backend, a.n).cmp(&(&b.scenario, &b.backend, b.n)));
+    Ok(out)
+}
+
+fn read_one(new_dir: &Path) -> Option<Measurement> {
+    let bench: BenchmarkJson = serde_json::from_slice(&std::fs::read(new_dir.join("benchmark.json")).ok()?).ok()?;
+    let est: EstimatesJson = serde_json::from_slice(&std::fs::read(new_dir.join("estimates.json")).ok()?).ok()?;
+    Some(Measurement {
+        scenario: bench.group_id,
+        backend: bench.function_id?,
+        n: bench.value_str?.parse().ok()?,
+        median_ns: est.median.point_estimate,
+    })
+}
+
+/// Medians indexed by scenario, backend and size.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    map: BTreeMap<String, BTreeMap<String, BTreeMap<u64, f64>>>,
+}
+
+impl Results {
+    /// Indexes measurements (a later duplicate replaces an earlier one).
+    pub fn new(ms: &[Measurement]) -> Self {
+        let mut map: BTreeMap<String, BTreeMap<String, BTreeMap<u64, f64>>> = BTreeMap::new();
+        for m in ms {
+            map.entry(m.scenario.clone()).or_default().entry(m.backend.clone()).or_default().insert(m.n, m.median_ns);
+        }
+        Self { map }
+    }
+
+    /// A median in nanoseconds.
+    pub fn get(&self, scenario: &str, backend: &str, n: u64) -> Option<f64> {
+        self.map.get(scenario)?.get(backend)?.get(&n).copied()
+    }
+
+    /// Scenarios measured.
+    pub fn scenarios(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// Backends measured in a scenario, ours first, then anchors.
+    pub fn backends(&self, scenario: &str) -> Vec<&str> {
+        let mut v: Vec<&str> =
+            self.map.get(scenario).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        v.sort_by_key(|b| (is_anchor(b), backend_rank(b), b.to_string()));
+        v
+    }
+
+    /// Sizes measured in a scenario.
+    pub fn sizes(&self, scenario: &str) -> Vec<u64> {
+        let mut v: Vec<u64> =
+            self.map.get(scenario).map(|m| m.values().flat_map(|s| s.keys().copied()).collect()).unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Every series of a scenario: backend → (n, median ns).
+    pub fn series(&self, scenario: &str) -> Vec<(String, Vec<(u64, f64)>)> {
+        self.backends(scenario)
+            .into_iter()
+            .filter_map(|b| {
+                let pts = self.map.get(scenario)?.get(b)?.iter().map(|(n, v)| (*n, *v)).collect();
+                Some((b.to_owned(), pts))
+            })
+            .collect()
+    }
+}
+
+/// True for the anchors' series.
+pub fn is_anchor(backend: &str) -> bool {
+    backend.starts_with("layer_") || backend.starts_with("grammers_") || backend.starts_with("raw_")
+}
+
+fn backend_rank(b: &str) -> u8 {
+    match b {
+        "file" => 0,
+        "sqlite" => 1,
+        "libsql_remote" => 2,
+        "libsql_replica" => 3,
+        "memory" => 4,
+        "store+memory" => 5,
+        "string" => 6,
+        _ => 9,
+    }
+}
+
+/// Human-readable duration.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// The anchor each of our backends is compared with in a scenario (the closest thing the anchor
+/// library offers).
+pub fn anchor_for(scenario: &str, backend: &str) -> Option<&'static str> {
+    match (scenario, backend) {
+        ("durable_flush", _) => Some("raw_fsync_4k"),
+        (_, "file") => Some("layer_binary_file"),
+        (_, "sqlite" | "libsql_remote" | "libsql_replica") => Some("layer_binary_file"),
+        (_, "memory" | "store+memory") => Some("layer_in_memory"),
+        (_, "string") => Some("layer_string"),
+        _ => None,
+    }
+}
+
+/// Scenario titles, in report order.
+pub const SCENARIOS: [(&str, &str); 7] = [
+    ("cache_one_peer", "Cache one new peer (persisted)"),
+    ("flush_1000_peers", "1,000 new peers in one flush (per flush)"),
+    ("update_state", "One update-state change (persisted)"),
+    ("full_save", "Full save"),
+    ("load", "Load (open + read, as at startup)"),
+    ("string_export_import", "String export + import"),
+    ("durable_flush", "Durable flush of one change vs raw 4 KiB append + fdatasync"),
+];
+
+/// One line of the targets checklist.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// What is checked.
+    pub target: String,
+    /// `Some(true)`: met; `Some(false)`: missed; `None`: not measured.
+    pub pass: Option<bool>,
+    /// The numbers behind it.
+    pub detail: String,
+}
+
+/// Checks the issue's targets against the results. `facts` holds the side measurements
+/// (memory, peers kept) by name.
+pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let (small, big) = (1_000u64, 100_000u64);
+    for scenario in ["cache_one_peer", "update_state"] {
+        for b in ["file", "sqlite", "memory", "store+memory", "string", "libsql_remote", "libsql_replica"] {
+            let (Some(a), Some(z)) = (r.get(scenario, b, small), r.get(scenario, b, big)) else {
+                if r.backends(scenario).contains(&b) || ["file", "sqlite", "memory", "string"].contains(&b) {
+                    out.push(Check {
+                        target: format!("{scenario}: `{b}` flat in N (100k within 1.5x of 1k)"),
+                        pass: None,
+                        detail: "not measured".into(),
+                    });
+                }
+                continue;
+            };
+            out.push(Check {
+                target: format!("{scenario}: `{b}` flat in N (100k within 1.5x of 1k)"),
+                pass: Some(z <= 1.5 * a),
+                detail: format!("{} at 1k, {} at 100k: {:.2}x", fmt_ns(a), fmt_ns(z), z / a),
+            });
+        }
+    }
+    out.push(ratio_check(
+        r,
+        "cache_one_peer",
+        "file",
+        "layer_binary_file",
+        big,
+        30.0,
+        "file backend ≥30x faster than layer's BinaryFile per new peer at 100k",
+    ));
+    for anchor in ["layer_binary_file", "grammers_sqlite"] {
+        out.push(ratio_check(
+            r,
+            "cache_one_peer",
+            "sqlite",
+            anchor,
+            big,
+            1.0,
+            &format!("SQLite at least as fast as `{anchor}` per new peer at 100k"),
+        ));
+    }
+    for anchor in ["layer_binary_file", "grammers_sqlite"] {
+        out.push(ratio_check(
+            r,
+            "flush_1000_peers",
+            "sqlite",
+            anchor,
+            big,
+            20.0,
+            &format!("SQLite ≥20x cheaper per peer than `{anchor}` in 1,000-peer flushes at 100k"),
+        ));
+    }
+    for b in ["file", "sqlite"] {
+        let raw: Vec<f64> =
+            r.sizes("durable_flush").iter().filter_map(|n| r.get("durable_flush", "raw_fsync_4k", *n)).collect();
+        let ours: Vec<f64> = r.sizes("durable_flush").iter().filter_map(|n| r.get("durable_flush", b, *n)).collect();
+        if raw.is_empty() || ours.is_empty() {
+            out.push(Check {
+                target: format!("durable flush of one change (`{b}`) within 1.5x of a raw fsync"),
+                pass: None,
+                detail: "not measured".into(),
+            });
+            continue;
+        }
+        let raw_med = median(&raw);
+        let worst = ours.iter().copied().fold(0.0, f64::max);
+        out.push(Check {
+            target: format!("durable flush of one change (`{b}`) within 1.5x of a raw fsync"),
+            pass: Some(worst <= 1.5 * raw_med),
+            detail: format!(
+                "worst {} vs raw 4 KiB fdatasync {}: {:.2}x",
+                fmt_ns(worst),
+                fmt_ns(raw_med),
+                worst / raw_med
+            ),
+        });
+    }
+    match facts.get("memory").and_then(|m| m.get("backends")).and_then(|b| b.as_array()) {
+        Some(list) => {
+            for m in list {
+                let name = m.get("backend").and_then(|v| v.as_str()).unwrap_or("?");
+                let secs = m.get("load_seconds").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+                let bpp = m.get("rss_bytes_per_peer").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+                let peers = m.get("peers").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                out.push(Check {
+                    target: format!("`{name}`: 1,000,000 peers load in under 1 s using under 80 bytes of RAM per peer"),
+                    pass: Some(secs < 1.0 && bpp < 80.0 && peers == 1_000_000),
+                    detail: format!("{secs:.3} s, {bpp:.1} B/peer (RSS delta), {peers} peers loaded"),
+                });
+            }
+        }
+        None => out.push(Check {
+            target: "1,000,000 peers load in under 1 s using under 80 bytes of RAM per peer".into(),
+            pass: None,
+            detail: "not measured".into(),
+        }),
+    }
+    let kept = facts.get("string_peers_kept");
+    let ours_kept = kept.and_then(|k| k.get(format!("string/{big}"))).and_then(serde_json::Value::as_u64);
+    let layer_kept = kept.and_then(|k| k.get(format!("layer_string/{big}"))).and_then(serde_json::Value::as_u64);
+    let mut c = ratio_check(
+        r,
+        "string_export_import",
+        "string",
+        "layer_string",
+        big,
+        1.0,
+        "string export+import of 100,000 peers no slower than layer's, keeping every peer",
+    );
+    if let Some(p) = c.pass {
+        c.pass = Some(p && ours_kept == Some(big));
+    }
+    let _ = write!(
+        c.detail,
+        "; peers kept: ours {}, layer {}",
+        ours_kept.map_or("?".into(), |v| v.to_string()),
+        layer_kept.map_or("?".into(), |v| v.to_string())
+    );
+    out.push(c);
+    out
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn ratio_check(r: &Results, scenario: &str, ours: &str, anchor: &str, n: u64, factor: f64, target: &str) -> Check {
+    match (r.get(scenario, ours, n), r.get(scenario, anchor, n)) {
+        (Some(a), Some(b)) => Check {
+            target: target.to_owned(),
+            pass: Some(a * factor <= b),
+            detail: format!("{} vs {}: {:.1}x faster", fmt_ns(a), fmt_ns(b), b / a),
+        },
+        _ => Check { target: target.to_owned(), pass: None, detail: "not measured".into() },
+    }
+}
+
+/// The markdown report.
+pub fn markdown(r: &Results, facts: &BTreeMap<String, serde_json::Value>, header: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Session backend benchmarks\n\n{header}\n");
+    let _ = writeln!(s, "## Targets\n\n| Target | Result | Numbers |\n|---|---|---|");
+    for c in checks(r, facts) {
+        let res = match c.pass {
+            Some(true) => "PASS",
+            Some(false) => "**FAIL**",
+            None => "not measured",
+        };
+        let _ = writeln!(s, "| {} | {res} | {} |", c.target, c.detail);
+    }
+    let _ = writeln!(s);
+    for (scenario, title) in SCENARIOS {
+        if !r.scenarios().any(|x| x == scenario) {
+            continue;
+        }
+        let sizes = r.sizes(scenario);
+        let _ = writeln!(s, "## {title}\n\nMedian per operation; ratio = ours / anchor (below 1: ours is faster). Plot: `{scenario}.svg`.\n");
+        let _ = write!(s, "| Backend |");
+        for n in &sizes {
+            let _ = write!(s, " N={n} |");
+        }
+        let _ = write!(s, " anchor | ratio at each N |\n|---|");
+        for _ in &sizes {
+            let _ = write!(s, "---|");
+        }
+        let _ = writeln!(s, "---|---|");
+        for b in r.backends(scenario) {
+            let _ = write!(s, "| `{b}` |");
+            for n in &sizes {
+                let _ = write!(s, " {} |", r.get(scenario, b, *n).map_or("-".into(), fmt_ns));
+            }
+            match anchor_for(scenario, b).filter(|_| !is_anchor(b)) {
+                Some(a) => {
+                    let ratios: Vec<String> = sizes
+                        .iter()
+                        .map(|n| match (r.get(scenario, b, *n), r.get(scenario, a, *n)) {
+                            (Some(x), Some(y)) => format!("{:.3}", x / y),
+                            _ => "-".into(),
+                        })
+                        .collect();
+                    let _ = writeln!(s, " `{a}` | {} |", ratios.join(" / "));
+                }
+                None => {
+                    let _ = writeln!(s, " | |");
+                }
+            }
+        }
+        if scenario == "flush_1000_peers" {
+            let _ = writeln!(s, "\nPer peer at N=100000: {}", per_peer_line(r, scenario, 100_000));
+        }
+        let _ = writeln!(s);
+    }
+    if !facts.is_empty() {
+        let _ = writeln!(s, "## Side measurements\n");
+        for (k, v) in facts {
+            let _ = writeln!(s, "- `{k}`: `{v}`");
+        }
+    }
+    s
+}
+
+fn per_peer_line(r: &Results, scenario: &str, n: u64) -> String {
+    r.backends(scenario)
+        .iter()
+        .filter_map(|b| r.get(scenario, b, n).map(|v| format!("`{b}` {}", fmt_ns(v / 1000.0))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Draws one SVG per scenario (log-log: median against N, one line per backend) into `dir`.
+pub fn plots(r: &Results, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    use plotters::prelude::*;
+    let mut written = Vec::new();
+    for (scenario, title) in SCENARIOS {
+        let series = r.series(scenario);
+        if series.is_empty() {
+            continue;
+        }
+        let path = dir.join(format!("{scenario}.svg"));
+        let (mut lo_n, mut hi_n, mut lo_t, mut hi_t) = (f64::MAX, 0f64, f64::MAX, 0f64);
+        for (_, pts) in &series {
+            for (n, t) in pts {
+                let n = *n as f64;
+                lo_n = lo_n.min(n);
+                hi_n = hi_n.max(n);
+                lo_t = lo_t.min(*t / 1e3);
+                hi_t = hi_t.max(*t / 1e3);
+            }
+        }
+        let root = SVGBackend::new(&path, (900, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((lo_n * 0.8..hi_n * 1.25).log_scale(), (lo_t * 0.5..hi_t * 2.0).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc("cached peers (N)").y_desc("median (µs)").draw().map_err(|e| e.to_string())?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let data: Vec<(f64, f64)> = pts.iter().map(|(n, t)| (*n as f64, *t / 1e3)).collect();
+            let style = if is_anchor(name) { color.stroke_width(1) } else { color.stroke_width(3) };
+            chart
+                .draw_series(LineSeries::new(data.clone(), style))
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(data.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+        drop(chart);
+        drop(root);
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(scenario: &str, backend: &str, n: u64, ns: f64) -> Measurement {
+        Measurement { scenario: scenario.into(), backend: backend.into(), n, median_ns: ns }
+    }
+
+    #[test]
+    fn flatness_and_ratio_checks_can_fail() {
+        let r = Results::new(&[
+            m("cache_one_peer", "file", 1_000, 10_000.0),
+            m("cache_one_peer", "file", 100_000, 20_000.0),
+            m("cache_one_peer", "layer_binary_file", 100_000, 100_000.0),
+        ]);
+        let c = checks(&r, &BTreeMap::new());
+        let flat = c.iter().find(|c| c.target.starts_with("cache_one_peer: `file`")).expect("flat check");
+        assert_eq!(flat.pass, Some(false));
+        let ratio = c.iter().find(|c| c.target.starts_with("file backend ≥30x")).expect("ratio check");
+        assert_eq!(ratio.pass, Some(false), "5x is not 30x");
+        let md = markdown(&r, &BTreeMap::new(), "test");
+        assert!(md.contains("| `file` | 10.00 µs | 20.00 µs | `layer_binary_file` | - / 0.200 |"), "{md}");
+    }
+
+    #[test]
+    fn reads_criterion_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let new = dir.path().join("load/sqlite/1000/new");
+        std::fs::create_dir_all(&new).expect("mkdir");
+        std::fs::write(
+            new.join("benchmark.json"),
+            r#"{"group_id":"load","function_id":"sqlite","value_str":"1000","throughput":null,"full_id":"load/sqlite/1000","directory_name":"load/sqlite/1000","title":"load/sqlite/1000"}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            new.join("estimates.json"),
+            r#"{"mean":{"point_estimate":2.0},"median":{"point_estimate":1500.0,"standard_error":1.0}}"#,
+        )
+        .expect("write");
+        let ms = collect(dir.path()).expect("collect");
+        assert_eq!(ms, vec![m("load", "sqlite", 1000, 1500.0)]);
+    }
+}
