@@ -141,7 +141,7 @@ impl LibSqlBackend {
     async fn save_data(&self, data: &SessionData) -> Result<(), SessionError> {
         match &self.inner {
             Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-            Inner::Remote(r) => r.write(schema::save_plan(data)).await,
+            Inner::Remote(r) => r.write(schema::save_plan(data)).await.map(drop),
             Inner::Replica(r) => r.save_session(data).await,
         }
     }
@@ -167,7 +167,7 @@ impl SessionBackend for LibSqlBackend {
     async fn delete(&self) -> Result<(), BoxError> {
         match &self.inner {
             Inner::Local(l, _) => l.delete().await,
-            Inner::Remote(r) => r.write(schema::delete_plan()).await.map_err(boxed),
+            Inner::Remote(r) => r.write(schema::delete_plan()).await.map(drop).map_err(boxed),
             Inner::Replica(r) => r.delete().await.map_err(boxed),
         }
     }
@@ -192,7 +192,7 @@ impl SessionBackend for LibSqlBackend {
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         match &self.inner {
             Inner::Local(l, _) => l.persist(changes, full).await,
-            Inner::Remote(r) => r.write(schema::persist_plan(changes)?).await.map_err(boxed),
+            Inner::Remote(r) => r.write(schema::persist_plan(changes)?).await.map(drop).map_err(boxed),
             Inner::Replica(r) => r.persist(changes, full).await.map_err(boxed),
         }
     }

@@ -125,7 +125,7 @@ impl Remote {
             }
             sql.push_str(CREATE_GENERATION);
             match self.batch(&sql).await {
-                Ok(()) => return Ok(()),
+                Ok(_) => return Ok(()),
                 Err(SessionError::Backend { .. }) if attempts < 3 => continue,
                 Err(e) => return Err(e),
             }
@@ -160,22 +160,39 @@ impl Remote {
         .await
     }
 
-    /// Runs `sql` (several statements) as one transaction: all or nothing.
-    async fn batch(&self, sql: &str) -> Result<(), SessionError> {
+    /// Runs `sql` (several statements) as one transaction: all or nothing. Returns the rows of
+    /// the last statement, when the server sent them.
+    async fn batch(&self, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
         let conn = self.conn.lock().await;
-        self.timed(&conn, async { conn.execute_transactional_batch(sql).await.map(drop).map_err(|e| self.map(e)) })
-            .await
+        self.timed(&conn, async {
+            let mut results = conn.execute_transactional_batch(sql).await.map_err(|e| self.map(e))?;
+            let mut last = None;
+            while let Some(rows) = results.next_stmt_row() {
+                last = rows;
+            }
+            match last {
+                Some(rows) => Ok(Some(collect(rows).await.map_err(|e| self.map(e))?)),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
-    /// Runs `plan` in one transaction (one HTTP request) and bumps the generation with it.
-    pub(crate) async fn write(&self, plan: impl Iterator<Item = Statement>) -> Result<(), SessionError> {
+    /// Runs `plan` in one transaction (one HTTP request), bumping the generation with it.
+    /// Returns the generation the write produced when the server reported it (see
+    /// [`Remote::generation`] otherwise).
+    pub(crate) async fn write(&self, plan: impl Iterator<Item = Statement>) -> Result<Option<Generation>, SessionError> {
         let mut sql = String::new();
-        for statement in plan {
-            inline(&mut sql, &statement)?;
-            sql.push_str(";\n");
-        }
+        inline_all(&mut sql, plan)?;
         sql.push_str(BUMP_GENERATION);
-        self.batch(&sql).await
+        sql.push_str(READ_GENERATION);
+        let rows = self.batch(&sql).await?;
+        // Batches ask for no rows; sqld sends them anyway. A server that does not gives `None`,
+        // and the caller reads the counter separately.
+        Ok(rows.and_then(|rows| match rows.first().and_then(|r| r.first()) {
+            Some(libsql::Value::Integer(v)) => Some(*v),
+            _ => None,
+        }))
     }
 
     /// The server's generation counter now.
@@ -193,36 +210,138 @@ impl Remote {
     }
 
     /// The stored session and the generation it belongs to, read in one transaction.
+    ///
+    /// Round trips: `BEGIN`, one batch for the generation and the small tables, one request per
+    /// page of [`PAGE_ROWS`] peers (and channels), `COMMIT`. Pages come back as one JSON text per
+    /// page built by the server (`json_group_array`), which is several times cheaper to move and
+    /// decode than Hrana's per-value encoding.
     pub(crate) async fn load(&self) -> Result<(Option<SessionData>, Generation), SessionError> {
         let conn = self.conn.lock().await;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
-            let mut generation = None;
             let mut out = SessionRows::new(self.resource.clone());
-            let mut values: Vec<libsql::Value> = Vec::with_capacity(10);
-            let mut rows = tx.query(READ_GENERATION, ()).await.map_err(|e| self.map(e))?;
-            if let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
-                if let libsql::Value::Integer(v) = row.get_value(0).map_err(|e| self.map(e))? {
-                    generation = Some(v);
+            let small: Vec<(schema::Table, &str)> =
+                schema::LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t)).collect();
+            let mut sql = String::from(READ_GENERATION);
+            for (_, q) in &small {
+                sql.push_str(";\n");
+                sql.push_str(q);
+            }
+            let mut results = tx.execute_batch(&sql).await.map_err(|e| self.map(e))?;
+            let mut sets = Vec::new();
+            while let Some(rows) = results.next_stmt_row() {
+                sets.push(match rows {
+                    Some(rows) => Some(collect(rows).await.map_err(|e| self.map(e))?),
+                    None => None,
+                });
+            }
+            let generation = match sets.first().and_then(|s| s.as_ref()).and_then(|rows| rows.first()) {
+                Some(row) => match row.first() {
+                    Some(libsql::Value::Integer(v)) => *v,
+                    _ => return Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: not an integer"))),
+                },
+                // The counter row always exists: no row means the server withheld the rows of the
+                // batch (it may: batches ask for none). Read each query on its own instead.
+                None => {
+                    sets.clear();
+                    for q in std::iter::once(READ_GENERATION).chain(small.iter().map(|(_, q)| *q)) {
+                        let rows = tx.query(q, ()).await.map_err(|e| self.map(e))?;
+                        sets.push(Some(collect(rows).await.map_err(|e| self.map(e))?));
+                    }
+                    match sets.first().and_then(|s| s.as_ref()).and_then(|r| r.first()).and_then(|r| r.first()) {
+                        Some(libsql::Value::Integer(v)) => *v,
+                        _ => {
+                            return Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: no counter row")))
+                        }
+                    }
+                }
+            };
+            if sets.len() != small.len() + 1 {
+                return Err(SessionError::Backend {
+                    backend: "libsql".to_owned(),
+                    source: format!("the server answered {} of {} queries", sets.len(), small.len() + 1).into(),
+                });
+            }
+            for ((table, _), rows) in small.iter().zip(sets.iter().skip(1)) {
+                for row in rows.iter().flatten() {
+                    let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                    out.row(*table, &refs)?;
                 }
             }
-            for (table, sql) in schema::LOAD_QUERIES {
-                let mut rows = tx.query(sql, ()).await.map_err(|e| self.map(e))?;
-                while let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
-                    values.clear();
-                    for i in 0..row.column_count() {
-                        values.push(row.get_value(i).map_err(|e| self.map(e))?);
-                    }
-                    let refs: Vec<SqlValueRef<'_>> = values.iter().map(value_ref).collect();
-                    out.row(table, &refs)?;
-                }
+            for (table, q) in schema::LOAD_QUERIES.iter().copied().filter(|(t, _)| is_large(*t)) {
+                self.load_pages(&tx, table, q, &mut out).await?;
             }
             tx.commit().await.map_err(|e| self.map(e))?;
-            let generation = generation
-                .ok_or_else(|| SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: no counter row")))?;
             Ok((out.finish(), generation))
         })
         .await
+    }
+
+    /// Reads a possibly large table in pages of JSON built by the server.
+    async fn load_pages(
+        &self,
+        tx: &libsql::Transaction,
+        table: schema::Table,
+        query: &str,
+        out: &mut SessionRows,
+    ) -> Result<(), SessionError> {
+        let Some(columns) = select_columns(query) else {
+            return self.load_plain(tx, table, query, out).await;
+        };
+        let mut offset: u64 = 0;
+        let mut page: u64 = PAGE_ROWS;
+        loop {
+            let sql = format!(
+                "SELECT count(*), json_group_array(json_array({})) FROM ({query} LIMIT {page} OFFSET {offset})",
+                columns.join(", ")
+            );
+            let rows = match tx.execute_batch(&sql).await {
+                Ok(mut results) => match results.next_stmt_row().flatten() {
+                    Some(rows) => collect(rows).await.map_err(|e| self.map(e))?,
+                    None => Vec::new(),
+                },
+                Err(e) if e.to_string().contains("RESPONSE_TOO_LARGE") && page > 1 => {
+                    page /= 2;
+                    continue;
+                }
+                Err(e) => return Err(self.map(e)),
+            };
+            // An aggregate always returns one row; none means the server withheld batch rows.
+            let Some(row) = rows.first() else {
+                return self.load_plain(tx, table, query, out).await;
+            };
+            let (Some(libsql::Value::Integer(n)), Some(libsql::Value::Text(json))) = (row.first(), row.get(1)) else {
+                return Err(SessionError::corrupt(&self.resource, "a page of rows that is not JSON text"));
+            };
+            let decoded: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
+                .map_err(|e| SessionError::corrupt(&self.resource, format!("a page of rows: {e}")))?;
+            let bad = || SessionError::corrupt(&self.resource, "a page of rows with a value JSON cannot carry exactly");
+            for values in &decoded {
+                let refs = values.iter().map(|v| json_ref(v).ok_or_else(bad)).collect::<Result<Vec<_>, _>>()?;
+                out.row(table, &refs)?;
+            }
+            let n = u64::try_from(*n).unwrap_or(0);
+            if n < page {
+                return Ok(());
+            }
+            offset += n;
+        }
+    }
+
+    /// Reads a table row by row (Hrana's cursor): slower, but asks nothing of the server.
+    async fn load_plain(
+        &self,
+        tx: &libsql::Transaction,
+        table: schema::Table,
+        query: &str,
+        out: &mut SessionRows,
+    ) -> Result<(), SessionError> {
+        let rows = tx.query(query, ()).await.map_err(|e| self.map(e))?;
+        for row in collect(rows).await.map_err(|e| self.map(e))? {
+            let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+            out.row(table, &refs)?;
+        }
+        Ok(())
     }
 
     fn map(&self, e: libsql::Error) -> SessionError {
@@ -241,6 +360,47 @@ fn portable_migration(sql: &str) -> String {
         .join(";\n")
 }
 
+/// Rows per page of a large table: about 60 bytes of JSON per peer, far below sqld's default
+/// 10 MB response limit (a page that still exceeds it is halved and asked again).
+const PAGE_ROWS: u64 = 20_000;
+
+/// The tables read in pages: those that grow with the session and hold no blobs (JSON carries
+/// integers and text exactly, but not blobs).
+fn is_large(table: schema::Table) -> bool {
+    matches!(table, schema::Table::Peers | schema::Table::Channels)
+}
+
+/// The column names of a `SELECT a, b, c FROM ...` query, when it has that simple shape.
+fn select_columns(query: &str) -> Option<Vec<&str>> {
+    let list = query.strip_prefix("SELECT ")?.split_once(" FROM ")?.0;
+    let columns: Vec<&str> = list.split(',').map(str::trim).collect();
+    columns.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')).then_some(columns)
+}
+
+fn json_ref(v: &serde_json::Value) -> Option<SqlValueRef<'_>> {
+    Some(match v {
+        serde_json::Value::Null => SqlValueRef::Null,
+        serde_json::Value::String(s) => SqlValueRef::Text(s),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValueRef::Integer(i),
+            None => SqlValueRef::Real(n.as_f64()?),
+        },
+        _ => return None,
+    })
+}
+
+async fn collect(mut rows: libsql::Rows) -> Result<Vec<Vec<libsql::Value>>, libsql::Error> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        let mut values = Vec::with_capacity(usize::try_from(row.column_count()).unwrap_or(0));
+        for i in 0..row.column_count() {
+            values.push(row.get_value(i)?);
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
 fn value_ref(v: &libsql::Value) -> SqlValueRef<'_> {
     match v {
         libsql::Value::Null => SqlValueRef::Null,
@@ -249,6 +409,63 @@ fn value_ref(v: &libsql::Value) -> SqlValueRef<'_> {
         libsql::Value::Text(t) => SqlValueRef::Text(t),
         libsql::Value::Blob(b) => SqlValueRef::Blob(b),
     }
+}
+
+/// Most rows one merged statement carries, and the SQL text size after which a merged
+/// statement is closed (SQLite's default statement limit is 1,000,000 bytes).
+const MERGE_ROWS: usize = 500;
+const MERGE_BYTES: usize = 256 * 1024;
+
+/// A statement whose text is `head (tuple) tail` with one `VALUES (...)` tuple of parameters:
+/// consecutive statements with the same text become one `head (t1), (t2), ... tail`, which
+/// SQLite runs row by row in order (an upsert's `ON CONFLICT` applies to each row as it would
+/// to each statement). Fewer statements to parse and prepare, on both sides.
+fn split_values(sql: &'static str) -> Option<(&'static str, &'static str, &'static str)> {
+    let at = sql.find(" VALUES (")? + " VALUES ".len();
+    let close = at + sql.get(at..)?.find(')')?;
+    let (head, tuple, tail) = (sql.get(..at)?, sql.get(at..=close)?, sql.get(close + 1..)?);
+    if tail.contains(" VALUES ") || tuple.get(1..)?.contains('(') {
+        return None;
+    }
+    Some((head, tuple, tail))
+}
+
+/// Appends the statements of `plan`, merging runs of the same `INSERT ... VALUES` statement.
+pub(crate) fn inline_all(out: &mut String, plan: impl Iterator<Item = Statement>) -> Result<(), SessionError> {
+    // The merged statement being written: its SQL text, tail, rows so far and where it starts.
+    let mut open: Option<(&'static str, &'static str, usize, usize)> = None;
+    for statement in plan {
+        let parts = split_values(statement.sql);
+        if let (Some((sql, tail, rows, start)), Some((_, tuple, _))) = (open, parts) {
+            if std::ptr::eq(sql, statement.sql) && rows < MERGE_ROWS && out.len() - start < MERGE_BYTES {
+                out.push_str(", ");
+                inline(out, &Statement { sql: tuple, params: statement.params })?;
+                open = Some((sql, tail, rows + 1, start));
+                continue;
+            }
+        }
+        if let Some((_, tail, _, _)) = open.take() {
+            out.push_str(tail);
+            out.push_str(";\n");
+        }
+        match parts {
+            Some((head, tuple, tail)) => {
+                let start = out.len();
+                out.push_str(head);
+                inline(out, &Statement { sql: tuple, params: statement.params })?;
+                open = Some((statement.sql, tail, 1, start));
+            }
+            None => {
+                inline(out, &statement)?;
+                out.push_str(";\n");
+            }
+        }
+    }
+    if let Some((_, tail, _, _)) = open {
+        out.push_str(tail);
+        out.push_str(";\n");
+    }
+    Ok(())
 }
 
 /// Appends `statement` with its parameters written as SQL literals.
@@ -395,6 +612,34 @@ mod tests {
         );
         let missing = Statement { sql: "SELECT ?2", params: vec![SqlValue::Null] };
         assert!(matches!(inline(&mut String::new(), &missing), Err(SessionError::Invalid { .. })));
+    }
+
+    #[test]
+    fn runs_of_the_same_insert_are_merged_in_order() {
+        const UPSERT: &str = "INSERT INTO t (a, b) VALUES (?1, ?2) ON CONFLICT (a) DO UPDATE SET b = excluded.b";
+        const DELETE: &str = "DELETE FROM t WHERE a = ?1";
+        let st = |sql, a: i64| Statement { sql, params: vec![SqlValue::Integer(a), SqlValue::Integer(a * 10)] };
+        let mut out = String::new();
+        inline_all(&mut out, [st(UPSERT, 1), st(UPSERT, 2), st(DELETE, 1), st(UPSERT, 3)].into_iter()).expect("inline");
+        assert_eq!(
+            out,
+            "INSERT INTO t (a, b) VALUES (1, 10), (2, 20) ON CONFLICT (a) DO UPDATE SET b = excluded.b;\n\
+             DELETE FROM t WHERE a = 1;\n\
+             INSERT INTO t (a, b) VALUES (3, 30) ON CONFLICT (a) DO UPDATE SET b = excluded.b;\n"
+        );
+        let many = (0..1200).map(|i| st(UPSERT, i));
+        let mut out = String::new();
+        inline_all(&mut out, many).expect("inline");
+        assert_eq!(out.matches("INSERT").count(), 3, "at most {MERGE_ROWS} rows per statement");
+        // Statements that are not one `VALUES` tuple are left alone.
+        assert!(split_values("INSERT INTO t SELECT ?1 WHERE NOT EXISTS (SELECT 1)").is_none());
+    }
+
+    #[test]
+    fn load_queries_have_plain_column_lists() {
+        let counts: Vec<Option<usize>> =
+            schema::LOAD_QUERIES.iter().map(|(_, q)| select_columns(q).map(|c| c.len())).collect();
+        assert_eq!(counts, vec![Some(10), Some(8), Some(2), Some(7), Some(3)]);
     }
 
     #[test]

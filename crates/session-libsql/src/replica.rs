@@ -61,29 +61,39 @@ impl Replica {
 
     pub(crate) async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        self.remote.write(schema::persist_plan(changes)?).await?;
-        self.settle(&mut synced, Local::Persist(changes, full)).await
+        let written = self.remote.write(schema::persist_plan(changes)?).await?;
+        self.settle(&mut synced, written, Local::Persist(changes, full)).await
     }
 
     pub(crate) async fn save_session(&self, data: &SessionData) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        self.remote.write(schema::save_plan(data)).await?;
-        self.settle(&mut synced, Local::Save(data)).await
+        let written = self.remote.write(schema::save_plan(data)).await?;
+        self.settle(&mut synced, written, Local::Save(data)).await
     }
 
     pub(crate) async fn delete(&self) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        self.remote.write(schema::delete_plan()).await?;
-        self.settle(&mut synced, Local::Delete).await
+        let written = self.remote.write(schema::delete_plan()).await?;
+        self.settle(&mut synced, written, Local::Delete).await
     }
 
     /// After a write the primary took: our write moved its generation one step. If it moved
     /// exactly one step since the copy was made, nobody else wrote and the same write brings the
     /// copy level; otherwise the copy is pulled again.
-    async fn settle(&self, synced: &mut Option<Generation>, write: Local<'_>) -> Result<(), SessionError> {
+    async fn settle(
+        &self,
+        synced: &mut Option<Generation>,
+        written: Option<Generation>,
+        write: Local<'_>,
+    ) -> Result<(), SessionError> {
         let before = synced.take();
         // On any error below the copy stays marked stale and the next call pulls it.
-        let now = self.remote.generation().await?;
+        let now = match written {
+            // Read in the write's own transaction: exactly the generation our write made.
+            Some(now) => now,
+            // Read afterwards: another writer in between shows as a gap, and we pull.
+            None => self.remote.generation().await?,
+        };
         if before.is_some_and(|b| b.checked_add(1) == Some(now)) {
             match write {
                 Local::Persist(changes, full) => self.local.persist(changes, full).await,
