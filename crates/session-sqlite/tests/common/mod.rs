@@ -63,3 +63,9 @@ pub fn child(test: &str, env: &[(&str, &str)]) -> Command {
     }
     cmd
 }
+
+/// The text after `marker` in a line of a child's output. libtest prints `test <name> ... `
+/// without a newline before the test's own output, so a marker may not start the line.
+pub fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|i| line[i + marker.len()..].trim())
+}

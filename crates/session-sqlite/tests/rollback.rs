@@ -1,0 +1,101 @@
+//! Failed transactions roll back whole and leave the connection usable; databases we must not
+//! touch (a newer schema, another program's file) are refused without being changed.
+
+mod common;
+
+use rusqlite::Connection;
+use session_core::{Change, Peer, PeerKind, SessionBackend, SessionData, SessionError};
+use session_sqlite::{schema, SqliteBackend};
+
+fn inject_failure(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).expect("second connection");
+    conn.execute_batch(
+        "CREATE TRIGGER fail_666 BEFORE INSERT ON peers WHEN NEW.id = 666 \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .expect("create trigger");
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_statement_rolls_back_the_whole_transaction_and_the_connection_stays_usable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("rollback.db");
+    let backend = SqliteBackend::open(&path).await.expect("open");
+    let mut stored = SessionData::default();
+    let first = [Change::SetHomeDc(2), Change::UpsertPeer(Peer::new(1, PeerKind::User, 10))];
+    stored.apply_all(&first);
+    backend.persist(&first, &stored).await.expect("persist");
+
+    let injector = inject_failure(&path);
+    // The failing statement comes after two that succeed, inside one transaction.
+    let batch = [
+        Change::SetHomeDc(4),
+        Change::UpsertPeer(Peer::new(2, PeerKind::User, 20)),
+        Change::UpsertPeer(Peer::new(666, PeerKind::User, 6660)),
+    ];
+    let mut attempted = stored.clone();
+    attempted.apply_all(&batch);
+    let err = backend.persist(&batch, &attempted).await.expect_err("injected failure");
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&stored), "a partial transaction stayed");
+    // A full save fails the same way and leaves the old session loadable.
+    assert!(backend.save_session(&attempted).await.is_err());
+    assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&stored));
+
+    // The connection is not stuck in a transaction: other writes go through at once.
+    let next = [Change::SetHomeDc(5)];
+    stored.apply_all(&next);
+    backend.persist(&next, &stored).await.expect("persist after a failure");
+    injector.execute_batch("DROP TRIGGER fail_666").expect("drop trigger");
+    drop(injector);
+    // The retried batch (changes are idempotent) now succeeds.
+    stored.apply_all(&batch);
+    backend.persist(&batch, &stored).await.expect("retry");
+    drop(backend);
+    let reopened = SqliteBackend::open(&path).await.expect("reopen");
+    assert_eq!(reopened.load_session().await.expect("load"), Some(stored));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_version_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("newer.db");
+    SqliteBackend::open(&path).await.expect("create").close().await.expect("close");
+    let newer = schema::SCHEMA_VERSION + 1;
+    Connection::open(&path).expect("raw").execute_batch(&format!("PRAGMA user_version = {newer}")).expect("bump");
+    match SqliteBackend::open(&path).await {
+        Err(SessionError::UnsupportedVersion { found, supported, .. }) => {
+            assert_eq!((found, supported), (newer, schema::SCHEMA_VERSION));
+        }
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    let version: u32 =
+        Connection::open(&path).expect("raw").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(version, newer, "the newer database was changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_session_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("telethon.session");
+    std::fs::copy(common::fixtures().join("telethon").join("telethon-sqlite.session"), &path).expect("copy");
+    let before = std::fs::read(&path).expect("read");
+    match SqliteBackend::open(&path).await {
+        Err(SessionError::Invalid { reason, .. }) => assert!(reason.contains("Telethon"), "{reason}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).expect("read"), before, "the Telethon file was changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_record_the_version_and_application_id() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("fresh.db");
+    SqliteBackend::open(&path).await.expect("create").close().await.expect("close");
+    let raw = Connection::open(&path).expect("raw");
+    let version: u32 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    let app: i32 = raw.query_row("PRAGMA application_id", [], |r| r.get(0)).expect("app id");
+    let mode: String = raw.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("journal");
+    assert_eq!((version, app, mode.as_str()), (schema::SCHEMA_VERSION, schema::APPLICATION_ID, "wal"));
+}
