@@ -7,7 +7,7 @@ use session_core::{SessionBackend, SessionError};
 use session_sqlite::SqliteBackend;
 use session_testkit::sample_session;
 
-const PAGE: u64 = 4096;
+const PAGE: usize = 4096;
 
 async fn make(path: &Path, peers: usize) {
     let backend = SqliteBackend::open(path).await.expect("open");
@@ -44,11 +44,11 @@ async fn a_damaged_page_is_a_corrupt_error_not_an_empty_session() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("damaged.db");
     make(&path, 20_000).await;
-    let pages = std::fs::metadata(&path).expect("meta").len() / PAGE;
+    let pages = usize::try_from(std::fs::metadata(&path).expect("meta").len()).expect("size") / PAGE;
     assert!(pages > 50, "the database is big enough to damage its middle ({pages} pages)");
     // Garbage over three pages in the middle of the peers table.
     for at in [pages * 3 / 10, pages / 2, pages * 7 / 10] {
-        overwrite(&path, at * PAGE, &[0xA5; PAGE as usize]);
+        overwrite(&path, u64::try_from(at * PAGE).expect("offset"), &[0xA5; PAGE]);
     }
     let backend = SqliteBackend::open(&path).await.expect("the schema page is intact, so open works");
     let err = backend.load_session().await.expect_err("load must fail");
