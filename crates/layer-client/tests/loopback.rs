@@ -304,3 +304,35 @@ async fn a_failed_log_out_keeps_the_session() {
     let stored = backend.load_session().await.unwrap().unwrap();
     assert_eq!((stored.user, stored.auth_key(2).is_some()), (session.user, true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dc_addresses_from_the_server_config_are_stored() {
+    let options = vec![
+        support::dc_option(5, "10.5.0.5", 8443, false, true),
+        support::dc_option(5, "2001:db8::5", 8443, true, true),
+        support::dc_option(3, "10.3.0.3", 443, false, false), // not static: grammers ignores it
+    ];
+    let dc2 = Dc::start_with_config(
+        2,
+        2,
+        routes(HashMap::from([(tl::functions::updates::GetState::CONSTRUCTOR_ID, handler(|_| state(1, 0, 1, 1)))])),
+        options,
+    )
+    .await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 2, Some(SelfUser::new(77, false)))));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+    assert!(client.is_authorized().await.unwrap());
+    shutdown.shutdown().await.unwrap();
+
+    let stored = backend.load_session().await.unwrap().unwrap();
+    let five = stored.dc(5).expect("DC 5 learned from the config");
+    assert_eq!(five.addr.to_string(), "10.5.0.5:8443");
+    assert!(five.auth_key.is_none());
+    let v6 = stored.dcs.get(&layer_client::core::DcKey { id: 5, flags: layer_client::core::DcFlags::IPV6 });
+    assert_eq!(v6.map(|o| o.addr.to_string()).as_deref(), Some("[2001:db8::5]:8443"));
+    assert!(stored.dc(3).is_none(), "non-static options are not stored");
+    // Our own DC kept its loopback address and key.
+    assert_eq!(stored.dc(2).map(|o| o.addr), Some(dc2.addr));
+    assert_eq!(stored.auth_key(2).map(|k| *k.as_bytes()), Some(dc2.key));
+}

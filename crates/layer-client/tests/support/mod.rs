@@ -100,6 +100,12 @@ impl Drop for Dc {
 impl Dc {
     /// Starts DC `id` on 127.0.0.1 with a key derived from `seed`.
     pub async fn start(id: i32, seed: u8, handler: Handler) -> Dc {
+        Dc::start_with_config(id, seed, handler, Vec::new()).await
+    }
+
+    /// [`start`](Self::start), announcing `dc_options` in its `help.getConfig` answer.
+    pub async fn start_with_config(id: i32, seed: u8, handler: Handler, dc_options: Vec<tl::enums::DcOption>) -> Dc {
+        let dc_options = Arc::new(dc_options);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let key = test_key(seed);
@@ -116,6 +122,7 @@ impl Dc {
                     handler: Arc::clone(&handler),
                     calls: Arc::clone(&c),
                     init_api_ids: Arc::clone(&i),
+                    dc_options: Arc::clone(&dc_options),
                     transport: Full::new(),
                     session_id: 0,
                     seq: 0,
@@ -226,6 +233,7 @@ struct Conn {
     handler: Handler,
     calls: Arc<Mutex<Vec<Call>>>,
     init_api_ids: Arc<Mutex<Vec<i32>>>,
+    dc_options: Arc<Vec<tl::enums::DcOption>>,
     transport: Full,
     session_id: i64,
     seq: i32,
@@ -349,6 +357,7 @@ impl Conn {
         config.this_dc = self.dc_id;
         config.date = i32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
         config.expires = config.date + 3600;
+        config.dc_options = self.dc_options.as_ref().clone();
         config
     }
 
@@ -484,4 +493,20 @@ impl Srp {
         );
         srp.srp_id == self.srp_id && srp.m1 == m1 && srp.a == g_a
     }
+}
+
+/// A `dcOption` as Telegram lists it in its config.
+pub fn dc_option(id: i32, ip: &str, port: i32, ipv6: bool, is_static: bool) -> tl::enums::DcOption {
+    tl::enums::DcOption::Option(tl::types::DcOption {
+        ipv6,
+        media_only: false,
+        tcpo_only: false,
+        cdn: false,
+        r#static: is_static,
+        this_port_only: false,
+        id,
+        ip_address: ip.into(),
+        port,
+        secret: None,
+    })
 }
