@@ -83,27 +83,26 @@ pub(crate) fn dc_changes(data: &SessionData, option: &GDcOption) -> Vec<Change> 
             }
             None => DcOption::new(option.id, addr).with_flags(data.test_mode_flags()),
         };
-        // The key lives on the main option; when that is the IPv6 entry, keep it there.
-        if main_key.is_none() || main_key == Some(DcKey::main(option.id)) {
-            next.auth_key = key.clone();
-        }
+        // The IPv4 entry becomes (or stays) the main option, so it carries the DC's key; an
+        // IPv6 entry that held it keeps its copy (updated below).
+        next.auth_key = key.clone();
         if current != Some(&next) {
             changes.push(Change::SetDc(next));
         }
     }
     let v6_key = DcKey { id: option.id, flags: DcFlags::IPV6 };
-    if main_key == Some(v6_key) {
-        // An IPv6-only session: its key stays on the IPv6 entry.
-        if let Some(current) = data.dcs.get(&v6_key) {
-            if !has_v4 || current.auth_key.is_some() {
-                let mut next = current.clone();
-                next.auth_key = key.clone();
-                if !option.ipv6.ip().is_unspecified() && option.ipv6.port() != 0 {
-                    next.addr = SocketAddr::V6(option.ipv6);
-                }
-                if current != &next {
-                    changes.push(Change::SetDc(next));
-                }
+    let v6_entry = data.dcs.get(&v6_key);
+    if main_key == Some(v6_key) || v6_entry.is_some_and(|o| o.auth_key.is_some()) {
+        // An IPv6 entry that holds a key (an IPv6-only session, or its copy) follows the DC's
+        // key, so that no stale key is left behind.
+        if let Some(current) = v6_entry {
+            let mut next = current.clone();
+            next.auth_key = key.clone();
+            if main_key == Some(v6_key) && !option.ipv6.ip().is_unspecified() && option.ipv6.port() != 0 {
+                next.addr = SocketAddr::V6(option.ipv6);
+            }
+            if current != &next {
+                changes.push(Change::SetDc(next));
             }
         }
     } else if !has_v4 && key.is_some() && data.auth_key(option.id) != key.as_ref() {
@@ -417,6 +416,32 @@ mod tests {
         let stored = data.dc(2).expect("dc 2");
         assert_eq!((stored.server_salt, stored.time_offset), (42, -3));
         assert_eq!(stored.addr.port(), 2);
+    }
+
+    #[test]
+    fn an_ipv6_only_session_keeps_its_key() {
+        let mut data = SessionData::default();
+        let v6 = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 2], 443));
+        data.apply(&Change::SetDc(DcOption::new(2, v6).with_auth_key(Some(AuthKey::new(key(3))))));
+        let opt = dc_option_of(&data, 2).expect("known");
+        assert_eq!(opt.auth_key, Some(key(3)));
+        data.apply_all(&dc_changes(&data, &opt));
+        assert_eq!(data.auth_key(2).map(|k| *k.as_bytes()), Some(key(3)));
+        assert_eq!(
+            dc_option_of(&data, 2).map(|o| o.ipv6),
+            Some(match v6 {
+                SocketAddr::V6(a) => a,
+                SocketAddr::V4(_) => unreachable!(),
+            })
+        );
+        assert!(dc_changes(&data, &dc_option_of(&data, 2).expect("known")).is_empty());
+        // A new key (after a fresh key exchange) replaces the old one wherever it was.
+        let mut next = dc_option_of(&data, 2).expect("known");
+        next.auth_key = Some(key(4));
+        data.apply_all(&dc_changes(&data, &next));
+        assert_eq!(data.auth_key(2).map(|k| *k.as_bytes()), Some(key(4)));
+        let copies: Vec<_> = data.dcs.values().map(|o| o.auth_key.as_ref().map(|k| *k.as_bytes())).collect();
+        assert!(copies.iter().all(|k| *k == Some(key(4))), "no stale key left on any entry");
     }
 
     #[test]
