@@ -336,3 +336,36 @@ async fn dc_addresses_from_the_server_config_are_stored() {
     assert_eq!(stored.dc(2).map(|o| o.addr), Some(dc2.addr));
     assert_eq!(stored.auth_key(2).map(|k| *k.as_bytes()), Some(dc2.key));
 }
+
+/// People switch libraries without logging in again: a string written in another library's
+/// format (holding the loopback DC's address and key) drives the client as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_strings_connect_without_a_new_login() {
+    use session_string::foreign::{export, StringFormat};
+    let dc2 = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([(tl::functions::updates::GetState::CONSTRUCTOR_ID, handler(|_| state(1, 0, 1, 1)))])),
+    )
+    .await;
+    let mut session = session_for(&[&dc2], 2, Some(SelfUser::new(777_000_123, false)));
+    session.apply(&layer_client::core::Change::SetApiId(Some(API_ID)));
+    let formats = [
+        StringFormat::Compact,
+        StringFormat::Telethon,
+        // (GramJS stores the port as a signed 16-bit number: loopback ports above 32767 do not
+        // fit, and the exporter refuses them rather than writing a wrong port.)
+        StringFormat::MtcuteV3,
+        StringFormat::FerogramCompactV2,
+        StringFormat::LayerClient,
+        StringFormat::Ferogram,
+    ];
+    for (i, format) in formats.into_iter().enumerate() {
+        let s = export(&session, format).unwrap_or_else(|e| panic!("{format}: {e}"));
+        let (client, shutdown) = Client::with_string_session(&s, API_ID, API_HASH).await.unwrap();
+        assert!(client.is_authorized().await.unwrap(), "{format}");
+        assert_eq!(dc2.count::<tl::functions::updates::GetState>(), i + 1, "{format}");
+        assert_eq!(client.session().snapshot().home_dc, 2, "{format}");
+        shutdown.shutdown().await.unwrap();
+    }
+}
