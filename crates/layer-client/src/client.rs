@@ -24,8 +24,9 @@ pub const DEFAULT_SESSION_PATH: &str = "layer.session";
 /// use layer_client::Config;
 /// let config = Config { api_id: 12345, api_hash: "abc123".into(), ..Default::default() };
 /// assert_eq!(config.session_path.to_str(), Some("layer.session"));
+/// assert!(!format!("{config:?}").contains("abc123"), "Debug hides the api_hash");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Where the session lives. A path ending in `.db` selects the SQLite backend (feature
     /// `sqlite-session`); anything else the crash-safe binary file backend. Default:
@@ -40,6 +41,18 @@ pub struct Config {
     pub flush_policy: FlushPolicy,
     /// Connect to DCs over IPv6 instead of IPv4.
     pub use_ipv6: bool,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("session_path", &self.session_path)
+            .field("api_id", &self.api_id)
+            .field("api_hash", &if self.api_hash.is_empty() { "" } else { "<redacted>" })
+            .field("flush_policy", &self.flush_policy)
+            .field("use_ipv6", &self.use_ipv6)
+            .finish()
+    }
 }
 
 impl Default for Config {
