@@ -240,16 +240,18 @@ impl Inner {
         if changes.is_empty() && !state.needs_rewrite {
             return Ok(());
         }
+        let rewrite = state.needs_rewrite || changes.iter().any(|c| matches!(c, Change::LogOut));
+        let record = match (&state.stored, rewrite) {
+            (Stored::Log { .. }, false) => Some(log::change_record(changes)?),
+            _ => None,
+        };
         state.data.get_or_insert_with(SessionData::default).apply_all(changes);
-        let mut rewrite = state.needs_rewrite || changes.iter().any(|c| matches!(c, Change::LogOut));
-        if !rewrite {
+        if let Some(record) = record {
             if let Stored::Log { file, log_len, snapshot_end } = &mut state.stored {
-                let record = log::change_record(changes)?;
                 let snapshot = *snapshot_end;
-                let limit = COMPACT_FACTOR * snapshot + COMPACT_FLOOR;
-                if (*log_len - snapshot) + record.len() as u64 > limit {
-                    rewrite = true;
-                } else {
+                let limit = COMPACT_FACTOR.saturating_mul(snapshot).saturating_add(COMPACT_FLOOR);
+                // Past the limit: fall through to compaction.
+                if log_len.saturating_sub(snapshot).saturating_add(record.len() as u64) <= limit {
                     let at = *log_len;
                     match append(self, file, &record, at) {
                         Ok(()) => {
@@ -257,19 +259,18 @@ impl Inner {
                             return Ok(());
                         }
                         Err(e) => {
-                            // Drop whatever part of the record reached the file; if even that
-                            // fails, the next write replaces the file.
+                            // Drop whatever part of the record reached the file, and replace
+                            // the whole file on the next write: after a failed write or sync
+                            // the file's cached pages cannot be trusted.
                             let _ = file.set_len(at);
                             state.needs_rewrite = true;
                             return Err(io_err(&self.path, e));
                         }
                     }
                 }
-            } else {
-                rewrite = true;
             }
         }
-        debug_assert!(rewrite);
+        // A new file: first write, legacy file, compaction, log out, or recovery from a failure.
         let encoded = codec::encode(state.data.get_or_insert_with(SessionData::default));
         let result = encoded.and_then(|codec_bytes| {
             let file = log::snapshot_file(&codec_bytes);
