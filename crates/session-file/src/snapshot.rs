@@ -52,12 +52,9 @@ pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, SessionError> {
     }
     if bytes.starts_with(&MAGIC) || (bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes)) {
         return match log::parse(&bytes) {
-            Ok(parsed) => Ok(Some(Snapshot {
-                data: parsed.data,
-                format: StoredFormat::Log,
-                torn_at: parsed.torn_at,
-                file_len,
-            })),
+            Ok(parsed) => {
+                Ok(Some(Snapshot { data: parsed.data, format: StoredFormat::Log, torn_at: parsed.torn_at, file_len }))
+            }
             Err(ParseError::Corrupt(reason)) => Err(SessionError::corrupt(resource, reason)),
             Err(ParseError::Other(e)) => Err(e),
         };
