@@ -76,6 +76,10 @@ impl StringSessionBackend {
     /// string, or any foreign string [`foreign::import`] reads.
     ///
     /// Never fails: an invalid string is reported by `load` / [`error`](Self::error).
+    ///
+    /// A compact or foreign string is converted at once: [`current`](Self::current) is already
+    /// our full form, but receivers are only told about later changes, so save `current()` right
+    /// after `new` to migrate the stored string immediately.
     pub fn new(s: &str) -> Self {
         let (state, initial) = if s.trim().is_empty() {
             (State { data: None, broken: None, format: None }, String::new())
