@@ -23,7 +23,14 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn flushes(b: &LibSqlBackend, data: &mut SessionData, rng: &mut Rng, start: u64, per_flush: u64, n: u64) -> Duration {
+async fn flushes(
+    b: &LibSqlBackend,
+    data: &mut SessionData,
+    rng: &mut Rng,
+    start: u64,
+    per_flush: u64,
+    n: u64,
+) -> Duration {
     let mut times = Vec::new();
     for i in 0..n {
         let changes: Vec<Change> =

@@ -75,7 +75,11 @@ impl LibSqlBackend {
 
     /// [`open_remote`](Self::open_remote) with a limit on how long one call may wait for the
     /// server before it fails with [`SessionError::Unavailable`] (default 60 s).
-    pub async fn open_remote_with_timeout(url: &str, auth_token: &str, timeout: Duration) -> Result<Self, SessionError> {
+    pub async fn open_remote_with_timeout(
+        url: &str,
+        auth_token: &str,
+        timeout: Duration,
+    ) -> Result<Self, SessionError> {
         let remote = Remote::open(url, auth_token, timeout).await?;
         Ok(Self { inner: Inner::Remote(remote) })
     }

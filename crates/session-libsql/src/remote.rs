@@ -43,7 +43,8 @@ impl std::fmt::Debug for Remote {
 /// Checks the URL and gives the one the HTTP client uses (`libsql://` is HTTPS).
 pub(crate) fn http_url(url: &str) -> Result<String, SessionError> {
     let bad = |reason: &str| SessionError::invalid("libSQL URL", format!("{url:?}: {reason}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme (expected libsql://, https:// or http://)"))?;
+    let (scheme, rest) =
+        url.split_once("://").ok_or_else(|| bad("no scheme (expected libsql://, https:// or http://)"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() {
         return Err(bad("no host"));
@@ -181,7 +182,10 @@ impl Remote {
     /// Runs `plan` in one transaction (one HTTP request), bumping the generation with it.
     /// Returns the generation the write produced when the server reported it (see
     /// [`Remote::generation`] otherwise).
-    pub(crate) async fn write(&self, plan: impl Iterator<Item = Statement>) -> Result<Option<Generation>, SessionError> {
+    pub(crate) async fn write(
+        &self,
+        plan: impl Iterator<Item = Statement>,
+    ) -> Result<Option<Generation>, SessionError> {
         let mut sql = String::new();
         inline_all(&mut sql, plan)?;
         sql.push_str(BUMP_GENERATION);
@@ -238,7 +242,12 @@ impl Remote {
             let generation = match sets.first().and_then(|s| s.as_ref()).and_then(|rows| rows.first()) {
                 Some(row) => match row.first() {
                     Some(libsql::Value::Integer(v)) => *v,
-                    _ => return Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: not an integer"))),
+                    _ => {
+                        return Err(SessionError::corrupt(
+                            &self.resource,
+                            format!("{GENERATION_TABLE}: not an integer"),
+                        ))
+                    }
                 },
                 // The counter row always exists: no row means the server withheld the rows of the
                 // batch (it may: batches ask for none). Read each query on its own instead.
@@ -251,7 +260,10 @@ impl Remote {
                     match sets.first().and_then(|s| s.as_ref()).and_then(|r| r.first()).and_then(|r| r.first()) {
                         Some(libsql::Value::Integer(v)) => *v,
                         _ => {
-                            return Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: no counter row")))
+                            return Err(SessionError::corrupt(
+                                &self.resource,
+                                format!("{GENERATION_TABLE}: no counter row"),
+                            ))
                         }
                     }
                 }
@@ -316,9 +328,15 @@ impl Remote {
             let decoded: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
                 .map_err(|e| SessionError::corrupt(&self.resource, format!("a page of rows: {e}")))?;
             let bad = || SessionError::corrupt(&self.resource, "a page of rows with a value JSON cannot carry exactly");
+            let mut refs = [SqlValueRef::Null; 16];
             for values in &decoded {
-                let refs = values.iter().map(|v| json_ref(v).ok_or_else(bad)).collect::<Result<Vec<_>, _>>()?;
-                out.row(table, &refs)?;
+                if values.len() > refs.len() {
+                    return Err(SessionError::corrupt(&self.resource, "a row with too many columns"));
+                }
+                for (slot, v) in refs.iter_mut().zip(values) {
+                    *slot = json_ref(v).ok_or_else(bad)?;
+                }
+                out.row(table, refs.get(..values.len()).unwrap_or_default())?;
             }
             let n = u64::try_from(*n).unwrap_or(0);
             if n < page {
@@ -374,7 +392,10 @@ fn is_large(table: schema::Table) -> bool {
 fn select_columns(query: &str) -> Option<Vec<&str>> {
     let list = query.strip_prefix("SELECT ")?.split_once(" FROM ")?.0;
     let columns: Vec<&str> = list.split(',').map(str::trim).collect();
-    columns.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')).then_some(columns)
+    columns
+        .iter()
+        .all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        .then_some(columns)
 }
 
 fn json_ref(v: &serde_json::Value) -> Option<SqlValueRef<'_>> {
