@@ -17,6 +17,23 @@ const NAME: &str = "sqlite";
 /// Prepared statements kept per connection: every distinct statement of the schema fits.
 const STATEMENT_CACHE: usize = 64;
 
+/// How far a write that returned `Ok` is guaranteed to survive (the database is in WAL mode
+/// either way, and a crash never leaves a transaction half-applied).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous = FULL`: every commit fsyncs the WAL before returning. An acknowledged write
+    /// survives a crash of the process and a crash of the OS or a power loss. One fsync per
+    /// write. The default.
+    #[default]
+    PowerLoss,
+    /// `synchronous = NORMAL`: a commit is in the operating system's hands (written to the WAL
+    /// file) before returning, and fsynced at checkpoints. An acknowledged write survives a crash
+    /// of the process (kill -9, panic); an OS crash or power loss may lose the last acknowledged
+    /// writes (the database stays consistent). No fsync on most writes.
+    ProcessCrash,
+}
+
 /// A session stored in a SQLite database (see the crate docs for the schema, durability and
 /// ownership rules).
 ///
@@ -49,11 +66,19 @@ impl SqliteBackend {
     /// - A file that is not a SQLite database, or is damaged, gives [`SessionError::Corrupt`] with
     ///   a copy of the file kept beside it; a SQLite file of another program (a Telethon or
     ///   Pyrogram session) gives [`SessionError::Invalid`]: import it with [`crate::foreign`].
+    ///
+    /// Writes are durable against power loss ([`Durability::PowerLoss`]); see
+    /// [`SqliteBackend::open_with`] for the cheaper alternative.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SessionError> {
+        Self::open_with(path, Durability::default()).await
+    }
+
+    /// [`SqliteBackend::open`] with a chosen durability level.
+    pub async fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
         let resource: Arc<str> = Arc::from(path.display().to_string());
         let p = Arc::clone(&path);
-        let db = blocking(move || Db::open_file(&p)).await?;
+        let db = blocking(move || Db::open_file(&p, durability)).await?;
         Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path) })
     }
 
@@ -193,7 +218,7 @@ struct Db {
 }
 
 impl Db {
-    fn open_file(path: &Path) -> Result<Db, SessionError> {
+    fn open_file(path: &Path, durability: Durability) -> Result<Db, SessionError> {
         let lock = OwnerLock::acquire(path)?;
         let resource = path.display().to_string();
         let created = match private_options().write(true).create_new(true).open(path) {
@@ -207,7 +232,7 @@ impl Db {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| map_sql(e, &resource))?;
         let mut db = Db { conn, resource, path: Some(path.to_path_buf()), preserved: None, _lock: Some(lock) };
-        db.setup(true).map_err(|e| db.fail(e))?;
+        db.setup(Some(durability)).map_err(|e| db.fail(e))?;
         if created {
             let parent = path.parent().unwrap_or_else(|| Path::new("."));
             sync_dir(parent)?;
@@ -219,11 +244,12 @@ impl Db {
         let resource = ":memory:".to_owned();
         let conn = Connection::open_in_memory().map_err(|e| map_sql(e, &resource))?;
         let mut db = Db { conn, resource, path: None, preserved: None, _lock: None };
-        db.setup(false).map_err(|e| db.fail(e))?;
+        db.setup(None).map_err(|e| db.fail(e))?;
         Ok(db)
     }
 
-    fn setup(&mut self, file: bool) -> Result<(), DbError> {
+    /// `file`: the durability of a file database (`None` in memory).
+    fn setup(&mut self, file: Option<Durability>) -> Result<(), DbError> {
         let conn = &mut self.conn;
         // We are the only owner (the lock file says so); someone else's SQLite lock is reported
         // at once as `Locked`, never waited on.
@@ -247,7 +273,7 @@ impl Db {
             )
             .into());
         }
-        if file {
+        if file.is_some() {
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(SessionError::Backend {
@@ -257,10 +283,14 @@ impl Db {
                 .into());
             }
         }
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; \
-             PRAGMA foreign_keys = OFF;",
-        )?;
+        let synchronous = match file.unwrap_or_default() {
+            Durability::PowerLoss => "FULL",
+            Durability::ProcessCrash => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; \
+             PRAGMA foreign_keys = OFF;"
+        ))?;
         for (target, sql) in schema::migrations_from(version)? {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;

@@ -4,4 +4,4 @@ mod backend;
 pub mod foreign;
 pub mod schema;
 
-pub use backend::SqliteBackend;
+pub use backend::{Durability, SqliteBackend};

@@ -11,11 +11,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use session_core::{Change, DcOption, Peer, PeerKind, SessionBackend, SessionData, UpdateStateChange};
-use session_sqlite::SqliteBackend;
+use session_sqlite::{Durability, SqliteBackend};
 use session_testkit::Rng;
 
 const CHILD: &str = "SESSION_SQLITE_CRASH_CHILD";
-const TEST: &str = "kill_nine_never_loses_an_acknowledged_change";
 
 fn peer(i: i64) -> Peer {
     let kind = if i % 3 == 0 { PeerKind::Megagroup } else { PeerKind::User };
@@ -39,10 +38,10 @@ fn step(i: i64) -> Vec<Change> {
     changes
 }
 
-fn child(path: &Path) {
+fn child(path: &Path, durability: Durability) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let backend = SqliteBackend::open(path).await.expect("child open");
+        let backend = SqliteBackend::open_with(path, durability).await.expect("child open");
         let mut full = backend.load_session().await.expect("child load").unwrap_or_default();
         let mut i = i64::from(full.updates.pts);
         loop {
@@ -76,10 +75,11 @@ fn check(path: &Path, acknowledged: i64) -> i64 {
     })
 }
 
-#[test]
-fn kill_nine_never_loses_an_acknowledged_change() {
+/// Every kill of a writer opened with `durability` (kill -9 is a process crash, which both
+/// levels survive).
+fn kill_loop(test: &str, durability: Durability) {
     if let Some(path) = std::env::var_os(CHILD) {
-        child(Path::new(&path));
+        child(Path::new(&path), durability);
         return;
     }
     let kills: u64 = std::env::var("LAYER_SOAK_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -90,7 +90,7 @@ fn kill_nine_never_loses_an_acknowledged_change() {
     let mut acknowledged = 0i64;
     let mut beyond = 0u64;
     for round in 0..kills {
-        let mut child = common::child(TEST, &[(CHILD, &path_text)])
+        let mut child = common::child(test, &[(CHILD, &path_text)])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -125,6 +125,16 @@ fn kill_nine_never_loses_an_acknowledged_change() {
             beyond += 1;
         }
     }
-    println!("{kills} kills, {acknowledged} acknowledged steps all kept; {beyond} kills landed after a commit reached the file and before it was acknowledged");
+    println!("{durability:?}: {kills} kills, {acknowledged} acknowledged steps all kept; {beyond} kills landed after a commit reached the file and before it was acknowledged");
     assert!(acknowledged > 0, "the child never acknowledged anything");
+}
+
+#[test]
+fn kill_nine_never_loses_an_acknowledged_change() {
+    kill_loop("kill_nine_never_loses_an_acknowledged_change", Durability::PowerLoss);
+}
+
+#[test]
+fn kill_nine_never_loses_an_acknowledged_change_without_fsync_per_commit() {
+    kill_loop("kill_nine_never_loses_an_acknowledged_change_without_fsync_per_commit", Durability::ProcessCrash);
 }
