@@ -140,6 +140,15 @@ async fn an_unreachable_address_is_unavailable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let e = LibSqlBackend::open_remote(&format!("http://127.0.0.1:{port}"), "").await.unwrap_err();
     assert!(matches!(e, SessionError::Unavailable { .. }), "{e}");
+    // A server that accepts connections and never answers: the call's time limit applies.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || silent.accept().map(|(conn, _)| conn));
+    let started = std::time::Instant::now();
+    let e = LibSqlBackend::open_remote_with_timeout(&url, "", std::time::Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the time limit was not applied");
+    drop(held.join());
     let e = LibSqlBackend::open_remote("ftp://example.org", "").await.unwrap_err();
     assert!(matches!(e, SessionError::Invalid { .. }), "{e}");
 }
