@@ -145,10 +145,8 @@ fn boxed(e: SessionError) -> BoxError {
 #[async_trait]
 impl SessionBackend for SqliteBackend {
     async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
-        match self.load_session().await? {
-            Some(data) => Ok(Some(codec::encode(&data)?)),
-            None => Ok(None),
-        }
+        // Encoded on the blocking thread too: it is O(session).
+        self.run(|db| Ok(db.load()?.map(|data| codec::encode(&data)).transpose()?)).await.map_err(boxed)
     }
 
     async fn save(&self, data: &[u8]) -> Result<(), BoxError> {

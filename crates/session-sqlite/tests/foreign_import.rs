@@ -162,3 +162,24 @@ async fn our_own_database_and_other_files_are_not_mistaken_for_foreign_sessions(
     let err = foreign::import(&text).await.expect_err("garbage");
     assert!(matches!(err, session_core::SessionError::Corrupt { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn changes_still_in_the_wal_are_imported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let live = dir.path().join("live.session");
+    std::fs::copy(common::fixtures().join("mtcute").join("mtcute-sqlite.session"), &live).expect("copy");
+    // A writer that has not checkpointed yet: the new pts exists only in live.session-wal.
+    let writer = rusqlite::Connection::open(&live).expect("open");
+    writer.execute_batch("PRAGMA wal_autocheckpoint = 0;").expect("no checkpoint");
+    writer
+        .execute("UPDATE key_value SET value = ?1 WHERE key = 'updates_pts'", [777_777i32.to_le_bytes().to_vec()])
+        .expect("update");
+    let mut wal = live.clone().into_os_string();
+    wal.push("-wal");
+    assert!(std::fs::metadata(&wal).expect("wal").len() > 0);
+    let before = std::fs::read(&live).expect("read");
+    let imported = foreign::import(&live).await.expect("import");
+    assert_eq!(imported.session.updates.pts, 777_777, "the WAL was not read");
+    assert_eq!(std::fs::read(&live).expect("read"), before, "import changed the source");
+    drop(writer);
+}
