@@ -432,10 +432,9 @@ fn value_ref(v: &libsql::Value) -> SqlValueRef<'_> {
     }
 }
 
-/// Most rows one merged statement carries, and the SQL text size after which a merged
-/// statement is closed (SQLite's default statement limit is 1,000,000 bytes).
+/// Most rows one multi-row `VALUES` statement carries (SQLite's default statement limit is
+/// 1,000,000 bytes; 500 DC rows with their keys stay far below it).
 const MERGE_ROWS: usize = 500;
-const MERGE_BYTES: usize = 256 * 1024;
 
 /// A statement whose text is `head (tuple) tail` with one `VALUES (...)` tuple of parameters:
 /// consecutive statements with the same text become one `head (t1), (t2), ... tail`, which
@@ -453,40 +452,127 @@ fn split_values(sql: &'static str) -> Option<(&'static str, &'static str, &'stat
 
 /// Appends the statements of `plan`, merging runs of the same `INSERT ... VALUES` statement.
 pub(crate) fn inline_all(out: &mut String, plan: impl Iterator<Item = Statement>) -> Result<(), SessionError> {
-    // The merged statement being written: its SQL text, tail, rows so far and where it starts.
-    let mut open: Option<(&'static str, &'static str, usize, usize)> = None;
+    let mut run: Vec<Statement> = Vec::new();
     for statement in plan {
-        let parts = split_values(statement.sql);
-        if let (Some((sql, tail, rows, start)), Some((_, tuple, _))) = (open, parts) {
-            if std::ptr::eq(sql, statement.sql) && rows < MERGE_ROWS && out.len() - start < MERGE_BYTES {
-                out.push_str(", ");
-                inline(out, &Statement { sql: tuple, params: statement.params })?;
-                open = Some((sql, tail, rows + 1, start));
+        if let Some(first) = run.first() {
+            if std::ptr::eq(first.sql, statement.sql) {
+                run.push(statement);
                 continue;
             }
+            flush_run(out, &mut run)?;
         }
-        if let Some((_, tail, _, _)) = open.take() {
-            out.push_str(tail);
+        if split_values(statement.sql).is_some() {
+            run.push(statement);
+        } else {
+            inline(out, &statement)?;
             out.push_str(";\n");
         }
-        match parts {
-            Some((head, tuple, tail)) => {
+    }
+    flush_run(out, &mut run)
+}
+
+/// Runs at least this long whose values JSON carries exactly are sent as one JSON text.
+const JSON_MIN_ROWS: usize = 16;
+/// The size after which a JSON text is closed and a new statement started.
+const JSON_BYTES: usize = 512 * 1024;
+
+/// Writes a run of the same `INSERT ... VALUES` statement (see [`split_values`]).
+///
+/// Long runs of integers and text become `INSERT ... SELECT json_extract(value, '$[0]'), ...
+/// FROM json_each('<rows as JSON>') WHERE true <tail>`: the rows travel as one string literal,
+/// which the client's SQL parser and the server read at memory speed, instead of thousands of
+/// tokens. `json_each` walks the array in order, so rows are inserted (and upserted) in the
+/// order of the plan. Other runs become multi-row `VALUES`.
+fn flush_run(out: &mut String, run: &mut Vec<Statement>) -> Result<(), SessionError> {
+    let Some(sql) = run.first().map(|s| s.sql) else {
+        return Ok(());
+    };
+    let Some((head, tuple, tail)) = split_values(sql) else {
+        for statement in run.drain(..) {
+            inline(out, &statement)?;
+            out.push_str(";\n");
+        }
+        return Ok(());
+    };
+    let positions = tuple_params(tuple);
+    let insert = head.strip_suffix("VALUES ");
+    if let (true, Some(positions), Some(insert)) = (run.len() >= JSON_MIN_ROWS, positions, insert) {
+        if run.iter().all(|s| s.params.iter().all(json_exact)) {
+            let select: Vec<String> = positions.iter().map(|i| format!("json_extract(value, '$[{i}]')")).collect();
+            let select = select.join(", ");
+            let mut rows = run.drain(..).peekable();
+            while rows.peek().is_some() {
+                out.push_str(insert);
+                out.push_str("SELECT ");
+                out.push_str(&select);
+                out.push_str(" FROM json_each('[");
                 let start = out.len();
-                out.push_str(head);
-                inline(out, &Statement { sql: tuple, params: statement.params })?;
-                open = Some((statement.sql, tail, 1, start));
-            }
-            None => {
-                inline(out, &statement)?;
+                let mut first = true;
+                while out.len() - start < JSON_BYTES {
+                    let Some(row) = rows.next() else { break };
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    json_row(out, &row.params);
+                }
+                out.push_str("]') WHERE true");
+                out.push_str(tail);
                 out.push_str(";\n");
             }
+            return Ok(());
         }
     }
-    if let Some((_, tail, _, _)) = open {
+    for chunk in run.chunks(MERGE_ROWS) {
+        out.push_str(head);
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            inline(out, &Statement { sql: tuple, params: row.params.clone() })?;
+        }
         out.push_str(tail);
         out.push_str(";\n");
     }
+    run.clear();
     Ok(())
+}
+
+/// The 0-based parameter index of each element of a `(?1, ?2, ...)` tuple, when every element
+/// is a parameter.
+fn tuple_params(tuple: &str) -> Option<Vec<usize>> {
+    let inner = tuple.strip_prefix('(')?.strip_suffix(')')?;
+    inner.split(',').map(|p| p.trim().strip_prefix('?')?.parse::<usize>().ok()?.checked_sub(1)).collect()
+}
+
+/// Whether SQLite's JSON functions give this value back exactly, with its type.
+fn json_exact(v: &SqlValue) -> bool {
+    match v {
+        SqlValue::Null | SqlValue::Integer(_) => true,
+        SqlValue::Text(t) => !t.contains('\0'),
+        SqlValue::Real(_) | SqlValue::Blob(_) => false,
+    }
+}
+
+/// Appends `[v1, v2, ...]` as JSON, inside a SQL string literal (`'` doubled).
+fn json_row(out: &mut String, params: &[SqlValue]) {
+    out.push('[');
+    for (i, v) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match v {
+            SqlValue::Integer(n) => {
+                let _ = write!(out, "{n}");
+            }
+            SqlValue::Text(t) => {
+                let json = serde_json::Value::String(t.clone()).to_string();
+                out.push_str(&json.replace('\'', "''"));
+            }
+            _ => out.push_str("null"),
+        }
+    }
+    out.push(']');
 }
 
 /// Appends `statement` with its parameters written as SQL literals.
@@ -648,10 +734,22 @@ mod tests {
              DELETE FROM t WHERE a = 1;\n\
              INSERT INTO t (a, b) VALUES (3, 30) ON CONFLICT (a) DO UPDATE SET b = excluded.b;\n"
         );
-        let many = (0..1200).map(|i| st(UPSERT, i));
+        let blob = |a: i64| Statement { sql: UPSERT, params: vec![SqlValue::Integer(a), SqlValue::Blob(vec![1])] };
         let mut out = String::new();
-        inline_all(&mut out, many).expect("inline");
+        inline_all(&mut out, (0..1200).map(blob)).expect("inline");
         assert_eq!(out.matches("INSERT").count(), 3, "at most {MERGE_ROWS} rows per statement");
+        // Long runs of integers and text travel as JSON.
+        let text = |a: i64| Statement { sql: UPSERT, params: vec![SqlValue::Integer(a), SqlValue::Text("o'k".into())] };
+        let mut out = String::new();
+        inline_all(&mut out, (0..20).map(text)).expect("inline");
+        assert!(
+            out.starts_with(
+                "INSERT INTO t (a, b) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
+                 FROM json_each('[[0,\"o''k\"],[1,\"o''k\"],"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("]') WHERE true ON CONFLICT (a) DO UPDATE SET b = excluded.b;\n"), "{out}");
         // Statements that are not one `VALUES` tuple are left alone.
         assert!(split_values("INSERT INTO t SELECT ?1 WHERE NOT EXISTS (SELECT 1)").is_none());
     }

@@ -275,3 +275,36 @@ async fn local_and_remote_share_the_schema() {
     remote.delete().await.unwrap();
     assert!(load(&remote).await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_change_sets_apply_in_order_with_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    let mut data = sample_session(0);
+    backend.save_session(&data).await.unwrap();
+    // One change set: 300 upserts in a row (sent as one JSON run), the same peers again with
+    // other values (the later must win), extreme hashes, quotes, backslashes, non-ASCII and
+    // JSON-looking text.
+    let mut changes = Vec::new();
+    for round in 0..2i64 {
+        for i in 0..300i64 {
+            let hash = match i % 4 {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                2 => -1 - round,
+                _ => i * 1_000_003 + round,
+            };
+            let kind = session_core::PeerKind::ALL[usize::try_from(i % 8).unwrap()];
+            let peer = session_core::Peer::new(10_000 + i, kind, hash)
+                .with_min(round == 1)
+                .with_usernames(vec![format!("o'k\\\"{i}"), "[1,2]".to_owned(), format!("ü{round}")])
+                .with_phone((i % 3 == 0).then(|| format!("+{i}'{round}")));
+            changes.push(Change::UpsertPeer(peer));
+        }
+    }
+    changes.push(Change::RemovePeer(PeerKey::new(session_core::PeerClass::User, 10_000)));
+    persist(&backend, &mut data, changes).await;
+    assert_eq!(data.peers.len(), 299);
+    assert_eq!(load(&backend).await.as_ref(), Some(&data));
+}
