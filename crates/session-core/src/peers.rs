@@ -315,30 +315,204 @@ impl Extend<Peer> for PeerCache {
     }
 }
 
+/// The stored form of the cache: one byte string, so that a million peers encode and decode in a
+/// single pass without a serde call (or an allocation) per peer.
+///
+/// Peers come in key order. Per peer: a header byte (kind in bits 0-3, min in bit 4, extras in
+/// bit 5), the id as a zigzag varint delta from the previous peer of the same id space (ids of a
+/// new id space start from 0), the access hash as 8 bytes little-endian; then, if the extras bit
+/// is set, the username count and each username (varint length + UTF-8) and the phone (0, or 1 +
+/// varint length + UTF-8).
 impl Serialize for PeerCache {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
+        let mut out = Vec::with_capacity(self.main.len() * 11 + 10);
+        put_varint(&mut out, self.main.len() as u64);
+        let mut extras = self.extra.iter().peekable();
+        let mut prev: Option<(PeerClass, i64)> = None;
+        for (key, p) in &self.main {
+            let extra = match extras.peek() {
+                Some((k, e)) if *k == key => {
+                    let e = *e;
+                    extras.next();
+                    Some(e)
+                }
+                _ => None,
+            };
+            out.push(p.kind | (u8::from(p.min) << 4) | (u8::from(extra.is_some()) << 5));
+            let base = match prev {
+                Some((class, id)) if class == key.class => id,
+                _ => 0,
+            };
+            put_varint(&mut out, zigzag(key.id.wrapping_sub(base)));
+            prev = Some((key.class, key.id));
+            out.extend_from_slice(&p.access_hash.to_le_bytes());
+            if let Some(e) = extra {
+                put_varint(&mut out, e.usernames.len() as u64);
+                for u in &e.usernames {
+                    put_str(&mut out, u);
+                }
+                match &e.phone {
+                    None => out.push(0),
+                    Some(phone) => {
+                        out.push(1);
+                        put_str(&mut out, phone);
+                    }
+                }
+            }
+        }
+        serializer.serialize_bytes(&out)
     }
 }
 
 impl<'de> Deserialize<'de> for PeerCache {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SeqVisitor;
-        impl<'de> serde::de::Visitor<'de> for SeqVisitor {
+        struct BlobVisitor;
+        impl serde::de::Visitor<'_> for BlobVisitor {
             type Value = PeerCache;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a sequence of peers")
+                f.write_str("the peer cache byte string")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PeerCache, A::Error> {
-                // Grows with what was actually decoded, never with the declared length.
-                let mut peers = Vec::new();
-                while let Some(peer) = seq.next_element::<Peer>()? {
-                    peers.push(peer);
-                }
-                Ok(peers.into_iter().collect())
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<PeerCache, E> {
+                decode_blob(v).map_err(E::custom)
             }
         }
-        deserializer.deserialize_seq(SeqVisitor)
+        deserializer.deserialize_bytes(BlobVisitor)
+    }
+}
+
+/// The smallest encoded peer: header, one-byte id delta, 8-byte hash.
+const MIN_PEER_LEN: usize = 10;
+
+fn decode_blob(bytes: &[u8]) -> Result<PeerCache, &'static str> {
+    let mut r = Reader { bytes, pos: 0 };
+    let count = r.varint()?;
+    // Never trust the count beyond what the bytes can hold.
+    let max = (bytes.len() / MIN_PEER_LEN) as u64;
+    if count > max {
+        return Err("peer count exceeds the bytes present");
+    }
+    let count = usize::try_from(count).map_err(|_| "peer count too large")?;
+    let mut main = Vec::with_capacity(count);
+    let mut extra = Vec::new();
+    let mut prev: Option<(PeerClass, i64)> = None;
+    let mut sorted = true;
+    for _ in 0..count {
+        let header = r.byte()?;
+        if header & 0b1100_0000 != 0 {
+            return Err("unknown peer header bits");
+        }
+        let kind = PeerKind::ALL.get(usize::from(header & 0x0F)).copied().ok_or("unknown peer kind")?;
+        let class = kind.class();
+        let base = match prev {
+            Some((c, id)) if c == class => id,
+            _ => 0,
+        };
+        let id = base.wrapping_add(unzigzag(r.varint()?));
+        let key = PeerKey { class, id };
+        if let Some((c, p)) = prev {
+            sorted &= (c, p) < (class, id);
+        }
+        prev = Some((class, id));
+        let access_hash = i64::from_le_bytes(r.array::<8>()?);
+        main.push((key, Packed { access_hash, kind: kind.to_u8(), min: header & 0x10 != 0 }));
+        if header & 0x20 != 0 {
+            let n = r.varint()?;
+            let mut usernames = Vec::new();
+            for _ in 0..n {
+                usernames.push(r.string()?);
+            }
+            let phone = match r.byte()? {
+                0 => None,
+                1 => Some(r.string()?),
+                _ => return Err("bad phone marker"),
+            };
+            if !usernames.is_empty() || phone.is_some() {
+                extra.push((key, Extra { usernames, phone }));
+            }
+        }
+    }
+    if r.pos != bytes.len() {
+        return Err("trailing bytes after the peers");
+    }
+    if !sorted {
+        // Only hand-made input gets here: fall back to ordinary inserts (the last one wins).
+        let mut cache = PeerCache::new();
+        let mut extras: BTreeMap<PeerKey, Extra> = BTreeMap::new();
+        for (k, e) in extra {
+            extras.insert(k, e);
+        }
+        for (k, p) in main {
+            cache.main.insert(k, p);
+            match extras.remove(&k) {
+                Some(e) => cache.extra.insert(k, e),
+                None => cache.extra.remove(&k),
+            };
+        }
+        return Ok(cache);
+    }
+    Ok(PeerCache { main: main.into_iter().collect(), extra: extra.into_iter().collect() })
+}
+
+fn zigzag(v: i64) -> u64 {
+    u64::from_le_bytes(((v << 1) ^ (v >> 63)).to_le_bytes())
+}
+
+fn unzigzag(v: u64) -> i64 {
+    i64::from_le_bytes((v >> 1).to_le_bytes()) ^ -i64::from_le_bytes((v & 1).to_le_bytes())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v.to_le_bytes()[0] | 0x80);
+        v >>= 7;
+    }
+    out.push(v.to_le_bytes()[0]);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, &'static str> {
+        let b = *self.bytes.get(self.pos).ok_or("truncated peer cache")?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let end = self.pos.checked_add(N).ok_or("truncated peer cache")?;
+        let slice = self.bytes.get(self.pos..end).ok_or("truncated peer cache")?;
+        self.pos = end;
+        let mut a = [0u8; N];
+        a.copy_from_slice(slice);
+        Ok(a)
+    }
+
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long")
+    }
+
+    fn string(&mut self) -> Result<String, &'static str> {
+        let len = usize::try_from(self.varint()?).map_err(|_| "string too long")?;
+        let end = self.pos.checked_add(len).ok_or("truncated peer cache")?;
+        let slice = self.bytes.get(self.pos..end).ok_or("truncated peer cache")?;
+        self.pos = end;
+        String::from_utf8(slice.to_vec()).map_err(|_| "username or phone is not UTF-8")
     }
 }
 
@@ -377,5 +551,36 @@ mod tests {
                 .into_iter()
                 .collect();
         assert_eq!(built.get(PeerKey::user(2)).map(|p| p.access_hash), Some(2));
+    }
+
+    #[test]
+    fn blob_round_trips_and_refuses_lies() {
+        let mut cache = PeerCache::new();
+        cache.insert(Peer::new(i64::MAX, PeerKind::User, i64::MIN).with_phone(Some("+1".into())));
+        cache.insert(Peer::new(0, PeerKind::User, 1));
+        cache.insert(Peer::new(5, PeerKind::Gigagroup, -1).with_min(true).with_usernames(vec!["a".into(), "b".into()]));
+        cache.insert(Peer::new(3, PeerKind::BasicGroup, 0));
+        let bytes = postcard::to_allocvec(&cache).expect("encode");
+        assert_eq!(postcard::from_bytes::<PeerCache>(&bytes).expect("decode"), cache);
+
+        // Hand-made: two peers out of order with the same key; the last one wins.
+        let mut blob = Vec::new();
+        put_varint(&mut blob, 2);
+        for hash in [7i64, 9] {
+            blob.push(0);
+            put_varint(&mut blob, zigzag(if hash == 7 { 4 } else { 0 }));
+            blob.extend_from_slice(&hash.to_le_bytes());
+        }
+        let decoded = decode_blob(&blob).expect("valid but unsorted");
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded.access_hash(PeerKey::user(4)), Some(9));
+
+        // A count the bytes cannot hold is refused before anything is allocated for it.
+        let mut lie = Vec::new();
+        put_varint(&mut lie, u64::MAX);
+        assert!(decode_blob(&lie).is_err());
+        for v in [0i64, 1, -1, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
     }
 }
