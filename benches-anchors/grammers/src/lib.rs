@@ -1,0 +1,1 @@
+//! Only a bench target (`benches/grammers.rs`).
