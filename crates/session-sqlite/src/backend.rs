@@ -305,7 +305,7 @@ impl Db {
             // without a cache lookup each.
             let mut current: Option<(&'static str, rusqlite::CachedStatement<'_>)> = None;
             for st in plan {
-                let reuse = matches!(&current, Some((sql, _)) if std::ptr::eq(*sql, st.sql));
+                let reuse = matches!(&current, Some((sql, _)) if std::ptr::eq(*sql, st.sql) || *sql == st.sql);
                 if !reuse {
                     // Return the previous statement to the cache before taking the next.
                     drop(current.take());
