@@ -387,7 +387,8 @@ fn change_statements(change: &Change) -> Vec<Statement> {
                 Statement::new(SET_AUTH_KEY, vec![int(*dc_id), key]),
             ]
         }
-        Change::RemoveDc(key) => one(REMOVE_DC, vec![int(key.id), int(key.flags.identity().0)]),
+        // The exact key, as `apply` removes it: a key with non-identity bits names no stored option.
+        Change::RemoveDc(key) => one(REMOVE_DC, vec![int(key.id), int(key.flags.0)]),
         Change::UpdateState(u) => match u {
             UpdateStateChange::All(state) => {
                 let mut out = vec![
@@ -724,6 +725,7 @@ impl<'r, 'v> Cols<'r, 'v> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use session_core::PeerKey;
 
     #[test]
     fn newer_schema_is_refused() {
@@ -733,6 +735,18 @@ mod tests {
         ));
         assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1]));
         assert_eq!(migrations_from(SCHEMA_VERSION).map(|m| m.count()).ok(), Some(0));
+    }
+
+    #[test]
+    fn persisting_one_change_is_a_constant_number_of_keyed_statements() {
+        let peer = Change::UpsertPeer(Peer::new(1, PeerKind::User, 2));
+        let plan: Vec<Statement> = persist_plan(std::slice::from_ref(&peer)).map(Iterator::collect).unwrap_or_default();
+        assert_eq!(plan.len(), 2, "ensure-session + one upsert, whatever the session holds");
+        assert!(plan.iter().all(|st| !st.sql.starts_with("DELETE") || st.sql.contains("WHERE")));
+        let remove = Change::RemovePeer(PeerKey::user(1));
+        let plan: Vec<Statement> = persist_plan(&[remove]).map(Iterator::collect).unwrap_or_default();
+        assert_eq!(plan.len(), 2);
+        assert!(plan[1].sql.contains("WHERE"));
     }
 
     #[test]
