@@ -308,3 +308,24 @@ async fn long_change_sets_apply_in_order_with_exact_values() {
     assert_eq!(data.peers.len(), 299);
     assert_eq!(load(&backend).await.as_ref(), Some(&data));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_shrink_under_a_small_response_limit() {
+    // sqld refuses responses over 64 KB: the 20,000-row pages of a load must be halved until
+    // they fit, inside the same read transaction.
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start_with(&dir.path().join("server"), None, &["--max-response-size", "64KB"]);
+    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    let data = sample_session(5_000);
+    backend.save_session(&data).await.unwrap();
+    // The limit is in force: all peers in one response are refused.
+    let e = raw(&sqld.url(), "")
+        .await
+        .execute_batch("SELECT json_group_array(json_array(class, id, usernames)) FROM peers")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("RESPONSE_TOO_LARGE"), "{e}");
+    assert_eq!(load(&backend).await.as_ref(), Some(&data));
+    let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
+    assert_eq!(load(&replica).await.as_ref(), Some(&data));
+}

@@ -38,13 +38,20 @@ pub struct Sqld {
     log: PathBuf,
     addr: SocketAddr,
     jwt_key_file: Option<PathBuf>,
+    extra: Vec<String>,
 }
 
 impl Sqld {
     /// Starts sqld over `db_path` (created by sqld if missing). With `jwt_key_file`, clients
     /// must present a token signed by its key.
     pub fn start(db_path: &Path, jwt_key_file: Option<&Path>) -> Sqld {
+        Sqld::start_with(db_path, jwt_key_file, &[])
+    }
+
+    /// [`Sqld::start`] with more command-line arguments.
+    pub fn start_with(db_path: &Path, jwt_key_file: Option<&Path>, extra: &[&str]) -> Sqld {
         let mut sqld = Sqld {
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             child: None,
             db_path: db_path.to_path_buf(),
             log: db_path.with_extension("log"),
@@ -69,6 +76,7 @@ impl Sqld {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .env("RUST_LOG", "warn");
+        cmd.args(&self.extra);
         if let Some(key) = &self.jwt_key_file {
             cmd.arg("--auth-jwt-key-file").arg(key);
         }
