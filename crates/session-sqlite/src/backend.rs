@@ -271,6 +271,8 @@ impl Db {
             )
             .into());
         }
+        // Refuse a newer schema before anything below changes the file.
+        let steps: Vec<(u32, &str)> = schema::migrations_from(version)?.collect();
         if file.is_some() {
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
@@ -289,7 +291,7 @@ impl Db {
             "PRAGMA synchronous = {synchronous}; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; \
              PRAGMA foreign_keys = OFF;"
         ))?;
-        for (target, sql) in schema::migrations_from(version)? {
+        for (target, sql) in steps {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             tx.execute_batch(&schema::set_version_sql(target))?;

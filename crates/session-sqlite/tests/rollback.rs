@@ -63,7 +63,12 @@ async fn a_newer_schema_version_is_refused_untouched() {
     let path = dir.path().join("newer.db");
     SqliteBackend::open(&path).await.expect("create").close().await.expect("close");
     let newer = schema::SCHEMA_VERSION + 1;
-    Connection::open(&path).expect("raw").execute_batch(&format!("PRAGMA user_version = {newer}")).expect("bump");
+    // As a newer build might leave it: another version, and not in WAL mode.
+    Connection::open(&path)
+        .expect("raw")
+        .execute_batch(&format!("PRAGMA user_version = {newer}; PRAGMA journal_mode = DELETE;"))
+        .expect("bump");
+    let before = std::fs::read(&path).expect("read");
     match SqliteBackend::open(&path).await {
         Err(SessionError::UnsupportedVersion { found, supported, .. }) => {
             assert_eq!((found, supported), (newer, schema::SCHEMA_VERSION));
@@ -73,6 +78,7 @@ async fn a_newer_schema_version_is_refused_untouched() {
     let version: u32 =
         Connection::open(&path).expect("raw").query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
     assert_eq!(version, newer, "the newer database was changed");
+    assert_eq!(std::fs::read(&path).expect("read"), before, "refusing changed the file (journal mode?)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
