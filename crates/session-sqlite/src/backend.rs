@@ -22,10 +22,21 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Durability {
+    /// The default: `synchronous = NORMAL` for ordinary writes (cached peers, update state),
+    /// `synchronous = FULL` for a transaction that holds a critical change
+    /// ([`session_core::Change::is_critical`]: a new auth key, the home DC, the user, log out),
+    /// a full save or a delete.
+    ///
+    /// Every acknowledged write survives a crash of the process. After an OS crash or a power
+    /// loss every acknowledged critical change is there (its commit fsyncs the WAL, and with it
+    /// every earlier frame); ordinary writes acknowledged since the last critical commit or
+    /// checkpoint may be missing, which costs a refetch of some access hashes or updates,
+    /// never a login. The database stays consistent either way. No fsync on ordinary writes.
+    #[default]
+    Balanced,
     /// `synchronous = FULL`: every commit fsyncs the WAL before returning. An acknowledged write
     /// survives a crash of the process and a crash of the OS or a power loss. One fsync per
-    /// write. The default.
-    #[default]
+    /// write.
     PowerLoss,
     /// `synchronous = NORMAL`: a commit is in the operating system's hands (written to the WAL
     /// file) before returning, and fsynced at checkpoints. An acknowledged write survives a crash
@@ -67,8 +78,9 @@ impl SqliteBackend {
     ///   a copy of the file kept beside it; a SQLite file of another program (a Telethon or
     ///   Pyrogram session) gives [`SessionError::Invalid`]: import it with [`crate::foreign`].
     ///
-    /// Writes are durable against power loss ([`Durability::PowerLoss`]); see
-    /// [`SqliteBackend::open_with`] for the cheaper alternative.
+    /// Durability is [`Durability::Balanced`]: every acknowledged write survives a process crash,
+    /// and critical changes also survive power loss; see [`SqliteBackend::open_with`] for the
+    /// other levels.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SessionError> {
         Self::open_with(path, Durability::default()).await
     }
@@ -156,14 +168,14 @@ impl SessionBackend for SqliteBackend {
         let bytes = data.to_vec();
         self.run(move |db| {
             let data = codec::decode(&bytes)?;
-            db.write(schema::save_plan(&data))
+            db.write(schema::save_plan(&data), true)
         })
         .await
         .map_err(boxed)
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
-        self.run(|db| db.write(schema::delete_plan())).await.map_err(boxed)
+        self.run(|db| db.write(schema::delete_plan(), true)).await.map_err(boxed)
     }
 
     fn name(&self) -> &str {
@@ -176,14 +188,15 @@ impl SessionBackend for SqliteBackend {
 
     async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
         let data = data.clone();
-        self.run(move |db| db.write(schema::save_plan(&data))).await.map_err(boxed)
+        self.run(move |db| db.write(schema::save_plan(&data), true)).await.map_err(boxed)
     }
 
     async fn persist(&self, changes: &[Change], _full: &SessionData) -> Result<(), BoxError> {
         // Refuse unknown changes here, before the blocking hop.
         drop(schema::persist_plan(changes)?);
+        let critical = changes.iter().any(Change::is_critical);
         let changes = changes.to_vec();
-        self.run(move |db| db.write(schema::persist_plan(&changes)?)).await.map_err(boxed)
+        self.run(move |db| db.write(schema::persist_plan(&changes)?, critical)).await.map_err(boxed)
     }
 }
 
@@ -212,7 +225,17 @@ struct Db {
     resource: String,
     path: Option<PathBuf>,
     preserved: Option<PathBuf>,
+    /// `None` in memory.
+    durability: Option<Durability>,
     _lock: Option<OwnerLock>,
+}
+
+/// The `synchronous` level of one write transaction.
+fn sync_level(durability: Durability, critical: bool) -> &'static str {
+    match (durability, critical) {
+        (Durability::PowerLoss, _) | (Durability::Balanced, true) => "FULL",
+        (Durability::ProcessCrash, _) | (Durability::Balanced, false) => "NORMAL",
+    }
 }
 
 impl Db {
@@ -229,7 +252,14 @@ impl Db {
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| map_sql(e, &resource))?;
-        let mut db = Db { conn, resource, path: Some(path.to_path_buf()), preserved: None, _lock: Some(lock) };
+        let mut db = Db {
+            conn,
+            resource,
+            path: Some(path.to_path_buf()),
+            preserved: None,
+            durability: Some(durability),
+            _lock: Some(lock),
+        };
         db.setup(Some(durability)).map_err(|e| db.fail(e))?;
         if created {
             let parent = path.parent().unwrap_or_else(|| Path::new("."));
@@ -241,7 +271,7 @@ impl Db {
     fn open_memory() -> Result<Db, SessionError> {
         let resource = ":memory:".to_owned();
         let conn = Connection::open_in_memory().map_err(|e| map_sql(e, &resource))?;
-        let mut db = Db { conn, resource, path: None, preserved: None, _lock: None };
+        let mut db = Db { conn, resource, path: None, preserved: None, durability: None, _lock: None };
         db.setup(None).map_err(|e| db.fail(e))?;
         Ok(db)
     }
@@ -283,10 +313,7 @@ impl Db {
                 .into());
             }
         }
-        let synchronous = match file.unwrap_or_default() {
-            Durability::PowerLoss => "FULL",
-            Durability::ProcessCrash => "NORMAL",
-        };
+        let synchronous = sync_level(file.unwrap_or_default(), false);
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {synchronous}; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; \
              PRAGMA foreign_keys = OFF;"
@@ -300,7 +327,25 @@ impl Db {
         Ok(())
     }
 
-    fn write(&mut self, plan: impl Iterator<Item = Statement>) -> Result<(), DbError> {
+    /// Runs `plan` in one transaction; `critical` commits it with the critical sync level.
+    fn write(&mut self, plan: impl Iterator<Item = Statement>, critical: bool) -> Result<(), DbError> {
+        let level = self.durability.map(|d| (sync_level(d, false), sync_level(d, critical)));
+        match level {
+            Some((ordinary, this)) if ordinary != this => {
+                // The level applies to the commit; switched outside the transaction and back
+                // whatever the outcome.
+                self.conn.pragma_update(None, "synchronous", this)?;
+                let result = self.write_tx(plan);
+                let restored = self.conn.pragma_update(None, "synchronous", ordinary);
+                result?;
+                restored?;
+                Ok(())
+            }
+            _ => self.write_tx(plan),
+        }
+    }
+
+    fn write_tx(&mut self, plan: impl Iterator<Item = Statement>) -> Result<(), DbError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             // Consecutive statements of one kind (a bulk save) reuse the prepared statement
@@ -468,5 +513,19 @@ pub(crate) fn map_sql(e: rusqlite::Error, resource: &str) -> SessionError {
             SessionError::io(resource, std::io::Error::other(e))
         }
         _ => SessionError::Backend { backend: NAME.to_owned(), source: Box::new(e) },
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+
+    #[test]
+    fn balanced_fsyncs_exactly_the_critical_writes() {
+        assert_eq!(sync_level(Durability::Balanced, true), "FULL");
+        assert_eq!(sync_level(Durability::Balanced, false), "NORMAL");
+        assert_eq!(sync_level(Durability::PowerLoss, false), "FULL");
+        assert_eq!(sync_level(Durability::ProcessCrash, true), "NORMAL");
+        assert_eq!(Durability::default(), Durability::Balanced);
     }
 }

@@ -136,5 +136,5 @@ fn kill_nine_never_loses_an_acknowledged_change() {
 
 #[test]
 fn kill_nine_never_loses_an_acknowledged_change_without_fsync_per_commit() {
-    kill_loop("kill_nine_never_loses_an_acknowledged_change_without_fsync_per_commit", Durability::ProcessCrash);
+    kill_loop("kill_nine_never_loses_an_acknowledged_change_without_fsync_per_commit", Durability::Balanced);
 }
