@@ -6,3 +6,6 @@ pub mod book_store {}
 
 #[doc = include_str!("../docs/src/custom-backend.md")]
 pub mod book_custom_backend {}
+
+#[doc = include_str!("../docs/src/converting.md")]
+pub mod book_converting {}
