@@ -67,6 +67,13 @@ async fn a_change_through_one_replica_reaches_another_after_sync() {
     // And a remote client sees the same.
     let r = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
     assert_eq!(load(&r).await.as_ref(), Some(&data));
+
+    // A replica closed while others write catches up when it opens again (sync on open).
+    let path = a.path().unwrap().to_path_buf();
+    drop(a);
+    persist(&r, &mut data, vec![Change::SetTestMode(true)]).await;
+    let a = LibSqlBackend::open_replica(&path, &sqld.url(), "").await.unwrap();
+    assert_eq!(load(&a).await.as_ref(), Some(&data));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,8 +246,16 @@ async fn schema_versions_and_foreign_databases() {
     let dir = tempfile::tempdir().unwrap();
     let sqld = Sqld::start(&dir.path().join("server"), None);
     let conn = raw(&sqld.url(), "").await;
-    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
-    drop(backend);
+    // Clients racing to create the schema: one migrates, the others see its work.
+    let url = sqld.url();
+    let opens = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { LibSqlBackend::open_remote(&url, "").await })
+    });
+    for open in opens.collect::<Vec<_>>() {
+        let backend = open.await.unwrap().unwrap();
+        assert!(load(&backend).await.is_none());
+    }
     // A second open of an up-to-date database does not migrate again.
     LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
     let version = session_sqlite::schema::SCHEMA_VERSION;
