@@ -40,8 +40,9 @@ impl Replica {
         Ok(true)
     }
 
+    /// Replaces the copy with the server's state. The copy's replacement is one local
+    /// transaction, so on any failure the copy (and what `synced` says of it) is unchanged.
     async fn pull(&self, synced: &mut Option<Generation>) -> Result<(), SessionError> {
-        *synced = None;
         let (data, generation) = self.remote.load().await?;
         match data {
             Some(data) => self.local.save_session(&data).await.map_err(unbox)?,

@@ -94,6 +94,13 @@ impl Sqld {
                 }
             }
             if health(self.addr) {
+                // Still ours: a process that lost the port to another server has exited by now.
+                std::thread::sleep(Duration::from_millis(50));
+                if let Some(child) = self.child.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("sqld exited with {status} (port {} taken?); log:\n{}", self.addr, self.log_text());
+                    }
+                }
                 return;
             }
             assert!(Instant::now() < deadline, "sqld did not answer /health within 60 s; log:\n{}", self.log_text());
