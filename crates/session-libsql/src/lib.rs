@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
 use session_sqlite::{schema, SqliteBackend};
 
+pub use session_sqlite::Durability;
+
 use crate::remote::Remote;
 use crate::replica::Replica;
 
@@ -57,6 +59,13 @@ impl LibSqlBackend {
         Ok(Self { inner: Inner::Local(local, Mode::Local) })
     }
 
+    /// [`open_local`](Self::open_local) with another durability level than the default
+    /// ([`Durability::Balanced`]); see `session-sqlite`.
+    pub async fn open_local_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
+        let local = SqliteBackend::open_with(path, durability).await?;
+        Ok(Self { inner: Inner::Local(local, Mode::Local) })
+    }
+
     /// A session database in memory: same schema and rules, nothing survives the backend.
     pub async fn in_memory() -> Result<Self, SessionError> {
         let local = SqliteBackend::in_memory().await?;
@@ -91,7 +100,9 @@ impl LibSqlBackend {
     /// copy is brought up to date now (the server must answer), on every write, and by
     /// [`sync`](Self::sync). See the crate docs.
     pub async fn open_replica(path: impl AsRef<Path>, url: &str, auth_token: &str) -> Result<Self, SessionError> {
-        let local = SqliteBackend::open(path).await?;
+        // The copy is pulled whole on every open, so it needs no fsync: a copy cut short by a
+        // crash is replaced before anything reads it.
+        let local = SqliteBackend::open_with(path, Durability::ProcessCrash).await?;
         let remote = Remote::open(url, auth_token, remote::DEFAULT_TIMEOUT).await?;
         Ok(Self { inner: Inner::Replica(Replica::open(local, remote).await?) })
     }
