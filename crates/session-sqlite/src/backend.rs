@@ -315,7 +315,7 @@ impl Db {
         }
         let synchronous = sync_level(file.unwrap_or_default(), false);
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {synchronous}; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; \
+            "PRAGMA synchronous = {synchronous}; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; PRAGMA cache_size = -32768; \
              PRAGMA foreign_keys = OFF;"
         ))?;
         for (target, sql) in steps {
