@@ -289,7 +289,10 @@ impl FromIterator<Peer> for PeerCache {
         let mut peers: Vec<Peer> = iter.into_iter().collect();
         // Stable sort, then keep the last of equal keys: the same result as inserting in order,
         // but the maps are bulk-built from sorted input (dense nodes, no rebalancing).
-        peers.sort_by_key(Peer::key);
+        // Sources (our codec, SQL `ORDER BY`) usually deliver peers in key order already.
+        if !peers.is_sorted_by_key(Peer::key) {
+            peers.sort_by_key(Peer::key);
+        }
         let mut main = Vec::with_capacity(peers.len());
         let mut extra = Vec::new();
         let mut iter = peers.into_iter().peekable();
