@@ -22,7 +22,7 @@ use session_core::{
 };
 use session_file::BinaryFileBackend;
 use session_libsql::LibSqlBackend;
-use session_sqlite::SqliteBackend;
+use session_sqlite::{Durability, SqliteBackend};
 use session_string::StringSessionBackend;
 use tokio::runtime::Runtime;
 
@@ -32,7 +32,11 @@ const BATCH: u64 = 100;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ours {
     File,
+    /// The file backend on tmpfs (/dev/shm), where fdatasync costs nothing: its CPU cost alone.
+    FileTmpfs,
     Sqlite,
+    /// `Durability::PowerLoss`: every commit fsyncs the WAL.
+    SqlitePowerLoss,
     LibsqlRemote,
     LibsqlReplica,
     Memory,
@@ -40,6 +44,16 @@ enum Ours {
 }
 
 const OURS: [Ours; 6] = [Ours::File, Ours::Sqlite, Ours::LibsqlRemote, Ours::LibsqlReplica, Ours::Memory, Ours::String];
+
+/// The per-change scenarios also run these (the CPU side of the file backend, and SQLite with an
+/// fsync per commit).
+const PER_CHANGE_EXTRA: [Ours; 2] = [Ours::FileTmpfs, Ours::SqlitePowerLoss];
+
+/// A file on tmpfs named after `dir` (removed with [`TmpfsGuard`] when the bench ends).
+fn tmpfs_path(dir: &Path) -> PathBuf {
+    let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    PathBuf::from("/dev/shm").join(format!("session-bench-{}-{tag}.session", std::process::id()))
+}
 
 /// The URL of the local sqld the libSQL backends talk to.
 static SQLD_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -52,7 +66,9 @@ impl Ours {
     fn name(self) -> &'static str {
         match self {
             Ours::File => "file",
+            Ours::FileTmpfs => "file_tmpfs",
             Ours::Sqlite => "sqlite",
+            Ours::SqlitePowerLoss => "sqlite_powerloss",
             Ours::LibsqlRemote => "libsql_remote",
             Ours::LibsqlReplica => "libsql_replica",
             Ours::Memory => "memory",
@@ -68,7 +84,11 @@ impl Ours {
     async fn open(self, dir: &Path) -> Box<dyn SessionBackend> {
         match self {
             Ours::File => Box::new(BinaryFileBackend::open(self.path(dir)).await.expect("open file")),
+            Ours::FileTmpfs => Box::new(BinaryFileBackend::open(tmpfs_path(dir)).await.expect("open file")),
             Ours::Sqlite => Box::new(SqliteBackend::open(self.path(dir)).await.expect("open sqlite")),
+            Ours::SqlitePowerLoss => {
+                Box::new(SqliteBackend::open_with(self.path(dir), Durability::PowerLoss).await.expect("open sqlite"))
+            }
             Ours::LibsqlRemote => Box::new(LibSqlBackend::open_remote(sqld_url(), "").await.expect("open remote")),
             Ours::LibsqlReplica => {
                 Box::new(LibSqlBackend::open_replica(self.path(dir), sqld_url(), "").await.expect("open replica"))
@@ -234,6 +254,8 @@ fn layer_seed_string() -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layer {
     BinaryFile,
+    /// On tmpfs, beside `file_tmpfs`.
+    BinaryFileTmpfs,
     InMemory,
     String,
 }
@@ -244,6 +266,7 @@ impl Layer {
     fn name(self) -> &'static str {
         match self {
             Layer::BinaryFile => "layer_binary_file",
+            Layer::BinaryFileTmpfs => "layer_binary_file_tmpfs",
             Layer::InMemory => "layer_in_memory",
             Layer::String => "layer_string",
         }
@@ -252,6 +275,7 @@ impl Layer {
     fn backend(self, dir: &Path) -> Box<dyn layer::SessionBackend> {
         match self {
             Layer::BinaryFile => Box::new(layer::BinaryFileBackend::new(dir.join("layer.session"))),
+            Layer::BinaryFileTmpfs => Box::new(layer::BinaryFileBackend::new(tmpfs_path(dir))),
             Layer::InMemory => Box::new(layer::InMemoryBackend::new()),
             Layer::String => Box::new(layer::StringSessionBackend::new(String::new())),
         }
@@ -299,7 +323,7 @@ fn removes(range: std::ops::Range<u64>) -> Vec<Change> {
 fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("cache_one_peer");
     for &n in &settings.sizes {
-        for ours in OURS {
+        for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut full = session(n);
             let backend = rt.block_on(ours.create(dir.path(), &full));
@@ -358,7 +382,7 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
             });
             rt.block_on(store.close()).expect("close");
         }
-        for l in LAYER {
+        for l in LAYER.into_iter().chain([Layer::BinaryFileTmpfs]) {
             let dir = tempfile::tempdir().expect("tempdir");
             let backend = l.backend(dir.path());
             let (mut s, template) = layer_session!(n);
@@ -486,7 +510,7 @@ fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
 fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("update_state");
     for &n in &settings.sizes {
-        for ours in OURS {
+        for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut full = session(n);
             let backend = rt.block_on(ours.create(dir.path(), &full));
@@ -522,7 +546,7 @@ fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
             });
             rt.block_on(store.close()).expect("close");
         }
-        for l in LAYER {
+        for l in LAYER.into_iter().chain([Layer::BinaryFileTmpfs]) {
             let dir = tempfile::tempdir().expect("tempdir");
             let backend = l.backend(dir.path());
             let (mut s, _template) = layer_session!(n);
@@ -647,7 +671,7 @@ fn durable_flush(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
                 })
             });
         }
-        for ours in [Ours::File, Ours::Sqlite] {
+        for ours in [Ours::File, Ours::Sqlite, Ours::SqlitePowerLoss] {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut full = session(n);
             let backend = rt.block_on(ours.create(dir.path(), &full));
@@ -681,4 +705,16 @@ fn main() {
     string_export_import(&mut c, &settings);
     durable_flush(&mut c, &rt, &settings);
     c.final_summary();
+    remove_tmpfs_files();
+}
+
+fn remove_tmpfs_files() {
+    let prefix = format!("session-bench-{}-", std::process::id());
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }

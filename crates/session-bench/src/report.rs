@@ -135,7 +135,9 @@ pub fn is_anchor(backend: &str) -> bool {
 fn backend_rank(b: &str) -> u8 {
     match b {
         "file" => 0,
+        "file_tmpfs" => 1,
         "sqlite" => 1,
+        "sqlite_powerloss" => 1,
         "libsql_remote" => 2,
         "libsql_replica" => 3,
         "memory" => 4,
@@ -164,6 +166,8 @@ pub fn anchor_for(scenario: &str, backend: &str) -> Option<&'static str> {
     match (scenario, backend) {
         ("durable_flush", _) => Some("raw_fsync_4k"),
         (_, "file") => Some("layer_binary_file"),
+        (_, "file_tmpfs") => Some("layer_binary_file_tmpfs"),
+        (_, "sqlite_powerloss") => Some("layer_binary_file"),
         (_, "sqlite" | "libsql_remote" | "libsql_replica") => Some("layer_binary_file"),
         (_, "memory" | "store+memory") => Some("layer_in_memory"),
         (_, "string") => Some("layer_string"),
@@ -199,7 +203,17 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
     let mut out = Vec::new();
     let (small, big) = (1_000u64, 100_000u64);
     for scenario in ["cache_one_peer", "update_state"] {
-        for b in ["file", "sqlite", "memory", "store+memory", "string", "libsql_remote", "libsql_replica"] {
+        for b in [
+            "file",
+            "file_tmpfs",
+            "sqlite",
+            "sqlite_powerloss",
+            "memory",
+            "store+memory",
+            "string",
+            "libsql_remote",
+            "libsql_replica",
+        ] {
             let (Some(a), Some(z)) = (r.get(scenario, b, small), r.get(scenario, b, big)) else {
                 if r.backends(scenario).contains(&b) || ["file", "sqlite", "memory", "string"].contains(&b) {
                     out.push(Check {
@@ -225,6 +239,15 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
         big,
         30.0,
         "file backend ≥30x faster than layer's BinaryFile per new peer at 100k",
+    ));
+    out.push(ratio_check(
+        r,
+        "cache_one_peer",
+        "file_tmpfs",
+        "layer_binary_file_tmpfs",
+        big,
+        30.0,
+        "same, both on tmpfs (fdatasync free: the CPU side of each)",
     ));
     for anchor in ["layer_binary_file", "grammers_sqlite"] {
         out.push(ratio_check(
@@ -266,7 +289,7 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
             &format!("SQLite 1,000-peer flush ≥20x cheaper than `{anchor}`'s own 1,000-peer flush, at 100k (stricter reading)"),
         ));
     }
-    for b in ["file", "sqlite"] {
+    for b in ["file", "sqlite", "sqlite_powerloss"] {
         let raw: Vec<f64> =
             r.sizes("durable_flush").iter().filter_map(|n| r.get("durable_flush", "raw_fsync_4k", *n)).collect();
         let ours: Vec<f64> = r.sizes("durable_flush").iter().filter_map(|n| r.get("durable_flush", b, *n)).collect();
