@@ -37,6 +37,10 @@ struct State {
     /// Why the initial string could not be read (kept until something replaces it).
     broken: Option<Broken>,
     format: Option<StringFormat>,
+    /// The published string is older than `data`: nobody was subscribed when it changed, so it
+    /// is encoded when someone asks ([`StringSessionBackend::current`], `subscribe`). This keeps a
+    /// change O(change) instead of a re-encoding of the whole session per flush.
+    stale: bool,
 }
 
 /// A stored copy of the decode error (`SessionError` is not `Clone`).
@@ -82,20 +86,20 @@ impl StringSessionBackend {
     /// after `new` to migrate the stored string immediately.
     pub fn new(s: &str) -> Self {
         let (state, initial) = if s.trim().is_empty() {
-            (State { data: None, broken: None, format: None }, String::new())
+            (State { data: None, broken: None, format: None, stale: false }, String::new())
         } else {
             match foreign::import(s) {
+                // The string is not kept: `current` encodes the session again when asked (our
+                // full form is deterministic, so our own full string comes back unchanged, and
+                // anything else comes back as the full form). A million-peer string is not held
+                // twice in memory.
                 Ok((data, format)) => {
-                    // Our own full string is kept exactly as given; anything else is re-encoded so
-                    // that `current` is always the full form.
-                    let initial = if format == StringFormat::Full {
-                        s.trim().to_owned()
-                    } else {
-                        ours::encode_full(&data).unwrap_or_else(|_| s.to_owned())
-                    };
-                    (State { data: Some(data), broken: None, format: Some(format) }, initial)
+                    (State { data: Some(data), broken: None, format: Some(format), stale: true }, String::new())
                 }
-                Err(e) => (State { data: None, broken: Some(Broken::from_error(&e)), format: None }, s.to_owned()),
+                Err(e) => (
+                    State { data: None, broken: Some(Broken::from_error(&e)), format: None, stale: false },
+                    s.to_owned(),
+                ),
             }
         };
         let (tx, _) = watch::channel(initial);
@@ -106,20 +110,61 @@ impl StringSessionBackend {
     pub fn from_session(data: &SessionData) -> Result<Self, SessionError> {
         let s = ours::encode_full(data)?;
         let (tx, _) = watch::channel(s);
-        let state = State { data: Some(data.clone()), broken: None, format: Some(StringFormat::Full) };
+        let state = State { data: Some(data.clone()), broken: None, format: Some(StringFormat::Full), stale: false };
         Ok(Self { state: Mutex::new(state), tx })
     }
 
     /// The latest string: our full form of the session, empty when there is none (or, while the
     /// initial string is invalid, that string unchanged).
     pub fn current(&self) -> String {
+        let mut state = self.lock();
+        self.refresh(&mut state);
         self.tx.borrow().clone()
     }
 
     /// A receiver that is told every time [`current`](Self::current) changes; the value it holds
     /// is the new string. Re-save it from a task to make the session survive restarts.
     pub fn subscribe(&self) -> watch::Receiver<String> {
+        let mut state = self.lock();
+        self.refresh(&mut state);
         self.tx.subscribe()
+    }
+
+    /// Encodes the published string if it is behind the session.
+    fn refresh(&self, state: &mut State) {
+        if !state.stale {
+            return;
+        }
+        let s = match &state.data {
+            Some(d) => match ours::encode_full(d) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Encoding into memory does not fail in practice; if it ever did, the last
+                    // published string stays (the session is still in memory and retried on the
+                    // next call) rather than an empty one that would read as "no session".
+                    tracing::warn!(error = %e, "cannot encode the string session");
+                    return;
+                }
+            },
+            None => String::new(),
+        };
+        state.stale = false;
+        self.send(s);
+    }
+
+    /// Publishes the session's string now when someone listens, or marks it stale.
+    fn publish_data(&self, state: &mut State) -> Result<(), SessionError> {
+        if self.tx.receiver_count() == 0 {
+            state.stale = true;
+            return Ok(());
+        }
+        let s = match &state.data {
+            Some(d) => ours::encode_full(d)?,
+            None => String::new(),
+        };
+        state.stale = false;
+        self.send(s);
+        Ok(())
     }
 
     /// The session in compact form (home DC, its key, user, test mode); see
@@ -153,15 +198,10 @@ impl StringSessionBackend {
     fn publish(&self, state: &mut State, data: Option<SessionData>) -> Result<(), SessionError> {
         // An empty session (after a log-out) is "no session": the string becomes empty too.
         let data = data.filter(|d| !d.is_empty());
-        let s = match &data {
-            Some(d) => ours::encode_full(d)?,
-            None => String::new(),
-        };
         state.data = data;
         state.broken = None;
         state.format = state.data.as_ref().map(|_| StringFormat::Full);
-        self.send(s);
-        Ok(())
+        self.publish_data(state)
     }
 
     fn send(&self, s: String) {
@@ -183,7 +223,7 @@ impl fmt::Debug for StringSessionBackend {
         f.debug_struct("StringSessionBackend")
             .field("has_session", &state.data.is_some())
             .field("invalid", &state.broken.is_some())
-            .field("len", &self.tx.borrow().len())
+            .field("stale", &state.stale)
             .finish()
     }
 }
@@ -239,21 +279,19 @@ impl SessionBackend for StringSessionBackend {
             // Applying changes to "nothing" would silently replace the session the user gave.
             return Err(boxed(broken.to_error()));
         }
-        // Apply in place and encode once per call, however many changes there are. If encoding
-        // fails, the changes stay applied in memory and the caller retries them (they are
-        // idempotent); the published string is only replaced by a complete encoding.
+        // Apply in place; the string is encoded once per call when someone is subscribed, and
+        // otherwise only when `current` asks. If encoding fails, the changes stay applied in
+        // memory and the caller retries them (they are idempotent); the published string is only
+        // replaced by a complete encoding.
         let data = state.data.get_or_insert_with(SessionData::default);
         data.apply_all(changes);
         if data.is_empty() {
             // Logged out: no session, empty string.
             state.data = None;
             state.format = None;
-            self.send(String::new());
-            return Ok(());
+        } else {
+            state.format = Some(StringFormat::Full);
         }
-        let s = ours::encode_full(data).map_err(boxed)?;
-        state.format = Some(StringFormat::Full);
-        self.send(s);
-        Ok(())
+        self.publish_data(&mut state).map_err(boxed)
     }
 }

@@ -157,3 +157,25 @@ async fn foreign_strings_are_accepted_and_rewritten_in_full_form() {
     assert_eq!(loaded.auth_key(2), data.auth_key(2));
     assert!(!format!("{backend:?}").contains(&backend.current()[3..20]));
 }
+
+#[tokio::test]
+async fn without_subscribers_changes_are_encoded_only_when_asked() {
+    let data = sample_session(50);
+    let given = session_string::encode_full(&data).unwrap();
+    let backend = StringSessionBackend::new(&given);
+    // Our own full string comes back exactly as given.
+    assert_eq!(backend.current(), given);
+    let mut next = data.clone();
+    let change = Change::SetUser(Some(SelfUser::new(777, true)));
+    next.apply(&change);
+    backend.persist(std::slice::from_ref(&change), &next).await.unwrap();
+    // Nobody listened, yet `current` is the new session, and a late subscriber starts from it.
+    assert_eq!(session_string::decode(&backend.current()).unwrap(), next);
+    let rx = backend.subscribe();
+    assert_eq!(session_string::decode(&rx.borrow()).unwrap(), next);
+    let change = Change::SetHomeDc(5);
+    next.apply(&change);
+    backend.persist(std::slice::from_ref(&change), &next).await.unwrap();
+    assert!(rx.has_changed().unwrap(), "a subscriber must be told at once");
+    assert_eq!(session_string::decode(&rx.borrow()).unwrap().home_dc, 5);
+}
