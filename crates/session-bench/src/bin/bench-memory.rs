@@ -17,13 +17,15 @@ use session_core::{SessionBackend, SessionData};
 const PEERS: usize = 1_000_000;
 const BACKENDS: [&str; 3] = ["file", "sqlite", "string"];
 
-fn main() -> Result<(), session_core::BoxError> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), session_core::BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (backend, path) = (args.get(1).cloned().unwrap_or_default(), args.get(2).cloned().unwrap_or_default());
     match args.first().map(String::as_str) {
-        Some("prepare") => rt.block_on(prepare(&args[1], &args[2])),
-        Some("measure") => rt.block_on(measure(&args[1], &args[2])),
-        _ => parent(),
+        Some("prepare") => prepare(&backend, &path).await,
+        Some("measure") => measure(&backend, &path).await,
+        // The parent only starts children and waits for them: off the runtime's thread.
+        _ => tokio::task::spawn_blocking(parent).await?,
     }
 }
 
