@@ -68,7 +68,7 @@ pub async fn run(
     src: &Path,
     dest_arg: &str,
     read_options: &ReadOptions,
-    write_options: WriteOptions,
+    write_options: &WriteOptions,
     out: &mut dyn Write,
 ) -> CliResult<Summary> {
     let items = entries(src)?;
@@ -127,7 +127,7 @@ async fn one(
     dest_arg: &str,
     dir: &Path,
     read_options: &ReadOptions,
-    write_options: WriteOptions,
+    write_options: &WriteOptions,
 ) -> CliResult<(String, Vec<String>)> {
     let source = Source::Path { path: item.to_path_buf(), family: None };
     let loaded = read::read(&source, read_options).await?;

@@ -193,17 +193,17 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
         }
         Command::Convert { source, dest, force, allow_lossy, api_id, token } => {
-            let options = WriteOptions { force, allow_lossy };
+            let options = WriteOptions { force, allow_lossy, token: token.clone() };
             let read_options = ReadOptions { token, integrity_check: false, api_id };
             let src = location::parse_source(&source)?;
             if let Source::Path { path, family: None } = &src {
                 if path.is_dir() && !crate::gramjs_store::is_store(path) {
-                    return convert_folder(path, &dest, &read_options, options, out).await;
+                    return convert_folder(path, &dest, &read_options, &options, out).await;
                 }
             }
             let dest = location::parse_dest(&dest)?;
             let loaded = read::read(&src, &read_options).await?;
-            let dropped = write::write(&loaded.data, &dest, options).await?;
+            let dropped = write::write(&loaded.data, &dest, &options).await?;
             if !dropped.is_empty() {
                 let _ = writeln!(err, "warning: {dest}: dropped (--allow-lossy): {}", dropped.join("; "));
             }
@@ -235,7 +235,7 @@ async fn convert_folder(
     src: &Path,
     dest: &str,
     read_options: &ReadOptions,
-    options: WriteOptions,
+    options: &WriteOptions,
     out: &mut dyn Write,
 ) -> CliResult<u8> {
     let summary = batch::run(src, dest, read_options, options, out).await?;

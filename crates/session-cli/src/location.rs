@@ -105,6 +105,18 @@ fn is_remote(s: &str) -> bool {
     ["libsql://", "libsql+http://", "libsql+https://"].iter().any(|p| s.starts_with(p))
 }
 
+/// The URL `LibSqlBackend::open_remote` takes: `libsql+http://` and `libsql+https://` become
+/// `http://` and `https://`; `libsql://` (HTTPS) stays.
+pub fn remote_url(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("libsql+http://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = url.strip_prefix("libsql+https://") {
+        format!("https://{rest}")
+    } else {
+        url.to_owned()
+    }
+}
+
 /// A URL without any credentials it carries (`user:pass@`, `?authToken=`).
 pub fn redact_url(url: &str) -> String {
     let no_query = url.split('?').next().unwrap_or(url);

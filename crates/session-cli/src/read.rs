@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use session_core::{SessionData, SessionError};
+use session_core::{SessionBackend, SessionData, SessionError};
 use session_file::legacy::{self, LegacyFormat};
 use session_file::StoredFormat;
 use session_sqlite::foreign::{self, ForeignFormat};
@@ -70,11 +70,17 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
             let check = options.integrity_check;
             blocking(move || read_path(&path, family, check)).await?
         }
-        Source::Remote { .. } => {
-            return Err(CliError::source(
-                &shown,
-                "remote libSQL databases are not supported by this build (session-libsql is not available)",
-            ))
+        Source::Remote { url } => {
+            let token = options.token.as_deref().unwrap_or("");
+            let backend = session_libsql::LibSqlBackend::open_remote(&crate::location::remote_url(url), token)
+                .await
+                .map_err(|e| CliError::source(&shown, e))?;
+            let data = backend
+                .load_session()
+                .await
+                .map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, backend.name())))?
+                .ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+            Loaded::new(data, Format::LibsqlRemote)
         }
     };
     let mut loaded = loaded;

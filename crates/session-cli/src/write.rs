@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use session_core::{PeerKind, SessionBackend, SessionData, SessionError};
 use session_file::legacy::{self, LegacyFormat};
 use session_file::BinaryFileBackend;
+use session_libsql::LibSqlBackend;
 use session_sqlite::foreign::{self, ForeignFormat};
 use session_sqlite::SqliteBackend;
 use session_string::StringFormat;
@@ -18,17 +19,19 @@ use crate::gramjs_store;
 use crate::location::{Dest, StringOut};
 
 /// How to write.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     /// Replace an existing destination.
     pub force: bool,
     /// Write even when the destination cannot hold everything (what is dropped is returned).
     pub allow_lossy: bool,
+    /// Auth token for a remote libSQL database.
+    pub token: Option<String>,
 }
 
 /// Writes `data` to `dest`. Returns what the destination could not hold (empty unless
 /// `allow_lossy`; otherwise a lossy conversion fails with exit code 4 and writes nothing).
-pub async fn write(data: &SessionData, dest: &Dest, options: WriteOptions) -> CliResult<Vec<String>> {
+pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> CliResult<Vec<String>> {
     let shown = dest.to_string();
     if let Some(path) = dest.path() {
         if std::fs::symlink_metadata(path).is_ok() && !options.force {
@@ -41,16 +44,32 @@ pub async fn write(data: &SessionData, dest: &Dest, options: WriteOptions) -> Cl
             save(&backend, data, &shown).await?;
             Ok(Vec::new())
         }
-        Dest::Sqlite(path) | Dest::Libsql(path) => {
+        Dest::Sqlite(path) => {
             let backend = SqliteBackend::open(path).await.map_err(|e| CliError::dest(&shown, e))?;
             save(&backend, data, &shown).await?;
             backend.close().await.map_err(|e| CliError::dest(&shown, e))?;
             Ok(Vec::new())
         }
-        Dest::Remote(_) => Err(CliError::dest(
-            &shown,
-            "remote libSQL databases are not supported by this build (session-libsql is not available)",
-        )),
+        Dest::Libsql(path) => {
+            let backend = LibSqlBackend::open_local(path).await.map_err(|e| CliError::dest(&shown, e))?;
+            save(&backend, data, &shown).await?;
+            Ok(Vec::new())
+        }
+        Dest::Remote(url) => {
+            let backend =
+                LibSqlBackend::open_remote(&crate::location::remote_url(url), options.token.as_deref().unwrap_or(""))
+                    .await
+                    .map_err(|e| CliError::dest(&shown, e))?;
+            let existing = backend
+                .load_session()
+                .await
+                .map_err(|e| CliError::dest(&shown, SessionError::from_boxed(e, backend.name())))?;
+            if existing.is_some() && !options.force {
+                return Err(CliError::dest(&shown, "already holds a session (pass --force to replace it)"));
+            }
+            save(&backend, data, &shown).await?;
+            Ok(Vec::new())
+        }
         Dest::String(format, out) => {
             let (text, dropped) = string(data, *format, options.allow_lossy).map_err(|e| e.named(&shown))?;
             match out {
