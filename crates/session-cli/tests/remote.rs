@@ -1,0 +1,54 @@
+//! `layer-session` against a real libSQL server (sqld, installed by `cargo xtask setup`).
+
+mod common;
+#[path = "../../session-libsql/tests/support/mod.rs"]
+mod sqld;
+
+use common::{copy_fixtures, differences, inspect, run, s};
+
+#[test]
+fn convert_to_a_remote_libsql_database_and_back_with_a_token() {
+    let dir = copy_fixtures();
+    let work = tempfile::tempdir().expect("tempdir");
+    let key = sqld::JwtKey::random();
+    let key_file = work.path().join("jwt.pub");
+    key.write_public_key(&key_file);
+    let server = sqld::Sqld::start(&work.path().join("server"), Some(&key_file));
+    let url = server.url().replacen("http://", "libsql+http://", 1);
+    let token = key.token();
+    let src = dir.path().join("ferogram/ferogram-v8-dev.session");
+    let original = inspect(s(&src));
+
+    let (code, _, err) = run(&["convert", "--token", &token, s(&src), &url]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["inspect", "--json", "--reveal-secrets", "--token", &token, &url]);
+    assert_eq!(code, 0, "{err}");
+    let remote: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(remote["format"], "libsql-remote");
+    let mut bad = Vec::new();
+    differences(&original, &remote, "remote", &mut bad);
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(run(&["verify", "--token", &token, &url]).0, 0);
+
+    // The remote database holds a session now: replacing it needs --force.
+    let other = dir.path().join("telethon/telethon-sqlite.session");
+    let (code, _, err) = run(&["convert", "--token", &token, s(&other), &url]);
+    assert_eq!(code, 3, "{err}");
+    // Back into a local file.
+    let local = work.path().join("back.session");
+    let (code, _, err) = run(&["convert", "--token", &token, &url, s(&local)]);
+    assert_eq!(code, 0, "{err}");
+    let back = inspect(s(&local));
+    let mut bad = Vec::new();
+    differences(&original, &back, "back", &mut bad);
+    assert!(bad.is_empty(), "{bad:?}");
+
+    // A refused token: the source is unreadable (2), the destination unwritable (3); the token
+    // never appears in the message.
+    let (code, _, err) = run(&["inspect", "--token", "not-a-token", &url]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&["convert", "--force", "--token", "not-a-token", s(&other), &url]);
+    assert_eq!(code, 3, "{err}");
+    assert!(!err.contains(&token));
+    drop(server);
+}
