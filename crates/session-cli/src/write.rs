@@ -157,7 +157,10 @@ pub fn string(data: &SessionData, format: StringFormat, allow_lossy: bool) -> Re
         StringFormat::LayerClient => fit(data, LegacyFormat::LayerV3),
         _ => data.clone(),
     };
-    let text = session_string::foreign::export(&source, format).map_err(failed)?;
+    let text = session_string::foreign::export(&source, format).map_err(|e| {
+        let hint = if data.api_id.is_none() && e.to_string().contains("api_id") { " (pass --api-id)" } else { "" };
+        Staging::Failed(format!("{e}{hint}"))
+    })?;
     let (back, _) = session_string::foreign::import(&text)
         .map_err(|e| failed(format!("the written string does not read back: {e}")))?;
     Ok((text, check(data, &back, allow_lossy)?))
