@@ -137,3 +137,52 @@ pub fn dropped(before: &SessionData, after: &SessionData) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use session_core::{AuthKey, Peer, SelfUser};
+
+    use super::*;
+
+    fn sample() -> SessionData {
+        let mut d = SessionData::default();
+        d.home_dc = 2;
+        let addr: SocketAddr = "149.154.167.51:443".parse().expect("addr");
+        let o = DcOption::new(2, addr).with_auth_key(Some(AuthKey::new([7; 256])));
+        d.dcs.insert(o.key(), o);
+        d.user = Some(SelfUser::new(5, true));
+        d.peers = [Peer::new(1, PeerKind::Bot, 9), Peer::new(2, PeerKind::Channel, 8)].into_iter().collect();
+        d
+    }
+
+    #[test]
+    fn identical_sessions_drop_nothing() {
+        assert!(dropped(&sample(), &sample()).is_empty());
+    }
+
+    #[test]
+    fn a_generic_kind_is_a_loss_a_more_precise_one_is_not() {
+        let before = sample();
+        let mut after = sample();
+        after.peers.insert(Peer::new(1, PeerKind::User, 9));
+        after.peers.insert(Peer::new(2, PeerKind::Broadcast, 8));
+        let d = dropped(&before, &after);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].contains("subtype") && d[0].contains("1 peer"), "{d:?}");
+    }
+
+    #[test]
+    fn keys_users_and_peers_are_named() {
+        let before = sample();
+        let mut after = sample();
+        after.dcs.values_mut().for_each(|o| o.auth_key = None);
+        after.user = None;
+        after.peers = session_core::PeerCache::new();
+        let d = dropped(&before, &after).join("; ");
+        assert!(d.contains("auth key of DC 2"), "{d}");
+        assert!(d.contains("logged-in user id 5"), "{d}");
+        assert!(d.contains("2 peers (cached)"), "{d}");
+    }
+}

@@ -173,10 +173,13 @@ pub fn parse_source(arg: &str) -> CliResult<Source> {
     Ok(Source::Path { path: PathBuf::from(rest), family: Some(family) })
 }
 
-/// True when `s` could be a string session (base64 of either alphabet, with our prefixes).
+/// True when `s` could be a string session: base64 of either alphabet (with our `L1.` /
+/// `Lc1.` prefixes), at least 100 characters (every format holds a 256-byte key, so the
+/// shortest is about 350), and not ending like a file name.
 pub fn looks_like_string(s: &str) -> bool {
     let t = s.trim();
-    t.len() >= 16 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/-_=.".contains(&b))
+    let file_like = Path::new(t).extension().is_some_and(|e| e.len() <= 8);
+    t.len() >= 100 && !file_like && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/-_=.".contains(&b))
 }
 
 /// How a string destination is delivered.
@@ -342,4 +345,52 @@ pub fn batch_dest(arg: &str, dir: &Path, stem: &str) -> CliResult<Dest> {
 /// The folder a batch destination argument names (its prefix stripped).
 pub fn batch_dir(arg: &str) -> PathBuf {
     PathBuf::from(split_prefix(arg).map_or(arg, |(_, rest)| rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_by_prefix() {
+        assert_eq!(parse_source("-"), Ok(Source::Stdin { family: None }));
+        assert_eq!(parse_source("string:-"), Ok(Source::Stdin { family: Some(Family::String) }));
+        assert_eq!(parse_source("string:1AAAA"), Ok(Source::Literal { text: "1AAAA".into(), family: Family::String }));
+        assert_eq!(
+            parse_source("telethon:/no/such/file.session"),
+            Ok(Source::Path { path: "/no/such/file.session".into(), family: Some(Family::Telethon) })
+        );
+        let s = "1".to_owned() + &"A".repeat(360);
+        assert_eq!(parse_source(&format!("telethon:{s}")), Ok(Source::Literal { text: s, family: Family::Telethon }));
+        assert_eq!(parse_source("a.session"), Ok(Source::Path { path: "a.session".into(), family: None }));
+        assert!(matches!(parse_source("libsql+http://127.0.0.1:8080"), Ok(Source::Remote { .. })));
+        assert_eq!(parse_source("sqlite:").map_err(|e| e.code), Err(crate::error::EXIT_USAGE));
+    }
+
+    #[test]
+    fn destinations_by_prefix_and_extension() {
+        assert_eq!(parse_dest("out.db"), Ok(Dest::Sqlite("out.db".into())));
+        assert_eq!(parse_dest("out.session"), Ok(Dest::File("out.session".into())));
+        assert_eq!(parse_dest("-"), Ok(Dest::String(StringFormat::Full, StringOut::Stdout)));
+        assert_eq!(parse_dest("out.txt"), Ok(Dest::String(StringFormat::Full, StringOut::File("out.txt".into()))));
+        assert_eq!(
+            parse_dest("telethon:t.session"),
+            Ok(Dest::ForeignSqlite("t.session".into(), ForeignFormat::Telethon))
+        );
+        assert_eq!(parse_dest("telethon:-"), Ok(Dest::String(StringFormat::Telethon, StringOut::Stdout)));
+        assert_eq!(parse_dest("gramjs:store"), Ok(Dest::GramjsStore("store".into())));
+        assert_eq!(parse_dest("layer:l.session"), Ok(Dest::Legacy("l.session".into(), LegacyFormat::LayerV3)));
+        assert_eq!(parse_dest("ferogram:-"), Ok(Dest::String(StringFormat::Ferogram, StringOut::Stdout)));
+        assert_eq!(parse_dest("mtcute:m.session").map_err(|e| e.code), Err(crate::error::EXIT_USAGE));
+        assert_eq!(batch_dest("sqlite:out", Path::new("out"), "a"), Ok(Dest::Sqlite(Path::new("out").join("a.db"))));
+        assert_eq!(batch_dest("out", Path::new("out"), "a"), Ok(Dest::File(Path::new("out").join("a.session"))));
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_and_prefixes() {
+        assert_eq!(redact_url("libsql://user:secret@db.example.com?authToken=x"), "libsql://***@db.example.com");
+        assert_eq!(remote_url("libsql+http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(remote_url("libsql+https://h"), "https://h");
+        assert_eq!(remote_url("libsql://h"), "libsql://h");
+    }
 }
