@@ -129,7 +129,7 @@ fn bench(args: &[&str]) -> Result<(), String> {
 fn soak(args: &[&str]) -> Result<(), String> {
     let kills = args.first().copied().unwrap_or("5000");
     let env = [("LAYER_SOAK_KILLS", kills)];
-    cargo(&["test", "--release", "-p", "session-file", "--test", "crash", "--", "--nocapture"], &env)?;
+    cargo(&["test", "--release", "-p", "session-file", "--test", "processes", "--", "--nocapture"], &env)?;
     cargo(&["test", "--release", "-p", "session-sqlite", "--test", "crash", "--", "--nocapture"], &env)?;
     Ok(())
 }

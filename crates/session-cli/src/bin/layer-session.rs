@@ -2,15 +2,9 @@
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    ExitCode::from(runtime.block_on(session_cli::run(std::env::args_os(), &mut out, &mut err)))
+    ExitCode::from(session_cli::run(std::env::args_os(), &mut out, &mut err).await)
 }
