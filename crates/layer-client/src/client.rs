@@ -136,10 +136,15 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Stores the session in `backend`: any [`SessionBackend`] value (ours, a third party's or
-    /// your own), or an `Arc`/`Box` of one.
-    pub fn session(mut self, backend: impl SessionBackend + 'static) -> Self {
-        self.source = Source::Backend(Arc::new(backend));
+    /// Stores the session in `session`: any [`SessionBackend`] value (ours, a third party's or
+    /// your own, or an `Arc`/`Box` of one), or a path (`&str`, `String`, `&Path`, `PathBuf`),
+    /// which chooses the backend as [`Config::session_path`] does (`.db`: SQLite, else the
+    /// binary file backend).
+    pub fn session(mut self, session: impl Into<session_core::SessionSource>) -> Self {
+        self.source = match session.into() {
+            session_core::SessionSource::Backend(backend) => Source::Backend(backend),
+            session_core::SessionSource::Path(path) => Source::Path(path),
+        };
         self
     }
 
@@ -462,5 +467,24 @@ impl Client {
         self.shared.store.flush().await?;
         let snapshot = self.shared.store.snapshot();
         crate::session_backend::encode_string(&snapshot)
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+    use session_core::InMemoryBackend;
+
+    #[test]
+    fn session_takes_a_backend_or_a_path() {
+        let b = Client::builder().session("my.session");
+        assert!(matches!(&b.source, Source::Path(p) if p == Path::new("my.session")));
+        let b = Client::builder().session(PathBuf::from("x.db"));
+        assert!(matches!(&b.source, Source::Path(p) if p == Path::new("x.db")));
+        let b = Client::builder().session(InMemoryBackend::new());
+        assert!(matches!(&b.source, Source::Backend(_)));
+        let shared: Arc<dyn SessionBackend> = Arc::new(InMemoryBackend::new());
+        let b = Client::builder().session(shared);
+        assert!(matches!(&b.source, Source::Backend(_)));
     }
 }

@@ -11,6 +11,7 @@ pub mod fs;
 mod memory;
 mod model;
 mod peers;
+mod source;
 mod store;
 
 pub use auth_key::{AuthKey, AUTH_KEY_LEN};
@@ -20,6 +21,7 @@ pub use error::{BoxError, Result, SessionError};
 pub use memory::InMemoryBackend;
 pub use model::{DcFlags, DcKey, DcOption, MinPeerContext, SelfUser, SessionData, UpdateState};
 pub use peers::{Peer, PeerCache, PeerClass, PeerKey, PeerKind};
+pub use source::SessionSource;
 pub use store::{FlushPolicy, SessionStore};
 
 /// Re-exported so that backends implement the trait with the same macro version.
