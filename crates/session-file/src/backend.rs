@@ -26,8 +26,13 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// The default session backend: one file, written as an append-only log.
 ///
 /// See the [crate docs](crate) for the file format and what it promises. Every method runs its
-/// file work on `tokio::task::spawn_blocking`; the session is also kept in memory, so loads do
-/// not read the file and a change costs one append and one fdatasync.
+/// file work on `tokio::task::spawn_blocking`. A change costs one append and one fdatasync.
+///
+/// The backend keeps no copy of the session: the caller (the store) holds one already, and a
+/// second would double the memory of a million-peer session. The session read at `open` is
+/// handed over by the first load; later loads read the file again, and a rewrite (compaction,
+/// log out, the first write over a legacy file) writes the `full` session that
+/// [`SessionBackend::persist`] is given.
 pub struct BinaryFileBackend {
     inner: Arc<Inner>,
 }
@@ -42,8 +47,8 @@ struct Inner {
 }
 
 struct State {
-    /// The session as stored (plus any changes of a failed call, which will be passed again).
-    data: Option<SessionData>,
+    /// The session read at open, until the first load takes it or a write makes it stale.
+    opened: Option<SessionData>,
     stored: Stored,
     /// A write failed in a way that leaves the file's tail or its directory entry uncertain:
     /// the next write replaces the whole file.
@@ -148,12 +153,12 @@ impl Inner {
     }
 
     /// Writes `bytes` as the whole new file: temp file, fsync, rename over, fsync of the
-    /// directory. A failure says whether the rename had already happened.
-    fn write_file(&self, state: &mut State, bytes: &[u8], snapshot_end: u64) -> Result<(), WriteError> {
+    /// directory.
+    fn write_file(&self, state: &mut State, bytes: &[u8], snapshot_end: u64) -> Result<(), SessionError> {
         let tmp = self.temp_path();
         let before = |e: SessionError| {
             let _ = std::fs::remove_file(&tmp);
-            WriteError { error: e, renamed: false }
+            e
         };
         let file = self.write_temp(&tmp, bytes).map_err(before)?;
         if let Stored::Legacy { format, backup: None } = state.stored {
@@ -167,9 +172,8 @@ impl Inner {
         // Until the directory is synced the rename may not survive power loss, and appends to
         // the new file would be lost with it: keep rewriting until a sync succeeds.
         state.needs_rewrite = true;
-        let after = |error| WriteError { error, renamed: true };
-        self.fail(Step::DirSync).map_err(|e| after(io_err(&self.dir, e)))?;
-        sync_dir(&self.dir).map_err(after)?;
+        self.fail(Step::DirSync).map_err(|e| io_err(&self.dir, e))?;
+        sync_dir(&self.dir)?;
         state.needs_rewrite = false;
         Ok(())
     }
@@ -221,68 +225,84 @@ impl Inner {
         };
         let file = log::snapshot_file(codec_bytes);
         let snapshot_end = file.len() as u64;
-        match self.write_file(state, &file, snapshot_end) {
-            Ok(()) => {
-                state.data = Some(data);
-                Ok(())
-            }
-            Err(WriteError { error, renamed }) => {
-                if renamed {
-                    // The new file is in place; only its directory entry is not yet durable.
-                    state.data = Some(data);
-                }
-                Err(error)
-            }
-        }
+        state.opened = None;
+        drop(data);
+        self.write_file(state, &file, snapshot_end)
     }
 
-    fn persist(&self, state: &mut State, changes: &[Change]) -> Result<(), SessionError> {
+    /// Appends `changes`, or rewrites the whole file from `full` when a new file is due
+    /// (first write, legacy file, compaction, log out, recovery from a failure). Without `full`,
+    /// a due rewrite returns [`Persisted::NeedsFull`] and changes nothing.
+    fn persist(
+        &self,
+        state: &mut State,
+        changes: &[Change],
+        full: Option<&SessionData>,
+    ) -> Result<Persisted, SessionError> {
         if changes.is_empty() && !state.needs_rewrite {
-            return Ok(());
+            return Ok(Persisted::Done);
         }
         let rewrite = state.needs_rewrite || changes.iter().any(|c| matches!(c, Change::LogOut));
-        let record = match (&state.stored, rewrite) {
-            (Stored::Log { .. }, false) => Some(log::change_record(changes)?),
-            _ => None,
-        };
-        state.data.get_or_insert_with(SessionData::default).apply_all(changes);
-        if let Some(record) = record {
-            if let Stored::Log { file, log_len, snapshot_end } = &mut state.stored {
-                let snapshot = *snapshot_end;
-                let limit = COMPACT_FACTOR.saturating_mul(snapshot).saturating_add(COMPACT_FLOOR);
-                // Past the limit: fall through to compaction.
-                if log_len.saturating_sub(snapshot).saturating_add(record.len() as u64) <= limit {
-                    let at = *log_len;
-                    match append(self, file, &record, at) {
-                        Ok(()) => {
-                            *log_len += record.len() as u64;
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            // Drop whatever part of the record reached the file, and replace
-                            // the whole file on the next write: after a failed write or sync
-                            // the file's cached pages cannot be trusted.
-                            let _ = file.set_len(at);
-                            state.needs_rewrite = true;
-                            return Err(io_err(&self.path, e));
-                        }
+        if let (Stored::Log { file, log_len, snapshot_end }, false) = (&mut state.stored, rewrite) {
+            let record = log::change_record(changes)?;
+            let snapshot = *snapshot_end;
+            let limit = COMPACT_FACTOR.saturating_mul(snapshot).saturating_add(COMPACT_FLOOR);
+            // Past the limit: fall through to compaction.
+            if log_len.saturating_sub(snapshot).saturating_add(record.len() as u64) <= limit {
+                state.opened = None;
+                let at = *log_len;
+                return match append(self, file, &record, at) {
+                    Ok(()) => {
+                        *log_len += record.len() as u64;
+                        Ok(Persisted::Done)
                     }
-                }
+                    Err(e) => {
+                        // Drop whatever part of the record reached the file, and replace the
+                        // whole file on the next write: after a failed write or sync the file's
+                        // cached pages cannot be trusted.
+                        let _ = file.set_len(at);
+                        state.needs_rewrite = true;
+                        Err(io_err(&self.path, e))
+                    }
+                };
             }
         }
-        // A new file: first write, legacy file, compaction, log out, or recovery from a failure.
-        let encoded = codec::encode(state.data.get_or_insert_with(SessionData::default));
-        let result = encoded.and_then(|codec_bytes| {
+        let Some(full) = full else { return Ok(Persisted::NeedsFull) };
+        state.opened = None;
+        let result = codec::encode(full).and_then(|codec_bytes| {
             let file = log::snapshot_file(&codec_bytes);
             let snapshot_end = file.len() as u64;
-            self.write_file(state, &file, snapshot_end).map_err(|e| e.error)
+            self.write_file(state, &file, snapshot_end)
         });
         if result.is_err() {
-            // The session in memory is ahead of the file: make sure the next write catches up
-            // even if the caller does not pass these changes again.
+            // The file is behind the session: the next write replaces it, even if the caller
+            // does not pass these changes again.
             state.needs_rewrite = true;
         }
-        result
+        result.map(|()| Persisted::Done)
+    }
+
+    /// The stored session, read from the file.
+    fn read_back(&self, state: &mut State) -> Result<Option<SessionData>, SessionError> {
+        if let Some(data) = state.opened.take() {
+            return Ok(Some(data));
+        }
+        if matches!(state.stored, Stored::Nothing) {
+            return Ok(None);
+        }
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&self.path, e)),
+        };
+        match &state.stored {
+            Stored::Legacy { .. } => legacy::decode(&bytes).map(|s| Some(s.data)),
+            _ => match log::parse(&bytes) {
+                Ok(parsed) => Ok(Some(parsed.data)),
+                Err(ParseError::Corrupt(reason)) => Err(corrupt(&self.path, &bytes, reason)),
+                Err(ParseError::Other(e)) => Err(e),
+            },
+        }
     }
 
     fn delete(&self, state: &mut State) -> Result<(), SessionError> {
@@ -296,15 +316,17 @@ impl Inner {
             Err(e) => return Err(io_err(&self.path, e)),
         }
         state.stored = Stored::Nothing;
-        state.data = None;
+        state.opened = None;
         state.needs_rewrite = false;
         sync_dir(&self.dir)
     }
 }
 
-struct WriteError {
-    error: SessionError,
-    renamed: bool,
+/// What [`Inner::persist`] did.
+enum Persisted {
+    Done,
+    /// A whole new file is due and needs the full session.
+    NeedsFull,
 }
 
 fn io_err(path: &Path, e: io::Error) -> SessionError {
@@ -412,7 +434,7 @@ fn open_blocking(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<I
         return Err(SessionError::invalid("session file path", format!("{} names no file", path.display())));
     }
     remove_stray_temps(&dir, &name);
-    let mut state = State { data: None, stored: Stored::Nothing, needs_rewrite: false };
+    let mut state = State { opened: None, stored: Stored::Nothing, needs_rewrite: false };
     let mut opened_legacy = None;
     let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => f,
@@ -437,14 +459,14 @@ fn open_blocking(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<I
             let cut = file.set_len(parsed.valid_len).and_then(|()| file.sync_data());
             state.needs_rewrite = cut.is_err();
         }
-        state.data = Some(parsed.data);
+        state.opened = Some(parsed.data);
         state.stored = Stored::Log { file, log_len: parsed.valid_len, snapshot_end: parsed.snapshot_end };
     } else if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) {
         return Err(corrupt(&path, &bytes, format!("only {} bytes of a file header", bytes.len())));
     } else {
         match legacy::decode(&bytes) {
             Ok(session) => {
-                state.data = Some(session.data);
+                state.opened = Some(session.data);
                 state.stored = Stored::Legacy { format: session.format, backup: None };
                 opened_legacy = Some(session.format);
             }
@@ -463,7 +485,14 @@ fn open_blocking(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<I
 #[async_trait]
 impl SessionBackend for BinaryFileBackend {
     async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
-        self.run(|_, state| state.data.as_ref().map(codec::encode).transpose()).await
+        self.run(|inner, state| {
+            let data = match &state.opened {
+                Some(d) => return codec::encode(d).map(Some),
+                None => inner.read_back(state)?,
+            };
+            data.as_ref().map(codec::encode).transpose()
+        })
+        .await
     }
 
     async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
@@ -484,7 +513,7 @@ impl SessionBackend for BinaryFileBackend {
     }
 
     async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
-        self.run(|_, state| Ok(state.data.clone())).await
+        self.run(|inner, state| inner.read_back(state)).await
     }
 
     async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
@@ -492,9 +521,15 @@ impl SessionBackend for BinaryFileBackend {
         self.run(move |inner, state| inner.save_data(state, data, None)).await
     }
 
-    async fn persist(&self, changes: &[Change], _full: &SessionData) -> Result<(), BoxError> {
-        let changes = changes.to_vec();
-        self.run(move |inner, state| inner.persist(state, &changes)).await
+    async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
+        let owned = changes.to_vec();
+        if let Persisted::Done = self.run(move |inner, state| inner.persist(state, &owned, None)).await? {
+            return Ok(());
+        }
+        // A whole new file is due: only now is the full session copied for the blocking pool.
+        let owned = changes.to_vec();
+        let full = full.clone();
+        self.run(move |inner, state| inner.persist(state, &owned, Some(&full))).await.map(|_| ())
     }
 }
 
