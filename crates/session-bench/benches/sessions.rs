@@ -697,13 +697,31 @@ fn main() {
     let (_sqld, url) = Sqld::start();
     SQLD_URL.set(url).expect("once");
     let mut c = criterion(&settings);
-    cache_one_peer(&mut c, &rt, &settings);
-    flush_1000_peers(&mut c, &rt, &settings);
-    update_state(&mut c, &rt, &settings);
-    full_save(&mut c, &rt, &settings);
-    load(&mut c, &rt, &settings);
-    string_export_import(&mut c, &settings);
-    durable_flush(&mut c, &rt, &settings);
+    // `SESSION_BENCH_ONLY=<group>` runs one group's setup and bench (a criterion filter alone
+    // still builds every group's files).
+    let only = std::env::var("SESSION_BENCH_ONLY").ok();
+    let run = |group: &str| only.as_deref().is_none_or(|o| o == group);
+    if run("cache_one_peer") {
+        cache_one_peer(&mut c, &rt, &settings);
+    }
+    if run("flush_1000_peers") {
+        flush_1000_peers(&mut c, &rt, &settings);
+    }
+    if run("update_state") {
+        update_state(&mut c, &rt, &settings);
+    }
+    if run("full_save") {
+        full_save(&mut c, &rt, &settings);
+    }
+    if run("load") {
+        load(&mut c, &rt, &settings);
+    }
+    if run("string_export_import") {
+        string_export_import(&mut c, &settings);
+    }
+    if run("durable_flush") {
+        durable_flush(&mut c, &rt, &settings);
+    }
     c.final_summary();
     remove_tmpfs_files();
 }

@@ -30,18 +30,51 @@ const WHAT: &str = "session bytes";
 
 /// Encodes a session.
 pub fn encode(data: &SessionData) -> Result<Vec<u8>> {
-    let payload =
-        postcard::to_allocvec(data).map_err(|e| SessionError::invalid("session", format!("cannot encode: {e}")))?;
-    Ok(frame(FORMAT_VERSION, &payload))
+    // The payload is serialized right after room for the header, which is filled in last: the
+    // payload is never copied, and the buffer is sized for the peers up front.
+    let mut out = Vec::with_capacity(HEADER_LEN + 1024 + data.peers.encoded_len_hint());
+    out.resize(HEADER_LEN, 0);
+    let mut out = postcard::serialize_with_flavor(data, VecFlavor(out))
+        .map_err(|e| SessionError::invalid("session", format!("cannot encode: {e}")))?;
+    fill_header(&mut out, FORMAT_VERSION);
+    Ok(out)
 }
 
+/// A postcard output that appends to a `Vec` it was given (possibly already holding bytes).
+struct VecFlavor(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// Writes the header into the first [`HEADER_LEN`] bytes of `out`, for the payload after them.
+fn fill_header(out: &mut [u8], version: u16) {
+    let (header, payload) = out.split_at_mut(HEADER_LEN);
+    header[..4].copy_from_slice(&MAGIC);
+    header[4..6].copy_from_slice(&version.to_le_bytes());
+    header[6..14].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    header[14..].copy_from_slice(&checksum(version, payload).to_le_bytes());
+}
+
+#[cfg(test)]
 fn frame(version: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&checksum(version, payload).to_le_bytes());
+    let mut out = vec![0; HEADER_LEN];
     out.extend_from_slice(payload);
+    fill_header(&mut out, version);
     out
 }
 

@@ -57,7 +57,7 @@ pub fn encode_full(data: &SessionData) -> Result<String, SessionError> {
     let bytes = codec::encode(data)?;
     let mut out = String::with_capacity(FULL_PREFIX.len() + bytes.len().div_ceil(3) * 4);
     out.push_str(FULL_PREFIX);
-    b64::URL_NO_PAD.encode_string(&bytes, &mut out);
+    b64::encode_url_no_pad(&bytes, &mut out);
     Ok(out)
 }
 
