@@ -93,7 +93,8 @@ pub fn load(conn: &mut Connection, resource: &str) -> Result<Option<SessionData>
     }
     let tx = conn.transaction().map_err(|e| sql(resource, e))?;
     let mut rows = SessionRows::new(resource);
-    for (table, query) in schema::LOAD_QUERIES {
+    // Read-only: an older database is read as it is, without the tables later versions added.
+    for (table, query) in schema::load_queries(version) {
         let mut stmt = tx.prepare(query).map_err(|e| sql(resource, e))?;
         let n = stmt.column_count();
         let mut result = stmt.query([]).map_err(|e| sql(resource, e))?;

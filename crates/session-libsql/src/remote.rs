@@ -225,7 +225,7 @@ impl Remote {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
             let mut out = SessionRows::new(self.resource.clone());
             let small: Vec<(schema::Table, &str)> =
-                schema::LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t)).collect();
+                schema::LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t) && !is_blobs(*t)).collect();
             let mut sql = String::from(READ_GENERATION);
             for (_, q) in &small {
                 sql.push_str(";\n");
@@ -280,8 +280,13 @@ impl Remote {
                     out.row(*table, &refs)?;
                 }
             }
-            for (table, q) in schema::LOAD_QUERIES.iter().copied().filter(|(t, _)| is_large(*t)) {
-                self.load_pages(&tx, table, q, &mut out).await?;
+            // In the order of `LOAD_QUERIES`: chunks before the peer rows over them.
+            for (table, q) in schema::LOAD_QUERIES {
+                if is_blobs(table) {
+                    self.load_chunk_pages(&tx, table, &mut out).await?;
+                } else if is_large(table) {
+                    self.load_pages(&tx, table, q, &mut out).await?;
+                }
             }
             tx.commit().await.map_err(|e| self.map(e))?;
             Ok((out.finish(), generation))
@@ -312,7 +317,7 @@ impl Remote {
                     Some(rows) => collect(rows).await.map_err(|e| self.map(e))?,
                     None => Vec::new(),
                 },
-                Err(e) if e.to_string().contains("RESPONSE_TOO_LARGE") && page > 1 => {
+                Err(e) if too_large(&e) && page > 1 => {
                     page /= 2;
                     continue;
                 }
@@ -343,6 +348,112 @@ impl Remote {
                 return Ok(());
             }
             offset += n;
+        }
+    }
+
+    /// Reads `peer_chunks` a few rows per request (blobs travel as base64, so a million peers
+    /// would exceed the server's response limit in one), keyed by position. A page the server
+    /// finds too large is halved; a single chunk still too large is read in pieces.
+    async fn load_chunk_pages(
+        &self,
+        tx: &libsql::Transaction,
+        table: schema::Table,
+        out: &mut SessionRows,
+    ) -> Result<(), SessionError> {
+        let mut after: i64 = -1;
+        let mut page: i64 = CHUNKS_PER_PAGE;
+        loop {
+            let rows = match tx
+                .query(
+                    "SELECT pos, peers, data FROM peer_chunks WHERE pos > ?1 ORDER BY pos LIMIT ?2",
+                    libsql::params![after, page],
+                )
+                .await
+            {
+                Ok(rows) => collect(rows).await,
+                Err(e) => Err(e),
+            };
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) if too_large(&e) && page > 1 => {
+                    page /= 2;
+                    continue;
+                }
+                Err(e) if too_large(&e) => {
+                    match self.load_chunk_in_pieces(tx, table, after, out).await? {
+                        Some(pos) => after = pos,
+                        None => return Ok(()),
+                    }
+                    continue;
+                }
+                Err(e) => return Err(self.map(e)),
+            };
+            for row in &rows {
+                let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                out.row(table, &refs)?;
+                after = self.next_pos(row.first(), after)?;
+            }
+            if rows.len() < usize::try_from(page).unwrap_or(usize::MAX) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the first chunk after `after` in pieces small enough for the server's response
+    /// limit. Returns its position (`None`: there is no such chunk).
+    async fn load_chunk_in_pieces(
+        &self,
+        tx: &libsql::Transaction,
+        table: schema::Table,
+        after: i64,
+        out: &mut SessionRows,
+    ) -> Result<Option<i64>, SessionError> {
+        let rows = tx
+            .query(
+                "SELECT pos, peers, length(data) FROM peer_chunks WHERE pos > ?1 ORDER BY pos LIMIT 1",
+                libsql::params![after],
+            )
+            .await
+            .map_err(|e| self.map(e))?;
+        let rows = collect(rows).await.map_err(|e| self.map(e))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let pos = self.next_pos(row.first(), after)?;
+        let (Some(peers), Some(libsql::Value::Integer(len))) = (row.get(1), row.get(2)) else {
+            return Err(SessionError::corrupt(&self.resource, "peer_chunks.data: not a blob"));
+        };
+        let mut data = Vec::with_capacity(usize::try_from(*len).unwrap_or(0));
+        let mut piece: i64 = 16 * 1024;
+        while i64::try_from(data.len()).unwrap_or(i64::MAX) < *len {
+            let from = i64::try_from(data.len()).unwrap_or(i64::MAX) + 1;
+            let result = match tx
+                .query("SELECT substr(data, ?1, ?2) FROM peer_chunks WHERE pos = ?3", libsql::params![from, piece, pos])
+                .await
+            {
+                Ok(rows) => collect(rows).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(rows) => match rows.first().and_then(|r| r.first()) {
+                    Some(libsql::Value::Blob(b)) if !b.is_empty() => data.extend_from_slice(b),
+                    _ => {
+                        return Err(SessionError::corrupt(&self.resource, "peer_chunks.data: shorter than its length"))
+                    }
+                },
+                Err(e) if too_large(&e) && piece > 256 => piece /= 2,
+                Err(e) => return Err(self.map(e)),
+            }
+        }
+        let row = [SqlValueRef::Integer(pos), value_ref(peers), SqlValueRef::Blob(&data)];
+        out.row(table, &row)?;
+        Ok(Some(pos))
+    }
+
+    fn next_pos(&self, pos: Option<&libsql::Value>, after: i64) -> Result<i64, SessionError> {
+        match pos {
+            Some(libsql::Value::Integer(pos)) if *pos > after => Ok(*pos),
+            _ => Err(SessionError::corrupt(&self.resource, "peer_chunks.pos: not increasing")),
         }
     }
 
@@ -385,8 +496,22 @@ const PAGE_ROWS: u64 = 20_000;
 /// The tables read in pages: those that grow with the session and hold no blobs (JSON carries
 /// integers and text exactly, but not blobs).
 fn is_large(table: schema::Table) -> bool {
-    matches!(table, schema::Table::Peers | schema::Table::Channels)
+    matches!(table, schema::Table::Peers | schema::Table::PeerRemovals | schema::Table::Channels)
 }
+
+/// The server refused to send a response over its size limit.
+fn too_large(e: &libsql::Error) -> bool {
+    e.to_string().contains("RESPONSE_TOO_LARGE")
+}
+
+/// The table of blobs that grows with the session, read in pages of its own.
+fn is_blobs(table: schema::Table) -> bool {
+    matches!(table, schema::Table::PeerChunks)
+}
+
+/// Chunks per request: up to 4,096 peers each, about 2 MB of blob per page at most (about
+/// 3 MB as base64).
+const CHUNKS_PER_PAGE: i64 = 32;
 
 /// The column names of a `SELECT a, b, c FROM ...` query, when it has that simple shape.
 fn select_columns(query: &str) -> Option<Vec<&str>> {
@@ -758,7 +883,7 @@ mod tests {
     fn load_queries_have_plain_column_lists() {
         let counts: Vec<Option<usize>> =
             schema::LOAD_QUERIES.iter().map(|(_, q)| select_columns(q).map(|c| c.len())).collect();
-        assert_eq!(counts, vec![Some(10), Some(8), Some(2), Some(7), Some(3)]);
+        assert_eq!(counts, vec![Some(10), Some(8), Some(2), Some(3), Some(7), Some(2), Some(3)]);
     }
 
     #[test]

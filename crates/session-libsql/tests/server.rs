@@ -225,6 +225,16 @@ async fn a_failed_write_is_rolled_back_whole() {
         )
         .await
         .unwrap();
+    // A full save writes peers as chunks: refuse the chunk of the 22 peers of `changed` below.
+    raw(&sqld.url(), "")
+        .await
+        .execute(
+            "CREATE TRIGGER refuse_chunk BEFORE INSERT ON peer_chunks WHEN NEW.peers = 22 \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            (),
+        )
+        .await
+        .unwrap();
     let changes = vec![Change::SetHomeDc(5), Change::UpsertPeer(good.clone()), Change::UpsertPeer(bad.clone())];
     let mut changed = data.clone();
     changed.apply_all(&changes);
@@ -284,9 +294,9 @@ async fn local_and_remote_share_the_schema() {
     remote.save(&local.load().await.unwrap().unwrap()).await.unwrap();
     assert_eq!(load(&remote).await, load(&local).await);
     let conn = raw(&sqld.url(), "").await;
-    let mut rows = conn.query("SELECT count(*) FROM peers", ()).await.unwrap();
+    let mut rows = conn.query("SELECT sum(peers) FROM peer_chunks", ()).await.unwrap();
     let n = rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap();
-    assert_eq!(n, 300);
+    assert_eq!(n, 300, "a save writes the peers as chunks");
     remote.delete().await.unwrap();
     assert!(load(&remote).await.is_none());
 }
@@ -327,12 +337,17 @@ async fn long_change_sets_apply_in_order_with_exact_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_shrink_under_a_small_response_limit() {
     // sqld refuses responses over 64 KB: the 20,000-row pages of a load must be halved until
-    // they fit, inside the same read transaction.
+    // they fit, inside the same read transaction; so must the pages of peer chunks, and a chunk
+    // (4,096 peers, over 64 KB as base64) is read in pieces.
     let dir = tempfile::tempdir().unwrap();
     let sqld = Sqld::start_with(&dir.path().join("server"), None, &["--max-response-size", "64KB"]);
     let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
-    let data = sample_session(5_000);
+    let mut data = sample_session(9_000);
     backend.save_session(&data).await.unwrap();
+    // Peers persisted one by one are rows over the chunks (a remote database is never folded).
+    let mut rng = Rng::new(11);
+    let rows: Vec<Change> = (20_000..25_000).map(|n| Change::UpsertPeer(sample_peer(n, &mut rng))).collect();
+    persist(&backend, &mut data, rows).await;
     // The limit is in force: all peers in one response are refused.
     let e = raw(&sqld.url(), "")
         .await

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod chunks;
 pub mod foreign;
 pub mod schema;
 

@@ -6,15 +6,27 @@
 //! runs the same statements over its own client (Hrana over HTTP), so both store a session in
 //! the same tables and a database written by one is read by the other.
 //!
-//! # Tables (schema version 1)
+//! # Tables (schema version 2)
 //!
 //! | table | key | holds |
 //! | --- | --- | --- |
 //! | `session` | `id` = 0 (one row) | home DC, user, test mode, api_id, common update state, future auth token. No row: no session. |
 //! | `dcs` | (`id`, `key_flags`) | one row per DC option: flags, `ip` text, `port`, `auth_key` (256 bytes or NULL), salt, time offset |
 //! | `channels` | bare channel `id` | per-channel pts |
-//! | `peers` | (`class`, `id`) | bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
+//! | `peer_chunks` | `pos` | the bulk of the peer cache: up to 4,096 peers per row in key order, packed in a checksummed blob (`data`), with their count (`peers`) (since version 2) |
+//! | `peers` | (`class`, `id`) | peers written since the chunks were: bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
+//! | `peer_removals` | (`class`, `id`) | peers removed since the chunks were written (since version 2) |
 //! | `min_contexts` | `pos` | the ordered "min" peer contexts |
+//!
+//! The peer cache is the chunks, with each `peers` row put over them (it replaces a chunked peer
+//! with the same key) and each `peer_removals` key taken out. A key is never in both `peers` and
+//! `peer_removals`: upserting a peer deletes its removal, removing one deletes its row. A full
+//! save writes chunks only, which makes it and a load cost a few dozen rows instead of one per
+//! peer; a single cached peer costs one keyed upsert. The SQLite backend folds the `peers` and
+//! `peer_removals` rows back into chunks when they grow past an eighth of the chunked peers
+//! ([`compact_plan`]); the libSQL backend, where several clients may write, never does.
+//!
+//! Version 1 had only `peers`; its rows are read as they are (an overlay over no chunks).
 //!
 //! `PRAGMA user_version` holds the schema version and `PRAGMA application_id` is [`APPLICATION_ID`].
 //!
@@ -28,12 +40,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use session_core::{
-    dc_table, AuthKey, Change, DcFlags, DcKey, DcOption, MinPeerContext, Peer, PeerClass, PeerKind, SelfUser,
-    SessionData, SessionError, UpdateState, UpdateStateChange,
+    dc_table, AuthKey, Change, DcFlags, DcKey, DcOption, MinPeerContext, Peer, PeerCache, PeerClass, PeerKey, PeerKind,
+    SelfUser, SessionData, SessionError, UpdateState, UpdateStateChange,
 };
 
+use crate::chunks;
+
 /// The schema version this build writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of our databases ("LYSS"), so that tools such as `file(1)` and our
 /// own importer tell them from other SQLite files.
@@ -41,7 +55,8 @@ pub const APPLICATION_ID: i32 = 0x4C59_5353;
 
 /// The migrations: entry `i` brings a database from version `i` to version `i + 1`. Each runs in
 /// its own transaction, which also sets `PRAGMA user_version` to `i + 1` ([`set_version_sql`]).
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 PRAGMA application_id = 1280922451;
 CREATE TABLE session (
     id                INTEGER PRIMARY KEY CHECK (id = 0),
@@ -87,10 +102,23 @@ CREATE TABLE min_contexts (
     peer_id INTEGER NOT NULL,
     msg_id  INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE peer_chunks (
+    pos   INTEGER PRIMARY KEY,
+    peers INTEGER NOT NULL,
+    data  BLOB NOT NULL
+);
+CREATE TABLE peer_removals (
+    class INTEGER NOT NULL,
+    id    INTEGER NOT NULL,
+    PRIMARY KEY (class, id)
+) WITHOUT ROWID;
+"#,
+];
 
 /// The tables of the current schema, for telling our database from someone else's.
-pub const TABLES: &[&str] = &["session", "dcs", "channels", "peers", "min_contexts"];
+pub const TABLES: &[&str] = &["session", "dcs", "channels", "peer_chunks", "peers", "peer_removals", "min_contexts"];
 
 /// The statement that records `version` as the schema version (run inside the migration's
 /// transaction).
@@ -208,9 +236,10 @@ const UPSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min,
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
      ON CONFLICT (class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
      min = excluded.min, usernames = excluded.usernames, phone = excluded.phone";
-const INSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const REMOVE_PEER: &str = "DELETE FROM peers WHERE class = ?1 AND id = ?2";
+const INSERT_REMOVAL: &str = "INSERT INTO peer_removals (class, id) VALUES (?1, ?2) ON CONFLICT (class, id) DO NOTHING";
+const DELETE_REMOVAL: &str = "DELETE FROM peer_removals WHERE class = ?1 AND id = ?2";
+const INSERT_CHUNK: &str = "INSERT INTO peer_chunks (pos, peers, data) VALUES (?1, ?2, ?3)";
 const INSERT_MIN_CONTEXT: &str = "INSERT INTO min_contexts (pos, user_id, peer_id, msg_id) VALUES (?1, ?2, ?3, ?4)";
 const INSERT_SESSION: &str = "INSERT INTO session \
      (id, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token) \
@@ -219,6 +248,8 @@ const CLEAR_SESSION: &str = "DELETE FROM session";
 const CLEAR_DCS: &str = "DELETE FROM dcs";
 const CLEAR_CHANNELS: &str = "DELETE FROM channels";
 const CLEAR_PEERS: &str = "DELETE FROM peers";
+const CLEAR_PEER_CHUNKS: &str = "DELETE FROM peer_chunks";
+const CLEAR_PEER_REMOVALS: &str = "DELETE FROM peer_removals";
 const CLEAR_MIN_CONTEXTS: &str = "DELETE FROM min_contexts";
 
 /// The session row.
@@ -228,8 +259,12 @@ pub const LOAD_SESSION: &str = "SELECT home_dc, user_id, user_bot, test_mode, ap
 pub const LOAD_DCS: &str = "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset FROM dcs";
 /// Every channel's pts.
 pub const LOAD_CHANNELS: &str = "SELECT id, pts FROM channels";
-/// Every peer, in key order.
+/// The peer chunks, in order.
+pub const LOAD_PEER_CHUNKS: &str = "SELECT pos, peers, data FROM peer_chunks ORDER BY pos";
+/// Every peer written since the chunks, in key order.
 pub const LOAD_PEERS: &str = "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
+/// Every peer removed since the chunks, in key order.
+pub const LOAD_PEER_REMOVALS: &str = "SELECT class, id FROM peer_removals ORDER BY class, id";
 /// The "min" contexts, in order.
 pub const LOAD_MIN_CONTEXTS: &str = "SELECT user_id, peer_id, msg_id FROM min_contexts ORDER BY pos";
 
@@ -242,21 +277,48 @@ pub enum Table {
     Dcs,
     /// `channels`.
     Channels,
+    /// `peer_chunks` (since version 2).
+    PeerChunks,
     /// `peers`.
     Peers,
+    /// `peer_removals` (since version 2).
+    PeerRemovals,
     /// `min_contexts`.
     MinContexts,
 }
 
+impl Table {
+    /// The schema version that created the table.
+    pub fn since(self) -> u32 {
+        match self {
+            Table::PeerChunks | Table::PeerRemovals => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The queries of [`LOAD_QUERIES`] whose tables exist in a database at schema `version` (a
+/// reader that does not migrate, such as a read-only inspection, may meet an older database).
+pub fn load_queries(version: u32) -> impl Iterator<Item = (Table, &'static str)> {
+    LOAD_QUERIES.into_iter().filter(move |(t, _)| t.since() <= version)
+}
+
 /// The queries that load a session, in the order to run them (all in one read transaction),
-/// with the table each row belongs to.
-pub const LOAD_QUERIES: [(Table, &str); 5] = [
+/// with the table each row belongs to. The peer tables come in the order [`SessionRows`] needs:
+/// chunks, then the rows over them, then the removals.
+pub const LOAD_QUERIES: [(Table, &str); 7] = [
     (Table::Session, LOAD_SESSION),
     (Table::Dcs, LOAD_DCS),
     (Table::Channels, LOAD_CHANNELS),
+    (Table::PeerChunks, LOAD_PEER_CHUNKS),
     (Table::Peers, LOAD_PEERS),
+    (Table::PeerRemovals, LOAD_PEER_REMOVALS),
     (Table::MinContexts, LOAD_MIN_CONTEXTS),
 ];
+
+/// The queries that read only the peer cache, for [`SessionRows::finish_peers`].
+pub const LOAD_PEER_QUERIES: [(Table, &str); 3] =
+    [(Table::PeerChunks, LOAD_PEER_CHUNKS), (Table::Peers, LOAD_PEERS), (Table::PeerRemovals, LOAD_PEER_REMOVALS)];
 
 fn int(v: impl Into<i64>) -> SqlValue {
     SqlValue::Integer(v.into())
@@ -304,7 +366,7 @@ pub fn kind_code(kind: PeerKind) -> i64 {
     }
 }
 
-fn kind_from_code(code: i64) -> Option<PeerKind> {
+pub(crate) fn kind_from_code(code: i64) -> Option<PeerKind> {
     Some(match code {
         0 => PeerKind::User,
         1 => PeerKind::Bot,
@@ -358,12 +420,12 @@ fn addr_or_unspecified(addr: Option<SocketAddr>) -> SocketAddr {
 }
 
 fn clear_all() -> impl Iterator<Item = Statement> {
-    [CLEAR_SESSION, CLEAR_DCS, CLEAR_CHANNELS, CLEAR_PEERS, CLEAR_MIN_CONTEXTS]
+    [CLEAR_SESSION, CLEAR_DCS, CLEAR_CHANNELS, CLEAR_PEER_CHUNKS, CLEAR_PEERS, CLEAR_PEER_REMOVALS, CLEAR_MIN_CONTEXTS]
         .into_iter()
         .map(|sql| Statement::new(sql, Vec::new()))
 }
 
-fn change_statements(change: &Change) -> Vec<Statement> {
+fn change_statements(change: &Change, known: Known) -> Vec<Statement> {
     let one = |sql, params| vec![Statement::new(sql, params)];
     match change {
         Change::SetHomeDc(dc) => one(SET_HOME_DC, vec![int(*dc)]),
@@ -407,8 +469,15 @@ fn change_statements(change: &Change) -> Vec<Statement> {
             // Refused by `persist_plan` before any statement is made.
             _ => Vec::new(),
         },
-        Change::UpsertPeer(peer) => one(UPSERT_PEER, peer_params(peer)),
-        Change::RemovePeer(key) => one(REMOVE_PEER, vec![int(class_code(key.class)), int(key.id)]),
+        Change::UpsertPeer(peer) if known.no_removals => one(UPSERT_PEER, peer_params(peer)),
+        Change::UpsertPeer(peer) => vec![
+            Statement::new(DELETE_REMOVAL, vec![int(class_code(peer.kind.class())), int(peer.id)]),
+            Statement::new(UPSERT_PEER, peer_params(peer)),
+        ],
+        Change::RemovePeer(key) => {
+            let k = vec![int(class_code(key.class)), int(key.id)];
+            vec![Statement::new(REMOVE_PEER, k.clone()), Statement::new(INSERT_REMOVAL, k)]
+        }
         Change::SetUser(user) => {
             one(SET_USER, vec![opt_int(user.map(|u| u.id)), opt_int(user.map(|u| i64::from(u.bot)))])
         }
@@ -434,6 +503,16 @@ fn min_context_statements(contexts: &[MinPeerContext]) -> impl Iterator<Item = S
     })
 }
 
+/// What a driver knows of the stored rows, which lets [`persist_plan_known`] leave out
+/// statements that would change nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The `session` row exists.
+    pub session_row: bool,
+    /// `peer_removals` is empty (so an upsert has no removal to delete).
+    pub no_removals: bool,
+}
+
 /// The statements that persist `changes` (in order) on top of what is stored: O(size of the
 /// changes), every write an upsert or a keyed delete. Run them in one transaction.
 ///
@@ -444,13 +523,34 @@ fn min_context_statements(contexts: &[MinPeerContext]) -> impl Iterator<Item = S
 /// A change this build does not know (the core's `Change` is non-exhaustive) is refused with
 /// [`SessionError::Invalid`] before anything is written, rather than silently dropped.
 pub fn persist_plan(changes: &[Change]) -> Result<impl Iterator<Item = Statement> + '_, SessionError> {
+    persist_plan_known(changes, Known::default())
+}
+
+/// [`persist_plan`] for a driver that knows more of the stored rows (see [`Known`]); with
+/// `Known::default()` it is [`persist_plan`].
+pub fn persist_plan_known(
+    changes: &[Change],
+    known: Known,
+) -> Result<impl Iterator<Item = Statement> + '_, SessionError> {
     if let Some(unknown) = changes.iter().find(|c| !is_known(c)) {
         return Err(SessionError::invalid(
             "change",
             format!("this build of session-sqlite cannot store {unknown:?}; upgrade it to match session-core"),
         ));
     }
-    Ok(std::iter::once(Statement::new(ENSURE_SESSION, Vec::new())).chain(changes.iter().flat_map(change_statements)))
+    // A log out deletes the session row and makes it again; the removals it clears stay clear
+    // for the changes after it.
+    let ensure = (!known.session_row).then(|| Statement::new(ENSURE_SESSION, Vec::new()));
+    let mut known = known;
+    Ok(ensure.into_iter().chain(changes.iter().flat_map(move |c| {
+        let out = change_statements(c, known);
+        match c {
+            Change::LogOut => known.no_removals = true,
+            Change::RemovePeer(_) => known.no_removals = false,
+            _ => {}
+        }
+        out
+    })))
 }
 
 fn is_known(change: &Change) -> bool {
@@ -500,8 +600,33 @@ pub fn save_plan(data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
         .chain(std::iter::once(session))
         .chain(data.dcs.values().map(|dc| Statement::new(INSERT_DC, dc_params(dc))))
         .chain(data.updates.channels.iter().map(|(id, pts)| Statement::new(INSERT_CHANNEL, vec![int(*id), int(*pts)])))
-        .chain(data.peers.iter().map(|p| Statement::new(INSERT_PEER, peer_params(&p))))
+        .chain(chunk_statements(data.peers.iter()))
         .chain(min_context_statements(&data.min_contexts))
+}
+
+/// The statements that write `peers` (in key order) as `peer_chunks` rows from position 0.
+fn chunk_statements(peers: impl Iterator<Item = Peer>) -> impl Iterator<Item = Statement> {
+    let mut peers = peers.peekable();
+    let mut pos: i64 = 0;
+    std::iter::from_fn(move || {
+        peers.peek()?;
+        let chunk: Vec<Peer> = peers.by_ref().take(chunks::CHUNK_PEERS).collect();
+        let count = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        let st = Statement::new(INSERT_CHUNK, vec![int(pos), int(count), SqlValue::Blob(chunks::encode(chunk.iter()))]);
+        pos += 1;
+        Some(st)
+    })
+}
+
+/// The statements that fold the peer cache into chunks: every `peers` and `peer_removals` row
+/// is deleted and `peers` (the cache as [`SessionRows::finish_peers`] read it, inside the same
+/// transaction) is written as chunks. Only a driver that is the database's one writer may run
+/// it (another client's row written between the read and this would be lost).
+pub fn compact_plan(peers: &PeerCache) -> impl Iterator<Item = Statement> + '_ {
+    [CLEAR_PEER_CHUNKS, CLEAR_PEERS, CLEAR_PEER_REMOVALS]
+        .into_iter()
+        .map(|sql| Statement::new(sql, Vec::new()))
+        .chain(chunk_statements(peers.iter()))
 }
 
 /// The statements that forget the session (a later load finds none).
@@ -520,12 +645,19 @@ pub struct SessionRows {
     present: bool,
     data: SessionData,
     peers: Vec<Peer>,
+    removals: Vec<PeerKey>,
 }
 
 impl SessionRows {
     /// An empty builder; `resource` names the database in errors.
     pub fn new(resource: impl Into<String>) -> Self {
-        Self { resource: resource.into(), present: false, data: SessionData::default(), peers: Vec::new() }
+        Self {
+            resource: resource.into(),
+            present: false,
+            data: SessionData::default(),
+            peers: Vec::new(),
+            removals: Vec::new(),
+        }
     }
 
     /// Adds one row of `table`.
@@ -534,9 +666,36 @@ impl SessionRows {
             Table::Session => self.session_row(row),
             Table::Dcs => self.dc_row(row),
             Table::Channels => self.channel_row(row),
+            Table::PeerChunks => self.chunk_row(row),
             Table::Peers => self.peer_row(row),
+            Table::PeerRemovals => self.removal_row(row),
             Table::MinContexts => self.min_context_row(row),
         }
+    }
+
+    /// Adds a row of [`LOAD_PEER_CHUNKS`] (rows must come before those of [`LOAD_PEERS`]).
+    pub fn chunk_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let (count, data) = {
+            let c = Cols::new(self, "peer_chunks", row, 3)?;
+            let count = usize::try_from(c.i64(1, "peers")?).map_err(|_| c.bad("peers", "negative"))?;
+            (count, c.opt_blob(2, "data")?.ok_or_else(|| c.bad("data", "NULL"))?)
+        };
+        chunks::decode(data, count, &mut self.peers)
+            .map_err(|reason| SessionError::corrupt(&self.resource, format!("peer_chunks.data: {reason}")))
+    }
+
+    /// Adds a row of [`LOAD_PEER_REMOVALS`].
+    pub fn removal_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
+        let c = Cols::new(self, "peer_removals", row, 2)?;
+        let class = match c.i64(0, "class")? {
+            0 => PeerClass::User,
+            1 => PeerClass::Chat,
+            2 => PeerClass::Channel,
+            _ => return Err(c.bad("class", "unknown id space")),
+        };
+        let id = c.i64(1, "id")?;
+        self.removals.push(PeerKey::new(class, id));
+        Ok(())
     }
 
     /// Adds the row of [`LOAD_SESSION`].
@@ -627,8 +786,23 @@ impl SessionRows {
         if !self.present {
             return None;
         }
-        self.data.peers = self.peers.into_iter().collect();
+        self.data.peers = Self::build_peers(std::mem::take(&mut self.peers), &self.removals);
         Some(self.data)
+    }
+
+    /// The peer cache alone, from the rows of [`LOAD_PEER_QUERIES`] (whether or not a session row
+    /// was read).
+    pub fn finish_peers(self) -> PeerCache {
+        Self::build_peers(self.peers, &self.removals)
+    }
+
+    fn build_peers(peers: Vec<Peer>, removals: &[PeerKey]) -> PeerCache {
+        // Chunk peers come first, then the rows over them: building keeps the last of equal keys.
+        let mut cache: PeerCache = peers.into_iter().collect();
+        for key in removals {
+            cache.remove(*key);
+        }
+        cache
     }
 }
 
@@ -733,20 +907,72 @@ mod tests {
             migrations_from(SCHEMA_VERSION + 1).map(|m| m.count()),
             Err(SessionError::UnsupportedVersion { found, supported: SCHEMA_VERSION, .. }) if found == SCHEMA_VERSION + 1
         ));
-        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1]));
+        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1, 2]));
+        assert_eq!(migrations_from(1).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![2]));
         assert_eq!(migrations_from(SCHEMA_VERSION).map(|m| m.count()).ok(), Some(0));
     }
 
     #[test]
     fn persisting_one_change_is_a_constant_number_of_keyed_statements() {
+        let sqls = |changes: &[Change], known| -> Vec<&'static str> {
+            persist_plan_known(changes, known).map(|p| p.map(|st| st.sql).collect()).unwrap_or_default()
+        };
         let peer = Change::UpsertPeer(Peer::new(1, PeerKind::User, 2));
-        let plan: Vec<Statement> = persist_plan(std::slice::from_ref(&peer)).map(Iterator::collect).unwrap_or_default();
-        assert_eq!(plan.len(), 2, "ensure-session + one upsert, whatever the session holds");
-        assert!(plan.iter().all(|st| !st.sql.starts_with("DELETE") || st.sql.contains("WHERE")));
         let remove = Change::RemovePeer(PeerKey::user(1));
-        let plan: Vec<Statement> = persist_plan(&[remove]).map(Iterator::collect).unwrap_or_default();
-        assert_eq!(plan.len(), 2);
-        assert!(plan[1].sql.contains("WHERE"));
+        // Knowing nothing: ensure the session row, clear a removal, upsert.
+        assert_eq!(sqls(std::slice::from_ref(&peer), Known::default()), [ENSURE_SESSION, DELETE_REMOVAL, UPSERT_PEER]);
+        assert_eq!(
+            sqls(std::slice::from_ref(&remove), Known::default()),
+            [ENSURE_SESSION, REMOVE_PEER, INSERT_REMOVAL]
+        );
+        // A driver that knows the row exists and no removal is stored: one statement.
+        let all = Known { session_row: true, no_removals: true };
+        assert_eq!(sqls(std::slice::from_ref(&peer), all), [UPSERT_PEER]);
+        // A removal earlier in the same plan makes the next upsert clear it again.
+        assert_eq!(
+            sqls(&[remove.clone(), peer.clone()], all),
+            [REMOVE_PEER, INSERT_REMOVAL, DELETE_REMOVAL, UPSERT_PEER]
+        );
+        // After a log out nothing is stored, removals included.
+        let after_logout = sqls(&[remove, Change::LogOut, peer], Known { session_row: true, no_removals: false });
+        assert_eq!(after_logout.last(), Some(&UPSERT_PEER));
+        assert_ne!(after_logout[after_logout.len() - 2], DELETE_REMOVAL);
+        let plan = sqls(&[Change::RemovePeer(PeerKey::user(1))], Known::default());
+        assert!(plan.iter().all(|sql| !sql.starts_with("DELETE") || sql.contains("WHERE")));
+    }
+
+    #[test]
+    fn peers_are_chunks_then_rows_over_them_minus_removals() {
+        let chunked: PeerCache = (0..10_000).map(|i| Peer::new(i, PeerKind::User, i * 3)).collect();
+        let mut rows = SessionRows::new("test");
+        let mut chunks = 0;
+        for st in compact_plan(&chunked).filter(|st| st.sql == INSERT_CHUNK) {
+            let refs: Vec<SqlValueRef<'_>> = st.params.iter().map(SqlValue::as_ref).collect();
+            rows.row(Table::PeerChunks, &refs).expect("chunk");
+            chunks += 1;
+        }
+        assert_eq!(chunks, 10_000usize.div_ceil(chunks::CHUNK_PEERS));
+        let over = Peer::new(5, PeerKind::Bot, -5).with_usernames(vec!["x".into()]);
+        let refs: Vec<SqlValue> = peer_params(&over);
+        rows.row(Table::Peers, &refs.iter().map(SqlValue::as_ref).collect::<Vec<_>>()).expect("row");
+        rows.row(Table::PeerRemovals, &[SqlValueRef::Integer(0), SqlValueRef::Integer(9_999)]).expect("removal");
+        let peers = rows.finish_peers();
+        assert_eq!(peers.len(), 9_999);
+        assert_eq!(peers.get(PeerKey::user(5)), Some(over));
+        assert_eq!(peers.access_hash(PeerKey::user(9_998)), Some(9_998 * 3));
+        assert_eq!(peers.get(PeerKey::user(9_999)), None);
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_corrupt() {
+        let chunked: PeerCache = (0..100).map(|i| Peer::new(i, PeerKind::User, i)).collect();
+        let mut st = compact_plan(&chunked).find(|st| st.sql == INSERT_CHUNK).expect("a chunk");
+        if let Some(SqlValue::Blob(b)) = st.params.get_mut(2) {
+            b[20] ^= 4;
+        }
+        let refs: Vec<SqlValueRef<'_>> = st.params.iter().map(SqlValue::as_ref).collect();
+        let err = SessionRows::new("t").chunk_row(&refs).expect_err("damaged");
+        assert!(matches!(err, SessionError::Corrupt { .. }) && err.to_string().contains("peer_chunks.data"), "{err}");
     }
 
     #[test]

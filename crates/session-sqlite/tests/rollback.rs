@@ -11,6 +11,8 @@ fn inject_failure(path: &std::path::Path) -> Connection {
     let conn = Connection::open(path).expect("second connection");
     conn.execute_batch(
         "CREATE TRIGGER fail_666 BEFORE INSERT ON peers WHEN NEW.id = 666 \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END; \
+         CREATE TRIGGER fail_chunk_of_3 BEFORE INSERT ON peer_chunks WHEN NEW.peers = 3 \
          BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
     )
     .expect("create trigger");
@@ -39,15 +41,17 @@ async fn a_failed_statement_rolls_back_the_whole_transaction_and_the_connection_
     let err = backend.persist(&batch, &attempted).await.expect_err("injected failure");
     assert!(err.to_string().contains("injected failure"), "{err}");
     assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&stored), "a partial transaction stayed");
-    // A full save fails the same way and leaves the old session loadable.
-    assert!(backend.save_session(&attempted).await.is_err());
+    // A full save (its 3 peers go in one chunk) fails the same way and leaves the old session
+    // loadable.
+    let err = backend.save_session(&attempted).await.expect_err("injected failure");
+    assert!(err.to_string().contains("injected failure"), "{err}");
     assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&stored));
 
     // The connection is not stuck in a transaction: other writes go through at once.
     let next = [Change::SetHomeDc(5)];
     stored.apply_all(&next);
     backend.persist(&next, &stored).await.expect("persist after a failure");
-    injector.execute_batch("DROP TRIGGER fail_666").expect("drop trigger");
+    injector.execute_batch("DROP TRIGGER fail_666; DROP TRIGGER fail_chunk_of_3").expect("drop triggers");
     drop(injector);
     // The retried batch (changes are idempotent) now succeeds.
     stored.apply_all(&batch);
@@ -104,4 +108,58 @@ async fn migrations_record_the_version_and_application_id() {
     let app: i32 = raw.query_row("PRAGMA application_id", [], |r| r.get(0)).expect("app id");
     let mode: String = raw.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("journal");
     assert_eq!((version, app, mode.as_str()), (schema::SCHEMA_VERSION, schema::APPLICATION_ID, "wal"));
+}
+
+/// A database written by schema version 1 (peers as one row each) opens migrated, loads the
+/// same session, and its rows are folded into chunks by the first persist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_migrated_and_folded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).expect("raw");
+        conn.execute_batch(schema::MIGRATIONS[0]).expect("v1 tables");
+        conn.execute_batch("PRAGMA user_version = 1; PRAGMA journal_mode = WAL;").expect("v1");
+        conn.execute_batch("INSERT INTO session (id, home_dc) VALUES (0, 2)").expect("session row");
+        let mut insert = conn
+            .prepare("INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone) VALUES (?1, ?2, ?3, ?4, 0, ?5, NULL)")
+            .expect("prepare");
+        for i in 0..10_000i64 {
+            let (class, kind) = if i % 2 == 0 { (0, 0) } else { (2, 5) };
+            let names = (i == 4).then(|| "[\"four\"]".to_owned());
+            insert.execute(rusqlite::params![class, i, kind, i * 11, names]).expect("peer row");
+        }
+    }
+    let mut expected = SessionData::default();
+    expected.home_dc = 2;
+    expected.peers = (0..10_000i64)
+        .map(|i| {
+            let kind = if i % 2 == 0 { PeerKind::User } else { PeerKind::Megagroup };
+            let p = Peer::new(i, kind, i * 11);
+            if i == 4 {
+                p.with_usernames(vec!["four".into()])
+            } else {
+                p
+            }
+        })
+        .collect();
+
+    let backend = SqliteBackend::open(&path).await.expect("open migrates");
+    assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&expected));
+    let mut full = expected.clone();
+    let change =
+        [Change::UpsertPeer(Peer::new(1, PeerKind::Megagroup, -1)), Change::RemovePeer(session_core::PeerKey::user(2))];
+    full.apply_all(&change);
+    backend.persist(&change, &full).await.expect("persist folds");
+    drop(backend);
+
+    let raw = Connection::open(&path).expect("raw");
+    let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).expect("count") };
+    assert_eq!(count("PRAGMA user_version"), i64::from(schema::SCHEMA_VERSION));
+    assert_eq!(count("SELECT count(*) FROM peers"), 0, "the overlay was folded");
+    assert_eq!(count("SELECT count(*) FROM peer_removals"), 0);
+    assert_eq!(count("SELECT sum(peers) FROM peer_chunks"), 9_999);
+    drop(raw);
+    let reopened = SqliteBackend::open(&path).await.expect("reopen");
+    assert_eq!(reopened.load_session().await.expect("load"), Some(full));
 }

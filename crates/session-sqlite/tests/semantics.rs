@@ -112,3 +112,58 @@ async fn log_out_in_the_middle_of_a_batch_and_everything_else() {
     ];
     same_as_apply(&SessionData::default(), &changes).await;
 }
+
+/// Peers are chunks plus an overlay of rows and removals that a persist folds into new chunks
+/// when it grows. Through many folds, with upserts, re-upserts, removals of chunked and of
+/// overlay peers, a save and a log out in between, the database always loads exactly what
+/// `apply` gives, before and after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_stay_exact_through_overlay_folds() {
+    use session_testkit::{sample_peer, Rng};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("folds.db");
+    let mut backend = SqliteBackend::open(&path).await.expect("open");
+    let mut rng = Rng::new(7);
+    let mut expected = session_testkit::sample_session(9_000);
+    backend.save_session(&expected).await.expect("save");
+    for round in 0..24u64 {
+        let mut batch = Vec::new();
+        for _ in 0..900 {
+            let n = rng.below(14_000);
+            batch.push(if rng.below(4) == 0 {
+                Change::RemovePeer(sample_peer(n, &mut rng).key())
+            } else {
+                Change::UpsertPeer(sample_peer(n, &mut rng))
+            });
+        }
+        if round == 11 {
+            batch.push(Change::LogOut);
+            batch.push(Change::UpsertPeer(sample_peer(3, &mut rng)));
+        }
+        // Batches of varied sizes, as a store flushes them.
+        let mut rest = batch.as_slice();
+        while !rest.is_empty() {
+            let take = usize::try_from(rng.below(300) + 1).unwrap_or(1).min(rest.len());
+            let (now, later) = rest.split_at(take);
+            expected.apply_all(now);
+            backend.persist(now, &expected).await.expect("persist");
+            rest = later;
+        }
+        if round == 17 {
+            expected.peers = (0..5_000).map(|i| sample_peer(i * 3, &mut rng)).collect();
+            backend.save_session(&expected).await.expect("save");
+        }
+        assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&expected), "round {round}");
+        if round % 8 == 7 {
+            drop(backend);
+            backend = SqliteBackend::open(&path).await.expect("reopen");
+            assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&expected), "reopened {round}");
+        }
+    }
+    drop(backend);
+    // The folds really happened: the overlay is far smaller than everything written to it.
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let rows: i64 = raw.query_row("SELECT count(*) FROM peers", [], |r| r.get(0)).expect("count");
+    let chunked: i64 = raw.query_row("SELECT sum(peers) FROM peer_chunks", [], |r| r.get(0)).expect("sum");
+    assert!(rows <= 4_096 && chunked > 0, "overlay {rows} rows over {chunked} chunked peers");
+}
