@@ -461,15 +461,32 @@ impl PeerCache {
                 _ => 0,
             };
             prev = Some((key.class, key.id));
-            // The fixed part of one peer goes through a stack buffer, appended whole (a copy of a
-            // constant size, no call) and then cut to its length.
-            let mut buf = [0u8; FIXED_MAX];
-            buf[0] = p.kind | (u8::from(p.min) << 4) | (u8::from(extra.is_some()) << 5);
-            let mut n = 1 + varint_into(&mut buf[1..11], zigzag(key.id.wrapping_sub(base)));
-            buf[n..n + 8].copy_from_slice(&p.access_hash.to_le_bytes());
-            n += 8;
-            let end = out.len() + n;
-            out.extend_from_slice(&buf);
+            let header = p.kind | (u8::from(p.min) << 4) | (u8::from(extra.is_some()) << 5);
+            let delta = zigzag(key.id.wrapping_sub(base));
+            let end;
+            if delta < 1 << 49 {
+                // Header, a varint of at most 7 bytes and the hash fit in 16 bytes: built in a
+                // register, appended whole (a constant-size copy, no call), then cut to length.
+                let mut word = u128::from(header);
+                let mut shift = 8;
+                let mut v = delta;
+                while v >= 0x80 {
+                    word |= u128::from((v & 0x7F) | 0x80) << shift;
+                    v >>= 7;
+                    shift += 8;
+                }
+                word |= u128::from(v) << shift;
+                word |= u128::from(u64::from_le_bytes(p.access_hash.to_le_bytes())) << (shift + 8);
+                end = out.len() + shift / 8 + 1 + 8;
+                out.extend_from_slice(&word.to_le_bytes());
+            } else {
+                let mut buf = [0u8; FIXED_MAX];
+                buf[0] = header;
+                let n = 1 + varint_into(&mut buf[1..11], delta);
+                buf[n..n + 8].copy_from_slice(&p.access_hash.to_le_bytes());
+                end = out.len() + n + 8;
+                out.extend_from_slice(&buf);
+            }
             out.truncate(end);
             if let Some(e) = extra {
                 put_varint(&mut out, e.usernames.len() as u64);
@@ -740,7 +757,7 @@ mod tests {
         let peer = |id: u64, kind: u64, hash: u64| {
             let kind = PeerKind::ALL[usize::try_from(kind % 8).unwrap_or(0)];
             let p = Peer::new(i64::try_from(id).unwrap_or(0), kind, i64::try_from(hash).unwrap_or(0));
-            if hash % 3 == 0 {
+            if hash.is_multiple_of(3) {
                 p.with_usernames(vec![format!("u{id}")])
             } else {
                 p
@@ -766,7 +783,7 @@ mod tests {
                 }
                 assert_eq!(cache.len(), reference.len());
             }
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 // Most of them: the tombstones are swept.
                 for key in reference.keys().copied().filter(|k| k.id % 4 != 0).collect::<Vec<_>>() {
                     assert!(cache.remove(key));
@@ -792,6 +809,63 @@ mod tests {
             cache.insert(Peer::new(1_000_000, PeerKind::User, 1));
             assert_ne!(cache, rebuilt);
         }
+    }
+
+    /// The blob layout written the plain way, byte by byte, from the documented format.
+    fn reference_blob(peers: &[Peer]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, peers.len() as u64);
+        let mut prev: Option<(PeerClass, i64)> = None;
+        for p in peers {
+            let key = p.key();
+            let extra = !p.usernames.is_empty() || p.phone.is_some();
+            out.push(p.kind.to_u8() | (u8::from(p.min) << 4) | (u8::from(extra) << 5));
+            let base = prev.filter(|(c, _)| *c == key.class).map_or(0, |(_, id)| id);
+            put_varint(&mut out, zigzag(key.id.wrapping_sub(base)));
+            prev = Some((key.class, key.id));
+            out.extend_from_slice(&p.access_hash.to_le_bytes());
+            if extra {
+                put_varint(&mut out, p.usernames.len() as u64);
+                for u in &p.usernames {
+                    put_str(&mut out, u);
+                }
+                match &p.phone {
+                    None => out.push(0),
+                    Some(phone) => {
+                        out.push(1);
+                        put_str(&mut out, phone);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blob_bytes_match_the_plain_encoding() {
+        // Id gaps of every varint length (1 to 10 bytes), both signs of hash, extras.
+        let mut peers = Vec::new();
+        let mut id = -5i64;
+        for (i, shift) in (0..64).step_by(3).enumerate() {
+            id = id.wrapping_add(1i64.wrapping_shl(shift)).wrapping_add(1);
+            let kind = PeerKind::ALL[i % 8];
+            let mut p = Peer::new(id, kind, (i as i64).wrapping_mul(-0x0123_4567_89AB_CDEF)).with_min(i.is_multiple_of(3));
+            if i.is_multiple_of(4) {
+                p = p.with_usernames(vec!["n".repeat(i)]).with_phone(Some(format!("+{i}")));
+            }
+            peers.push(p);
+        }
+        peers.push(Peer::new(i64::MIN, PeerKind::User, 1));
+        peers.push(Peer::new(i64::MAX, PeerKind::User, -1));
+        peers.push(Peer::new(i64::MAX, PeerKind::Megagroup, 0));
+        let cache: PeerCache = peers.into_iter().collect();
+        let sorted: Vec<Peer> = cache.iter().collect();
+        assert_eq!(cache.encode_blob(), reference_blob(&sorted));
+        let mut mixed = cache.clone();
+        mixed.remove(sorted[3].key());
+        mixed.insert(Peer::new(77, PeerKind::Bot, 5));
+        assert_eq!(mixed.encode_blob(), reference_blob(&mixed.iter().collect::<Vec<_>>()));
+        assert_eq!(decode_blob(&mixed.encode_blob()), Ok(mixed));
     }
 
     #[test]
