@@ -215,7 +215,33 @@ struct Extra {
 /// `Packed::kind` of a peer removed from [`PeerCache::base`] (a tombstone until the next compaction).
 const GONE: u8 = u8::MAX;
 
-type Entry = (PeerKey, Packed);
+/// One peer of [`PeerCache::base`]: the key and the packed value in 24 bytes (32 as a pair).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    id: i64,
+    access_hash: i64,
+    class: PeerClass,
+    kind: u8,
+    min: bool,
+}
+
+impl Slot {
+    fn new(key: PeerKey, p: Packed) -> Slot {
+        Slot { id: key.id, access_hash: p.access_hash, class: key.class, kind: p.kind, min: p.min }
+    }
+
+    fn key(&self) -> PeerKey {
+        PeerKey { class: self.class, id: self.id }
+    }
+
+    fn packed(&self) -> Packed {
+        Packed { access_hash: self.access_hash, kind: self.kind, min: self.min }
+    }
+
+    fn live(&self) -> bool {
+        self.kind != GONE
+    }
+}
 
 /// Cached peers, keyed by [`PeerKey`].
 ///
@@ -226,7 +252,7 @@ type Entry = (PeerKey, Packed);
 #[derive(Clone, Default)]
 pub struct PeerCache {
     /// Sorted by key, keys unique; entries whose kind is [`GONE`] are removed peers.
-    base: Vec<Entry>,
+    base: Vec<Slot>,
     /// Tombstones in `base`.
     removed: usize,
     /// Peers whose keys are not in `base`.
@@ -252,7 +278,7 @@ impl PeerCache {
 
     /// A cached peer.
     pub fn get(&self, key: PeerKey) -> Option<Peer> {
-        self.packed(key).map(|p| self.unpack(key, p))
+        self.packed(key).map(|p| self.unpack(key, &p))
     }
 
     /// Just the access hash of a cached peer, without allocating.
@@ -264,12 +290,12 @@ impl PeerCache {
     pub fn insert(&mut self, peer: Peer) {
         let key = peer.key();
         let packed = Packed { access_hash: peer.access_hash, kind: peer.kind.to_u8(), min: peer.min };
-        match self.base.binary_search_by_key(&key, |e| e.0) {
+        match self.base.binary_search_by_key(&key, Slot::key) {
             Ok(i) => {
-                if self.base[i].1.kind == GONE {
+                if !self.base[i].live() {
                     self.removed -= 1;
                 }
-                self.base[i].1 = packed;
+                self.base[i] = Slot::new(key, packed);
             }
             Err(_) => {
                 self.added.insert(key, packed);
@@ -285,12 +311,12 @@ impl PeerCache {
     /// Removes a peer, returning whether it was cached.
     pub fn remove(&mut self, key: PeerKey) -> bool {
         self.extra.remove(&key);
-        match self.base.binary_search_by_key(&key, |e| e.0) {
-            Ok(i) if self.base[i].1.kind != GONE => {
-                self.base[i].1.kind = GONE;
+        match self.base.binary_search_by_key(&key, Slot::key) {
+            Ok(i) if self.base[i].live() => {
+                self.base[i].kind = GONE;
                 self.removed += 1;
                 if self.removed * 2 >= self.base.len() {
-                    self.base.retain(|e| e.1.kind != GONE);
+                    self.base.retain(Slot::live);
                     self.removed = 0;
                 }
                 true
@@ -302,7 +328,7 @@ impl PeerCache {
 
     /// Every peer, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Peer> + '_ {
-        self.entries().map(|(k, p)| self.unpack(k, p))
+        self.entries().map(|(k, p)| self.unpack(k, &p))
     }
 
     /// Number of peers per kind.
@@ -314,16 +340,16 @@ impl PeerCache {
         counts
     }
 
-    fn packed(&self, key: PeerKey) -> Option<&Packed> {
-        match self.base.binary_search_by_key(&key, |e| e.0) {
-            Ok(i) => Some(&self.base[i].1).filter(|p| p.kind != GONE),
-            Err(_) => self.added.get(&key),
+    fn packed(&self, key: PeerKey) -> Option<Packed> {
+        match self.base.binary_search_by_key(&key, Slot::key) {
+            Ok(i) => Some(self.base[i]).filter(Slot::live).map(|s| s.packed()),
+            Err(_) => self.added.get(&key).copied(),
         }
     }
 
     /// Every live entry of both parts, in key order.
     fn entries(&self) -> Entries<'_> {
-        let live: fn(&&Entry) -> bool = |e| e.1.kind != GONE;
+        let live: fn(&&Slot) -> bool = |s| s.live();
         Entries { base: self.base.iter().filter(live).peekable(), added: self.added.iter().peekable() }
     }
 
@@ -337,7 +363,7 @@ impl PeerCache {
 }
 
 /// The live entries of [`PeerCache::base`].
-type LiveBase<'a> = Filter<std::slice::Iter<'a, Entry>, fn(&&Entry) -> bool>;
+type LiveBase<'a> = Filter<std::slice::Iter<'a, Slot>, fn(&&Slot) -> bool>;
 
 /// The merge of [`PeerCache::base`] (tombstones skipped) and [`PeerCache::added`]; their keys are
 /// disjoint.
@@ -346,19 +372,19 @@ struct Entries<'a> {
     added: Peekable<btree_map::Iter<'a, PeerKey, Packed>>,
 }
 
-impl<'a> Iterator for Entries<'a> {
-    type Item = (PeerKey, &'a Packed);
+impl Iterator for Entries<'_> {
+    type Item = (PeerKey, Packed);
 
     fn next(&mut self) -> Option<Self::Item> {
         let take_added = match (self.base.peek(), self.added.peek()) {
-            (Some(b), Some((a, _))) => **a < b.0,
+            (Some(b), Some((a, _))) => **a < b.key(),
             (Some(_), None) => false,
             (None, _) => true,
         };
         if take_added {
-            self.added.next().map(|(k, p)| (*k, p))
+            self.added.next().map(|(k, p)| (*k, *p))
         } else {
-            self.base.next().map(|(k, p)| (*k, p))
+            self.base.next().map(|s| (s.key(), s.packed()))
         }
     }
 }
@@ -393,7 +419,7 @@ impl FromIterator<Peer> for PeerCache {
             if iter.peek().is_some_and(|next| next.key() == key) {
                 continue;
             }
-            base.push((key, Packed { access_hash: peer.access_hash, kind: peer.kind.to_u8(), min: peer.min }));
+            base.push(Slot::new(key, Packed { access_hash: peer.access_hash, kind: peer.kind.to_u8(), min: peer.min }));
             if !peer.usernames.is_empty() || peer.phone.is_some() {
                 extra.push((key, Extra { usernames: peer.usernames, phone: peer.phone }));
             }
@@ -435,13 +461,13 @@ impl PeerCache {
     fn encode_blob(&self) -> Vec<u8> {
         if self.added.is_empty() && self.removed == 0 {
             // Straight from the vector (a freshly loaded cache): no merge.
-            self.encode_entries(self.base.iter().map(|(k, p)| (*k, p)))
+            self.encode_entries(self.base.iter().map(|s| (s.key(), s.packed())))
         } else {
             self.encode_entries(self.entries())
         }
     }
 
-    fn encode_entries<'a>(&self, entries: impl Iterator<Item = (PeerKey, &'a Packed)>) -> Vec<u8> {
+    fn encode_entries(&self, entries: impl Iterator<Item = (PeerKey, Packed)>) -> Vec<u8> {
         let len = self.len();
         let mut out = Vec::with_capacity(self.encoded_len_hint());
         put_varint(&mut out, len as u64);
@@ -537,7 +563,7 @@ fn decode_blob(bytes: &[u8]) -> Result<PeerCache, &'static str> {
         return Err("peer count exceeds the bytes present");
     }
     let count = usize::try_from(count).map_err(|_| "peer count too large")?;
-    let mut base: Vec<Entry> = Vec::with_capacity(count);
+    let mut base: Vec<Slot> = Vec::with_capacity(count);
     // Extras with the index of their peer in `base`.
     let mut extra: Vec<(usize, Extra)> = Vec::new();
     let mut prev: Option<(PeerClass, i64)> = None;
@@ -558,7 +584,7 @@ fn decode_blob(bytes: &[u8]) -> Result<PeerCache, &'static str> {
             sorted &= (c, p) < (class, id);
         }
         prev = Some((class, id));
-        base.push((PeerKey { class, id }, Packed { access_hash, kind: kind.to_u8(), min: header & 0x10 != 0 }));
+        base.push(Slot { id, access_hash, class, kind: kind.to_u8(), min: header & 0x10 != 0 });
         if header & 0x20 != 0 {
             let n = r.varint()?;
             let mut usernames = Vec::new();
@@ -582,23 +608,23 @@ fn decode_blob(bytes: &[u8]) -> Result<PeerCache, &'static str> {
         // Only hand-made input gets here: insert in order (the last one of a key wins).
         let mut cache = PeerCache::new();
         let mut extras = extra.into_iter().peekable();
-        for (index, (key, p)) in base.into_iter().enumerate() {
+        for (index, slot) in base.into_iter().enumerate() {
             let (usernames, phone) = match extras.next_if(|(i, _)| *i == index) {
                 Some((_, e)) => (e.usernames, e.phone),
                 None => (Vec::new(), None),
             };
             cache.insert(Peer {
-                id: key.id,
-                kind: PeerKind::from_u8(p.kind),
-                access_hash: p.access_hash,
-                min: p.min,
+                id: slot.id,
+                kind: PeerKind::from_u8(slot.kind),
+                access_hash: slot.access_hash,
+                min: slot.min,
                 usernames,
                 phone,
             });
         }
         return Ok(cache);
     }
-    let extra = extra.into_iter().map(|(i, e)| (base[i].0, e)).collect();
+    let extra = extra.into_iter().map(|(i, e)| (base[i].key(), e)).collect();
     Ok(PeerCache { base, removed: 0, added: BTreeMap::new(), extra })
 }
 
@@ -842,6 +868,11 @@ mod tests {
     }
 
     #[test]
+    fn a_loaded_peer_takes_24_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+    }
+
+    #[test]
     fn blob_bytes_match_the_plain_encoding() {
         // Id gaps of every varint length (1 to 10 bytes), both signs of hash, extras.
         let mut peers = Vec::new();
@@ -849,7 +880,8 @@ mod tests {
         for (i, shift) in (0..64).step_by(3).enumerate() {
             id = id.wrapping_add(1i64.wrapping_shl(shift)).wrapping_add(1);
             let kind = PeerKind::ALL[i % 8];
-            let mut p = Peer::new(id, kind, (i as i64).wrapping_mul(-0x0123_4567_89AB_CDEF)).with_min(i.is_multiple_of(3));
+            let mut p =
+                Peer::new(id, kind, (i as i64).wrapping_mul(-0x0123_4567_89AB_CDEF)).with_min(i.is_multiple_of(3));
             if i.is_multiple_of(4) {
                 p = p.with_usernames(vec!["n".repeat(i)]).with_phone(Some(format!("+{i}")));
             }
