@@ -430,6 +430,70 @@ impl FromIterator<Peer> for PeerCache {
     }
 }
 
+/// Builds a [`PeerCache`] from peers given in strictly increasing key order, straight into the
+/// cache's sorted vector: no tree, and no intermediate list of [`Peer`]s. For storage that keeps
+/// peers sorted (SQL rows `ORDER BY` key, packed chunks).
+///
+/// ```
+/// use session_core::{Peer, PeerKind, SortedPeers};
+///
+/// let mut sorted = SortedPeers::with_capacity(2);
+/// sorted.push(Peer::new(1, PeerKind::User, 10)).expect("in order");
+/// sorted.push(Peer::new(5, PeerKind::Bot, 50)).expect("in order");
+/// // A key not greater than the last one's is handed back.
+/// assert!(sorted.push(Peer::new(5, PeerKind::User, 7)).is_err());
+/// let cache = sorted.finish();
+/// assert_eq!(cache.len(), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct SortedPeers {
+    base: Vec<Slot>,
+    extra: Vec<(PeerKey, Extra)>,
+}
+
+impl SortedPeers {
+    /// An empty builder with room for `n` peers.
+    pub fn with_capacity(n: usize) -> Self {
+        Self { base: Vec::with_capacity(n), extra: Vec::new() }
+    }
+
+    /// Makes room for `n` more peers.
+    pub fn reserve(&mut self, n: usize) {
+        self.base.reserve(n);
+    }
+
+    /// Number of peers pushed.
+    pub fn len(&self) -> usize {
+        self.base.len()
+    }
+
+    /// True when nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty()
+    }
+
+    /// Appends a peer whose key is greater than every key pushed before; otherwise hands it
+    /// back unchanged.
+    #[allow(clippy::result_large_err)]
+    pub fn push(&mut self, peer: Peer) -> Result<(), Peer> {
+        let key = peer.key();
+        if self.base.last().is_some_and(|last| last.key() >= key) {
+            return Err(peer);
+        }
+        self.base
+            .push(Slot::new(key, Packed { access_hash: peer.access_hash, kind: peer.kind.to_u8(), min: peer.min }));
+        if !peer.usernames.is_empty() || peer.phone.is_some() {
+            self.extra.push((key, Extra { usernames: peer.usernames, phone: peer.phone }));
+        }
+        Ok(())
+    }
+
+    /// The cache.
+    pub fn finish(self) -> PeerCache {
+        PeerCache { base: self.base, removed: 0, added: BTreeMap::new(), extra: self.extra.into_iter().collect() }
+    }
+}
+
 impl Extend<Peer> for PeerCache {
     fn extend<I: IntoIterator<Item = Peer>>(&mut self, iter: I) {
         for peer in iter {
@@ -736,6 +800,36 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorted_builder_equals_collecting_and_refuses_disorder() {
+        let peers: Vec<Peer> = (0..300i64)
+            .map(|i| {
+                let kind = PeerKind::ALL[usize::try_from(i % 8).unwrap_or(0)];
+                let p = Peer::new(i / 3, kind, i * 7).with_min(i % 5 == 0);
+                if i % 4 == 0 {
+                    p.with_usernames(vec![format!("u{i}")]).with_phone(Some(i.to_string()))
+                } else {
+                    p
+                }
+            })
+            .collect();
+        let collected: PeerCache = peers.iter().cloned().collect();
+        let mut sorted = SortedPeers::with_capacity(0);
+        for p in collected.iter() {
+            sorted.push(p).expect("in key order");
+        }
+        assert_eq!(sorted.len(), collected.len());
+        let built = sorted.finish();
+        assert_eq!(built, collected);
+        assert_eq!(postcard::to_allocvec(&built).ok(), postcard::to_allocvec(&collected).ok());
+        let mut again = SortedPeers::default();
+        again.push(Peer::new(2, PeerKind::Megagroup, 1)).expect("first");
+        // Same key (another kind of the same id space), then a smaller key: both handed back.
+        assert_eq!(again.push(Peer::new(2, PeerKind::Broadcast, 9)).map_err(|p| p.access_hash), Err(9));
+        assert!(again.push(Peer::new(1, PeerKind::User, 1)).is_err(), "user ids sort before channels");
+        assert_eq!(again.finish().len(), 1);
+    }
 
     #[test]
     fn same_bare_id_in_three_spaces_are_three_peers() {

@@ -14,7 +14,7 @@
 //! SQLite checks no checksum of its own on page contents; the CRC turns a damaged blob into a
 //! `Corrupt` error instead of a changed access hash. The row's `peers` column holds the count.
 
-use session_core::{Peer, PeerClass, PeerKind};
+use session_core::{Peer, PeerClass, PeerKind, SortedPeers};
 
 use crate::schema::{kind_code, kind_from_code};
 
@@ -60,8 +60,9 @@ pub(crate) fn encode<'a>(peers: impl Iterator<Item = &'a Peer>) -> Vec<u8> {
     out
 }
 
-/// Decodes a chunk of `count` peers, appending them to `out`.
-pub(crate) fn decode(blob: &[u8], count: usize, out: &mut Vec<Peer>) -> Result<(), &'static str> {
+/// Decodes a chunk of `count` peers, appending them to `out` (their keys must follow those
+/// already there).
+pub(crate) fn decode(blob: &[u8], count: usize, out: &mut SortedPeers) -> Result<(), &'static str> {
     let Some((body, crc)) = blob.split_last_chunk::<4>() else {
         return Err("shorter than its checksum");
     };
@@ -86,11 +87,6 @@ pub(crate) fn decode(blob: &[u8], count: usize, out: &mut Vec<Peer>) -> Result<(
             _ => 0,
         };
         let id = base.wrapping_add(unzigzag(r.varint()?));
-        if let Some(p) = prev {
-            if p >= (class, id) {
-                return Err("peers out of key order");
-            }
-        }
         prev = Some((class, id));
         let access_hash = i64::from_le_bytes(r.array::<8>()?);
         let mut peer = Peer::new(id, kind, access_hash).with_min(header & 0x10 != 0);
@@ -107,7 +103,7 @@ pub(crate) fn decode(blob: &[u8], count: usize, out: &mut Vec<Peer>) -> Result<(
                 _ => return Err("bad phone marker"),
             };
         }
-        out.push(peer);
+        out.push(peer).map_err(|_| "peers out of key order")?;
     }
     if r.pos != body.len() {
         return Err("trailing bytes after the peers");
@@ -204,9 +200,9 @@ mod tests {
         let mut peers = sample();
         peers.sort_by_key(key);
         let blob = encode(peers.iter());
-        let mut out = Vec::new();
+        let mut out = SortedPeers::default();
         decode(&blob, peers.len(), &mut out).expect("decodes");
-        assert_eq!(out, peers);
+        assert_eq!(out.finish().iter().collect::<Vec<_>>(), peers);
     }
 
     #[test]
@@ -218,23 +214,23 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = blob.clone();
                 bad[at] ^= 1 << bit;
-                let mut out = Vec::new();
+                let mut out = SortedPeers::default();
                 assert!(decode(&bad, peers.len(), &mut out).is_err(), "flip at {at} bit {bit}");
             }
         }
         for len in 0..blob.len() {
-            assert!(decode(&blob[..len], peers.len(), &mut Vec::new()).is_err(), "cut at {len}");
+            assert!(decode(&blob[..len], peers.len(), &mut SortedPeers::default()).is_err(), "cut at {len}");
         }
         // A count that disagrees with the blob.
-        assert!(decode(&blob, peers.len() + 1, &mut Vec::new()).is_err());
-        assert!(decode(&blob, peers.len() - 1, &mut Vec::new()).is_err());
-        assert!(decode(&blob, usize::MAX, &mut Vec::new()).is_err());
+        assert!(decode(&blob, peers.len() + 1, &mut SortedPeers::default()).is_err());
+        assert!(decode(&blob, peers.len() - 1, &mut SortedPeers::default()).is_err());
+        assert!(decode(&blob, usize::MAX, &mut SortedPeers::default()).is_err());
     }
 
     #[test]
     fn out_of_order_is_refused() {
         let peers = [Peer::new(5, PeerKind::User, 1), Peer::new(4, PeerKind::User, 2)];
         let blob = encode(peers.iter());
-        assert_eq!(decode(&blob, 2, &mut Vec::new()), Err("peers out of key order"));
+        assert_eq!(decode(&blob, 2, &mut SortedPeers::default()), Err("peers out of key order"));
     }
 }

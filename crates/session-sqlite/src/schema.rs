@@ -41,7 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use session_core::{
     dc_table, AuthKey, Change, DcFlags, DcKey, DcOption, MinPeerContext, Peer, PeerCache, PeerClass, PeerKey, PeerKind,
-    SelfUser, SessionData, SessionError, UpdateState, UpdateStateChange,
+    SelfUser, SessionData, SessionError, SortedPeers, UpdateState, UpdateStateChange,
 };
 
 use crate::chunks;
@@ -644,7 +644,10 @@ pub struct SessionRows {
     resource: String,
     present: bool,
     data: SessionData,
-    peers: Vec<Peer>,
+    /// The peers of `peer_chunks`.
+    chunked: SortedPeers,
+    /// The rows of `peers`.
+    overlay: Vec<Peer>,
     removals: Vec<PeerKey>,
 }
 
@@ -655,7 +658,8 @@ impl SessionRows {
             resource: resource.into(),
             present: false,
             data: SessionData::default(),
-            peers: Vec::new(),
+            chunked: SortedPeers::default(),
+            overlay: Vec::new(),
             removals: Vec::new(),
         }
     }
@@ -680,7 +684,7 @@ impl SessionRows {
             let count = usize::try_from(c.i64(1, "peers")?).map_err(|_| c.bad("peers", "negative"))?;
             (count, c.opt_blob(2, "data")?.ok_or_else(|| c.bad("data", "NULL"))?)
         };
-        chunks::decode(data, count, &mut self.peers)
+        chunks::decode(data, count, &mut self.chunked)
             .map_err(|reason| SessionError::corrupt(&self.resource, format!("peer_chunks.data: {reason}")))
     }
 
@@ -769,7 +773,7 @@ impl SessionRows {
                 .map_err(|e| c.bad("usernames", &format!("not a JSON list of strings: {e}")))?,
         };
         let phone = c.opt_text(6, "phone")?.map(str::to_owned);
-        self.peers.push(Peer::new(id, kind, access_hash).with_min(min).with_usernames(usernames).with_phone(phone));
+        self.overlay.push(Peer::new(id, kind, access_hash).with_min(min).with_usernames(usernames).with_phone(phone));
         Ok(())
     }
 
@@ -786,19 +790,29 @@ impl SessionRows {
         if !self.present {
             return None;
         }
-        self.data.peers = Self::build_peers(std::mem::take(&mut self.peers), &self.removals);
+        let chunked = std::mem::take(&mut self.chunked);
+        self.data.peers = Self::build_peers(chunked, std::mem::take(&mut self.overlay), &self.removals);
         Some(self.data)
     }
 
     /// The peer cache alone, from the rows of [`LOAD_PEER_QUERIES`] (whether or not a session row
     /// was read).
     pub fn finish_peers(self) -> PeerCache {
-        Self::build_peers(self.peers, &self.removals)
+        Self::build_peers(self.chunked, self.overlay, &self.removals)
     }
 
-    fn build_peers(peers: Vec<Peer>, removals: &[PeerKey]) -> PeerCache {
-        // Chunk peers come first, then the rows over them: building keeps the last of equal keys.
-        let mut cache: PeerCache = peers.into_iter().collect();
+    fn build_peers(chunked: SortedPeers, overlay: Vec<Peer>, removals: &[PeerKey]) -> PeerCache {
+        let mut cache = if chunked.is_empty() {
+            // No chunks (a version 1 database, or rows only): build from the rows in bulk.
+            overlay.into_iter().collect()
+        } else {
+            // Rows replace the chunked peer of the same key.
+            let mut cache = chunked.finish();
+            for peer in overlay {
+                cache.insert(peer);
+            }
+            cache
+        };
         for key in removals {
             cache.remove(*key);
         }
