@@ -8,6 +8,7 @@
 
 #![allow(missing_docs)]
 
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -287,12 +288,11 @@ impl Layer {
 /// Times `iters` calls of `step(k)` (k counts up across calls), running `cleanup(from, to)`
 /// untimed after every [`BATCH`] steps.
 fn timed_batches<S>(
-    rt: &Runtime,
     iters: u64,
     counter: &mut u64,
     state: &mut S,
-    mut step: impl FnMut(&Runtime, &mut S, u64),
-    mut cleanup: impl FnMut(&Runtime, &mut S, u64, u64),
+    mut step: impl FnMut(&mut S, u64),
+    mut cleanup: impl FnMut(&mut S, u64, u64),
 ) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0;
@@ -301,14 +301,45 @@ fn timed_batches<S>(
         let from = *counter;
         let start = Instant::now();
         for k in from..from + batch {
-            step(rt, state, k);
+            step(state, k);
         }
         total += start.elapsed();
         *counter += batch;
-        cleanup(rt, state, from, *counter);
+        cleanup(state, from, *counter);
         done += batch;
     }
     total
+}
+
+/// [`timed_batches`] for async steps, run by criterion's tokio executor (`to_async`).
+async fn timed_batches_async<S>(
+    iters: u64,
+    counter: &mut u64,
+    state: &mut S,
+    mut step: impl AsyncFnMut(&mut S, u64),
+    mut cleanup: impl AsyncFnMut(&mut S, u64, u64),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let batch = (iters - done).min(BATCH);
+        let from = *counter;
+        let start = Instant::now();
+        for k in from..from + batch {
+            step(state, k).await;
+        }
+        total += start.elapsed();
+        *counter += batch;
+        cleanup(state, from, *counter).await;
+        done += batch;
+    }
+    total
+}
+
+/// Runs a benchmark's untimed setup or teardown from the bench's main thread, which is outside
+/// the runtime (criterion's own `to_async` drives the timed parts the same way).
+fn setup<F: std::future::Future>(rt: &Runtime, f: F) -> F::Output {
+    rt.block_on(f)
 }
 
 fn upserts(range: std::ops::Range<u64>) -> Vec<Change> {
@@ -325,62 +356,64 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut full = session(n);
-            let backend = rt.block_on(ours.create(dir.path(), &full));
-            let mut counter = 0;
+            let full = session(n);
+            let backend = setup(rt, ours.create(dir.path(), &full));
+            let (backend, state) = (&backend, &RefCell::new((0u64, full)));
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.iter_custom(|iters| {
-                    timed_batches(
-                        rt,
+                b.to_async(rt).iter_custom(|iters| async move {
+                    // Taken out for the measurement and put back (no `RefCell` borrow across awaits).
+                    let (mut counter, mut full) = state.take();
+                    let total = timed_batches_async(
                         iters,
                         &mut counter,
                         &mut full,
-                        |rt, full, k| {
+                        async |full, k| {
                             let change = [Change::UpsertPeer(new_peer(k))];
                             full.apply_all(&change);
-                            rt.block_on(backend.persist(&change, full)).expect("persist");
+                            backend.persist(&change, full).await.expect("persist");
                         },
-                        |rt, full, from, to| {
+                        async |full, from, to| {
                             let r = removes(from..to);
                             full.apply_all(&r);
-                            rt.block_on(backend.persist(&r, full)).expect("persist");
+                            backend.persist(&r, full).await.expect("persist");
                         },
                     )
+                    .await;
+                    state.replace((counter, full));
+                    total
                 })
             });
         }
         // Through the store the client uses: apply, then wait until it is acknowledged.
         {
-            let store = rt
-                .block_on(SessionStore::open(
-                    Arc::new(InMemoryBackend::with_session(session(n))),
-                    FlushPolicy::default(),
-                ))
-                .expect("store");
-            let mut counter = 0;
+            let store = setup(
+                rt,
+                SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default()),
+            )
+            .expect("store");
+            let (store_ref, counter) = (&store, &Cell::new(0u64));
             g.bench_function(BenchmarkId::new("store+memory", n), |b| {
-                b.iter_custom(|iters| {
-                    timed_batches(
-                        rt,
+                b.to_async(rt).iter_custom(|iters| async move {
+                    let mut c = counter.get();
+                    let total = timed_batches_async(
                         iters,
-                        &mut counter,
+                        &mut c,
                         &mut (),
-                        |rt, (), k| {
-                            rt.block_on(async {
-                                store.apply(Change::UpsertPeer(new_peer(k))).await.expect("apply");
-                                store.flush().await.expect("flush");
-                            })
+                        async |(), k| {
+                            store_ref.apply(Change::UpsertPeer(new_peer(k))).await.expect("apply");
+                            store_ref.flush().await.expect("flush");
                         },
-                        |rt, (), from, to| {
-                            rt.block_on(async {
-                                store.apply_many(removes(from..to)).await.expect("apply");
-                                store.flush().await.expect("flush");
-                            })
+                        async |(), from, to| {
+                            store_ref.apply_many(removes(from..to)).await.expect("apply");
+                            store_ref.flush().await.expect("flush");
                         },
                     )
+                    .await;
+                    counter.set(c);
+                    total
                 })
             });
-            rt.block_on(store.close()).expect("close");
+            setup(rt, store.close()).expect("close");
         }
         for l in LAYER.into_iter().chain([Layer::BinaryFileTmpfs]) {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -391,11 +424,10 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
             g.bench_function(BenchmarkId::new(l.name(), n), |b| {
                 b.iter_custom(|iters| {
                     timed_batches(
-                        rt,
                         iters,
                         &mut counter,
                         &mut s,
-                        |_, s, k| {
+                        |s, k| {
                             let p = layer_peer!(template, new_peer(k));
                             if l == Layer::InMemory {
                                 // Its granular override (no full copy).
@@ -406,7 +438,7 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
                                 backend.save(s).expect("save");
                             }
                         },
-                        |_, s, _, _| {
+                        |s, _, _| {
                             s.peers.truncate(n);
                             backend.save(s).expect("save");
                         },
@@ -425,56 +457,54 @@ fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut full = session(n);
-            let backend = rt.block_on(ours.create(dir.path(), &full));
-            let mut counter = 0u64;
+            let full = session(n);
+            let backend = setup(rt, ours.create(dir.path(), &full));
+            let (backend, state) = (&backend, &RefCell::new((0u64, full)));
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.iter_custom(|iters| {
+                b.to_async(rt).iter_custom(|iters| async move {
+                    let (mut counter, mut full) = state.take();
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let changes = upserts(counter..counter + 1000);
                         let start = Instant::now();
                         full.apply_all(&changes);
-                        rt.block_on(backend.persist(&changes, &full)).expect("persist");
+                        backend.persist(&changes, &full).await.expect("persist");
                         total += start.elapsed();
                         let r = removes(counter..counter + 1000);
                         full.apply_all(&r);
-                        rt.block_on(backend.persist(&r, &full)).expect("persist");
+                        backend.persist(&r, &full).await.expect("persist");
                         counter += 1000;
                     }
+                    state.replace((counter, full));
                     total
                 })
             });
         }
         {
-            let store = rt
-                .block_on(SessionStore::open(
-                    Arc::new(InMemoryBackend::with_session(session(n))),
-                    FlushPolicy::default(),
-                ))
-                .expect("store");
-            let mut counter = 0u64;
+            let store = setup(
+                rt,
+                SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default()),
+            )
+            .expect("store");
+            let (store_ref, counter) = (&store, &Cell::new(0u64));
             g.bench_function(BenchmarkId::new("store+memory", n), |b| {
-                b.iter_custom(|iters| {
+                b.to_async(rt).iter_custom(|iters| async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let changes = upserts(counter..counter + 1000);
+                        let k = counter.get();
+                        let changes = upserts(k..k + 1000);
                         let start = Instant::now();
-                        rt.block_on(async {
-                            store.apply_many(changes).await.expect("apply");
-                            store.flush().await.expect("flush");
-                        });
+                        store_ref.apply_many(changes).await.expect("apply");
+                        store_ref.flush().await.expect("flush");
                         total += start.elapsed();
-                        rt.block_on(async {
-                            store.apply_many(removes(counter..counter + 1000)).await.expect("apply");
-                            store.flush().await.expect("flush");
-                        });
-                        counter += 1000;
+                        store_ref.apply_many(removes(k..k + 1000)).await.expect("apply");
+                        store_ref.flush().await.expect("flush");
+                        counter.set(k + 1000);
                     }
                     total
                 })
             });
-            rt.block_on(store.close()).expect("close");
+            setup(rt, store.close()).expect("close");
         }
         for l in LAYER {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -512,39 +542,28 @@ fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut full = session(n);
-            let backend = rt.block_on(ours.create(dir.path(), &full));
-            let mut pts = 0i32;
-            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.iter(|| {
-                    pts = pts.wrapping_add(1);
-                    let change =
-                        [Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts })];
-                    full.apply_all(&change);
-                    rt.block_on(backend.persist(&change, &full)).expect("persist");
-                })
-            });
+            let full = session(n);
+            let backend = setup(rt, ours.create(dir.path(), &full));
+            bench_update_state(&mut g, rt, BenchmarkId::new(ours.name(), n), &*backend, full);
         }
         {
-            let store = rt
-                .block_on(SessionStore::open(
-                    Arc::new(InMemoryBackend::with_session(session(n))),
-                    FlushPolicy::default(),
-                ))
-                .expect("store");
-            let mut pts = 0i32;
+            let store = setup(
+                rt,
+                SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default()),
+            )
+            .expect("store");
+            let (store_ref, pts) = (&store, &Cell::new(0i32));
             g.bench_function(BenchmarkId::new("store+memory", n), |b| {
-                b.iter(|| {
-                    pts = pts.wrapping_add(1);
-                    rt.block_on(async {
-                        let change =
-                            Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts });
-                        store.apply(change).await.expect("apply");
-                        store.flush().await.expect("flush");
-                    })
+                b.to_async(rt).iter(|| async move {
+                    let p = pts.get().wrapping_add(1);
+                    pts.set(p);
+                    let change =
+                        Change::UpdateState(UpdateStateChange::Primary { pts: p, date: 1_700_000_000, seq: p });
+                    store_ref.apply(change).await.expect("apply");
+                    store_ref.flush().await.expect("flush");
                 })
             });
-            rt.block_on(store.close()).expect("close");
+            setup(rt, store.close()).expect("close");
         }
         for l in LAYER.into_iter().chain([Layer::BinaryFileTmpfs]) {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -569,6 +588,27 @@ fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     g.finish();
 }
 
+/// One update-state change (pts/date/seq advanced) persisted per iteration.
+fn bench_update_state(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: BenchmarkId,
+    backend: &dyn SessionBackend,
+    full: SessionData,
+) {
+    let state = &RefCell::new((0i32, full));
+    g.bench_function(id, |b| {
+        b.to_async(rt).iter(|| async move {
+            let (pts, mut full) = state.take();
+            let pts = pts.wrapping_add(1);
+            let change = [Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts })];
+            full.apply_all(&change);
+            backend.persist(&change, &full).await.expect("persist");
+            state.replace((pts, full));
+        })
+    });
+}
+
 /// Replace the whole stored session.
 fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("full_save");
@@ -577,9 +617,10 @@ fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
             let full = session(n);
-            let backend = rt.block_on(ours.create(dir.path(), &full));
+            let backend = setup(rt, ours.create(dir.path(), &full));
+            let (backend, full) = (&backend, &full);
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.iter(|| rt.block_on(backend.save_session(&full)).expect("save"))
+                b.to_async(rt).iter(|| async move { backend.save_session(full).await.expect("save") })
             });
         }
         for l in LAYER {
@@ -601,12 +642,18 @@ fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
             let full = session(n);
-            let mut backend = Some(rt.block_on(ours.create(dir.path(), &full)));
+            let mut backend = Some(setup(rt, ours.create(dir.path(), &full)));
             let string = session_string::encode_full(&full).expect("encode");
-            let peers = rt.block_on(ours.reopen_and_load(dir.path(), &mut backend, &string));
+            let peers = setup(rt, ours.reopen_and_load(dir.path(), &mut backend, &string));
             kept.insert(format!("{}/{n}", ours.name()), peers.into());
+            let (backend, path, string) = (&RefCell::new(backend), dir.path(), string.as_str());
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.iter(|| rt.block_on(ours.reopen_and_load(dir.path(), &mut backend, &string)))
+                b.to_async(rt).iter(|| async move {
+                    let mut b = backend.take();
+                    let peers = ours.reopen_and_load(path, &mut b, string).await;
+                    backend.replace(b);
+                    peers
+                })
             });
         }
         for l in LAYER {
@@ -673,18 +720,9 @@ fn durable_flush(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
         }
         for ours in [Ours::File, Ours::Sqlite, Ours::SqlitePowerLoss] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut full = session(n);
-            let backend = rt.block_on(ours.create(dir.path(), &full));
-            let mut pts = 0i32;
-            g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.iter(|| {
-                    pts = pts.wrapping_add(1);
-                    let change =
-                        [Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts })];
-                    full.apply_all(&change);
-                    rt.block_on(backend.persist(&change, &full)).expect("persist");
-                })
-            });
+            let full = session(n);
+            let backend = setup(rt, ours.create(dir.path(), &full));
+            bench_update_state(&mut g, rt, BenchmarkId::new(ours.name(), n), &*backend, full);
         }
     }
     g.finish();
