@@ -488,6 +488,37 @@ impl SortedPeers {
         Ok(())
     }
 
+    /// Appends the peers of a blob written by [`PeerCache::encode_blobs`] (or a whole encoded
+    /// cache); their keys must be increasing and follow every key pushed before. Returns the
+    /// number of peers. On an error (damaged bytes, keys out of order) the builder may hold some
+    /// of the blob's peers: discard it.
+    pub fn extend_from_blob(&mut self, bytes: &[u8]) -> Result<usize, &'static str> {
+        let mut r = Reader { bytes, pos: 0 };
+        let count = r.varint()?;
+        if count > (bytes.len() / MIN_PEER_LEN) as u64 {
+            return Err("peer count exceeds the bytes present");
+        }
+        let count = usize::try_from(count).map_err(|_| "peer count too large")?;
+        self.base.reserve(count);
+        let mut prev: Option<(PeerClass, i64)> = None;
+        for _ in 0..count {
+            let (slot, extra) = r.peer(prev)?;
+            if self.base.last().is_some_and(|last| last.key() >= slot.key()) {
+                return Err("peers out of key order");
+            }
+            prev = Some((slot.class, slot.id));
+            let key = slot.key();
+            self.base.push(slot);
+            if let Some(e) = extra {
+                self.extra.push((key, e));
+            }
+        }
+        if r.pos != bytes.len() {
+            return Err("trailing bytes after the peers");
+        }
+        Ok(count)
+    }
+
     /// The cache.
     pub fn finish(self) -> PeerCache {
         PeerCache { base: self.base, removed: 0, added: BTreeMap::new(), extra: self.extra.into_iter().collect() }
@@ -526,17 +557,43 @@ impl PeerCache {
     fn encode_blob(&self) -> Vec<u8> {
         if self.added.is_empty() && self.removed == 0 {
             // Straight from the vector (a freshly loaded cache): no merge.
-            self.encode_entries(self.base.iter().map(|s| (s.key(), s.packed())))
+            self.encode_entries(self.len(), self.base.iter().map(|s| (s.key(), s.packed())), None)
         } else {
-            self.encode_entries(self.entries())
+            self.encode_entries(self.len(), self.entries(), None)
         }
     }
 
-    fn encode_entries(&self, entries: impl Iterator<Item = (PeerKey, Packed)>) -> Vec<u8> {
-        let len = self.len();
-        let mut out = Vec::with_capacity(self.encoded_len_hint());
+    /// The cache as consecutive blobs of at most `per_blob` peers each (at least one), in key
+    /// order: `(peers in the blob, blob)`. Each blob has the layout of the whole cache's (a
+    /// count, then the peers; see the `Serialize` impl), so storage can write a large cache in
+    /// pieces and read them back with [`SortedPeers::extend_from_blob`].
+    pub fn encode_blobs(&self, per_blob: usize) -> Vec<(usize, Vec<u8>)> {
+        let entries: Vec<(PeerKey, Packed)> = if self.added.is_empty() && self.removed == 0 {
+            self.base.iter().map(|s| (s.key(), s.packed())).collect()
+        } else {
+            self.entries().collect()
+        };
+        entries
+            .chunks(per_blob.max(1))
+            .map(|part| (part.len(), self.encode_entries(part.len(), part.iter().copied(), part.first().map(|e| e.0))))
+            .collect()
+    }
+
+    /// Encodes `len` entries; `from` is the first entry's key (`None`: the first of the cache).
+    fn encode_entries(
+        &self,
+        len: usize,
+        entries: impl Iterator<Item = (PeerKey, Packed)>,
+        from: Option<PeerKey>,
+    ) -> Vec<u8> {
+        let whole = from.is_none() && len == self.len();
+        let mut out = Vec::with_capacity(if whole { self.encoded_len_hint() } else { len * 11 + 10 });
         put_varint(&mut out, len as u64);
-        let mut extras = self.extra.iter().peekable();
+        let mut extras = match from {
+            Some(key) => self.extra.range(key..),
+            None => self.extra.range(..),
+        }
+        .peekable();
         let mut prev: Option<(PeerClass, i64)> = None;
         for (key, p) in entries {
             let extra = match extras.peek() {
@@ -634,36 +691,14 @@ fn decode_blob(bytes: &[u8]) -> Result<PeerCache, &'static str> {
     let mut prev: Option<(PeerClass, i64)> = None;
     let mut sorted = true;
     for index in 0..count {
-        let (header, delta, access_hash) = r.fixed()?;
-        if header & 0b1100_0000 != 0 {
-            return Err("unknown peer header bits");
-        }
-        let kind = PeerKind::ALL.get(usize::from(header & 0x0F)).copied().ok_or("unknown peer kind")?;
-        let class = kind.class();
-        let base_id = match prev {
-            Some((c, id)) if c == class => id,
-            _ => 0,
-        };
-        let id = base_id.wrapping_add(unzigzag(delta));
+        let (slot, e) = r.peer(prev)?;
         if let Some((c, p)) = prev {
-            sorted &= (c, p) < (class, id);
+            sorted &= (c, p) < (slot.class, slot.id);
         }
-        prev = Some((class, id));
-        base.push(Slot { id, access_hash, class, kind: kind.to_u8(), min: header & 0x10 != 0 });
-        if header & 0x20 != 0 {
-            let n = r.varint()?;
-            let mut usernames = Vec::new();
-            for _ in 0..n {
-                usernames.push(r.string()?);
-            }
-            let phone = match r.byte()? {
-                0 => None,
-                1 => Some(r.string()?),
-                _ => return Err("bad phone marker"),
-            };
-            if !usernames.is_empty() || phone.is_some() {
-                extra.push((index, Extra { usernames, phone }));
-            }
+        prev = Some((slot.class, slot.id));
+        base.push(slot);
+        if let Some(e) = e {
+            extra.push((index, e));
         }
     }
     if r.pos != bytes.len() {
@@ -749,6 +784,38 @@ impl Reader<'_> {
 
     /// The fixed part of a peer: header byte, id delta varint, access hash.
     #[inline]
+    /// One peer; `prev` is the key of the peer before it in the blob. Extras that hold nothing
+    /// are `None`.
+    fn peer(&mut self, prev: Option<(PeerClass, i64)>) -> Result<(Slot, Option<Extra>), &'static str> {
+        let (header, delta, access_hash) = self.fixed()?;
+        if header & 0b1100_0000 != 0 {
+            return Err("unknown peer header bits");
+        }
+        let kind = PeerKind::ALL.get(usize::from(header & 0x0F)).copied().ok_or("unknown peer kind")?;
+        let class = kind.class();
+        let base_id = match prev {
+            Some((c, id)) if c == class => id,
+            _ => 0,
+        };
+        let id = base_id.wrapping_add(unzigzag(delta));
+        let slot = Slot { id, access_hash, class, kind: kind.to_u8(), min: header & 0x10 != 0 };
+        if header & 0x20 == 0 {
+            return Ok((slot, None));
+        }
+        let n = self.varint()?;
+        let mut usernames = Vec::new();
+        for _ in 0..n {
+            usernames.push(self.string()?);
+        }
+        let phone = match self.byte()? {
+            0 => None,
+            1 => Some(self.string()?),
+            _ => return Err("bad phone marker"),
+        };
+        let extra = (!usernames.is_empty() || phone.is_some()).then_some(Extra { usernames, phone });
+        Ok((slot, extra))
+    }
+
     fn fixed(&mut self) -> Result<(u8, u64, i64), &'static str> {
         let Some(w) = self.bytes.get(self.pos..).and_then(|rest| rest.first_chunk::<FIXED_MAX>()) else {
             // Near the end: byte by byte, with every bound checked.
@@ -800,6 +867,52 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blobs_rebuild_the_cache_after_inserts_and_removals() {
+        let mut cache: PeerCache = (0..100i64)
+            .map(|i| {
+                let p = Peer::new(i * 2, PeerKind::User, i);
+                if i % 9 == 0 {
+                    p.with_usernames(vec![format!("n{i}")])
+                } else {
+                    p
+                }
+            })
+            .collect();
+        // Later inserts (odd ids, some with extras), replacements and removals: the merged path.
+        for i in 0..40i64 {
+            cache.insert(Peer::new(i * 5 + 1, PeerKind::Bot, -i).with_phone((i % 4 == 0).then(|| i.to_string())));
+        }
+        for i in (0..200i64).step_by(6) {
+            cache.remove(PeerKey::user(i));
+        }
+        cache.insert(Peer::new(7, PeerKind::Megagroup, 70).with_usernames(vec!["g".into()]));
+        for per_blob in [1, 7, 64, 10_000] {
+            let blobs = cache.encode_blobs(per_blob);
+            assert!(blobs.iter().all(|(n, _)| *n <= per_blob));
+            let mut sorted = SortedPeers::default();
+            for (n, blob) in &blobs {
+                assert_eq!(sorted.extend_from_blob(blob), Ok(*n));
+            }
+            assert_eq!(sorted.finish(), cache, "{per_blob} per blob");
+        }
+        // One blob is the cache's own encoding.
+        let whole = cache.encode_blobs(usize::MAX);
+        let framed = whole.first().map(|(_, b)| {
+            // postcard writes a byte string as a varint length and the bytes.
+            let mut v = Vec::new();
+            put_varint(&mut v, b.len() as u64);
+            v.extend_from_slice(b);
+            v
+        });
+        assert_eq!(postcard::to_allocvec(&cache).ok(), framed);
+        // A blob appended before the one that precedes it is refused.
+        let blobs = cache.encode_blobs(10);
+        let mut sorted = SortedPeers::default();
+        sorted.extend_from_blob(&blobs[1].1).expect("second");
+        assert_eq!(sorted.extend_from_blob(&blobs[0].1), Err("peers out of key order"));
+    }
 
     #[test]
     fn sorted_builder_equals_collecting_and_refuses_disorder() {

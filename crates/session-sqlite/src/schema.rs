@@ -600,21 +600,16 @@ pub fn save_plan(data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
         .chain(std::iter::once(session))
         .chain(data.dcs.values().map(|dc| Statement::new(INSERT_DC, dc_params(dc))))
         .chain(data.updates.channels.iter().map(|(id, pts)| Statement::new(INSERT_CHANNEL, vec![int(*id), int(*pts)])))
-        .chain(chunk_statements(data.peers.iter()))
+        .chain(chunk_statements(&data.peers))
         .chain(min_context_statements(&data.min_contexts))
 }
 
-/// The statements that write `peers` (in key order) as `peer_chunks` rows from position 0.
-fn chunk_statements(peers: impl Iterator<Item = Peer>) -> impl Iterator<Item = Statement> {
-    let mut peers = peers.peekable();
-    let mut pos: i64 = 0;
-    std::iter::from_fn(move || {
-        peers.peek()?;
-        let chunk: Vec<Peer> = peers.by_ref().take(chunks::CHUNK_PEERS).collect();
-        let count = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-        let st = Statement::new(INSERT_CHUNK, vec![int(pos), int(count), SqlValue::Blob(chunks::encode(chunk.iter()))]);
-        pos += 1;
-        Some(st)
+/// The statements that write `peers` as `peer_chunks` rows from position 0.
+fn chunk_statements(peers: &PeerCache) -> impl Iterator<Item = Statement> {
+    chunks::encode(peers).enumerate().map(|(pos, (count, blob))| {
+        let pos = i64::try_from(pos).unwrap_or(i64::MAX);
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        Statement::new(INSERT_CHUNK, vec![int(pos), int(count), SqlValue::Blob(blob)])
     })
 }
 
@@ -626,7 +621,7 @@ pub fn compact_plan(peers: &PeerCache) -> impl Iterator<Item = Statement> + '_ {
     [CLEAR_PEER_CHUNKS, CLEAR_PEERS, CLEAR_PEER_REMOVALS]
         .into_iter()
         .map(|sql| Statement::new(sql, Vec::new()))
-        .chain(chunk_statements(peers.iter()))
+        .chain(chunk_statements(peers))
 }
 
 /// The statements that forget the session (a later load finds none).
