@@ -20,7 +20,7 @@ pub use change::{Change, UpdateStateChange};
 pub use error::{BoxError, Result, SessionError};
 pub use memory::InMemoryBackend;
 pub use model::{DcFlags, DcKey, DcOption, MinPeerContext, SelfUser, SessionData, UpdateState};
-pub use peers::{Peer, PeerCache, PeerClass, PeerKey, PeerKind, SortedPeers};
+pub use peers::{Peer, PeerBlob, PeerCache, PeerClass, PeerKey, PeerKind, SortedPeers};
 pub use source::SessionSource;
 pub use store::{FlushPolicy, SessionStore};
 

@@ -430,6 +430,20 @@ impl FromIterator<Peer> for PeerCache {
     }
 }
 
+/// A piece of an encoded [`PeerCache`] ([`PeerCache::encode_blobs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerBlob {
+    /// Peers in the blob.
+    pub count: usize,
+    /// The key of its first peer.
+    pub first: PeerKey,
+    /// The key of its last peer.
+    pub last: PeerKey,
+    /// The encoded peers.
+    pub bytes: Vec<u8>,
+}
+
 /// Builds a [`PeerCache`] from peers given in strictly increasing key order, straight into the
 /// cache's sorted vector: no tree, and no intermediate list of [`Peer`]s. For storage that keeps
 /// peers sorted (SQL rows `ORDER BY` key, packed chunks).
@@ -564,10 +578,10 @@ impl PeerCache {
     }
 
     /// The cache as consecutive blobs of at most `per_blob` peers each (at least one), in key
-    /// order: `(peers in the blob, blob)`. Each blob has the layout of the whole cache's (a
-    /// count, then the peers; see the `Serialize` impl), so storage can write a large cache in
-    /// pieces and read them back with [`SortedPeers::extend_from_blob`].
-    pub fn encode_blobs(&self, per_blob: usize) -> Vec<(usize, Vec<u8>)> {
+    /// order. Each blob has the layout of the whole cache's (a count, then the peers; see the
+    /// `Serialize` impl), so storage can write a large cache in pieces and read them back with
+    /// [`SortedPeers::extend_from_blob`]. An empty cache gives no blob.
+    pub fn encode_blobs(&self, per_blob: usize) -> Vec<PeerBlob> {
         let entries: Vec<(PeerKey, Packed)> = if self.added.is_empty() && self.removed == 0 {
             self.base.iter().map(|s| (s.key(), s.packed())).collect()
         } else {
@@ -575,7 +589,11 @@ impl PeerCache {
         };
         entries
             .chunks(per_blob.max(1))
-            .map(|part| (part.len(), self.encode_entries(part.len(), part.iter().copied(), part.first().map(|e| e.0))))
+            .filter_map(|part| {
+                let (first, last) = (part.first()?.0, part.last()?.0);
+                let bytes = self.encode_entries(part.len(), part.iter().copied(), Some(first));
+                Some(PeerBlob { count: part.len(), first, last, bytes })
+            })
             .collect()
     }
 
@@ -890,16 +908,17 @@ mod tests {
         cache.insert(Peer::new(7, PeerKind::Megagroup, 70).with_usernames(vec!["g".into()]));
         for per_blob in [1, 7, 64, 10_000] {
             let blobs = cache.encode_blobs(per_blob);
-            assert!(blobs.iter().all(|(n, _)| *n <= per_blob));
+            assert!(blobs.iter().all(|b| b.count <= per_blob && b.first <= b.last));
+            assert!(blobs.windows(2).all(|w| w[0].last < w[1].first));
             let mut sorted = SortedPeers::default();
-            for (n, blob) in &blobs {
-                assert_eq!(sorted.extend_from_blob(blob), Ok(*n));
+            for b in &blobs {
+                assert_eq!(sorted.extend_from_blob(&b.bytes), Ok(b.count));
             }
             assert_eq!(sorted.finish(), cache, "{per_blob} per blob");
         }
         // One blob is the cache's own encoding.
         let whole = cache.encode_blobs(usize::MAX);
-        let framed = whole.first().map(|(_, b)| {
+        let framed = whole.first().map(|PeerBlob { bytes: b, .. }| {
             // postcard writes a byte string as a varint length and the bytes.
             let mut v = Vec::new();
             put_varint(&mut v, b.len() as u64);
@@ -910,8 +929,9 @@ mod tests {
         // A blob appended before the one that precedes it is refused.
         let blobs = cache.encode_blobs(10);
         let mut sorted = SortedPeers::default();
-        sorted.extend_from_blob(&blobs[1].1).expect("second");
-        assert_eq!(sorted.extend_from_blob(&blobs[0].1), Err("peers out of key order"));
+        sorted.extend_from_blob(&blobs[1].bytes).expect("second");
+        assert_eq!(sorted.extend_from_blob(&blobs[0].bytes), Err("peers out of key order"));
+        assert!(PeerCache::new().encode_blobs(10).is_empty());
     }
 
     #[test]

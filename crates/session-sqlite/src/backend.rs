@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
 use session_core::fs::{private_options, sync_dir, OwnerLock};
-use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
+use session_core::{codec, BoxError, Change, PeerKey, SessionBackend, SessionData, SessionError};
 
 use crate::schema::{self, Known, SessionRows, SqlValue, SqlValueRef, Statement, Table};
 
@@ -229,6 +229,8 @@ struct Db {
     durability: Option<Durability>,
     /// What the rows hold, as far as this owner knows (it is the only writer).
     rows: RowCounts,
+    /// The key range of each chunk, in order.
+    ranges: Vec<(PeerKey, PeerKey)>,
     _lock: Option<OwnerLock>,
 }
 
@@ -250,18 +252,19 @@ struct RowCounts {
 }
 
 impl RowCounts {
-    fn known(self) -> Known {
-        Known { session_row: self.session_row, no_removals: self.removals == 0 }
-    }
-
-    /// The counts after `changes` are persisted.
-    fn after(mut self, changes: &[Change]) -> RowCounts {
+    /// The counts after `changes` are persisted over chunks with key `ranges`.
+    fn after(mut self, changes: &[Change], ranges: &[(PeerKey, PeerKey)]) -> RowCounts {
         self.session_row = true;
+        let mut ranges = ranges;
         for c in changes {
             match c {
                 Change::UpsertPeer(_) => self.overlay += 1,
-                Change::RemovePeer(_) => self.removals += 1,
-                Change::LogOut => (self.chunked, self.overlay, self.removals) = (0, 0, 0),
+                // The plan records a removal only for a key inside a chunk's range.
+                Change::RemovePeer(key) if ranges.iter().any(|(lo, hi)| lo <= key && key <= hi) => self.removals += 1,
+                Change::LogOut => {
+                    (self.chunked, self.overlay, self.removals) = (0, 0, 0);
+                    ranges = &[];
+                }
                 _ => {}
             }
         }
@@ -307,6 +310,7 @@ impl Db {
             preserved: None,
             durability: Some(durability),
             rows: RowCounts::default(),
+            ranges: Vec::new(),
             _lock: Some(lock),
         };
         db.setup(Some(durability)).map_err(|e| db.fail(e))?;
@@ -327,6 +331,7 @@ impl Db {
             preserved: None,
             durability: None,
             rows: RowCounts::default(),
+            ranges: Vec::new(),
             _lock: None,
         };
         db.setup(None).map_err(|e| db.fail(e))?;
@@ -385,6 +390,7 @@ impl Db {
             tx.commit()?;
         }
         self.rows = self.count_rows()?;
+        self.ranges = read_ranges(&self.conn, &self.resource)?;
         Ok(())
     }
 
@@ -400,14 +406,21 @@ impl Db {
     }
 
     fn save(&mut self, data: &SessionData) -> Result<(), DbError> {
-        self.write(schema::save_plan(data), true, |_| Ok(()))?;
+        let resource = self.resource.clone();
+        let mut ranges = Vec::new();
+        self.write(schema::save_plan(data), true, |tx| {
+            ranges = read_ranges(tx, &resource)?;
+            Ok(())
+        })?;
         self.rows = RowCounts::saved(data.peers.len());
+        self.ranges = ranges;
         Ok(())
     }
 
     fn delete(&mut self) -> Result<(), DbError> {
         self.write(schema::delete_plan(), true, |_| Ok(()))?;
         self.rows = RowCounts::default();
+        self.ranges.clear();
         Ok(())
     }
 
@@ -415,17 +428,31 @@ impl Db {
     /// same transaction folds it into new chunks (read back from the rows themselves, so the
     /// chunks hold exactly what a load would have returned).
     fn persist(&mut self, changes: &[Change], critical: bool) -> Result<(), DbError> {
-        let plan = schema::persist_plan_known(changes, self.rows.known())?;
-        let mut after = self.rows.after(changes);
+        let known = Known {
+            session_row: self.rows.session_row,
+            no_removals: self.rows.removals == 0,
+            chunk_ranges: Some(&self.ranges),
+        };
+        // The plan borrows the ranges: built into statements before the write borrows `self`.
+        let plan: Vec<Statement> = schema::persist_plan_known(changes, known)?.collect();
+        let mut after = self.rows.after(changes, &self.ranges);
         let fold = after.fold_due();
+        let logout = changes.iter().any(|c| matches!(c, Change::LogOut));
         let resource = self.resource.clone();
-        self.write(plan, critical, |tx| {
+        let mut ranges = None;
+        self.write(plan.into_iter(), critical, |tx| {
             if fold {
                 after = fold_overlay(tx, &resource)?;
+            }
+            if fold || logout {
+                ranges = Some(read_ranges(tx, &resource)?);
             }
             Ok(())
         })?;
         self.rows = after;
+        if let Some(ranges) = ranges {
+            self.ranges = ranges;
+        }
         Ok(())
     }
 
@@ -552,6 +579,21 @@ fn execute(conn: &Connection, plan: impl Iterator<Item = Statement>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The key range of every chunk, in order.
+fn read_ranges(conn: &Connection, resource: &str) -> Result<Vec<(PeerKey, PeerKey)>, DbError> {
+    let mut stmt = conn.prepare_cached(schema::LOAD_CHUNK_RANGES)?;
+    let mut query = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = query.next()? {
+        let mut values = [SqlValueRef::Null; 4];
+        for (i, slot) in values.iter_mut().enumerate() {
+            *slot = value_ref(row.get_ref(i)?, resource)?;
+        }
+        out.push(schema::chunk_range(resource, &values)?);
+    }
+    Ok(out)
 }
 
 /// Hands every row of `queries` to `rows`.

@@ -10,17 +10,17 @@
 //! SQLite checks no checksum of its own on page contents; the CRC turns a damaged blob into a
 //! `Corrupt` error instead of a changed access hash.
 
-use session_core::{PeerCache, SortedPeers};
+use session_core::{PeerBlob, PeerCache, SortedPeers};
 
 /// Peers per chunk: about 45 KiB of blob for plain peers.
 pub(crate) const CHUNK_PEERS: usize = 4096;
 
-/// The chunks of `peers`, in key order: `(peers in the chunk, blob)`.
-pub(crate) fn encode(peers: &PeerCache) -> impl Iterator<Item = (usize, Vec<u8>)> {
-    peers.encode_blobs(CHUNK_PEERS).into_iter().map(|(count, mut blob)| {
-        let crc = crc32fast::hash(&blob);
-        blob.extend_from_slice(&crc.to_le_bytes());
-        (count, blob)
+/// The chunks of `peers`, in key order (`bytes` end with their CRC).
+pub(crate) fn encode(peers: &PeerCache) -> impl Iterator<Item = PeerBlob> {
+    peers.encode_blobs(CHUNK_PEERS).into_iter().map(|mut chunk| {
+        let crc = crc32fast::hash(&chunk.bytes);
+        chunk.bytes.extend_from_slice(&crc.to_le_bytes());
+        chunk
     })
 }
 
@@ -62,11 +62,11 @@ mod tests {
     #[test]
     fn round_trips_in_chunks() {
         let peers = sample();
-        let chunks: Vec<(usize, Vec<u8>)> = encode(&peers).collect();
+        let chunks: Vec<PeerBlob> = encode(&peers).collect();
         assert_eq!(chunks.len(), peers.len().div_ceil(CHUNK_PEERS));
         let mut out = SortedPeers::default();
-        for (count, blob) in &chunks {
-            decode(blob, *count, &mut out).expect("decodes");
+        for c in &chunks {
+            decode(&c.bytes, c.count, &mut out).expect("decodes");
         }
         assert_eq!(out.finish(), peers);
     }
@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn damage_is_an_error_never_other_peers() {
         let peers: PeerCache = sample().iter().take(40).collect();
-        let (count, blob) = encode(&peers).next().expect("one chunk");
+        let PeerBlob { count, bytes: blob, .. } = encode(&peers).next().expect("one chunk");
         for at in 0..blob.len() {
             for bit in 0..8 {
                 let mut bad = blob.clone();
@@ -94,9 +94,9 @@ mod tests {
     #[test]
     fn chunks_out_of_order_are_refused() {
         let peers = sample();
-        let chunks: Vec<(usize, Vec<u8>)> = encode(&peers).collect();
+        let chunks: Vec<PeerBlob> = encode(&peers).collect();
         let mut out = SortedPeers::default();
-        decode(&chunks[1].1, chunks[1].0, &mut out).expect("second chunk");
-        assert_eq!(decode(&chunks[0].1, chunks[0].0, &mut out), Err("peers out of key order"));
+        decode(&chunks[1].bytes, chunks[1].count, &mut out).expect("second chunk");
+        assert_eq!(decode(&chunks[0].bytes, chunks[0].count, &mut out), Err("peers out of key order"));
     }
 }

@@ -13,14 +13,15 @@
 //! | `session` | `id` = 0 (one row) | home DC, user, test mode, api_id, common update state, future auth token. No row: no session. |
 //! | `dcs` | (`id`, `key_flags`) | one row per DC option: flags, `ip` text, `port`, `auth_key` (256 bytes or NULL), salt, time offset |
 //! | `channels` | bare channel `id` | per-channel pts |
-//! | `peer_chunks` | `pos` | the bulk of the peer cache: up to 4,096 peers per row in key order, packed in a checksummed blob (`data`), with their count (`peers`) (since version 2) |
+//! | `peer_chunks` | `pos` | the bulk of the peer cache: up to 4,096 peers per row in key order, packed in a checksummed blob (`data`), with their count (`peers`) and the keys of the first and last (`lo_class`, `lo_id`, `hi_class`, `hi_id`) (since version 2) |
 //! | `peers` | (`class`, `id`) | peers written since the chunks were: bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
 //! | `peer_removals` | (`class`, `id`) | peers removed since the chunks were written (since version 2) |
 //! | `min_contexts` | `pos` | the ordered "min" peer contexts |
 //!
 //! The peer cache is the chunks, with each `peers` row put over them (it replaces a chunked peer
 //! with the same key) and each `peer_removals` key taken out. A key is never in both `peers` and
-//! `peer_removals`: upserting a peer deletes its removal, removing one deletes its row. A full
+//! `peer_removals`: upserting a peer deletes its removal, removing one deletes its row (and
+//! records a removal unless the driver knows the key lies outside every chunk's key range). A full
 //! save writes chunks only, which makes it and a load cost a few dozen rows instead of one per
 //! peer; a single cached peer costs one keyed upsert. The SQLite backend folds the `peers` and
 //! `peer_removals` rows back into chunks when they grow past an eighth of the chunked peers
@@ -105,9 +106,13 @@ CREATE TABLE min_contexts (
 "#,
     r#"
 CREATE TABLE peer_chunks (
-    pos   INTEGER PRIMARY KEY,
-    peers INTEGER NOT NULL,
-    data  BLOB NOT NULL
+    pos      INTEGER PRIMARY KEY,
+    peers    INTEGER NOT NULL,
+    lo_class INTEGER NOT NULL,
+    lo_id    INTEGER NOT NULL,
+    hi_class INTEGER NOT NULL,
+    hi_id    INTEGER NOT NULL,
+    data     BLOB NOT NULL
 );
 CREATE TABLE peer_removals (
     class INTEGER NOT NULL,
@@ -239,7 +244,8 @@ const UPSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min,
 const REMOVE_PEER: &str = "DELETE FROM peers WHERE class = ?1 AND id = ?2";
 const INSERT_REMOVAL: &str = "INSERT INTO peer_removals (class, id) VALUES (?1, ?2) ON CONFLICT (class, id) DO NOTHING";
 const DELETE_REMOVAL: &str = "DELETE FROM peer_removals WHERE class = ?1 AND id = ?2";
-const INSERT_CHUNK: &str = "INSERT INTO peer_chunks (pos, peers, data) VALUES (?1, ?2, ?3)";
+const INSERT_CHUNK: &str =
+    "INSERT INTO peer_chunks (pos, peers, lo_class, lo_id, hi_class, hi_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_MIN_CONTEXT: &str = "INSERT INTO min_contexts (pos, user_id, peer_id, msg_id) VALUES (?1, ?2, ?3, ?4)";
 const INSERT_SESSION: &str = "INSERT INTO session \
      (id, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token) \
@@ -261,6 +267,9 @@ pub const LOAD_DCS: &str = "SELECT id, key_flags, flags, ip, port, auth_key, ser
 pub const LOAD_CHANNELS: &str = "SELECT id, pts FROM channels";
 /// The peer chunks, in order.
 pub const LOAD_PEER_CHUNKS: &str = "SELECT pos, peers, data FROM peer_chunks ORDER BY pos";
+/// The key range of every chunk (first and last key), in order: a driver that keeps them knows
+/// which removed keys need a `peer_removals` row ([`Known::chunk_ranges`]).
+pub const LOAD_CHUNK_RANGES: &str = "SELECT lo_class, lo_id, hi_class, hi_id FROM peer_chunks ORDER BY pos";
 /// Every peer written since the chunks, in key order.
 pub const LOAD_PEERS: &str = "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
 /// Every peer removed since the chunks, in key order.
@@ -425,7 +434,7 @@ fn clear_all() -> impl Iterator<Item = Statement> {
         .map(|sql| Statement::new(sql, Vec::new()))
 }
 
-fn change_statements(change: &Change, known: Known) -> Vec<Statement> {
+fn change_statements(change: &Change, known: Known<'_>) -> Vec<Statement> {
     let one = |sql, params| vec![Statement::new(sql, params)];
     match change {
         Change::SetHomeDc(dc) => one(SET_HOME_DC, vec![int(*dc)]),
@@ -474,10 +483,11 @@ fn change_statements(change: &Change, known: Known) -> Vec<Statement> {
             Statement::new(DELETE_REMOVAL, vec![int(class_code(peer.kind.class())), int(peer.id)]),
             Statement::new(UPSERT_PEER, peer_params(peer)),
         ],
-        Change::RemovePeer(key) => {
+        Change::RemovePeer(key) if known.may_be_chunked(*key) => {
             let k = vec![int(class_code(key.class)), int(key.id)];
             vec![Statement::new(REMOVE_PEER, k.clone()), Statement::new(INSERT_REMOVAL, k)]
         }
+        Change::RemovePeer(key) => one(REMOVE_PEER, vec![int(class_code(key.class)), int(key.id)]),
         Change::SetUser(user) => {
             one(SET_USER, vec![opt_int(user.map(|u| u.id)), opt_int(user.map(|u| i64::from(u.bot)))])
         }
@@ -506,11 +516,30 @@ fn min_context_statements(contexts: &[MinPeerContext]) -> impl Iterator<Item = S
 /// What a driver knows of the stored rows, which lets [`persist_plan_known`] leave out
 /// statements that would change nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Known {
+pub struct Known<'a> {
     /// The `session` row exists.
     pub session_row: bool,
     /// `peer_removals` is empty (so an upsert has no removal to delete).
     pub no_removals: bool,
+    /// The key ranges of the chunks ([`LOAD_CHUNK_RANGES`], in order), when the driver has them:
+    /// removing a key outside all of them needs no `peer_removals` row. `None`: unknown, every
+    /// removal is recorded.
+    pub chunk_ranges: Option<&'a [(PeerKey, PeerKey)]>,
+}
+
+impl Known<'_> {
+    /// Whether `key` may be in a chunk.
+    fn may_be_chunked(&self, key: PeerKey) -> bool {
+        match self.chunk_ranges {
+            None => true,
+            Some(ranges) => {
+                // Ranges are in key order and do not overlap: the first whose end is not before
+                // `key` is the only one that can hold it.
+                let i = ranges.partition_point(|(_, hi)| *hi < key);
+                ranges.get(i).is_some_and(|(lo, _)| *lo <= key)
+            }
+        }
+    }
 }
 
 /// The statements that persist `changes` (in order) on top of what is stored: O(size of the
@@ -528,10 +557,10 @@ pub fn persist_plan(changes: &[Change]) -> Result<impl Iterator<Item = Statement
 
 /// [`persist_plan`] for a driver that knows more of the stored rows (see [`Known`]); with
 /// `Known::default()` it is [`persist_plan`].
-pub fn persist_plan_known(
-    changes: &[Change],
-    known: Known,
-) -> Result<impl Iterator<Item = Statement> + '_, SessionError> {
+pub fn persist_plan_known<'a>(
+    changes: &'a [Change],
+    known: Known<'a>,
+) -> Result<impl Iterator<Item = Statement> + 'a, SessionError> {
     if let Some(unknown) = changes.iter().find(|c| !is_known(c)) {
         return Err(SessionError::invalid(
             "change",
@@ -545,8 +574,9 @@ pub fn persist_plan_known(
     Ok(ensure.into_iter().chain(changes.iter().flat_map(move |c| {
         let out = change_statements(c, known);
         match c {
-            Change::LogOut => known.no_removals = true,
-            Change::RemovePeer(_) => known.no_removals = false,
+            // Nothing is chunked after a log out.
+            Change::LogOut => (known.no_removals, known.chunk_ranges) = (true, Some(&[][..])),
+            Change::RemovePeer(key) if known.may_be_chunked(*key) => known.no_removals = false,
             _ => {}
         }
         out
@@ -606,10 +636,47 @@ pub fn save_plan(data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
 
 /// The statements that write `peers` as `peer_chunks` rows from position 0.
 fn chunk_statements(peers: &PeerCache) -> impl Iterator<Item = Statement> {
-    chunks::encode(peers).enumerate().map(|(pos, (count, blob))| {
+    chunks::encode(peers).enumerate().map(|(pos, chunk)| {
         let pos = i64::try_from(pos).unwrap_or(i64::MAX);
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        Statement::new(INSERT_CHUNK, vec![int(pos), int(count), SqlValue::Blob(blob)])
+        let count = i64::try_from(chunk.count).unwrap_or(i64::MAX);
+        let (lo, hi) = (chunk.first, chunk.last);
+        Statement::new(
+            INSERT_CHUNK,
+            vec![
+                int(pos),
+                int(count),
+                int(class_code(lo.class)),
+                int(lo.id),
+                int(class_code(hi.class)),
+                int(hi.id),
+                SqlValue::Blob(chunk.bytes),
+            ],
+        )
+    })
+}
+
+/// Decodes a row of [`LOAD_CHUNK_RANGES`]: the first and last key of a chunk.
+pub fn chunk_range(resource: &str, row: &[SqlValueRef<'_>]) -> Result<(PeerKey, PeerKey), SessionError> {
+    let bad = || SessionError::corrupt(resource, "peer_chunks: a key range that is not two keys");
+    let key = |class: SqlValueRef<'_>, id: SqlValueRef<'_>| match (class, id) {
+        (SqlValueRef::Integer(c), SqlValueRef::Integer(id)) => class_from_code(c).map(|c| PeerKey::new(c, id)),
+        _ => None,
+    };
+    match row {
+        [lc, li, hc, hi] => match (key(*lc, *li), key(*hc, *hi)) {
+            (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+fn class_from_code(code: i64) -> Option<PeerClass> {
+    Some(match code {
+        0 => PeerClass::User,
+        1 => PeerClass::Chat,
+        2 => PeerClass::Channel,
+        _ => return None,
     })
 }
 
@@ -686,12 +753,7 @@ impl SessionRows {
     /// Adds a row of [`LOAD_PEER_REMOVALS`].
     pub fn removal_row(&mut self, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
         let c = Cols::new(self, "peer_removals", row, 2)?;
-        let class = match c.i64(0, "class")? {
-            0 => PeerClass::User,
-            1 => PeerClass::Chat,
-            2 => PeerClass::Channel,
-            _ => return Err(c.bad("class", "unknown id space")),
-        };
+        let class = class_from_code(c.i64(0, "class")?).ok_or_else(|| c.bad("class", "unknown id space"))?;
         let id = c.i64(1, "id")?;
         self.removals.push(PeerKey::new(class, id));
         Ok(())
@@ -935,7 +997,7 @@ mod tests {
             [ENSURE_SESSION, REMOVE_PEER, INSERT_REMOVAL]
         );
         // A driver that knows the row exists and no removal is stored: one statement.
-        let all = Known { session_row: true, no_removals: true };
+        let all = Known { session_row: true, no_removals: true, chunk_ranges: None };
         assert_eq!(sqls(std::slice::from_ref(&peer), all), [UPSERT_PEER]);
         // A removal earlier in the same plan makes the next upsert clear it again.
         assert_eq!(
@@ -943,11 +1005,39 @@ mod tests {
             [REMOVE_PEER, INSERT_REMOVAL, DELETE_REMOVAL, UPSERT_PEER]
         );
         // After a log out nothing is stored, removals included.
-        let after_logout = sqls(&[remove, Change::LogOut, peer], Known { session_row: true, no_removals: false });
+        let after_logout = sqls(
+            &[remove.clone(), Change::LogOut, peer.clone()],
+            Known { session_row: true, no_removals: false, chunk_ranges: None },
+        );
         assert_eq!(after_logout.last(), Some(&UPSERT_PEER));
         assert_ne!(after_logout[after_logout.len() - 2], DELETE_REMOVAL);
         let plan = sqls(&[Change::RemovePeer(PeerKey::user(1))], Known::default());
         assert!(plan.iter().all(|sql| !sql.starts_with("DELETE") || sql.contains("WHERE")));
+        // With the chunks' key ranges known, only a key inside one needs a removal row.
+        let ranges = [(PeerKey::user(0), PeerKey::user(0)), (PeerKey::user(5), PeerKey::chat(3))];
+        let known = Known { session_row: true, no_removals: true, chunk_ranges: Some(&ranges) };
+        for (key, recorded) in [
+            (PeerKey::user(0), true),
+            (PeerKey::user(1), false),
+            (PeerKey::user(5), true),
+            (PeerKey::user(i64::MAX), true),
+            (PeerKey::chat(3), true),
+            (PeerKey::chat(4), false),
+            (PeerKey::channel(1), false),
+        ] {
+            let plan = sqls(&[Change::RemovePeer(key), peer.clone()], known);
+            let expected: &[&str] = if recorded {
+                &[REMOVE_PEER, INSERT_REMOVAL, DELETE_REMOVAL, UPSERT_PEER]
+            } else {
+                &[REMOVE_PEER, UPSERT_PEER]
+            };
+            assert_eq!(plan, expected, "{key:?}");
+        }
+    }
+
+    /// The row [`LOAD_PEER_CHUNKS`] reads back for a chunk insert: pos, peers, data.
+    fn chunk_row_of(st: &Statement) -> Vec<SqlValueRef<'_>> {
+        [0, 1, 6].iter().map(|&i| st.params[i].as_ref()).collect()
     }
 
     #[test]
@@ -956,8 +1046,10 @@ mod tests {
         let mut rows = SessionRows::new("test");
         let mut chunks = 0;
         for st in compact_plan(&chunked).filter(|st| st.sql == INSERT_CHUNK) {
-            let refs: Vec<SqlValueRef<'_>> = st.params.iter().map(SqlValue::as_ref).collect();
-            rows.row(Table::PeerChunks, &refs).expect("chunk");
+            rows.row(Table::PeerChunks, &chunk_row_of(&st)).expect("chunk");
+            let range: Vec<SqlValueRef<'_>> = st.params[2..6].iter().map(SqlValue::as_ref).collect();
+            let (lo, hi) = chunk_range("test", &range).expect("range");
+            assert_eq!(hi.id - lo.id + 1, i64::try_from(chunks::CHUNK_PEERS).unwrap_or(0).min(10_000 - lo.id));
             chunks += 1;
         }
         assert_eq!(chunks, 10_000usize.div_ceil(chunks::CHUNK_PEERS));
@@ -976,11 +1068,10 @@ mod tests {
     fn a_damaged_chunk_is_corrupt() {
         let chunked: PeerCache = (0..100).map(|i| Peer::new(i, PeerKind::User, i)).collect();
         let mut st = compact_plan(&chunked).find(|st| st.sql == INSERT_CHUNK).expect("a chunk");
-        if let Some(SqlValue::Blob(b)) = st.params.get_mut(2) {
+        if let Some(SqlValue::Blob(b)) = st.params.get_mut(6) {
             b[20] ^= 4;
         }
-        let refs: Vec<SqlValueRef<'_>> = st.params.iter().map(SqlValue::as_ref).collect();
-        let err = SessionRows::new("t").chunk_row(&refs).expect_err("damaged");
+        let err = SessionRows::new("t").chunk_row(&chunk_row_of(&st)).expect_err("damaged");
         assert!(matches!(err, SessionError::Corrupt { .. }) && err.to_string().contains("peer_chunks.data"), "{err}");
     }
 
