@@ -578,9 +578,11 @@ impl PeerCache {
     }
 
     /// The cache as consecutive blobs of at most `per_blob` peers each (at least one), in key
-    /// order. Each blob has the layout of the whole cache's (a count, then the peers; see the
-    /// `Serialize` impl), so storage can write a large cache in pieces and read them back with
-    /// [`SortedPeers::extend_from_blob`]. An empty cache gives no blob.
+    /// order; a blob never holds peers of two id spaces, so the key ranges of the blobs leave
+    /// room for new ids above each space's last. Each blob has the layout of the whole cache's
+    /// (a count, then the peers; see the `Serialize` impl), so storage can write a large cache in
+    /// pieces and read them back with [`SortedPeers::extend_from_blob`]. An empty cache gives no
+    /// blob.
     pub fn encode_blobs(&self, per_blob: usize) -> Vec<PeerBlob> {
         let entries: Vec<(PeerKey, Packed)> = if self.added.is_empty() && self.removed == 0 {
             self.base.iter().map(|s| (s.key(), s.packed())).collect()
@@ -588,7 +590,8 @@ impl PeerCache {
             self.entries().collect()
         };
         entries
-            .chunks(per_blob.max(1))
+            .chunk_by(|a, b| a.0.class == b.0.class)
+            .flat_map(|space| space.chunks(per_blob.max(1)))
             .filter_map(|part| {
                 let (first, last) = (part.first()?.0, part.last()?.0);
                 let bytes = self.encode_entries(part.len(), part.iter().copied(), Some(first));
@@ -908,7 +911,7 @@ mod tests {
         cache.insert(Peer::new(7, PeerKind::Megagroup, 70).with_usernames(vec!["g".into()]));
         for per_blob in [1, 7, 64, 10_000] {
             let blobs = cache.encode_blobs(per_blob);
-            assert!(blobs.iter().all(|b| b.count <= per_blob && b.first <= b.last));
+            assert!(blobs.iter().all(|b| b.count <= per_blob && b.first <= b.last && b.first.class == b.last.class));
             assert!(blobs.windows(2).all(|w| w[0].last < w[1].first));
             let mut sorted = SortedPeers::default();
             for b in &blobs {
@@ -916,8 +919,12 @@ mod tests {
             }
             assert_eq!(sorted.finish(), cache, "{per_blob} per blob");
         }
-        // One blob is the cache's own encoding.
-        let whole = cache.encode_blobs(usize::MAX);
+        // Blobs split at id spaces: this cache has users, then channels.
+        assert_eq!(cache.encode_blobs(usize::MAX).len(), 2);
+        // One blob of a single id space is the cache's own encoding.
+        let users: PeerCache = cache.iter().filter(|p| p.key().class == PeerClass::User).collect();
+        let whole = users.encode_blobs(usize::MAX);
+        assert_eq!(whole.len(), 1);
         let framed = whole.first().map(|PeerBlob { bytes: b, .. }| {
             // postcard writes a byte string as a varint length and the bytes.
             let mut v = Vec::new();
@@ -925,7 +932,7 @@ mod tests {
             v.extend_from_slice(b);
             v
         });
-        assert_eq!(postcard::to_allocvec(&cache).ok(), framed);
+        assert_eq!(postcard::to_allocvec(&users).ok(), framed);
         // A blob appended before the one that precedes it is refused.
         let blobs = cache.encode_blobs(10);
         let mut sorted = SortedPeers::default();

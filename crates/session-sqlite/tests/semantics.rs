@@ -167,3 +167,34 @@ async fn peers_stay_exact_through_overlay_folds() {
     let chunked: i64 = raw.query_row("SELECT sum(peers) FROM peer_chunks", [], |r| r.get(0)).expect("sum");
     assert!(rows <= 4_096 && chunked > 0, "overlay {rows} rows over {chunked} chunked peers");
 }
+
+/// Removing a peer records a removal row only when a chunk's key range may hold it; either way
+/// the peer stays removed across a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_are_recorded_only_inside_chunk_ranges() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("ranges.db");
+    let backend = SqliteBackend::open(&path).await.expect("open");
+    let mut expected = SessionData::default();
+    expected.peers = (100..110).map(|i| Peer::new(i, PeerKind::User, i)).collect();
+    backend.save_session(&expected).await.expect("save");
+    let changes = [
+        Change::UpsertPeer(Peer::new(5_000, PeerKind::User, 1)),
+        Change::UpsertPeer(Peer::new(105, PeerKind::User, 2)),
+        Change::RemovePeer(PeerKey::user(5_000)), // only ever a row: nothing to record
+        Change::RemovePeer(PeerKey::user(105)),   // chunked: recorded
+        Change::RemovePeer(PeerKey::channel(7)),  // no chunk of channels
+    ];
+    expected.apply_all(&changes);
+    backend.persist(&changes, &expected).await.expect("persist");
+    drop(backend);
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let removals: Vec<(i64, i64)> = raw
+        .prepare("SELECT class, id FROM peer_removals")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("removals");
+    assert_eq!(removals, [(0, 105)]);
+    drop(raw);
+    let reopened = SqliteBackend::open(&path).await.expect("reopen");
+    assert_eq!(reopened.load_session().await.expect("load"), Some(expected));
+}
