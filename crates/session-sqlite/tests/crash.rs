@@ -25,8 +25,17 @@ fn peer(i: i64) -> Peer {
     p
 }
 
+/// Basic groups 1..=FILLER, upserted (again) at steps 10, 60, 110, ... (persists, not the full
+/// saves of every 25th step): more rows than the overlay holds at least (4,096), so that persist
+/// also folds the overlay into chunks in its transaction, and kills land in the middle of folds.
+const FILLER: i64 = 5_000;
+
+fn filler() -> Vec<Change> {
+    (1..=FILLER).map(|id| Change::UpsertPeer(Peer::new(id, PeerKind::BasicGroup, id))).collect()
+}
+
 /// One acknowledged step: peer `i` and pts = `i` in one transaction (so the stored pts says
-/// exactly which peers must be there).
+/// exactly which peers must be there); steps 10, 60, 110, ... also carry the filler.
 fn step(i: i64) -> Vec<Change> {
     let pts = i32::try_from(i).expect("pts");
     let mut changes =
@@ -34,6 +43,9 @@ fn step(i: i64) -> Vec<Change> {
     if i % 10 == 0 {
         let addr = std::net::SocketAddr::from(([10, 0, 0, u8::try_from(i % 200).expect("u8")], 443));
         changes.push(Change::SetDc(DcOption::new(2, addr)));
+    }
+    if i % 50 == 10 {
+        changes.extend(filler());
     }
     changes
 }
@@ -66,7 +78,15 @@ fn check(path: &Path, acknowledged: i64) -> i64 {
         let s: SessionData = backend.load_session().await.expect("load after kill").unwrap_or_default();
         let pts = i64::from(s.updates.pts);
         assert!(pts >= acknowledged, "acknowledged step {acknowledged} lost: stored pts {pts}");
-        assert_eq!(s.peers.len(), usize::try_from(pts).expect("len"), "a transaction was torn: pts {pts}");
+        // The filler is all there from step 10 on, whole (folded into chunks or not).
+        let groups = s.peers.iter().filter(|p| p.kind == PeerKind::BasicGroup).count();
+        let filler = if pts >= 10 { usize::try_from(FILLER).expect("filler") } else { 0 };
+        assert_eq!(groups, filler, "the filler was torn: pts {pts}");
+        assert_eq!(s.peers.len() - groups, usize::try_from(pts).expect("len"), "a transaction was torn: pts {pts}");
+        // The filler's persists folded the overlay (else it would hold the 5,000 filler rows).
+        let raw = rusqlite::Connection::open(path).expect("raw");
+        let rows: i64 = raw.query_row("SELECT count(*) FROM peers", [], |r| r.get(0)).expect("overlay rows");
+        assert!(rows < 4_096, "the overlay was not folded: {rows} rows at pts {pts}");
         for i in 1..=pts {
             assert_eq!(s.peers.get(peer(i).key()), Some(peer(i)), "peer {i} missing or wrong (pts {pts})");
         }
