@@ -8,7 +8,7 @@
 
 #![allow(missing_docs)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -312,10 +312,50 @@ async fn timed_batches<S>(
     total
 }
 
-/// Runs a benchmark's untimed setup or teardown from the bench's main thread, which is outside
-/// the runtime (criterion's own `to_async` drives the timed parts the same way).
-fn setup<F: std::future::Future>(rt: &Runtime, f: F) -> F::Output {
-    rt.block_on(f)
+/// A benchmark's state, built by its first call inside criterion's executor (a warm-up call,
+/// never measured) and kept between calls, so that no async setup runs outside the executor.
+/// Taken out for a call and put back: never borrowed across an await.
+struct Lazy<T>(RefCell<Option<T>>);
+
+impl<T> Lazy<T> {
+    fn new() -> Self {
+        Self(RefCell::new(None))
+    }
+
+    /// The state, and whether this call built it.
+    async fn take(&self, init: impl AsyncFnOnce() -> T) -> (T, bool) {
+        let current = self.0.take();
+        match current {
+            Some(t) => (t, false),
+            None => (init().await, true),
+        }
+    }
+
+    fn put(&self, t: T) {
+        self.0.replace(Some(t));
+    }
+}
+
+/// One of our backends holding a bench session, the session as its caller keeps it, and a
+/// counter of the peers added so far.
+struct Held {
+    backend: Box<dyn SessionBackend>,
+    full: SessionData,
+    counter: u64,
+}
+
+impl Held {
+    async fn new(ours: Ours, dir: &Path, n: usize) -> Held {
+        let full = session(n);
+        Held { backend: ours.create(dir, &full).await, full, counter: 0 }
+    }
+}
+
+/// A store over an in-memory backend holding a bench session of `n` peers.
+async fn store(n: usize) -> SessionStore {
+    SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default())
+        .await
+        .expect("store")
 }
 
 fn upserts(range: std::ops::Range<u64>) -> Vec<Change> {
@@ -332,17 +372,15 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let full = session(n);
-            let backend = setup(rt, ours.create(dir.path(), &full));
-            let (backend, state) = (&backend, &RefCell::new((0u64, full)));
+            let (dir, state) = (dir.path(), &Lazy::new());
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
                 b.to_async(rt).iter_custom(|iters| async move {
-                    // Taken out for the measurement and put back (no `RefCell` borrow across awaits).
-                    let (mut counter, mut full) = state.take();
+                    let (mut h, _) = state.take(async || Held::new(ours, dir, n).await).await;
+                    let backend = &h.backend;
                     let total = timed_batches(
                         iters,
-                        &mut counter,
-                        &mut full,
+                        &mut h.counter,
+                        &mut h.full,
                         async |full, k| {
                             let change = [Change::UpsertPeer(new_peer(k))];
                             full.apply_all(&change);
@@ -355,41 +393,35 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
                         },
                     )
                     .await;
-                    state.replace((counter, full));
+                    state.put(h);
                     total
                 })
             });
         }
         // Through the store the client uses: apply, then wait until it is acknowledged.
         {
-            let store = setup(
-                rt,
-                SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default()),
-            )
-            .expect("store");
-            let (store_ref, counter) = (&store, &Cell::new(0u64));
+            let state = &Lazy::new();
             g.bench_function(BenchmarkId::new("store+memory", n), |b| {
                 b.to_async(rt).iter_custom(|iters| async move {
-                    let mut c = counter.get();
+                    let ((store, mut counter), _) = state.take(async || (store(n).await, 0u64)).await;
                     let total = timed_batches(
                         iters,
-                        &mut c,
+                        &mut counter,
                         &mut (),
                         async |(), k| {
-                            store_ref.apply(Change::UpsertPeer(new_peer(k))).await.expect("apply");
-                            store_ref.flush().await.expect("flush");
+                            store.apply(Change::UpsertPeer(new_peer(k))).await.expect("apply");
+                            store.flush().await.expect("flush");
                         },
                         async |(), from, to| {
-                            store_ref.apply_many(removes(from..to)).await.expect("apply");
-                            store_ref.flush().await.expect("flush");
+                            store.apply_many(removes(from..to)).await.expect("apply");
+                            store.flush().await.expect("flush");
                         },
                     )
                     .await;
-                    counter.set(c);
+                    state.put((store, counter));
                     total
                 })
             });
-            setup(rt, store.close()).expect("close");
         }
         for l in LAYER.into_iter().chain([Layer::BinaryFileTmpfs]) {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -437,54 +469,48 @@ fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
-            let full = session(n);
-            let backend = setup(rt, ours.create(dir.path(), &full));
-            let (backend, state) = (&backend, &RefCell::new((0u64, full)));
+            let (dir, state) = (dir.path(), &Lazy::new());
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
                 b.to_async(rt).iter_custom(|iters| async move {
-                    let (mut counter, mut full) = state.take();
+                    let (mut h, _) = state.take(async || Held::new(ours, dir, n).await).await;
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let changes = upserts(counter..counter + 1000);
+                        let k = h.counter;
+                        let changes = upserts(k..k + 1000);
                         let start = Instant::now();
-                        full.apply_all(&changes);
-                        backend.persist(&changes, &full).await.expect("persist");
+                        h.full.apply_all(&changes);
+                        h.backend.persist(&changes, &h.full).await.expect("persist");
                         total += start.elapsed();
-                        let r = removes(counter..counter + 1000);
-                        full.apply_all(&r);
-                        backend.persist(&r, &full).await.expect("persist");
-                        counter += 1000;
+                        let r = removes(k..k + 1000);
+                        h.full.apply_all(&r);
+                        h.backend.persist(&r, &h.full).await.expect("persist");
+                        h.counter += 1000;
                     }
-                    state.replace((counter, full));
+                    state.put(h);
                     total
                 })
             });
         }
         {
-            let store = setup(
-                rt,
-                SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default()),
-            )
-            .expect("store");
-            let (store_ref, counter) = (&store, &Cell::new(0u64));
+            let state = &Lazy::new();
             g.bench_function(BenchmarkId::new("store+memory", n), |b| {
                 b.to_async(rt).iter_custom(|iters| async move {
+                    let ((store, mut k), _) = state.take(async || (store(n).await, 0u64)).await;
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let k = counter.get();
                         let changes = upserts(k..k + 1000);
                         let start = Instant::now();
-                        store_ref.apply_many(changes).await.expect("apply");
-                        store_ref.flush().await.expect("flush");
+                        store.apply_many(changes).await.expect("apply");
+                        store.flush().await.expect("flush");
                         total += start.elapsed();
-                        store_ref.apply_many(removes(k..k + 1000)).await.expect("apply");
-                        store_ref.flush().await.expect("flush");
-                        counter.set(k + 1000);
+                        store.apply_many(removes(k..k + 1000)).await.expect("apply");
+                        store.flush().await.expect("flush");
+                        k += 1000;
                     }
+                    state.put((store, k));
                     total
                 })
             });
-            setup(rt, store.close()).expect("close");
         }
         for l in LAYER {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -522,28 +548,22 @@ fn update_state(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let full = session(n);
-            let backend = setup(rt, ours.create(dir.path(), &full));
-            bench_update_state(&mut g, rt, BenchmarkId::new(ours.name(), n), &*backend, full);
+            bench_update_state(&mut g, rt, BenchmarkId::new(ours.name(), n), async || {
+                Held::new(ours, dir.path(), n).await
+            });
         }
         {
-            let store = setup(
-                rt,
-                SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default()),
-            )
-            .expect("store");
-            let (store_ref, pts) = (&store, &Cell::new(0i32));
+            let state = &Lazy::new();
             g.bench_function(BenchmarkId::new("store+memory", n), |b| {
                 b.to_async(rt).iter(|| async move {
-                    let p = pts.get().wrapping_add(1);
-                    pts.set(p);
-                    let change =
-                        Change::UpdateState(UpdateStateChange::Primary { pts: p, date: 1_700_000_000, seq: p });
-                    store_ref.apply(change).await.expect("apply");
-                    store_ref.flush().await.expect("flush");
+                    let ((store, pts), _) = state.take(async || (store(n).await, 0i32)).await;
+                    let pts = pts.wrapping_add(1);
+                    let change = Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts });
+                    store.apply(change).await.expect("apply");
+                    store.flush().await.expect("flush");
+                    state.put((store, pts));
                 })
             });
-            setup(rt, store.close()).expect("close");
         }
         for l in LAYER.into_iter().chain([Layer::BinaryFileTmpfs]) {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -573,18 +593,19 @@ fn bench_update_state(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &Runtime,
     id: BenchmarkId,
-    backend: &dyn SessionBackend,
-    full: SessionData,
+    init: impl AsyncFn() -> Held,
 ) {
-    let state = &RefCell::new((0i32, full));
+    let (state, init) = (&Lazy::new(), &init);
     g.bench_function(id, |b| {
         b.to_async(rt).iter(|| async move {
-            let (pts, mut full) = state.take();
-            let pts = pts.wrapping_add(1);
+            let (mut h, _) = state.take(async || init().await).await;
+            // The counter is the pts.
+            h.counter += 1;
+            let pts = i32::try_from(h.counter).unwrap_or(i32::MAX);
             let change = [Change::UpdateState(UpdateStateChange::Primary { pts, date: 1_700_000_000, seq: pts })];
-            full.apply_all(&change);
-            backend.persist(&change, &full).await.expect("persist");
-            state.replace((pts, full));
+            h.full.apply_all(&change);
+            h.backend.persist(&change, &h.full).await.expect("persist");
+            state.put(h);
         })
     });
 }
@@ -596,11 +617,13 @@ fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     for &n in &settings.sizes {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
-            let full = session(n);
-            let backend = setup(rt, ours.create(dir.path(), &full));
-            let (backend, full) = (&backend, &full);
+            let (dir, state) = (dir.path(), &Lazy::new());
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
-                b.to_async(rt).iter(|| async move { backend.save_session(full).await.expect("save") })
+                b.to_async(rt).iter(|| async move {
+                    let (h, _) = state.take(async || Held::new(ours, dir, n).await).await;
+                    h.backend.save_session(&h.full).await.expect("save");
+                    state.put(h);
+                })
             });
         }
         for l in LAYER {
@@ -617,21 +640,24 @@ fn full_save(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
 fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("load");
     g.sampling_mode(SamplingMode::Flat);
-    let mut kept = serde_json::Map::new();
+    let kept = RefCell::new(serde_json::Map::new());
     for &n in &settings.sizes {
         for ours in OURS {
             let dir = tempfile::tempdir().expect("tempdir");
-            let full = session(n);
-            let mut backend = Some(setup(rt, ours.create(dir.path(), &full)));
-            let string = session_string::encode_full(&full).expect("encode");
-            let peers = setup(rt, ours.reopen_and_load(dir.path(), &mut backend, &string));
-            kept.insert(format!("{}/{n}", ours.name()), peers.into());
-            let (backend, path, string) = (&RefCell::new(backend), dir.path(), string.as_str());
+            let (dir, state, kept) = (dir.path(), &Lazy::new(), &kept);
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
                 b.to_async(rt).iter(|| async move {
-                    let mut b = backend.take();
-                    let peers = ours.reopen_and_load(path, &mut b, string).await;
-                    backend.replace(b);
+                    let ((mut backend, string), built) = state
+                        .take(async || {
+                            let h = Held::new(ours, dir, n).await;
+                            (Some(h.backend), session_string::encode_full(&h.full).expect("encode"))
+                        })
+                        .await;
+                    let peers = ours.reopen_and_load(dir, &mut backend, &string).await;
+                    if built {
+                        kept.borrow_mut().insert(format!("{}/{n}", ours.name()), peers.into());
+                    }
+                    state.put((backend, string));
                     peers
                 })
             });
@@ -642,14 +668,14 @@ fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
             let (s, _template) = layer_session!(n);
             backend.save(&s).expect("save");
             let peers = backend.load().expect("load").map_or(0, |s| s.peers.len());
-            kept.insert(format!("{}/{n}", l.name()), peers.into());
+            kept.borrow_mut().insert(format!("{}/{n}", l.name()), peers.into());
             g.bench_function(BenchmarkId::new(l.name(), n), |b| {
                 b.iter(|| backend.load().expect("load").map_or(0, |s| s.peers.len()))
             });
         }
     }
     g.finish();
-    write_fact("load_peers_kept", &kept.into()).expect("write fact");
+    write_fact("load_peers_kept", &kept.into_inner().into()).expect("write fact");
 }
 
 /// Export the whole session as a string and import it back.
@@ -700,9 +726,9 @@ fn durable_flush(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
         }
         for ours in [Ours::File, Ours::Sqlite, Ours::SqlitePowerLoss] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let full = session(n);
-            let backend = setup(rt, ours.create(dir.path(), &full));
-            bench_update_state(&mut g, rt, BenchmarkId::new(ours.name(), n), &*backend, full);
+            bench_update_state(&mut g, rt, BenchmarkId::new(ours.name(), n), async || {
+                Held::new(ours, dir.path(), n).await
+            });
         }
     }
     g.finish();

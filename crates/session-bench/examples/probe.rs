@@ -6,15 +6,15 @@ use std::time::Instant;
 
 use session_core::{Change, SessionBackend};
 
-fn main() -> Result<(), session_core::BoxError> {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), session_core::BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let op = args.first().map(String::as_str).unwrap_or("file-load");
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let repeats: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let dir = tempfile::tempdir()?;
     let data = session_bench::session(n);
-    rt.block_on(async {
+    {
         let start = Instant::now();
         match op {
             "file-load" => {
@@ -60,7 +60,6 @@ fn main() -> Result<(), session_core::BoxError> {
             other => return Err(format!("unknown op {other}").into()),
         }
         eprintln!("{op} x{repeats}: {:?}", start.elapsed());
-        Ok::<_, session_core::BoxError>(())
-    })?;
+    }
     Ok(())
 }
