@@ -584,17 +584,21 @@ impl PeerCache {
     /// pieces and read them back with [`SortedPeers::extend_from_blob`]. An empty cache gives no
     /// blob.
     pub fn encode_blobs(&self, per_blob: usize) -> Vec<PeerBlob> {
-        let entries: Vec<(PeerKey, Packed)> = if self.added.is_empty() && self.removed == 0 {
-            self.base.iter().map(|s| (s.key(), s.packed())).collect()
+        // A freshly loaded cache is encoded straight from its vector; otherwise the merge of
+        // both parts is laid out once.
+        let merged: Vec<Slot>;
+        let slots: &[Slot] = if self.added.is_empty() && self.removed == 0 {
+            &self.base
         } else {
-            self.entries().collect()
+            merged = self.entries().map(|(k, p)| Slot::new(k, p)).collect();
+            &merged
         };
-        entries
-            .chunk_by(|a, b| a.0.class == b.0.class)
+        slots
+            .chunk_by(|a, b| a.class == b.class)
             .flat_map(|space| space.chunks(per_blob.max(1)))
             .filter_map(|part| {
-                let (first, last) = (part.first()?.0, part.last()?.0);
-                let bytes = self.encode_entries(part.len(), part.iter().copied(), Some(first));
+                let (first, last) = (part.first()?.key(), part.last()?.key());
+                let bytes = self.encode_entries(part.len(), part.iter().map(|s| (s.key(), s.packed())), Some(first));
                 Some(PeerBlob { count: part.len(), first, last, bytes })
             })
             .collect()

@@ -255,15 +255,15 @@ impl RowCounts {
     /// The counts after `changes` are persisted over chunks with key `ranges`.
     fn after(mut self, changes: &[Change], ranges: &[(PeerKey, PeerKey)]) -> RowCounts {
         self.session_row = true;
-        let mut ranges = ranges;
+        let mut chunked = Some(ranges);
         for c in changes {
             match c {
                 Change::UpsertPeer(_) => self.overlay += 1,
-                // The plan records a removal only for a key inside a chunk's range.
-                Change::RemovePeer(key) if ranges.iter().any(|(lo, hi)| lo <= key && key <= hi) => self.removals += 1,
+                // The plan records a removal only where this says so.
+                Change::RemovePeer(key) if schema::may_be_chunked(chunked, *key) => self.removals += 1,
                 Change::LogOut => {
                     (self.chunked, self.overlay, self.removals) = (0, 0, 0);
-                    ranges = &[];
+                    chunked = Some(&[]);
                 }
                 _ => {}
             }
@@ -389,20 +389,9 @@ impl Db {
             tx.execute_batch(&schema::set_version_sql(target))?;
             tx.commit()?;
         }
-        self.rows = self.count_rows()?;
+        self.rows = count_rows(&self.conn)?;
         self.ranges = read_ranges(&self.conn, &self.resource)?;
         Ok(())
-    }
-
-    fn count_rows(&self) -> Result<RowCounts, DbError> {
-        let (session, chunked, overlay, removals): (i64, i64, i64, i64) = self.conn.query_row(
-            "SELECT (SELECT count(*) FROM session), (SELECT coalesce(sum(peers), 0) FROM peer_chunks), \
-             (SELECT count(*) FROM peers), (SELECT count(*) FROM peer_removals)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
-        let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        Ok(RowCounts { session_row: session > 0, chunked: n(chunked), overlay: n(overlay), removals: n(removals) })
     }
 
     fn save(&mut self, data: &SessionData) -> Result<(), DbError> {
@@ -581,6 +570,18 @@ fn execute(conn: &Connection, plan: impl Iterator<Item = Statement>) -> Result<(
     Ok(())
 }
 
+/// The exact counts of the stored rows.
+fn count_rows(conn: &Connection) -> Result<RowCounts, DbError> {
+    let (session, chunked, overlay, removals): (i64, i64, i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM session), (SELECT coalesce(sum(peers), 0) FROM peer_chunks), \
+         (SELECT count(*) FROM peers), (SELECT count(*) FROM peer_removals)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(RowCounts { session_row: session > 0, chunked: n(chunked), overlay: n(overlay), removals: n(removals) })
+}
+
 /// The key range of every chunk, in order.
 fn read_ranges(conn: &Connection, resource: &str) -> Result<Vec<(PeerKey, PeerKey)>, DbError> {
     let mut stmt = conn.prepare_cached(schema::LOAD_CHUNK_RANGES)?;
@@ -621,14 +622,7 @@ fn read_rows(
 /// Inside a write transaction: when the overlay really is past its limit (the counts may
 /// overcount), reads the peer cache and writes it back as chunks. Returns the exact counts after.
 fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError> {
-    let (chunked, overlay, removals): (i64, i64, i64) = conn.query_row(
-        "SELECT (SELECT coalesce(sum(peers), 0) FROM peer_chunks), (SELECT count(*) FROM peers), \
-         (SELECT count(*) FROM peer_removals)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let n = |v: i64| u64::try_from(v).unwrap_or(0);
-    let exact = RowCounts { session_row: true, chunked: n(chunked), overlay: n(overlay), removals: n(removals) };
+    let exact = count_rows(conn)?;
     if !exact.fold_due() {
         return Ok(exact);
     }

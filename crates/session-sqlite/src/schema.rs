@@ -483,7 +483,7 @@ fn change_statements(change: &Change, known: Known<'_>) -> Vec<Statement> {
             Statement::new(DELETE_REMOVAL, vec![int(class_code(peer.kind.class())), int(peer.id)]),
             Statement::new(UPSERT_PEER, peer_params(peer)),
         ],
-        Change::RemovePeer(key) if known.may_be_chunked(*key) => {
+        Change::RemovePeer(key) if may_be_chunked(known.chunk_ranges, *key) => {
             let k = vec![int(class_code(key.class)), int(key.id)];
             vec![Statement::new(REMOVE_PEER, k.clone()), Statement::new(INSERT_REMOVAL, k)]
         }
@@ -527,17 +527,17 @@ pub struct Known<'a> {
     pub chunk_ranges: Option<&'a [(PeerKey, PeerKey)]>,
 }
 
-impl Known<'_> {
-    /// Whether `key` may be in a chunk.
-    fn may_be_chunked(&self, key: PeerKey) -> bool {
-        match self.chunk_ranges {
-            None => true,
-            Some(ranges) => {
-                // Ranges are in key order and do not overlap: the first whose end is not before
-                // `key` is the only one that can hold it.
-                let i = ranges.partition_point(|(_, hi)| *hi < key);
-                ranges.get(i).is_some_and(|(lo, _)| *lo <= key)
-            }
+/// Whether `key` may be in a chunk whose key range is in `chunk_ranges` (as
+/// [`Known::chunk_ranges`]; `None`: unknown, so it may). Removing such a key is recorded in
+/// `peer_removals`.
+pub fn may_be_chunked(chunk_ranges: Option<&[(PeerKey, PeerKey)]>, key: PeerKey) -> bool {
+    match chunk_ranges {
+        None => true,
+        Some(ranges) => {
+            // Ranges are in key order and do not overlap: the first whose end is not before
+            // `key` is the only one that can hold it.
+            let i = ranges.partition_point(|(_, hi)| *hi < key);
+            ranges.get(i).is_some_and(|(lo, _)| *lo <= key)
         }
     }
 }
@@ -576,7 +576,7 @@ pub fn persist_plan_known<'a>(
         match c {
             // Nothing is chunked after a log out.
             Change::LogOut => (known.no_removals, known.chunk_ranges) = (true, Some(&[][..])),
-            Change::RemovePeer(key) if known.may_be_chunked(*key) => known.no_removals = false,
+            Change::RemovePeer(key) if may_be_chunked(known.chunk_ranges, *key) => known.no_removals = false,
             _ => {}
         }
         out
