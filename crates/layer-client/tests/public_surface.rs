@@ -169,16 +169,11 @@ fn normalize(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Each code block of the design page's "Public surface" section appears in this file line for
+/// Each code block of the book's "public surface" page (`docs/src/public-surface.md`) appears in this file line for
 /// line (whitespace aside), so that this test compiles what users copy.
 #[test]
 fn snippets_match_the_design_page() {
-    let design = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/DESIGN.md"))
-        .expect("../shared/DESIGN.md (the design page) must be readable");
-    let start = design.find("## Public surface").expect("Public surface section");
-    let section = &design[start..];
-    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
-    let section = &section[..end];
+    let section = include_str!("../../../docs/src/public-surface.md");
     let this_file: Vec<String> = include_str!("public_surface.rs").lines().map(normalize).collect();
     let mut blocks = 0;
     for block in section.split("```rust").skip(1) {
@@ -191,8 +186,8 @@ fn snippets_match_the_design_page() {
         let found = body.windows(lines.len()).any(|w| w.iter().zip(&lines).all(|(a, b)| *a == b));
         assert!(
             found,
-            "block {blocks} of the Public surface section is not in tests/public_surface.rs as written:\n{code}"
+            "block {blocks} of docs/src/public-surface.md is not in tests/public_surface.rs as written:\n{code}"
         );
     }
-    assert_eq!(blocks, 2, "the section has two code blocks");
+    assert_eq!(blocks, 2, "the page has two code blocks");
 }

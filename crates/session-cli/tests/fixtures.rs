@@ -1,4 +1,4 @@
-//! `layer-session` over every artifact of `../shared/fixtures`: inspect matches the expected
+//! `layer-session` over every artifact of the repository's `fixtures/`: inspect matches the expected
 //! values, conversions to our backends and back keep every value, secrets stay hidden.
 
 mod common;

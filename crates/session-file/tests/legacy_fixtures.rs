@@ -8,7 +8,7 @@ use session_core::{DcFlags, DcKey, PeerKey, PeerKind};
 use session_file::legacy::{self, LegacyFormat};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures"))
 }
 
 fn hex(s: &str) -> Vec<u8> {

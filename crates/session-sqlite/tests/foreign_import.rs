@@ -1,4 +1,4 @@
-//! Every SQLite `.session` artifact under `shared/fixtures` imports with exactly the values its
+//! Every SQLite `.session` artifact under `fixtures/` imports with exactly the values its
 //! `.expected.json` lists, and importing never changes the source file.
 
 mod common;

@@ -41,7 +41,7 @@ fn gramjs_and_telethon_ipv6_of_equal_length() {
     // IPv6 group (0x2001), not a GramJS address length followed by that much text.
     let telethon = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/telethon/telethon-string-ipv6.txt"
+        "/../../fixtures/telethon/telethon-string-ipv6.txt"
     ))
     .unwrap();
     let telethon = telethon.trim();
@@ -51,7 +51,7 @@ fn gramjs_and_telethon_ipv6_of_equal_length() {
     // A real GramJS string stays GramJS without its padding.
     let gramjs = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/gramjs/gramjs-string.txt"
+        "/../../fixtures/gramjs/gramjs-string.txt"
     ))
     .unwrap();
     assert_eq!(foreign::detect(gramjs.trim().trim_end_matches('=')).unwrap(), StringFormat::GramJs);

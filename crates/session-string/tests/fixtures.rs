@@ -1,4 +1,4 @@
-//! Every string artifact under `shared/fixtures` imports with exactly the values of its
+//! Every string artifact under `fixtures/` imports with exactly the values of its
 //! `.expected.json`, is detected as its format, and re-exports byte-identically.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
@@ -11,7 +11,7 @@ use session_core::{DcFlags, DcKey, PeerClass, PeerKey, SessionData};
 use session_string::foreign::{self, StringFormat};
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures")).to_path_buf()
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures")).to_path_buf()
 }
 
 /// Every `*.txt` artifact (string sessions) with its expected JSON.

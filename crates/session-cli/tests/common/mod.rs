@@ -7,7 +7,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 /// The read-only fixtures of other libraries' sessions.
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
 
 /// A private copy of the whole fixtures folder (SQLite must never open the read-only originals).
 pub fn copy_fixtures() -> tempfile::TempDir {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// The read-only fixtures written by the real libraries.
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures"))
 }
 
 /// Where `cargo xtask setup` installs the external tools.
