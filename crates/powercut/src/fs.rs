@@ -138,15 +138,13 @@ fn attr(id: u64, meta: &Metadata) -> FileAttr {
     }
 }
 
-/// Open flags for the backing file: the kernel already applied `O_TRUNC` (as a setattr),
-/// `O_CREAT` and `O_EXCL`; `O_APPEND` would make `pwrite` ignore the offset the kernel chose.
+/// Open options for the backing file. Always readable: an fsync reads the unsynced sectors
+/// back through whatever handle it came with. The kernel already applied `O_TRUNC` (as a
+/// setattr), `O_CREAT` and `O_EXCL`; `O_APPEND` would make `pwrite` ignore the offset the kernel
+/// chose, so none of them is passed on.
 fn backing_options(flags: i32) -> OpenOptions {
     let mut options = OpenOptions::new();
-    match flags & libc::O_ACCMODE {
-        libc::O_WRONLY => options.write(true),
-        libc::O_RDWR => options.read(true).write(true),
-        _ => options.read(true),
-    };
+    options.read(true).write(flags & libc::O_ACCMODE != libc::O_RDONLY);
     options
 }
 
