@@ -162,7 +162,8 @@ fn start(backing: &Path, mountpoint: &Path) -> io::Result<(Arc<Shared>, Backgrou
         .map_err(|e| io::Error::new(e.kind(), format!("cannot read the backing folder {}: {e}", backing.display())))?;
     let shared = Arc::new(Shared { state: Mutex::new(State::new(nodes)), cond: Condvar::new() });
     let mut config = fuser::Config::default();
-    config.mount_options = vec![MountOption::FSName("powercut".to_owned()), MountOption::Subtype("powercut".to_owned())];
+    config.mount_options =
+        vec![MountOption::FSName("powercut".to_owned()), MountOption::Subtype("powercut".to_owned())];
     let fs = PowerCutFs { shared: Arc::clone(&shared) };
     let session = fuser::spawn_mount(fs, mountpoint, &config).map_err(|e| {
         io::Error::new(
@@ -175,7 +176,8 @@ fn start(backing: &Path, mountpoint: &Path) -> io::Result<(Arc<Shared>, Backgrou
         )
     })?;
     // The first request proves the kernel talks to us, before anyone relies on the mount.
-    std::fs::metadata(mountpoint)
-        .map_err(|e| io::Error::new(e.kind(), format!("the FUSE mount at {} does not answer: {e}", mountpoint.display())))?;
+    std::fs::metadata(mountpoint).map_err(|e| {
+        io::Error::new(e.kind(), format!("the FUSE mount at {} does not answer: {e}", mountpoint.display()))
+    })?;
     Ok((shared, session))
 }

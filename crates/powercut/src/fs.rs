@@ -508,7 +508,8 @@ impl Filesystem for PowerCutFs {
         })();
         match listed {
             Ok(entries) => {
-                for (i, (id, kind, name)) in entries.into_iter().enumerate().skip(usize::try_from(offset).unwrap_or(0)) {
+                for (i, (id, kind, name)) in entries.into_iter().enumerate().skip(usize::try_from(offset).unwrap_or(0))
+                {
                     if reply.add(INodeNo(id), i as u64 + 1, kind, name) {
                         break;
                     }

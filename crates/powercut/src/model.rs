@@ -177,7 +177,8 @@ impl Nodes {
         if !meta.is_dir() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the backing folder is not a directory"));
         }
-        let mut nodes = Nodes { backing: backing.to_owned(), nodes: HashMap::new(), by_backing: HashMap::new(), next: ROOT + 1 };
+        let mut nodes =
+            Nodes { backing: backing.to_owned(), nodes: HashMap::new(), by_backing: HashMap::new(), next: ROOT + 1 };
         nodes.nodes.insert(ROOT, Node::new(Kind::Dir, PathBuf::new(), meta.mode() & 0o7777));
         nodes.by_backing.insert(meta.ino(), ROOT);
         let mut stack = vec![ROOT];

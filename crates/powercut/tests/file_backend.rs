@@ -27,9 +27,11 @@ fn pts(i: u64) -> i32 {
 /// Step `i`: peer `i` and pts `i` in one flush; every 7th also rewrites the 300 peers before it
 /// (a record of several sectors, for torn writes to tear).
 fn changes(i: u64) -> Vec<Change> {
-    let mut batch =
-        vec![Change::UpsertPeer(peer(i)), Change::UpdateState(UpdateStateChange::Primary { pts: pts(i), date: 1, seq: 2 })];
-    if i % 7 == 0 {
+    let mut batch = vec![
+        Change::UpsertPeer(peer(i)),
+        Change::UpdateState(UpdateStateChange::Primary { pts: pts(i), date: 1, seq: 2 }),
+    ];
+    if i.is_multiple_of(7) {
         batch.extend((i.saturating_sub(300)..i).map(|j| Change::UpsertPeer(peer(j))));
     }
     batch
@@ -63,8 +65,11 @@ fn ours_writer(path: &Path, start: u64) {
             let batch = changes(i);
             full.apply_all(&batch);
             // Every 50th step a full save: a new file, fsync, rename, fsync of the directory.
-            let result =
-                if i % 50 == 0 { backend.save_session(&full).await } else { backend.persist(&batch, &full).await };
+            let result = if i.is_multiple_of(50) {
+                backend.save_session(&full).await
+            } else {
+                backend.persist(&batch, &full).await
+            };
             if let Err(e) = result {
                 return println!("stop {e}");
             }

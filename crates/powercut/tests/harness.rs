@@ -193,7 +193,8 @@ fn a_torn_cut_keeps_some_unsynced_sectors_and_never_invents_bytes() {
         rig.disk.power_cycle().expect("power cycle");
         let after = std::fs::read(&path).expect("read after the cut");
         assert_eq!(after.len(), len);
-        let kept = after.chunks(usize::try_from(SECTOR).expect("sector")).filter(|s| s.iter().all(|&b| b == b'n')).count();
+        let kept =
+            after.chunks(usize::try_from(SECTOR).expect("sector")).filter(|s| s.iter().all(|&b| b == b'n')).count();
         for sector in after.chunks(usize::try_from(SECTOR).expect("sector")) {
             assert!(sector.iter().all(|&b| b == b'o') || sector.iter().all(|&b| b == b'n'), "a sector mixed bytes");
         }

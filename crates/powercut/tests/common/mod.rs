@@ -30,7 +30,9 @@ pub fn cuts(default: u64) -> u64 {
 /// A seed printed by every loop, so that a failure can be replayed (`POWERCUT_SEED`).
 pub fn seed() -> u64 {
     std::env::var("POWERCUT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()))
     })
 }
 
@@ -102,7 +104,15 @@ pub enum CutBy {
 
 /// One round: a writer runs until the power is cut (at a random operation count or instant),
 /// is killed, and the disk restarts with only what was durable. Returns the acknowledged steps.
-pub fn round(rig: &mut Rig, rng: &mut Rng, mode: &str, path: &Path, start: u64, max_ops: u64, max_us: u64) -> (Vec<u64>, CutBy) {
+pub fn round(
+    rig: &mut Rig,
+    rng: &mut Rng,
+    mode: &str,
+    path: &Path,
+    start: u64,
+    max_ops: u64,
+    max_us: u64,
+) -> (Vec<u64>, CutBy) {
     let by = if rng.below(2) == 0 { CutBy::Ops(1 + rng.below(max_ops)) } else { CutBy::Time(rng.below(max_us)) };
     if let CutBy::Ops(n) = by {
         rig.disk.cut_after_ops(n);
