@@ -7,10 +7,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
+use session_core::{codec, BoxError};
 use session_sqlite::{schema, SqliteBackend};
 
 pub use session_sqlite::Durability;
+
+/// The model, trait and store this crate plugs into, re-exported so that depending on this crate
+/// alone is enough (`session_core` is the same crate the other backends use).
+pub use session_core;
+pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
 
 use crate::remote::Remote;
 use crate::replica::Replica;
@@ -60,7 +65,8 @@ impl LibSqlBackend {
     }
 
     /// [`open_local`](Self::open_local) with another durability level than the default
-    /// ([`Durability::Balanced`]); see `session-sqlite`.
+    /// ([`Durability::PowerLoss`]: every write fsynced before it is acknowledged); see
+    /// `session-sqlite`.
     pub async fn open_local_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
         let local = SqliteBackend::open_with(path, durability).await?;
         Ok(Self { inner: Inner::Local(local, Mode::Local) })
@@ -207,7 +213,7 @@ impl SessionBackend for LibSqlBackend {
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         match &self.inner {
             Inner::Local(l, _) => l.persist(changes, full).await,
-            Inner::Remote(r) => r.write(schema::persist_plan(changes)?).await.map(drop).map_err(boxed),
+            Inner::Remote(r) => r.write(schema::persist_plan(changes, full)?).await.map(drop).map_err(boxed),
             Inner::Replica(r) => r.persist(changes, full).await.map_err(boxed),
         }
     }

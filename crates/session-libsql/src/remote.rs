@@ -42,7 +42,19 @@ impl std::fmt::Debug for Remote {
 
 /// Checks the URL and gives the one the HTTP client uses (`libsql://` is HTTPS).
 pub(crate) fn http_url(url: &str) -> Result<String, SessionError> {
-    let bad = |reason: &str| SessionError::invalid("libSQL URL", format!("{url:?}: {reason}"));
+    // The URL as messages show it: without `user:password@` and without the query (which may
+    // carry `authToken=`).
+    let shown = {
+        let no_query = url.split(['?', '#']).next().unwrap_or_default();
+        match no_query.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}"),
+                None => no_query.to_owned(),
+            },
+            None => no_query.to_owned(),
+        }
+    };
+    let bad = |reason: &str| SessionError::invalid("libSQL URL", format!("{shown:?}: {reason}"));
     let (scheme, rest) =
         url.split_once("://").ok_or_else(|| bad("no scheme (expected libsql://, https:// or http://)"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -114,6 +126,13 @@ impl Remote {
                     ));
                 }
             }
+            if version > 0 && schema::migrations_from(version)?.any(|(t, _)| !schema::backfill_queries(t).is_empty()) {
+                match self.migrate_with_backfill(version).await {
+                    Ok(()) => return Ok(()),
+                    Err(SessionError::Backend { .. }) if attempts < 3 => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             let mut sql = String::new();
             for (target, migration) in schema::migrations_from(version)? {
                 sql.push_str(&portable_migration(migration));
@@ -131,6 +150,40 @@ impl Remote {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Migrates a database that may hold rows, in one interactive transaction: a step whose new
+    /// columns need values computed from the rows (the checksums of version 3) reads them and
+    /// writes those values before the step's version is recorded.
+    async fn migrate_with_backfill(&self, version: u32) -> Result<(), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+            for (target, migration) in schema::migrations_from(version)? {
+                tx.execute_batch(&portable_migration(migration)).await.map_err(|e| self.map(e))?;
+                for (table, query) in schema::backfill_queries(target) {
+                    let rows = tx.query(query, ()).await.map_err(|e| self.map(e))?;
+                    let mut plan = Vec::new();
+                    for row in collect(rows).await.map_err(|e| self.map(e))? {
+                        let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                        plan.push(schema::backfill_statement(*table, &refs)?);
+                    }
+                    let mut sql = String::new();
+                    inline_all(&mut sql, plan.into_iter())?;
+                    if !sql.is_empty() {
+                        tx.execute_batch(&sql).await.map_err(|e| self.map(e))?;
+                    }
+                }
+                if let Some(sql) = schema::backfill_sums(target) {
+                    tx.execute_batch(sql).await.map_err(|e| self.map(e))?;
+                }
+                tx.execute_batch(&schema::set_version_sql(target)).await.map_err(|e| self.map(e))?;
+            }
+            tx.execute_batch(CREATE_GENERATION).await.map_err(|e| self.map(e))?;
+            tx.commit().await.map_err(|e| self.map(e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// `PRAGMA user_version` and the tables, from one snapshot.
@@ -289,7 +342,7 @@ impl Remote {
                 }
             }
             tx.commit().await.map_err(|e| self.map(e))?;
-            Ok((out.finish(), generation))
+            Ok((out.finish()?, generation))
         })
         .await
     }
@@ -363,13 +416,7 @@ impl Remote {
         let mut after: i64 = -1;
         let mut page: i64 = CHUNKS_PER_PAGE;
         loop {
-            let rows = match tx
-                .query(
-                    "SELECT pos, peers, data FROM peer_chunks WHERE pos > ?1 ORDER BY pos LIMIT ?2",
-                    libsql::params![after, page],
-                )
-                .await
-            {
+            let rows = match tx.query(schema::LOAD_PEER_CHUNKS_AFTER, libsql::params![after, page]).await {
                 Ok(rows) => collect(rows).await,
                 Err(e) => Err(e),
             };
@@ -410,7 +457,8 @@ impl Remote {
     ) -> Result<Option<i64>, SessionError> {
         let rows = tx
             .query(
-                "SELECT pos, peers, length(data) FROM peer_chunks WHERE pos > ?1 ORDER BY pos LIMIT 1",
+                "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, crc, length(data) FROM peer_chunks \
+                 WHERE pos > ?1 ORDER BY pos LIMIT 1",
                 libsql::params![after],
             )
             .await
@@ -420,7 +468,7 @@ impl Remote {
             return Ok(None);
         };
         let pos = self.next_pos(row.first(), after)?;
-        let (Some(peers), Some(libsql::Value::Integer(len))) = (row.get(1), row.get(2)) else {
+        let (Some(peers), Some(libsql::Value::Integer(len))) = (row.get(1), row.get(7)) else {
             return Err(SessionError::corrupt(&self.resource, "peer_chunks.data: not a blob"));
         };
         let mut data = Vec::with_capacity(usize::try_from(*len).unwrap_or(0));
@@ -445,7 +493,17 @@ impl Remote {
                 Err(e) => return Err(self.map(e)),
             }
         }
-        let row = [SqlValueRef::Integer(pos), value_ref(peers), SqlValueRef::Blob(&data)];
+        let column = |i: usize| row.get(i).map_or(SqlValueRef::Null, value_ref);
+        let row = [
+            SqlValueRef::Integer(pos),
+            value_ref(peers),
+            column(2),
+            column(3),
+            column(4),
+            column(5),
+            SqlValueRef::Blob(&data),
+            column(6),
+        ];
         out.row(table, &row)?;
         Ok(Some(pos))
     }
@@ -883,7 +941,7 @@ mod tests {
     fn load_queries_have_plain_column_lists() {
         let counts: Vec<Option<usize>> =
             schema::LOAD_QUERIES.iter().map(|(_, q)| select_columns(q).map(|c| c.len())).collect();
-        assert_eq!(counts, vec![Some(10), Some(8), Some(2), Some(3), Some(7), Some(2), Some(3)]);
+        assert_eq!(counts, vec![Some(17), Some(9), Some(3), Some(8), Some(8), Some(3), Some(5)]);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl Replica {
 
     pub(crate) async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(schema::persist_plan(changes)?).await?;
+        let written = self.remote.write(schema::persist_plan(changes, full)?).await?;
         self.settle(&mut synced, written, Local::Persist(changes, full)).await
     }
 

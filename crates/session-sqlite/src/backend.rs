@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
 use session_core::fs::{private_options, sync_dir, OwnerLock};
-use session_core::{codec, BoxError, Change, PeerKey, SessionBackend, SessionData, SessionError};
+use session_core::{
+    codec, BoxError, Change, DcFlags, DcKey, PeerKey, SessionBackend, SessionData, SessionError, UpdateState,
+};
 
 use crate::schema::{self, Known, SessionRows, SqlValue, SqlValueRef, Statement, Table};
 
@@ -19,10 +21,15 @@ const STATEMENT_CACHE: usize = 64;
 
 /// How far a write that returned `Ok` is guaranteed to survive (the database is in WAL mode
 /// either way, and a crash never leaves a transaction half-applied).
+///
+/// The default is [`Durability::PowerLoss`], because the promise on the first page of the book
+/// ("every write is fsync'ed before it is acknowledged") is made of the default. The cost is one
+/// fsync of the WAL per commit; a [`session_core::SessionStore`] commits once per flush, not once
+/// per change (see the crate docs for measured numbers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Durability {
-    /// The default: `synchronous = NORMAL` for ordinary writes (cached peers, update state),
+    /// `synchronous = NORMAL` for ordinary writes (cached peers, update state),
     /// `synchronous = FULL` for a transaction that holds a critical change
     /// ([`session_core::Change::is_critical`]: a new auth key, the home DC, the user, log out),
     /// a full save or a delete.
@@ -32,11 +39,11 @@ pub enum Durability {
     /// every earlier frame); ordinary writes acknowledged since the last critical commit or
     /// checkpoint may be missing, which costs a refetch of some access hashes or updates,
     /// never a login. The database stays consistent either way. No fsync on ordinary writes.
-    #[default]
     Balanced,
-    /// `synchronous = FULL`: every commit fsyncs the WAL before returning. An acknowledged write
-    /// survives a crash of the process and a crash of the OS or a power loss. One fsync per
-    /// write.
+    /// The default. `synchronous = FULL`: every commit fsyncs the WAL before returning. An
+    /// acknowledged write survives a crash of the process and a crash of the OS or a power
+    /// loss. One fsync per write.
+    #[default]
     PowerLoss,
     /// `synchronous = NORMAL`: a commit is in the operating system's hands (written to the WAL
     /// file) before returning, and fsynced at checkpoints. An acknowledged write survives a crash
@@ -68,8 +75,16 @@ impl std::fmt::Debug for SqliteBackend {
 impl SqliteBackend {
     /// Opens (or creates) the session database at `path` and becomes its only owner.
     ///
-    /// - A new file is created private to the owner (0600) before SQLite opens it, so the
-    ///   `-wal` and `-shm` files SQLite creates beside it get the same mode.
+    /// - A new database is created private to the owner (0600), complete with its schema, and
+    ///   renamed into place: a crash never leaves an empty file. An existing database (and any
+    ///   `-wal`, `-shm` or `-journal` beside it) readable by others is made 0600 before SQLite
+    ///   opens it, so the side files SQLite creates, which take the database's mode, are private
+    ///   too.
+    /// - A path that names a FIFO, a device, a directory or an empty file is refused at once
+    ///   with [`SessionError::Invalid`], without opening it.
+    /// - Every row carries a checksum, and the session row the sums of the other tables' (see
+    ///   [`crate::schema`]): a load that meets a changed, missing or extra row, or rows without
+    ///   their session row, gives [`SessionError::Corrupt`] with a copy of the database kept.
     /// - Another owner (another process, or another backend in this process) makes this fail at
     ///   once with [`SessionError::Locked`] naming its pid.
     /// - A database written by a newer build is refused with [`SessionError::UnsupportedVersion`];
@@ -78,9 +93,9 @@ impl SqliteBackend {
     ///   a copy of the file kept beside it; a SQLite file of another program (a Telethon or
     ///   Pyrogram session) gives [`SessionError::Invalid`]: import it with [`crate::foreign`].
     ///
-    /// Durability is [`Durability::Balanced`]: every acknowledged write survives a process crash,
-    /// and critical changes also survive power loss; see [`SqliteBackend::open_with`] for the
-    /// other levels.
+    /// Durability is [`Durability::PowerLoss`]: every write is fsynced before it is acknowledged,
+    /// so it survives a crash of the process, of the OS and a power loss; see
+    /// [`SqliteBackend::open_with`] for the other levels.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SessionError> {
         Self::open_with(path, Durability::default()).await
     }
@@ -191,13 +206,37 @@ impl SessionBackend for SqliteBackend {
         self.run(move |db| db.save(&data)).await.map_err(boxed)
     }
 
-    async fn persist(&self, changes: &[Change], _full: &SessionData) -> Result<(), BoxError> {
+    async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         // Refuse unknown changes here, before the blocking hop.
-        drop(schema::persist_plan(changes)?);
+        drop(schema::persist_plan(changes, full)?);
         let critical = changes.iter().any(Change::is_critical);
+        let view = plan_view(changes, full);
         let changes = changes.to_vec();
-        self.run(move |db| db.persist(&changes, critical)).await.map_err(boxed)
+        self.run(move |db| db.persist(&changes, &view, critical)).await.map_err(boxed)
     }
+}
+
+/// The part of `full` a persist plan of `changes` reads (the session row's values, and the DC
+/// options a key change touched), copied for the blocking thread: O(changes), where a clone of
+/// `full` would be O(session).
+fn plan_view(changes: &[Change], full: &SessionData) -> SessionData {
+    let mut view = SessionData::default();
+    view.home_dc = full.home_dc;
+    view.user = full.user;
+    view.test_mode = full.test_mode;
+    view.api_id = full.api_id;
+    view.future_auth_token.clone_from(&full.future_auth_token);
+    view.updates = UpdateState::new(full.updates.pts, full.updates.qts, full.updates.date, full.updates.seq);
+    for change in changes {
+        if let Change::SetAuthKey { dc_id, .. } = change {
+            for key in [DcKey::main(*dc_id), DcKey { id: *dc_id, flags: DcFlags::IPV6 }] {
+                if let Some(dc) = full.dcs.get(&key) {
+                    view.dcs.insert(key, dc.clone());
+                }
+            }
+        }
+    }
+    view
 }
 
 /// An error inside a call, before it is mapped (and a damaged file preserved).
@@ -293,14 +332,10 @@ impl Db {
     fn open_file(path: &Path, durability: Durability) -> Result<Db, SessionError> {
         let lock = OwnerLock::acquire(path)?;
         let resource = path.display().to_string();
-        let created = match private_options().write(true).create_new(true).open(path) {
-            Ok(file) => {
-                drop(file);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(SessionError::io(&resource, e)),
-        };
+        match existing(path, &resource)? {
+            Existing::Missing => create(path, &resource)?,
+            Existing::Database => make_private(path, &resource)?,
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| map_sql(e, &resource))?;
         let mut db = Db {
@@ -314,10 +349,6 @@ impl Db {
             _lock: Some(lock),
         };
         db.setup(Some(durability)).map_err(|e| db.fail(e))?;
-        if created {
-            let parent = path.parent().unwrap_or_else(|| Path::new("."));
-            sync_dir(parent)?;
-        }
         Ok(db)
     }
 
@@ -375,7 +406,9 @@ impl Db {
                 .into());
             }
         }
-        let synchronous = sync_level(file.unwrap_or_default(), false);
+        // In memory nothing is synced; a file without WAL is only the new database `create`
+        // writes, and it wants each migration in the file when its commit returns.
+        let synchronous = sync_level(file.unwrap_or(Durability::PowerLoss), false);
         // A checkpoint (which fsyncs under `synchronous = NORMAL`) every 4,000 WAL pages instead
         // of SQLite's 1,000: a quarter of the fsyncs for a stream of small writes. The WAL file
         // is cut back to 16 MiB after a checkpoint, so it never keeps more disk than that.
@@ -386,6 +419,7 @@ impl Db {
         for (target, sql) in steps {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
+            backfill(&tx, target, &self.resource)?;
             tx.execute_batch(&schema::set_version_sql(target))?;
             tx.commit()?;
         }
@@ -416,14 +450,14 @@ impl Db {
     /// Persists `changes` in one transaction; when the peer overlay has outgrown the chunks, the
     /// same transaction folds it into new chunks (read back from the rows themselves, so the
     /// chunks hold exactly what a load would have returned).
-    fn persist(&mut self, changes: &[Change], critical: bool) -> Result<(), DbError> {
+    fn persist(&mut self, changes: &[Change], full: &SessionData, critical: bool) -> Result<(), DbError> {
         let known = Known {
             session_row: self.rows.session_row,
             no_removals: self.rows.removals == 0,
             chunk_ranges: Some(&self.ranges),
         };
         // The plan borrows the ranges: built into statements before the write borrows `self`.
-        let plan: Vec<Statement> = schema::persist_plan_known(changes, known)?.collect();
+        let plan: Vec<Statement> = schema::persist_plan_known(changes, full, known)?.collect();
         let mut after = self.rows.after(changes, &self.ranges);
         let fold = after.fold_due();
         let logout = changes.iter().any(|c| matches!(c, Change::LogOut));
@@ -496,7 +530,7 @@ impl Db {
         let mut rows = SessionRows::new(self.resource.clone());
         read_rows(&tx, schema::LOAD_QUERIES, &mut rows, &self.resource)?;
         tx.commit()?;
-        Ok(rows.finish())
+        Ok(rows.finish()?)
     }
 
     fn quick_check(&mut self) -> Result<(), DbError> {
@@ -550,6 +584,115 @@ impl Db {
         self.preserved = Some(copy.clone());
         Some(copy)
     }
+}
+
+/// What is at a database path before it is opened.
+enum Existing {
+    Missing,
+    Database,
+}
+
+/// `path` with `suffix` appended to its name (SQLite's side files: `-wal`, `-shm`, `-journal`).
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Looks at `path` without opening it: a FIFO, a device or a directory is refused at once
+/// (opening a FIFO, or reading a device, could block or never end), and so is an empty file (a
+/// database we create is never empty: see [`create`]), unless a `-wal` beside it holds the
+/// database's first pages.
+fn existing(path: &Path, resource: &str) -> Result<Existing, SessionError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Missing),
+        Err(e) => return Err(SessionError::io(resource, e)),
+    };
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, a device or a socket)" };
+        return Err(SessionError::invalid(
+            format!("session database {resource}"),
+            format!("the path names {what}, not a database file"),
+        ));
+    }
+    if meta.len() == 0 {
+        let wal = std::fs::metadata(side_file(path, "-wal")).map(|m| m.len()).unwrap_or(0);
+        if wal == 0 {
+            return Err(SessionError::invalid(
+                format!("session database {resource}"),
+                "the file is empty: it is not a session database (a new one is created where no file exists)",
+            ));
+        }
+    }
+    Ok(Existing::Database)
+}
+
+/// Makes the database and the side files that exist private (0600) before SQLite opens them:
+/// SQLite gives the `-wal` and `-shm` files it creates the database file's mode, so a database
+/// left world-readable (by another tool, a copy, an older build) would otherwise spread its
+/// keys into world-readable files.
+fn make_private(path: &Path, resource: &str) -> Result<(), SessionError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [path.to_path_buf(), side_file(path, "-wal"), side_file(path, "-shm"), side_file(path, "-journal")]
+        {
+            let mode = match std::fs::metadata(&file) {
+                Ok(meta) => meta.permissions().mode(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SessionError::io(file.display(), e)),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(|e| SessionError::io(file.display(), e))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, resource);
+    #[cfg(unix)]
+    let _ = resource;
+    Ok(())
+}
+
+/// Creates a new database at `path`, whole or not at all: the schema is written into a private
+/// file beside it (`<name>.new`, under the owner lock, so no one else writes it), fsynced, and
+/// renamed into place, and the directory fsynced. A crash leaves either no database (and maybe a
+/// stale `.new`, replaced by the next open) or a complete one, never an empty file.
+fn create(path: &Path, resource: &str) -> Result<(), SessionError> {
+    let temp = side_file(path, ".new");
+    match std::fs::remove_file(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SessionError::io(temp.display(), e)),
+    }
+    for suffix in ["-journal", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(side_file(&temp, suffix));
+    }
+    let file =
+        private_options().write(true).create_new(true).open(&temp).map_err(|e| SessionError::io(temp.display(), e))?;
+    drop(file);
+    let temp_resource = temp.display().to_string();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&temp, flags).map_err(|e| map_sql(e, &temp_resource))?;
+    let mut db = Db {
+        conn,
+        resource: temp_resource,
+        path: None,
+        preserved: None,
+        durability: None,
+        rows: RowCounts::default(),
+        ranges: Vec::new(),
+        _lock: None,
+    };
+    // Rollback-journal mode with `synchronous = FULL`: every migration is in the file itself
+    // when its commit returns (WAL mode is switched on by the open that follows).
+    db.setup(None).map_err(|e| db.fail(e))?;
+    drop(db);
+    std::fs::File::open(&temp).and_then(|f| f.sync_all()).map_err(|e| SessionError::io(temp.display(), e))?;
+    std::fs::rename(&temp, path).map_err(|e| SessionError::io(resource, e))?;
+    sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new(".")))
 }
 
 /// Runs the statements of a plan. Consecutive statements of one kind (a bulk save) reuse the
@@ -609,12 +752,38 @@ fn read_rows(
         let n = stmt.column_count();
         let mut query = stmt.query([])?;
         while let Some(row) = query.next()? {
-            let mut values = [SqlValueRef::Null; 10];
+            let mut values = [SqlValueRef::Null; 17];
             for (i, slot) in values.iter_mut().enumerate().take(n) {
                 *slot = value_ref(row.get_ref(i)?, resource)?;
             }
             rows.row(table, values.get(..n).unwrap_or(&values))?;
         }
+    }
+    Ok(())
+}
+
+/// Inside the migration to `target`: the statements of [`schema::backfill_statement`] for every
+/// row its [`schema::backfill_queries`] read (all read before any is written), then
+/// [`schema::backfill_sums`].
+fn backfill(conn: &Connection, target: u32, resource: &str) -> Result<(), DbError> {
+    for (table, sql) in schema::backfill_queries(target) {
+        let mut plan = Vec::new();
+        let mut stmt = conn.prepare(sql)?;
+        let n = stmt.column_count();
+        let mut query = stmt.query([])?;
+        while let Some(row) = query.next()? {
+            let mut values = Vec::with_capacity(n);
+            for i in 0..n {
+                values.push(value_ref(row.get_ref(i)?, resource)?);
+            }
+            plan.push(schema::backfill_statement(*table, &values)?);
+        }
+        drop(query);
+        drop(stmt);
+        execute(conn, plan.into_iter())?;
+    }
+    if let Some(sql) = schema::backfill_sums(target) {
+        conn.execute_batch(sql)?;
     }
     Ok(())
 }
@@ -628,7 +797,7 @@ fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError>
     }
     let mut rows = SessionRows::new(resource);
     read_rows(conn, schema::LOAD_PEER_QUERIES, &mut rows, resource)?;
-    let peers = rows.finish_peers();
+    let peers = rows.finish_peers()?;
     execute(conn, schema::compact_plan(&peers))?;
     Ok(RowCounts::saved(peers.len()))
 }
@@ -718,6 +887,6 @@ mod sync_tests {
         assert_eq!(sync_level(Durability::Balanced, false), "NORMAL");
         assert_eq!(sync_level(Durability::PowerLoss, false), "FULL");
         assert_eq!(sync_level(Durability::ProcessCrash, true), "NORMAL");
-        assert_eq!(Durability::default(), Durability::Balanced);
+        assert_eq!(Durability::default(), Durability::PowerLoss, "the default keeps the book's promise");
     }
 }
