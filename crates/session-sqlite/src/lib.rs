@@ -6,3 +6,8 @@ pub mod foreign;
 pub mod schema;
 
 pub use backend::{Durability, SqliteBackend};
+
+/// The model, trait and store this crate plugs into, re-exported so that depending on this crate
+/// alone is enough (`session_core` is the same crate the other backends use).
+pub use session_core;
+pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
