@@ -183,3 +183,44 @@ async fn changes_still_in_the_wal_are_imported() {
     assert_eq!(std::fs::read(&live).expect("read"), before, "import changed the source");
     drop(writer);
 }
+
+/// Pyrogram, kurigram and pyrofork store `api_id` as given and read back a value above
+/// `i32::MAX` (their artifacts under `*/api-id-above-i32/` hold 3,000,000,000). The import keeps
+/// the auth key, user, peers and update state exactly, drops the api_id (Telegram's is a signed
+/// 32-bit int) and says so in `warnings`. Before, the whole file was refused.
+#[tokio::test]
+async fn pyrogram_family_api_id_above_i32_imports_with_a_warning() {
+    for (lib, format) in [
+        ("pyrogram", ForeignFormat::Pyrogram),
+        ("kurigram", ForeignFormat::Kurigram),
+        ("pyrofork", ForeignFormat::Pyrofork),
+    ] {
+        let dir = format!("{lib}/api-id-above-i32");
+        let name = format!("{lib}-api-id-above-i32");
+        let path = common::fixtures().join(&dir).join(format!("{name}.session"));
+        let imported = foreign::import(&path).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(imported.format, format, "{name}");
+        let mut e = expected(&dir, &name);
+        let api_id = e["api_id"].as_i64().expect("api_id");
+        assert!(api_id > i64::from(i32::MAX), "{name}: the artifact's api_id {api_id} is above i32::MAX");
+        assert_eq!(imported.warnings.len(), 1, "{name}: {:?}", imported.warnings);
+        assert!(imported.warnings[0].contains(&api_id.to_string()), "{name}: {:?}", imported.warnings);
+        // Everything else exactly as the library reads it back; api_id not kept.
+        e["api_id"] = Value::Null;
+        check(&imported.session, &e, true);
+        assert_eq!(imported.session.api_id, None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_api_id_that_fits_gives_no_warning() {
+    for (lib, format) in [
+        ("pyrogram", ForeignFormat::Pyrogram),
+        ("kurigram", ForeignFormat::Kurigram),
+        ("pyrofork", ForeignFormat::Pyrofork),
+    ] {
+        let path = common::fixtures().join(lib).join(format!("{lib}-file.session"));
+        let imported = foreign::import(&path).await.unwrap_or_else(|e| panic!("{lib}: {e}"));
+        assert_eq!((imported.format, imported.warnings.len()), (format, 0), "{lib}: {:?}", imported.warnings);
+    }
+}

@@ -37,9 +37,8 @@ async fn sqlx_pool_and_sqlite_backend_work_side_by_side() -> Result<(), session_
         .max_connections(1)
         .connect_with(SqliteConnectOptions::new().filename(&path).read_only(true))
         .await?;
-    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
-        .fetch_one(&session_db)
-        .await?;
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetch_one(&session_db).await?;
     assert!(tables > 0, "sqlx sees no table in session-sqlite's database");
     session_db.close().await;
     app.close().await;

@@ -83,6 +83,9 @@ pub struct Imported {
     pub format: ForeignFormat,
     /// What it held.
     pub session: SessionData,
+    /// Values the file held that the session does not keep, one sentence each (today: a
+    /// Pyrogram-family `api_id` outside `i32`). The import did not fail over them; show them.
+    pub warnings: Vec<String>,
 }
 
 /// Tells which library wrote the SQLite file at `path` (without changing it).
@@ -129,12 +132,12 @@ pub fn import_blocking(path: &Path) -> Result<Imported, SessionError> {
     let copy = ReadOnlyCopy::new(path)?;
     let file = File::new(&copy.conn, path);
     let format = detect_in(&file)?;
-    let session = match format {
-        ForeignFormat::Telethon => telethon::read(&file)?,
-        ForeignFormat::Mtcute => mtcute::read(&file)?,
+    let (session, warnings) = match format {
+        ForeignFormat::Telethon => (telethon::read(&file)?, Vec::new()),
+        ForeignFormat::Mtcute => (mtcute::read(&file)?, Vec::new()),
         _ => pyrogram::read(&file)?,
     };
-    Ok(Imported { format, session })
+    Ok(Imported { format, session, warnings })
 }
 
 /// The blocking form of [`export`].

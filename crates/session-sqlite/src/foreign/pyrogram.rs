@@ -275,7 +275,8 @@ fn type_of(kind: PeerKind) -> &'static str {
     }
 }
 
-pub(super) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
+/// Reads the session; the second value holds warnings about values that were dropped.
+pub(super) fn read(file: &File<'_>) -> Result<(SessionData, Vec<String>), SessionError> {
     let l = layout(file)?;
     let mut s = SessionData::default();
     let sql = format!(
@@ -289,7 +290,27 @@ pub(super) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
     };
     let dc_id: i32 =
         field(file, get(row, 0), "sessions.dc_id")?.ok_or_else(|| file.invalid("sessions.dc_id is NULL"))?;
-    let api_id: Option<i32> = field(file, get(row, 1), "sessions.api_id")?;
+    // The family writes api_id as Python reads it (unsigned 32-bit in its strings), but Telegram's
+    // api_id is a signed 32-bit `int`: a value above i32::MAX names no application. Refusing the
+    // file would lose its auth key over an informational field, so the value is dropped and
+    // said so.
+    let mut warnings = Vec::new();
+    let api_id = match field::<i64>(file, get(row, 1), "sessions.api_id")? {
+        Some(id) => match i32::try_from(id) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                warnings.push(format!(
+                    "sessions.api_id {id} was not kept: it is outside {}..={}, the api_ids Telegram \
+                     accepts (a signed 32-bit int); the auth key and the rest of the session were \
+                     imported",
+                    i32::MIN,
+                    i32::MAX
+                ));
+                None
+            }
+        },
+        None => None,
+    };
     let test_mode = field::<i64>(file, get(row, 2), "sessions.test_mode")?.unwrap_or(0) != 0;
     let key = match get(row, 3).blob() {
         None | Some([]) => None,
@@ -372,7 +393,7 @@ pub(super) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
         }
         s.apply(&Change::UpdateState(UpdateStateChange::All(state)));
     }
-    Ok(s)
+    Ok((s, warnings))
 }
 
 pub(super) fn write(

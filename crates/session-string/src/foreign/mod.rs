@@ -19,7 +19,9 @@
 //! for every single-DC format; the user for Telethon and GramJS; test mode for Telethon, GramJS
 //! and ferogram compact, whose address already points at the test servers). What a format must
 //! hold and we do not have is an error that names it, never a made-up value. On import, fields
-//! the format does not carry get their defaults: no user, `test_mode = false`, no api_id; Pyrogram
+//! the format does not carry get their defaults: no user, `test_mode = false`, no api_id (also
+//! when a Pyrogram string's unsigned api_id is above `i32::MAX`, with a warning from
+//! [`import_with_warnings`]; the rest of the session is kept); Pyrogram
 //! strings hold no address, so the home DC gets Telegram's published address from
 //! [`session_core::dc_table`]; ferogram compact strings hold no bot flag (imported as `false`).
 
@@ -120,8 +122,33 @@ pub fn detect(s: &str) -> Result<StringFormat, SessionError> {
     import(s).map(|(_, format)| format)
 }
 
+/// A string session read by [`import_with_warnings`], with what the import left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Imported {
+    /// The format the string was in.
+    pub format: StringFormat,
+    /// What it held.
+    pub session: SessionData,
+    /// Values the string held that the session does not keep, one sentence each (today: a
+    /// Pyrogram `api_id` above `i32::MAX`). The import did not fail over them; show them.
+    pub warnings: Vec<String>,
+}
+
+impl Imported {
+    fn new(session: SessionData, format: StringFormat) -> Self {
+        Self { format, session, warnings: Vec::new() }
+    }
+}
+
 /// Reads a string session of any supported format. Leading and trailing whitespace is ignored.
+/// Values dropped on the way are not reported; [`import_with_warnings`] reports them.
 pub fn import(s: &str) -> Result<(SessionData, StringFormat), SessionError> {
+    import_with_warnings(s).map(|i| (i.session, i.format))
+}
+
+/// [`import`], also saying which values of the string were dropped (see [`Imported::warnings`]).
+pub fn import_with_warnings(s: &str) -> Result<Imported, SessionError> {
     let t = s.trim();
     let lead = s.len() - s.trim_start().len();
     if t.is_empty() {
@@ -133,10 +160,10 @@ pub fn import(s: &str) -> Result<(SessionData, StringFormat), SessionError> {
             Form::Full => StringFormat::Full,
             Form::Compact => StringFormat::Compact,
         };
-        return Ok((data, format));
+        return Ok(Imported::new(data, format));
     }
     if let Some(body) = t.strip_prefix('1') {
-        return telethon::import_either(body, lead + 1);
+        return telethon::import_either(body, lead + 1).map(|(data, format)| Imported::new(data, format));
     }
     let bytes = b64::decode(t, lead, "string session")?;
     import_binary(&bytes)
@@ -144,7 +171,7 @@ pub fn import(s: &str) -> Result<(SessionData, StringFormat), SessionError> {
 
 /// Dispatches the unprefixed binary formats. Candidates are tried from the most constrained
 /// layout to the least; the first that reads the input exactly wins.
-fn import_binary(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionError> {
+fn import_binary(bytes: &[u8]) -> Result<Imported, SessionError> {
     let mut first_error: Option<SessionError> = None;
     let mut note = |e: SessionError| {
         if first_error.is_none() {
@@ -153,32 +180,32 @@ fn import_binary(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionErr
     };
     if let Some(layout) = pyrogram::Layout::from_len(bytes.len()) {
         match pyrogram::import(bytes, layout) {
-            Ok(data) => {
+            Ok((data, warnings)) => {
                 // Pyrogram strings are told apart by length alone, and a keyless layer/ferogram
                 // native session of exactly that length can fit the layout too (its flag bytes
                 // happen to be 0 or 1). Such bytes also read exactly as a native session, which a
                 // real Pyrogram string (256 random key bytes in the middle) never does: prefer it.
-                if let Ok(native) = legacy_import(bytes) {
-                    return Ok(native);
+                if let Ok((native, format)) = legacy_import(bytes) {
+                    return Ok(Imported::new(native, format));
                 }
-                return Ok((data, layout.format()));
+                return Ok(Imported { format: layout.format(), session: data, warnings });
             }
             Err(e) => note(e),
         }
     }
     match bytes.first() {
         Some(1 | 2) if ferogram::is_compact_len(bytes) => match ferogram::import_compact(bytes) {
-            Ok(r) => return Ok(r),
+            Ok((data, format)) => return Ok(Imported::new(data, format)),
             Err(e) => note(e),
         },
         Some(3) => match mtcute::import(bytes) {
-            Ok(data) => return Ok((data, StringFormat::MtcuteV3)),
+            Ok(data) => return Ok(Imported::new(data, StringFormat::MtcuteV3)),
             Err(e) => note(e),
         },
         _ => {}
     }
     match legacy_import(bytes) {
-        Ok(r) => Ok(r),
+        Ok((data, format)) => Ok(Imported::new(data, format)),
         Err(e) => Err(first_error.unwrap_or(e)),
     }
 }

@@ -49,7 +49,8 @@ fn bool_byte(b: u8, field: &str, what: &str) -> Result<bool, SessionError> {
     }
 }
 
-pub(super) fn import(bytes: &[u8], layout: Layout) -> Result<SessionData, SessionError> {
+/// Reads a Pyrogram-family string; the second value holds warnings about what was dropped.
+pub(super) fn import(bytes: &[u8], layout: Layout) -> Result<(SessionData, Vec<String>), SessionError> {
     let what = layout.format().name();
     let truncated = || SessionError::invalid(what, "truncated");
     let mut r = Reader::new(bytes);
@@ -75,18 +76,33 @@ pub(super) fn import(bytes: &[u8], layout: Layout) -> Result<SessionData, Sessio
     })?;
     let user_id = i64::try_from(user_id)
         .map_err(|_| SessionError::invalid(what, format!("user id {user_id} is out of range")))?;
-    let api_id = match api_id {
-        Some(id) => {
-            Some(i32::try_from(id).map_err(|_| SessionError::invalid(what, format!("api_id {id} is out of range")))?)
+    // Pyrogram packs api_id unsigned and reads back whatever it wrote, but Telegram's api_id is a
+    // signed 32-bit `int`: a value above i32::MAX names no application. Refusing the string
+    // would lose its auth key over an informational field, so the value is dropped and said so.
+    let mut warnings = Vec::new();
+    let api_id = api_id.and_then(|id| match i32::try_from(id) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            warnings.push(dropped_api_id(what, id));
+            None
         }
-        None => None,
-    };
+    });
     let key = if key.is_zero() { None } else { Some(key) };
     let mut data = single_dc(DcOption::new(dc, addr).with_auth_key(key));
     data.test_mode = test_mode;
     data.api_id = api_id;
     data.user = if user_id == 0 { None } else { Some(SelfUser::new(user_id, is_bot)) };
-    Ok(data)
+    Ok((data, warnings))
+}
+
+/// The warning for an api_id that does not fit Telegram's signed 32-bit `int`.
+fn dropped_api_id(what: &str, id: u32) -> String {
+    format!(
+        "{what}: api_id {id} was not kept: it is above {}, the largest api_id Telegram accepts (a \
+         signed 32-bit int; Pyrogram stores it unsigned); the auth key and the rest of the session \
+         were imported",
+        i32::MAX
+    )
 }
 
 pub(super) fn export(data: &SessionData, layout: Layout) -> Result<String, SessionError> {
