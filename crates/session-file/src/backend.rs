@@ -6,22 +6,45 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use session_core::fs::{private_options, sync_dir, OwnerLock};
+use session_core::fs::{
+    check_regular, check_regular_file, make_private, open_nonblocking, private_options, sync_dir, OwnerLock,
+};
 use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
 
+use crate::copies::{self, Kind};
 use crate::failpoint::{Failpoints, Step};
 use crate::legacy::{self, LegacyFormat};
-use crate::log::{self, ParseError, MAGIC};
+use crate::log::{self, ParseError, TornKind, MAGIC};
+use crate::mark::Mark;
 
 /// The change records may grow to this many times the snapshot before the log is compacted.
 pub const COMPACT_FACTOR: u64 = 2;
 /// ... plus this many bytes, so that small sessions are not rewritten every few changes.
 pub const COMPACT_FLOOR: u64 = 64 * 1024;
 
+/// The largest session file this backend reads: far above any session it writes (a million
+/// peers take a few tens of MiB), and a bound on the memory a hostile or damaged file (a huge
+/// sparse file) can make it allocate.
+pub const MAX_FILE_LEN: u64 = 1 << 30;
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A torn append that [`BinaryFileBackend::open`] cut off the end of the log: never
+/// acknowledged, kept in a copy, and reported (also as a `tracing` warning).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CutTail {
+    /// Where the cut record started (the new length of the file).
+    pub at: u64,
+    /// How many bytes were cut.
+    pub len: u64,
+    /// What was wrong with them.
+    pub kind: TornKind,
+    /// Where the cut bytes were kept (`<path>.torn-<digest>`, 0600).
+    pub kept_at: PathBuf,
+}
 
 /// The default session backend: one file, written as an append-only log.
 ///
@@ -38,15 +61,21 @@ pub struct BinaryFileBackend {
 }
 
 struct Inner {
+    /// The path as given (for [`BinaryFileBackend::path`]).
     path: PathBuf,
+    /// The real file (symlinks and `..` resolved): every read, rename and copy goes here, so a
+    /// symlink to the session stays a symlink to it.
+    real: PathBuf,
     dir: PathBuf,
     state: Mutex<State>,
     failpoints: Option<Arc<Failpoints>>,
     opened_legacy: Option<LegacyFormat>,
-    _lock: OwnerLock,
+    cut: Option<CutTail>,
 }
 
 struct State {
+    /// Ownership; also where the high-water mark is recorded ([`crate::mark`]).
+    lock: OwnerLock,
     /// The session read at open, until the first load takes it or a write makes it stale.
     opened: Option<SessionData>,
     stored: Stored,
@@ -60,12 +89,13 @@ enum Stored {
     Nothing,
     /// A layer/ferogram file, not yet rewritten; `backup` is where it was kept once we did.
     Legacy { format: LegacyFormat, backup: Option<PathBuf> },
-    /// Our log, open for appending.
-    Log { file: File, log_len: u64, snapshot_end: u64 },
+    /// Our log, open for appending; `snapshot_crc` and `snapshot_end` name its generation.
+    Log { file: File, log_len: u64, snapshot_end: u64, snapshot_crc: u32 },
 }
 
 impl fmt::Debug for BinaryFileBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The path only: the session (keys) is never held here, and never printed.
         f.debug_struct("BinaryFileBackend").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
@@ -76,9 +106,13 @@ impl BinaryFileBackend {
     /// Fails with [`SessionError::Locked`] (naming the holder's pid) when another process or
     /// backend holds the file, [`SessionError::Corrupt`] (naming the preserved copy) when the
     /// file is damaged, [`SessionError::UnsupportedVersion`] when a newer build wrote it. A
-    /// missing file is not an error: the session is empty until the first write creates it.
+    /// missing file is not an error: the session is empty until the first write creates it; an
+    /// empty file is `Corrupt` (this backend never leaves one: it creates files by rename). A
+    /// path that is not a regular file (a FIFO, a device, a directory) or a file larger than
+    /// [`MAX_FILE_LEN`] is refused at once with [`SessionError::Invalid`].
     /// A layer-client / ferogram file is read ([`crate::legacy`]) and kept beside the new file
-    /// the first time it is rewritten.
+    /// the first time it is rewritten. An existing file (and its lock file) readable by others
+    /// is tightened to 0600.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, SessionError> {
         Self::open_inner(path.into(), None).await
     }
@@ -99,9 +133,14 @@ impl BinaryFileBackend {
         Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// The session file.
+    /// The session file, as given to [`BinaryFileBackend::open`].
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The torn append this backend cut off the end of the log when it opened it, if any.
+    pub fn cut_at_open(&self) -> Option<&CutTail> {
+        self.inner.cut.as_ref()
     }
 
     /// The layout of the file when it was opened, if it was a layer-client / ferogram file
@@ -149,7 +188,7 @@ impl Inner {
 
     fn temp_path(&self) -> PathBuf {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.dir.join(format!(".{}.tmp-{}-{n}", file_name(&self.path), std::process::id()))
+        self.dir.join(format!(".{}.tmp-{}-{n}", file_name(&self.real), std::process::id()))
     }
 
     /// Writes `bytes` as the whole new file: temp file, fsync, rename over, fsync of the
@@ -161,14 +200,26 @@ impl Inner {
             e
         };
         let file = self.write_temp(&tmp, bytes).map_err(before)?;
+        // Locked before it is the session file, so the lock on the data follows the live file.
+        OwnerLock::lock_new_file(&file, &tmp).map_err(before)?;
         if let Stored::Legacy { format, backup: None } = state.stored {
             let backup = self.keep_legacy(format).map_err(before)?;
             state.stored = Stored::Legacy { format, backup: Some(backup) };
         }
+        let snapshot_crc = log::snapshot_crc(bytes);
+        // The new generation's mark, durable before the rename ([`crate::mark`]): after a power
+        // cut the mark on disk never names this generation with more than it holds.
+        let mark = Mark::of(snapshot_end, snapshot_crc, bytes.len() as u64);
+        state.lock.write_note(&mark.encode(), true).map_err(before)?;
         self.fail(Step::Rename)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| before(io_err(&self.path, e)))?;
-        state.stored = Stored::Log { file, log_len: bytes.len() as u64, snapshot_end };
+            .and_then(|()| std::fs::rename(&tmp, &self.real))
+            .map_err(|e| before(io_err(&self.real, e)))?;
+        if let Ok(dup) = file.try_clone() {
+            // Releases the lock on the replaced inode; `file` itself keeps the new one locked
+            // even if this fails.
+            let _ = state.lock.follow(dup);
+        }
+        state.stored = Stored::Log { file, log_len: bytes.len() as u64, snapshot_end, snapshot_crc };
         // Until the directory is synced the rename may not survive power loss, and appends to
         // the new file would be lost with it: keep rewriting until a sync succeeds.
         state.needs_rewrite = true;
@@ -196,17 +247,17 @@ impl Inner {
     /// Keeps the user's layer/ferogram file beside the new one: a hard link (or a copy where
     /// links are not supported) at `<path>.v<N>.bak`, never replacing an earlier backup.
     fn keep_legacy(&self, format: LegacyFormat) -> Result<PathBuf, SessionError> {
-        let base = format!("{}.v{}.bak", file_name(&self.path), format.version());
+        let base = format!("{}.v{}.bak", file_name(&self.real), format.version());
         for n in 0u32.. {
             let name = if n == 0 { base.clone() } else { format!("{base}.{n}") };
             let backup = self.dir.join(name);
             if backup.exists() {
                 continue;
             }
-            match std::fs::hard_link(&self.path, &backup) {
+            match std::fs::hard_link(&self.real, &backup) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => copy_private(&self.path, &backup).map_err(|e| io_err(&backup, e))?,
+                Err(_) => copy_private(&self.real, &backup).map_err(|e| io_err(&backup, e))?,
             }
             sync_dir(&self.dir)?;
             return Ok(backup);
@@ -243,7 +294,7 @@ impl Inner {
             return Ok(Persisted::Done);
         }
         let rewrite = state.needs_rewrite || changes.iter().any(|c| matches!(c, Change::LogOut));
-        if let (Stored::Log { file, log_len, snapshot_end }, false) = (&mut state.stored, rewrite) {
+        if let (Stored::Log { file, log_len, snapshot_end, snapshot_crc }, false) = (&mut state.stored, rewrite) {
             let record = log::change_record(changes)?;
             let snapshot = *snapshot_end;
             let limit = COMPACT_FACTOR.saturating_mul(snapshot).saturating_add(COMPACT_FLOOR);
@@ -254,6 +305,10 @@ impl Inner {
                 return match append(self, file, &record, at) {
                     Ok(()) => {
                         *log_len += record.len() as u64;
+                        // Only now, after the fdatasync: a mark never runs ahead of the data.
+                        // A failed note only weakens the check on the next open.
+                        let mark = Mark::of(*snapshot_end, *snapshot_crc, *log_len);
+                        let _ = state.lock.write_note(&mark.encode(), false);
                         Ok(Persisted::Done)
                     }
                     Err(e) => {
@@ -262,7 +317,7 @@ impl Inner {
                         // cached pages cannot be trusted.
                         let _ = file.set_len(at);
                         state.needs_rewrite = true;
-                        Err(io_err(&self.path, e))
+                        Err(io_err(&self.real, e))
                     }
                 };
             }
@@ -290,18 +345,27 @@ impl Inner {
         if matches!(state.stored, Stored::Nothing) {
             return Ok(None);
         }
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&self.path, e)),
+        let bytes = match read_session_file(&self.real, false) {
+            Ok(Some((_, b))) => b,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e),
         };
         match &state.stored {
             Stored::Legacy { .. } => legacy::decode(&bytes).map(|s| Some(s.data)),
-            _ => match log::parse(&bytes) {
+            Stored::Log { log_len, .. } => match log::parse(&bytes) {
+                // We own the file and wrote every byte of it: anything unreadable is damage.
+                Ok(parsed) if parsed.valid_len < *log_len => {
+                    let reason = format!(
+                        "the log was acknowledged up to byte {log_len}, but only {} bytes of it read back",
+                        parsed.valid_len
+                    );
+                    Err(corrupt(&self.real, &bytes, reason))
+                }
                 Ok(parsed) => Ok(Some(parsed.data)),
-                Err(ParseError::Corrupt(reason)) => Err(corrupt(&self.path, &bytes, reason)),
+                Err(ParseError::Corrupt(reason)) => Err(corrupt(&self.real, &bytes, reason)),
                 Err(ParseError::Other(e)) => Err(e),
             },
+            Stored::Nothing => Ok(None),
         }
     }
 
@@ -310,14 +374,16 @@ impl Inner {
             let backup = self.keep_legacy(format)?;
             state.stored = Stored::Legacy { format, backup: Some(backup) };
         }
-        match std::fs::remove_file(&self.path) {
+        match std::fs::remove_file(&self.real) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&self.path, e)),
+            Err(e) => return Err(io_err(&self.real, e)),
         }
         state.stored = Stored::Nothing;
         state.opened = None;
         state.needs_rewrite = false;
+        // No generation to vouch for any more.
+        let _ = state.lock.write_note("", false);
         sync_dir(&self.dir)
     }
 }
@@ -388,32 +454,9 @@ fn remove_stray_temps(dir: &Path, name: &str) {
     }
 }
 
-/// Keeps a copy of damaged bytes at `<path>.corrupt-<unix time>[-n]`.
-fn preserve(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let base = format!("{}.corrupt-{secs}", file_name(path));
-    for n in 0u32.. {
-        let name = if n == 0 { base.clone() } else { format!("{base}-{n}") };
-        let copy = path.with_file_name(name);
-        match private_options().write(true).create_new(true).open(&copy) {
-            Ok(mut f) => {
-                f.write_all(bytes)?;
-                f.sync_all()?;
-                if let Some(dir) = path.parent() {
-                    let _ = sync_dir(dir);
-                }
-                return Ok(copy);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name for the preserved copy"))
-}
-
 fn corrupt(path: &Path, bytes: &[u8], reason: String) -> SessionError {
     let resource = path.display().to_string();
-    match preserve(path, bytes) {
+    match copies::keep(path, bytes, Kind::Corrupt) {
         Ok(copy) => SessionError::Corrupt { resource, reason, preserved_at: Some(copy) },
         Err(e) => SessionError::Corrupt {
             resource,
@@ -423,44 +466,115 @@ fn corrupt(path: &Path, bytes: &[u8], reason: String) -> SessionError {
     }
 }
 
-fn open_blocking(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<Inner, SessionError> {
-    let lock = OwnerLock::acquire(&path)?;
+/// Reads the whole session file at `path` (real path), refusing what is not a regular file or
+/// is larger than [`MAX_FILE_LEN`], and never blocking in `open` (a FIFO that races in after
+/// the type check). `None` when there is no file. With `write`, the file is opened read-write
+/// and tightened to 0600.
+fn read_session_file(path: &Path, write: bool) -> Result<Option<(File, Vec<u8>)>, SessionError> {
+    let file = match open_nonblocking(path, write) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let meta = check_regular_file(&file, path)?;
+    if meta.len() > MAX_FILE_LEN {
+        return Err(SessionError::invalid(
+            "session file",
+            format!("{} is {} bytes, over the {MAX_FILE_LEN}-byte limit of a session file", path.display(), meta.len()),
+        ));
+    }
+    if write {
+        match make_private(&file) {
+            Ok(true) => {
+                tracing::warn!(file = %path.display(), "the session file was readable by others: made private (0600)");
+            }
+            Ok(false) => {}
+            Err(e) => return Err(io_err(path, e)),
+        }
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // Bounded by the size just checked: a file that grows meanwhile is read no further.
+    file.try_clone().and_then(|f| f.take(meta.len()).read_to_end(&mut bytes)).map_err(|e| io_err(path, e))?;
+    Ok(Some((file, bytes)))
+}
+
+fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<Inner, SessionError> {
+    if file_name(&given).is_empty() {
+        return Err(SessionError::invalid("session file path", format!("{} names no file", given.display())));
+    }
+    // Refused before the lock creates anything beside it (`OwnerLock::acquire` checks the
+    // resolved path again).
+    check_regular(&given)?;
+    let lock = OwnerLock::acquire(&given)?;
+    let path = lock.session_path().to_path_buf();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = file_name(&path);
-    if name.is_empty() {
-        return Err(SessionError::invalid("session file path", format!("{} names no file", path.display())));
-    }
     remove_stray_temps(&dir, &name);
-    let mut state = State { opened: None, stored: Stored::Nothing, needs_rewrite: false };
+    let mark = lock.note().and_then(Mark::decode);
+    let mut state = State { lock, opened: None, stored: Stored::Nothing, needs_rewrite: false };
     let mut opened_legacy = None;
-    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Inner { path, dir, state: Mutex::new(state), failpoints, opened_legacy, _lock: lock });
-        }
-        Err(e) => return Err(SessionError::io(path.display(), e)),
+    let mut cut = None;
+    let done = |state: State, opened_legacy, cut| Inner {
+        path: given.clone(),
+        real: path.clone(),
+        dir: dir.clone(),
+        state: Mutex::new(state),
+        failpoints: failpoints.clone(),
+        opened_legacy,
+        cut,
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| SessionError::io(path.display(), e))?;
+    let Some((file, bytes)) = read_session_file(&path, true)? else {
+        return Ok(done(state, opened_legacy, cut));
+    };
     if bytes.is_empty() {
-        // Nothing to lose: the first write replaces it.
+        // Never ours: this backend creates a file only by renaming a complete, synced one over
+        // its name, so no crash leaves it empty. Something else truncated it.
+        return Err(corrupt(
+            &path,
+            &bytes,
+            "the file is empty (0 bytes): a session file is never written empty".into(),
+        ));
     } else if bytes.starts_with(&MAGIC) {
         let parsed = match log::parse(&bytes) {
             Ok(p) => p,
             Err(ParseError::Corrupt(reason)) => return Err(corrupt(&path, &bytes, reason)),
             Err(ParseError::Other(e)) => return Err(e),
         };
-        if parsed.torn_at.is_some() {
-            // The torn record was never acknowledged: cut it off so appends follow the last
-            // good record. If that fails, the next write replaces the file instead.
-            let cut = file.set_len(parsed.valid_len).and_then(|()| file.sync_data());
-            state.needs_rewrite = cut.is_err();
+        if let Some(Err(reason)) = mark.map(|m| m.check(&parsed)) {
+            return Err(corrupt(&path, &bytes, reason));
         }
+        if let Some(torn) = parsed.torn {
+            // Never acknowledged (the mark, when there is one, ends before it): keep its bytes,
+            // then cut it off so appends follow the last good record. If the cut fails, the next
+            // write replaces the file instead.
+            let start = usize::try_from(torn.at).unwrap_or(bytes.len());
+            let kept_at = copies::keep(&path, &bytes[start..], Kind::Torn).map_err(|e| {
+                SessionError::io(format!("{} (keeping the torn last record before cutting it off)", path.display()), e)
+            })?;
+            tracing::warn!(
+                file = %path.display(),
+                at = torn.at,
+                bytes = torn.len,
+                kind = torn.kind.describe(),
+                kept_at = %kept_at.display(),
+                "cut a torn, never acknowledged append off the end of the session log"
+            );
+            let cut_result = file.set_len(parsed.valid_len).and_then(|()| file.sync_data());
+            state.needs_rewrite = cut_result.is_err();
+            cut = Some(CutTail { at: torn.at, len: torn.len, kind: torn.kind, kept_at });
+        }
+        let mark = Mark::of(parsed.snapshot_end, parsed.snapshot_crc, parsed.valid_len);
+        let _ = state.lock.write_note(&mark.encode(), false);
         state.opened = Some(parsed.data);
-        state.stored = Stored::Log { file, log_len: parsed.valid_len, snapshot_end: parsed.snapshot_end };
+        state.stored = Stored::Log {
+            file,
+            log_len: parsed.valid_len,
+            snapshot_end: parsed.snapshot_end,
+            snapshot_crc: parsed.snapshot_crc,
+        };
     } else if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) {
         return Err(corrupt(&path, &bytes, format!("only {} bytes of a file header", bytes.len())));
     } else {
@@ -479,7 +593,7 @@ fn open_blocking(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<I
             }
         }
     }
-    Ok(Inner { path, dir, state: Mutex::new(state), failpoints, opened_legacy, _lock: lock })
+    Ok(done(state, opened_legacy, cut))
 }
 
 #[async_trait]

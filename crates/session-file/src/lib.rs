@@ -1,13 +1,16 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod copies;
 #[doc(hidden)]
 pub mod failpoint;
 pub mod legacy;
 mod log;
+mod mark;
 mod snapshot;
 
-pub use backend::{BinaryFileBackend, COMPACT_FACTOR, COMPACT_FLOOR};
+pub use backend::{BinaryFileBackend, CutTail, COMPACT_FACTOR, COMPACT_FLOOR, MAX_FILE_LEN};
+pub use log::TornKind;
 pub use snapshot::{read_snapshot, Snapshot, StoredFormat};
 
 /// The model, trait and store this crate plugs into, re-exported so that depending on this crate

@@ -1,5 +1,6 @@
-//! Damaged files: corruption is reported and preserved, a torn tail is dropped, newer formats
-//! are refused by name, stray temp files are cleaned up.
+//! Damaged files: corruption is reported and preserved, a torn tail is dropped (and kept), a
+//! log cut short of what its owner acknowledged is corruption, newer formats are refused by name,
+//! stray temp files are cleaned up.
 
 use std::path::{Path, PathBuf};
 
@@ -13,12 +14,18 @@ const FRAME_LEN: usize = 13;
 /// A file holding a saved session and three appended batches; the session after each step and
 /// the file length after each step.
 async fn written(path: &Path) -> (Vec<SessionData>, Vec<u64>) {
+    written_upto(path, 3).await
+}
+
+/// The same file after the first `batches` batches only: its owner's high-water mark ends
+/// there, as it does when a writer dies in the middle of the next append.
+async fn written_upto(path: &Path, batches: i64) -> (Vec<SessionData>, Vec<u64>) {
     let backend = BinaryFileBackend::open(path).await.expect("open");
     let mut data = sample_session(40);
     backend.save_session(&data).await.expect("save");
     let mut states = vec![data.clone()];
     let mut lens = vec![std::fs::metadata(path).expect("meta").len()];
-    for i in 0..3i64 {
+    for i in 0..batches {
         let batch = vec![
             Change::UpsertPeer(Peer::new(900 + i, PeerKind::Megagroup, i * 11)),
             Change::SetHomeDc(i32::try_from(i).expect("small") + 1),
@@ -96,13 +103,16 @@ async fn a_damaged_record_followed_by_more_records_is_corruption() {
 async fn a_torn_tail_loads_the_acknowledged_prefix_and_is_cut_off() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("s.session");
-    let (states, lens) = written(&path).await;
-    let good = std::fs::read(&path).expect("read");
+    let (states, lens) = written(&dir.path().join("full.session")).await;
+    let good = std::fs::read(dir.path().join("full.session")).expect("read");
+    // The owner of `path` acknowledged two batches, and died writing the third.
+    written_upto(&path, 2).await;
     let (prefix, full) = (lens[2], lens[3]);
     let mut cases: Vec<(String, Vec<u8>)> = (prefix..full)
         .map(|cut| (format!("cut at {cut}"), good[..usize::try_from(cut).expect("len")].to_vec()))
         .collect();
-    // A complete last record whose checksum fails (the crash hit between its sectors).
+    // A complete last record whose checksum fails: a power cut kept some of its sectors (the
+    // owner's mark says it was never acknowledged).
     let mut bad_sum = good.clone();
     let last = bad_sum.len() - 1;
     bad_sum[last] ^= 0xFF;
@@ -117,6 +127,21 @@ async fn a_torn_tail_loads_the_acknowledged_prefix_and_is_cut_off() {
         let loaded = backend.load_session().await.expect("load");
         assert_eq!(loaded.as_ref(), Some(&states[2]), "{what}: not the acknowledged prefix");
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), prefix, "{what}: tail not cut off");
+        // What was cut is reported, and its bytes are kept, private.
+        let tail = &bytes[usize::try_from(prefix).expect("len")..];
+        if tail.is_empty() {
+            assert_eq!(backend.cut_at_open(), None, "{what}: nothing to cut");
+        } else {
+            let cut = backend.cut_at_open().unwrap_or_else(|| panic!("{what}: the cut is not reported"));
+            assert_eq!((cut.at, cut.len), (prefix, tail.len() as u64), "{what}");
+            assert_eq!(std::fs::read(&cut.kept_at).expect("kept tail"), tail, "{what}: kept bytes differ");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&cut.kept_at).expect("meta").permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{what}: kept tail mode");
+            }
+        }
         // Appending continues from the good prefix.
         let mut expected = states[2].clone();
         let batch = [Change::SetApiId(Some(77))];
@@ -126,11 +151,74 @@ async fn a_torn_tail_loads_the_acknowledged_prefix_and_is_cut_off() {
         let backend = BinaryFileBackend::open(&path).await.expect("reopen");
         assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&expected), "{what}: after append");
         assert!(preserved_copies(dir.path()).is_empty(), "{what}: a torn tail is not corruption");
+        drop(backend);
+        // Back to the state of a writer that acknowledged two batches.
+        std::fs::remove_file(&path).expect("remove");
+        written_upto(&path, 2).await;
     }
     // An untouched file loads everything.
     std::fs::write(&path, &good).expect("write");
     let backend = BinaryFileBackend::open(&path).await.expect("open");
     assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&states[3]));
+}
+
+#[tokio::test]
+async fn damage_to_or_truncation_of_acknowledged_records_is_corruption_not_a_torn_tail() {
+    // The owner acknowledged all three batches: nothing of them may be cut or lost.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.session");
+    let (_, lens) = written(&path).await;
+    let good = std::fs::read(&path).expect("read");
+    let full = good.len();
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    // Cut at every length inside the change records, record boundaries included: each loses
+    // acknowledged records.
+    for cut in usize::try_from(lens[0]).expect("len")..full {
+        cases.push((format!("cut at {cut}"), good[..cut].to_vec()));
+    }
+    // A flipped bit in the last, complete, acknowledged record.
+    for pos in [usize::try_from(lens[2]).expect("len"), usize::try_from(lens[2]).expect("len") + 3, full - 1] {
+        let mut flipped = good.clone();
+        flipped[pos] ^= 0x04;
+        cases.push((format!("flip at {pos} of the last record"), flipped));
+    }
+    let mut zeros = good[..usize::try_from(lens[2]).expect("len")].to_vec();
+    zeros.resize(full, 0);
+    cases.push(("the last record zeroed".into(), zeros));
+    for (what, bytes) in cases {
+        std::fs::write(&path, &bytes).expect("write");
+        expect_corrupt(&path, &bytes, &what).await;
+        // Restore the file the owner left (its mark is unchanged: no owner opened it since).
+        std::fs::write(&path, &good).expect("restore");
+    }
+    let backend = BinaryFileBackend::open(&path).await.expect("the untouched file opens");
+    assert!(backend.cut_at_open().is_none());
+}
+
+#[tokio::test]
+async fn opening_a_damaged_file_again_and_again_keeps_one_copy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.session");
+    written(&path).await;
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[HEADER_LEN + FRAME_LEN + 5] ^= 1;
+    std::fs::write(&path, &bytes).expect("write");
+    let mut kept = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        match BinaryFileBackend::open(&path).await {
+            Err(SessionError::Corrupt { preserved_at: Some(copy), .. }) => {
+                kept.insert(copy);
+            }
+            other => panic!("expected Corrupt with a copy, got {:?}", other.map(|_| ())),
+        }
+    }
+    assert_eq!(kept.len(), 1, "one copy named every time");
+    assert_eq!(preserved_copies(dir.path()).len(), 1, "copies piled up");
+    // Different damage gets its own copy.
+    bytes[HEADER_LEN + FRAME_LEN + 6] ^= 1;
+    std::fs::write(&path, &bytes).expect("write");
+    assert!(BinaryFileBackend::open(&path).await.is_err());
+    assert_eq!(preserved_copies(dir.path()).len(), 2);
 }
 
 #[tokio::test]
@@ -163,10 +251,10 @@ async fn a_file_that_is_no_session_at_all_is_corruption_not_a_fresh_start() {
         std::fs::write(&path, &bytes).expect("write");
         expect_corrupt(&path, &bytes, what).await;
     }
-    // An empty file holds nothing to lose: it loads as no session.
+    // An empty file was never written by a backend (it creates files by rename): something
+    // truncated the session, which must not open as "no session".
     std::fs::write(&path, b"").expect("write");
-    let backend = BinaryFileBackend::open(&path).await.expect("empty file");
-    assert!(backend.load_session().await.expect("load").is_none());
+    expect_corrupt(&path, b"", "empty file").await;
 }
 
 #[tokio::test]
