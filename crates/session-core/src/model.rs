@@ -182,7 +182,9 @@ impl MinPeerContext {
 /// Build one with [`SessionData::default`] and change it only through [`crate::Change`]s
 /// ([`SessionData::apply`]), so that what a backend persists incrementally and what it would
 /// save in full are the same session by construction.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` prints no secret: auth keys show their key id, and `future_auth_token` its length only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SessionData {
     /// The DC the account lives on (0: none chosen yet).
@@ -203,6 +205,29 @@ pub struct SessionData {
     pub min_contexts: Vec<MinPeerContext>,
     /// A future auth token (secret; kept for ferogram sessions).
     pub future_auth_token: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// The token's length, never its bytes.
+        struct Redacted(usize);
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "<redacted, {} bytes>", self.0)
+            }
+        }
+        f.debug_struct("SessionData")
+            .field("home_dc", &self.home_dc)
+            .field("dcs", &self.dcs)
+            .field("user", &self.user)
+            .field("test_mode", &self.test_mode)
+            .field("api_id", &self.api_id)
+            .field("updates", &self.updates)
+            .field("peers", &self.peers)
+            .field("min_contexts", &self.min_contexts)
+            .field("future_auth_token", &self.future_auth_token.as_ref().map(|t| Redacted(t.len())))
+            .finish()
+    }
 }
 
 impl SessionData {
@@ -229,5 +254,19 @@ impl SessionData {
     /// True when nothing at all is stored.
     pub fn is_empty(&self) -> bool {
         self == &SessionData::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_session_shows_the_future_auth_token_length_only() {
+        let session = SessionData { future_auth_token: Some(vec![0xAB; 32]), ..SessionData::default() };
+        let shown = format!("{session:?} {session:#?}");
+        assert!(shown.contains("<redacted, 32 bytes>"), "{shown}");
+        assert!(!shown.contains("171"), "token bytes printed: {shown}");
+        assert!(!shown.to_lowercase().contains("abab"), "token bytes printed: {shown}");
     }
 }
