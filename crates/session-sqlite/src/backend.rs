@@ -423,6 +423,7 @@ impl Db {
             tx.execute_batch(&schema::set_version_sql(target))?;
             tx.commit()?;
         }
+        check_tables(&self.conn, &self.resource)?;
         self.rows = count_rows(&self.conn)?;
         self.ranges = read_ranges(&self.conn, &self.resource)?;
         Ok(())
@@ -567,23 +568,92 @@ impl Db {
         if self.preserved.is_some() {
             return self.preserved.clone();
         }
-        let path = self.path.as_ref()?;
-        let stamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut name = path.file_name()?.to_os_string();
-        name.push(format!(".corrupt-{stamp}-{}", std::process::id()));
-        let copy = path.with_file_name(name);
-        copy_private(path, &copy).ok()?;
-        let mut wal = path.as_os_str().to_os_string();
-        wal.push("-wal");
-        let mut wal_copy = copy.as_os_str().to_os_string();
-        wal_copy.push("-wal");
-        if Path::new(&wal).exists() {
-            let _ = copy_private(Path::new(&wal), Path::new(&wal_copy));
-        }
+        let copy = preserve_copy(self.path.as_ref()?)?;
         self.preserved = Some(copy.clone());
         Some(copy)
     }
+}
+
+/// Copies a damaged database (and its `-wal`) beside it as `<name>.corrupt-<crc>`, named by
+/// the CRC-32 of its bytes: opening the same damaged file again finds its copy there and makes
+/// no other, so failed opens in a loop never pile up copies. Returns the copy's path.
+fn preserve_copy(path: &Path) -> Option<PathBuf> {
+    let bytes = std::fs::read(path).ok()?;
+    let wal = std::fs::read(side_file(path, "-wal")).ok();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes);
+    if let Some(wal) = &wal {
+        h.update(wal);
+    }
+    let mut name = path.file_name()?.to_os_string();
+    name.push(format!(".corrupt-{:08x}", h.finalize()));
+    let copy = path.with_file_name(name);
+    let same = |p: &Path, b: &[u8]| std::fs::read(p).is_ok_and(|c| c == b);
+    if same(&copy, &bytes) && wal.as_deref().is_none_or(|w| same(&side_file(&copy, "-wal"), w)) {
+        return Some(copy);
+    }
+    // A leftover of another damage with the same checksum (or half a copy): made again.
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_file(side_file(&copy, "-wal"));
+    write_private(&copy, &bytes).ok()?;
+    if let Some(wal) = &wal {
+        let _ = write_private(&side_file(&copy, "-wal"), wal);
+    }
+    Some(copy)
+}
+
+fn write_private(to: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut dst = private_options().write(true).create_new(true).open(to)?;
+    dst.write_all(bytes)?;
+    dst.sync_all()
+}
+
+/// The columns of every table of the current schema, as the migrations make them.
+fn schema_columns() -> Result<&'static [(&'static str, Vec<String>)], DbError> {
+    static COLUMNS: std::sync::OnceLock<Vec<(&'static str, Vec<String>)>> = std::sync::OnceLock::new();
+    if let Some(columns) = COLUMNS.get() {
+        return Ok(columns);
+    }
+    let conn = Connection::open_in_memory()?;
+    for (_, sql) in schema::migrations_from(0)? {
+        conn.execute_batch(sql)?;
+    }
+    let columns =
+        schema::TABLES.iter().map(|t| Ok((*t, table_columns(&conn, t)?))).collect::<Result<Vec<_>, DbError>>()?;
+    Ok(COLUMNS.get_or_init(|| columns))
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+    // Bytes, not `String`: a damaged name that is not UTF-8 is a mismatch, not a driver error.
+    let names = stmt
+        .query_map([table], |r| {
+            Ok(match r.get_ref(0)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}
+
+/// Every table of the schema is there with its columns. A damaged schema page (a table or a
+/// column renamed by a flipped bit) is `Corrupt` here, rather than an SQL error at the first
+/// load or write.
+fn check_tables(conn: &Connection, resource: &str) -> Result<(), DbError> {
+    for (table, expected) in schema_columns()? {
+        let found = table_columns(conn, table)?;
+        if &found != expected {
+            let reason = if found.is_empty() {
+                format!("schema: table {table} is missing")
+            } else {
+                format!("schema: table {table} has columns ({}), not ({})", found.join(", "), expected.join(", "))
+            };
+            return Err(SessionError::corrupt(resource, reason).into());
+        }
+    }
+    Ok(())
 }
 
 /// What is at a database path before it is opened.
@@ -599,10 +669,10 @@ fn side_file(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Looks at `path` without opening it: a FIFO, a device or a directory is refused at once
-/// (opening a FIFO, or reading a device, could block or never end), and so is an empty file (a
-/// database we create is never empty: see [`create`]), unless a `-wal` beside it holds the
-/// database's first pages.
+/// Looks at `path` before SQLite opens it: a FIFO, a device or a directory is refused at once,
+/// without opening it (opening a FIFO, or reading a device, could block or never end), and so
+/// is an empty file (a database we create is never empty: see [`create`]), unless a `-wal`
+/// beside it holds the database's first pages. A file without a SQLite header is `Corrupt`.
 fn existing(path: &Path, resource: &str) -> Result<Existing, SessionError> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
@@ -616,13 +686,27 @@ fn existing(path: &Path, resource: &str) -> Result<Existing, SessionError> {
             format!("the path names {what}, not a database file"),
         ));
     }
-    if meta.len() == 0 {
-        let wal = std::fs::metadata(side_file(path, "-wal")).map(|m| m.len()).unwrap_or(0);
-        if wal == 0 {
-            return Err(SessionError::invalid(
-                format!("session database {resource}"),
-                "the file is empty: it is not a session database (a new one is created where no file exists)",
-            ));
+    let wal = std::fs::metadata(side_file(path, "-wal")).map(|m| m.len()).unwrap_or(0);
+    if meta.len() == 0 && wal == 0 {
+        return Err(SessionError::invalid(
+            format!("session database {resource}"),
+            "the file is empty: it is not a session database (a new one is created where no file exists)",
+        ));
+    }
+    if meta.len() > 0 {
+        // SQLite takes a file shorter than its header for an empty database and would write a
+        // new schema over what is left of a damaged one: it is damage, and said so here.
+        let mut head = [0u8; 16];
+        let read = std::fs::File::open(path).and_then(|mut f| {
+            use std::io::Read as _;
+            f.read_exact(&mut head)
+        });
+        if meta.len() < 512 || read.is_err() || &head != b"SQLite format 3\0" {
+            return Err(SessionError::Corrupt {
+                resource: resource.to_owned(),
+                reason: "the file does not start with a SQLite database header".to_owned(),
+                preserved_at: preserve_copy(path),
+            });
         }
     }
     Ok(Existing::Database)
@@ -802,13 +886,6 @@ fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError>
     Ok(RowCounts::saved(peers.len()))
 }
 
-fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
-    let mut dst = private_options().write(true).create_new(true).open(to)?;
-    std::io::copy(&mut src, &mut dst)?;
-    dst.sync_all()
-}
-
 fn value_ref<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, SessionError> {
     Ok(match v {
         ValueRef::Null => SqlValueRef::Null,
@@ -859,8 +936,13 @@ pub(crate) fn map_sql(e: rusqlite::Error, resource: &str) -> SessionError {
         rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
         _ => None,
     };
+    // A header field flipped to a format SQLite does not know (the read/write versions, the
+    // schema format) comes back as a plain error: damage all the same.
+    let unknown_format =
+        matches!(&e, rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("unsupported file format"));
     match code {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => SessionError::corrupt(resource, e.to_string()),
+        _ if unknown_format => SessionError::corrupt(resource, e.to_string()),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             SessionError::Locked { resource: resource.to_owned(), pid: None }
         }

@@ -1047,7 +1047,6 @@ pub fn delete_plan() -> impl Iterator<Item = Statement> {
 /// altered session. From schema version 3 on, every row's checksum is checked as it is added,
 /// and [`finish`](SessionRows::finish) checks the sums of the session row against the rows
 /// (see the [module docs](self)).
-#[derive(Debug)]
 pub struct SessionRows {
     resource: String,
     version: u32,
@@ -1064,6 +1063,18 @@ pub struct SessionRows {
     sums: [u32; 6],
     /// The sums the session row holds.
     stored_sums: Option<[i64; 6]>,
+}
+
+// By hand: the rows read so far hold auth keys and the future auth token, which `Debug` of the
+// builder must never print.
+impl std::fmt::Debug for SessionRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRows")
+            .field("resource", &self.resource)
+            .field("version", &self.version)
+            .field("present", &self.present)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionRows {

@@ -1,5 +1,6 @@
 //! The database and its -wal, -shm and lock files are private (0600) from creation, under the
-//! common umask 022. The check runs in a child process started with `umask 022`, so that the
+//! common umask 022, and so are they after opening a database someone left world-readable
+//! (0644): SQLite gives the side files it creates the database's mode. The check runs in a child process started with `umask 022`, so that the
 //! test does not depend on (or change) the umask of the test runner.
 #![cfg(unix)]
 
@@ -34,6 +35,45 @@ fn in_child(dir: &std::path::Path) {
         // While the backend is open in WAL mode, all four files exist.
         for suffix in ["", "-wal", "-shm", ".lock"] {
             let path = dir.join(format!("private.db{suffix}"));
+            assert_eq!(mode(&path), 0o600, "{} is not private", path.display());
+        }
+        drop(backend);
+
+        // A database left 0644 (a copy, another tool, an older build).
+        let old = dir.join("old.db");
+        let backend = SqliteBackend::open(&old).await.expect("create");
+        backend.persist(&[Change::SetHomeDc(2)], &full).await.expect("persist");
+        drop(backend);
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod 0644");
+        let backend = SqliteBackend::open(&old).await.expect("open the 0644 database");
+        let mut more = full.clone();
+        let change = Change::SetHomeDc(4);
+        more.apply(&change);
+        backend.persist(&[change], &more).await.expect("persist");
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let path = dir.join(format!("old.db{suffix}"));
+            assert_eq!(mode(&path), 0o600, "{} is not private after opening a 0644 database", path.display());
+        }
+        drop(backend);
+
+        // A killed owner's database with its `-wal` and `-shm`, all left 0644: each is made
+        // private before SQLite reads the WAL back.
+        let backend = SqliteBackend::open(&old).await.expect("reopen");
+        let mut last = more.clone();
+        let change = Change::SetHomeDc(5);
+        last.apply(&change);
+        backend.persist(&[change], &last).await.expect("persist");
+        for suffix in ["", "-wal", "-shm"] {
+            let to = dir.join(format!("killed.db{suffix}"));
+            std::fs::copy(dir.join(format!("old.db{suffix}")), &to).expect("copy while open");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).expect("chmod 0644");
+        }
+        drop(backend);
+        let killed = dir.join("killed.db");
+        let backend = SqliteBackend::open(&killed).await.expect("open the killed owner's files");
+        assert_eq!(backend.load_session().await.expect("load").map(|s| s.home_dc), Some(5));
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let path = dir.join(format!("killed.db{suffix}"));
             assert_eq!(mode(&path), 0o600, "{} is not private", path.display());
         }
         println!("all private");
