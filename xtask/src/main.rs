@@ -12,9 +12,17 @@
 //!   (`LAYER_SOAK_CUTS` per loop, default 1000).
 //! - `bench [--quick]`: the benches beside layer-client 0.5 and grammers-session 0.11, and the
 //!   report in `target/bench-report/`.
+//! - `fixtures [--write]`: regenerates the other libraries' artifacts with those libraries and
+//!   compares them with `fixtures/` by value (`--write` replaces the committed ones).
+//! - `package`: `cargo package` of every published crate, each built from its tarball (`test`
+//!   runs it without the build).
+//! - `msrv`: no locked dependency declares a newer Rust than our `rust-version` (part of `test`).
+//! - `clone`: a `git clone` of HEAD alone in a temporary folder runs the fixture-reading tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod release;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,8 +34,12 @@ fn main() -> ExitCode {
         "demo" => cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"], &[]),
         "soak" => soak(&rest),
         "bench" => bench(&rest),
+        "fixtures" => release::fixtures(&rest),
+        "package" => release::package(true),
+        "msrv" => release::msrv(),
+        "clone" => release::clone_run(),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|demo|soak [kills]|bench [--quick]>");
+            eprintln!("usage: cargo xtask <test|setup|demo|soak [kills]|bench [--quick]|fixtures [--write]|package|msrv|clone>");
             return ExitCode::from(2);
         }
     };
@@ -75,6 +87,7 @@ fn test() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"], &env)?;
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"], &env)?;
     cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"], &env)?;
+    release::release_checks(&env)?;
     cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "custom_backend"], &env)?;
     cargo(&["run", "--quiet", "-p", "layer-examples", "--example", "quickstart"], &env)?;
     Ok(())
