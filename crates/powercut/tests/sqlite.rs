@@ -83,6 +83,7 @@ fn child_process_entry() {
             Err(e) => return println!("stop load: {e}"),
         };
         let mut i = start.max(u64::try_from(full.updates.pts).unwrap_or(0) + 1);
+        let first = i;
         loop {
             let changes = step(i);
             full.apply_all(&changes);
@@ -95,6 +96,13 @@ fn child_process_entry() {
                 return println!("stop {e}");
             }
             println!("ack {i}");
+            if i == first {
+                // WAL mode as shipped, its index mapped through FUSE: both files are there.
+                let side = |suffix: &str| path.with_file_name(format!("power.db{suffix}")).exists();
+                if side("-wal") && side("-shm") {
+                    println!("wal");
+                }
+            }
             i += 1;
         }
     });
@@ -171,6 +179,7 @@ fn sqlite_loop(name: &str, writer: &str, mode: LossMode, default_cuts: u64) -> F
         }
     }
     figures.print(seed);
+    assert!(rig.wal_seen > 0, "{name}: no writer ever ran in WAL mode on the mount");
     figures
 }
 

@@ -40,6 +40,8 @@ pub fn seed() -> u64 {
 pub struct Rig {
     pub disk: Disk,
     pub dir: tempfile::TempDir,
+    /// Rounds whose writer saw SQLite's `-wal` and `-shm` beside its database on the mount.
+    pub wal_seen: u64,
 }
 
 impl Rig {
@@ -53,7 +55,7 @@ impl Rig {
             Ok(d) => d,
             Err(e) => panic!("FUSE could not be mounted, so nothing was tested: {e}"),
         };
-        Rig { disk, dir }
+        Rig { disk, dir, wal_seen: 0 }
     }
 
     /// A path on the mount.
@@ -142,6 +144,8 @@ pub fn round(
     for line in rx.iter() {
         if let Some(n) = line.strip_prefix("ack ") {
             acked.push(n.parse().expect("ack number"));
+        } else if line == "wal" {
+            rig.wal_seen += 1;
         }
     }
     if let Err(e) = rig.disk.power_cycle() {
