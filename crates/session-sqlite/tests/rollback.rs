@@ -163,3 +163,75 @@ async fn a_version_1_database_is_migrated_and_folded() {
     let reopened = SqliteBackend::open(&path).await.expect("reopen");
     assert_eq!(reopened.load_session().await.expect("load"), Some(full));
 }
+
+/// A database written by schema version 2 (no checksums) opens migrated to version 3 in one
+/// transaction that checksums every row already there: it loads the same session, and from then
+/// on a value changed behind the backend's back is `Corrupt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_database_is_migrated_with_checksums() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("v2.db");
+    let key: Vec<u8> = (0..256u32).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
+    {
+        let conn = Connection::open(&path).expect("raw");
+        conn.execute_batch(schema::MIGRATIONS[0]).expect("v1 tables");
+        conn.execute_batch(schema::MIGRATIONS[1]).expect("v2 tables");
+        conn.execute_batch("PRAGMA user_version = 2; PRAGMA journal_mode = WAL;").expect("v2");
+        conn.execute_batch(
+            "INSERT INTO session (id, home_dc, user_id, user_bot, pts, qts, date, seq) VALUES (0, 2, 77, 0, 10, 2, 3, 4);
+             INSERT INTO channels (id, pts) VALUES (1001, 50);
+             INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone) VALUES (0, 5, 1, 55, 0, NULL, NULL);
+             INSERT INTO peer_removals (class, id) VALUES (0, 6);
+             INSERT INTO min_contexts (pos, user_id, peer_id, msg_id) VALUES (0, 1, 2, 3);",
+        )
+        .expect("v2 rows");
+        conn.execute(
+            "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset) \
+             VALUES (2, 0, 0, '149.154.167.51', 443, ?1, 9, 0)",
+            [&key],
+        )
+        .expect("dc row");
+    }
+    let mut expected = SessionData::default();
+    expected.home_dc = 2;
+    expected.user = Some(session_core::SelfUser::new(77, false));
+    expected.updates = session_core::UpdateState::new(10, 2, 3, 4);
+    expected.updates.channels.insert(1001, 50);
+    expected.peers.insert(Peer::new(5, PeerKind::Bot, 55));
+    expected.min_contexts.push(session_core::MinPeerContext::new(1, 2, 3));
+    let auth = session_core::AuthKey::from_slice(&key).expect("key");
+    let dc = session_core::DcOption::new(2, "149.154.167.51:443".parse().expect("addr"))
+        .with_auth_key(Some(auth))
+        .with_salt(9, 0);
+    expected.dcs.insert(dc.key(), dc);
+
+    let backend = SqliteBackend::open(&path).await.expect("open migrates");
+    assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&expected));
+    drop(backend);
+    {
+        let raw = Connection::open(&path).expect("raw");
+        let version: u32 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, schema::SCHEMA_VERSION);
+        for table in ["session", "dcs", "channels", "peers", "peer_removals", "min_contexts"] {
+            let unsummed: i64 =
+                raw.query_row(&format!("SELECT count(*) FROM {table} WHERE crc = 0"), [], |r| r.get(0)).expect("crc");
+            assert_eq!(unsummed, 0, "{table} has rows without a checksum after the migration");
+        }
+        // One byte of the key changed behind the backend's back.
+        raw.execute(
+            "UPDATE dcs SET auth_key = ?1 WHERE id = 2",
+            [&{
+                let mut k = key.clone();
+                k[100] ^= 1;
+                k
+            }],
+        )
+        .expect("damage");
+    }
+    let backend = SqliteBackend::open(&path).await.expect("open");
+    let err = SessionError::from_boxed(backend.load_session().await.expect_err("a changed key"), "sqlite");
+    match err {
+        SessionError::Corrupt { preserved_at: Some(copy), .. } => assert!(copy.is_file()),
+        other => panic!("expected Corrupt with a copy, got {other:?}"),
+    }
+}
