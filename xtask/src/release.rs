@@ -190,6 +190,7 @@ pub fn fixtures(args: &[&str]) -> Result<(), String> {
         let python = tools.join(venv).join("bin").join("python");
         run(Command::new(python).arg(scripts.join(script)).arg(lib).arg(&out))?;
     }
+    run(Command::new("node").arg(scripts.join("node_family.mjs")).arg(tools.join("node")).arg(&out))?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let compared = run(Command::new(&python).arg(scripts.join("compare.py")).arg(root().join("fixtures")).arg(&out));
     if write {
