@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{CliError, CliResult, EXIT_OK};
 use crate::gramjs_store;
-use crate::location::{self, Source};
+use crate::location::{self, shown_path, Source};
 use crate::read::{self, ReadOptions};
 use crate::write::{self, WriteOptions};
 
@@ -30,11 +30,12 @@ impl Summary {
 fn skipped(name: &str) -> bool {
     name.starts_with('.')
         || [".lock", "-wal", "-shm", "-journal", ".bak", ".expected.json"].iter().any(|s| name.ends_with(s))
+        || name.starts_with(crate::guard::STAGE_PREFIX)
 }
 
 /// The sessions in `dir`: files, and folders that are GramJS StoreSessions, sorted by name.
 pub fn entries(dir: &Path) -> CliResult<Vec<PathBuf>> {
-    let shown = dir.display().to_string();
+    let shown = shown_path(dir);
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| CliError::source(&shown, e))? {
         let entry = entry.map_err(|e| CliError::source(&shown, e))?;
@@ -73,7 +74,9 @@ pub async fn run(
 ) -> CliResult<Summary> {
     let items = entries(src)?;
     let dir = location::batch_dir(dest_arg);
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::dest(dir.display(), e))?;
+    // Every folder this creates is private (0700) from its creation; one that exists is the
+    // user's and is left as it is.
+    crate::guard::private_dir_builder(true).create(&dir).map_err(|e| CliError::dest(shown_path(&dir), e))?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(items.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}") {
@@ -86,16 +89,17 @@ pub async fn run(
     let mut summary = Summary::default();
     for item in items {
         if let Some(bar) = &bar {
-            bar.set_message(item.display().to_string());
+            bar.set_message(shown_path(&item));
         }
         let result = one(&item, dest_arg, &dir, read_options, write_options).await;
         let line = match &result {
-            Ok((dest, dropped)) if dropped.is_empty() => format!("converted {} -> {dest}", item.display()),
+            Ok((dest, dropped)) if dropped.is_empty() => format!("converted {} -> {dest}", shown_path(&item)),
             Ok((dest, dropped)) => {
-                format!("converted {} -> {dest} (dropped: {})", item.display(), dropped.join("; "))
+                format!("converted {} -> {dest} (dropped: {})", shown_path(&item), dropped.join("; "))
             }
             Err(e) => format!("failed {}", e.message),
         };
+        let line = location::redact_message(&line);
         match &bar {
             Some(bar) => {
                 if result.is_err() {
@@ -117,7 +121,8 @@ pub async fn run(
     }
     let _ = writeln!(out, "{} converted, {} failed", summary.converted, summary.failed.len());
     for (path, e) in &summary.failed {
-        let _ = writeln!(out, "  failed: {} (exit {}): {}", path.display(), e.code, e.message);
+        let line = format!("  failed: {} (exit {}): {}", shown_path(path), e.code, e.message);
+        let _ = writeln!(out, "{}", location::redact_message(&line));
     }
     Ok(summary)
 }

@@ -35,9 +35,13 @@ pub enum Command {
         /// Show the auth keys (as hex). Without it only their key ids are shown.
         #[arg(long)]
         reveal_secrets: bool,
-        /// Auth token for a remote libSQL database.
+        /// Auth token for a remote libSQL database (visible to other users in the process
+        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
         #[arg(long)]
         token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
     },
     /// Convert a session (or every session in a folder) to another format or backend.
     Convert {
@@ -55,17 +59,25 @@ pub enum Command {
         /// The api_id to record when the source has none (Pyrogram formats require one).
         #[arg(long)]
         api_id: Option<i32>,
-        /// Auth token for a remote libSQL database.
+        /// Auth token for a remote libSQL database (visible to other users in the process
+        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
         #[arg(long)]
         token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
     },
     /// Check a session's integrity; exits non-zero on any problem.
     Verify {
         /// The session.
         source: String,
-        /// Auth token for a remote libSQL database.
+        /// Auth token for a remote libSQL database (visible to other users in the process
+        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
         #[arg(long)]
         token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
     },
     /// Print the session as a string session.
     ExportString {
@@ -80,9 +92,13 @@ pub enum Command {
         /// The api_id to record when the source has none (Pyrogram strings require one).
         #[arg(long)]
         api_id: Option<i32>,
-        /// Auth token for a remote libSQL database.
+        /// Auth token for a remote libSQL database (visible to other users in the process
+        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
         #[arg(long)]
         token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -123,9 +139,61 @@ impl StringKind {
     }
 }
 
+/// The environment variable that may hold the libSQL auth token (read when neither `--token`
+/// nor `--token-file` is given).
+pub const TOKEN_ENV: &str = "LAYER_SESSION_LIBSQL_TOKEN";
+
+/// The largest token file read.
+const TOKEN_FILE_LIMIT: u64 = 64 << 10;
+
+/// The libSQL token: `--token`, else the contents of `--token-file`, else [`TOKEN_ENV`].
+fn token_from(token: Option<String>, file: Option<&Path>) -> CliResult<Option<String>> {
+    match (token, file) {
+        (Some(_), Some(_)) => Err(CliError::usage("give the token with --token or --token-file, not both")),
+        (Some(t), None) => Ok(Some(t)),
+        (None, Some(path)) => {
+            let shown = format!("token file {}", location::shown_path(path));
+            let meta = std::fs::metadata(path).map_err(|e| CliError::usage(format!("{shown}: {e}")))?;
+            if !meta.is_file() {
+                return Err(CliError::usage(format!("{shown}: is not a regular file")));
+            }
+            let mut file = session_core::fs::open_nonblocking(path, false)
+                .map_err(|e| CliError::usage(format!("{shown}: {e}")))?;
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(CliError::usage(format!("{shown}: is not a regular file")));
+            }
+            let bytes = crate::guard::read_bounded(&mut file, TOKEN_FILE_LIMIT, &shown)
+                .map_err(|e| CliError::usage(e.message))?;
+            let text = String::from_utf8(bytes).map_err(|_| CliError::usage(format!("{shown}: is not text")))?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(CliError::usage(format!("{shown}: is empty")));
+            }
+            Ok(Some(token.to_owned()))
+        }
+        (None, None) => Ok(std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())),
+    }
+}
+
 /// Runs the tool with `args` (the first is the program name); returns the exit code. Results go
 /// to `out`, messages (errors, what a lossy conversion dropped) to `err`.
+///
+/// No message names a secret: every line for `err` passes through a filter that hides anything
+/// shaped like a string session, key or token, whatever library produced the message.
 pub async fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut messages = Vec::new();
+    let code = run_inner(args, out, &mut messages).await;
+    let text = String::from_utf8_lossy(&messages);
+    let _ = err.write_all(location::redact_message(&text).as_bytes());
+    let _ = err.flush();
+    code
+}
+
+async fn run_inner<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -154,7 +222,8 @@ where
 
 async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> CliResult<u8> {
     match command {
-        Command::Inspect { source, json, reveal_secrets, token } => {
+        Command::Inspect { source, json, reveal_secrets, token, token_file } => {
+            let token = token_from(token, token_file.as_deref())?;
             let src = location::parse_source(&source)?;
             let loaded = read::read(&src, &ReadOptions { token, integrity_check: false, api_id: None }).await?;
             let shown = src.to_string();
@@ -168,7 +237,8 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             Ok(EXIT_OK)
         }
-        Command::Verify { source, token } => {
+        Command::Verify { source, token, token_file } => {
+            let token = token_from(token, token_file.as_deref())?;
             let src = location::parse_source(&source)?;
             let shown = src.to_string();
             let loaded = read::read(&src, &ReadOptions { token, integrity_check: true, api_id: None }).await?;
@@ -192,7 +262,8 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                 Ok(EXIT_SOURCE)
             }
         }
-        Command::Convert { source, dest, force, allow_lossy, api_id, token } => {
+        Command::Convert { source, dest, force, allow_lossy, api_id, token, token_file } => {
+            let token = token_from(token, token_file.as_deref())?;
             let options = WriteOptions { force, allow_lossy, token: token.clone() };
             let read_options = ReadOptions { token, integrity_check: false, api_id };
             let src = location::parse_source(&source)?;
@@ -212,7 +283,8 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             Ok(EXIT_OK)
         }
-        Command::ExportString { source, compact, format, api_id, token } => {
+        Command::ExportString { source, compact, format, api_id, token, token_file } => {
+            let token = token_from(token, token_file.as_deref())?;
             if compact && format != StringKind::Ours {
                 return Err(CliError::usage("--compact applies to --format ours only"));
             }

@@ -42,8 +42,7 @@ pub fn import(dir: &Path) -> Result<SessionData, SessionError> {
         let file_name = entry.file_name();
         let Some(file_name) = file_name.to_str() else { continue };
         let Some((session, field)) = file_name.split_once(SEP) else { continue };
-        let text = std::fs::read_to_string(entry.path())
-            .map_err(|e| SessionError::io(entry.path().display().to_string(), e))?;
+        let text = read_field(&entry.path())?;
         let value: Value =
             serde_json::from_str(&text).map_err(|e| err(dir, format!("{file_name} is not JSON: {e}")))?;
         fields.entry(session.to_owned()).or_default().insert(field.to_owned(), value);
@@ -85,6 +84,30 @@ pub fn import(dir: &Path) -> Result<SessionData, SessionError> {
     }
     data.peers = peers.into_iter().collect();
     Ok(data)
+}
+
+/// The largest file of a StoreSession read (each holds one JSON value; a key is about 1 KiB).
+const FIELD_LIMIT: u64 = 1 << 20;
+
+/// One field file: a regular file of bounded size (a FIFO or device would block or never end).
+fn read_field(path: &Path) -> Result<String, SessionError> {
+    use std::io::Read;
+    let resource = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| SessionError::io(&resource, e))?;
+    if !meta.is_file() {
+        return Err(SessionError::invalid(resource, "is not a regular file"));
+    }
+    let file = session_core::fs::open_nonblocking(path, false).map_err(|e| SessionError::io(&resource, e))?;
+    let meta = file.metadata().map_err(|e| SessionError::io(&resource, e))?;
+    if !meta.is_file() {
+        return Err(SessionError::invalid(resource, "is not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(FIELD_LIMIT + 1).read_to_string(&mut text).map_err(|e| SessionError::io(&resource, e))?;
+    if text.len() as u64 > FIELD_LIMIT {
+        return Err(SessionError::invalid(resource, format!("is larger than {FIELD_LIMIT} bytes")));
+    }
+    Ok(text)
 }
 
 fn buffer(v: &Value) -> Option<AuthKey> {

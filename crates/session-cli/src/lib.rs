@@ -6,6 +6,7 @@ mod diff;
 mod error;
 mod format;
 mod gramjs_store;
+mod guard;
 mod location;
 mod read;
 mod report;

@@ -93,12 +93,71 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Path { path, .. } => write!(f, "{}", path.display()),
+            Source::Path { path, .. } => f.write_str(&shown_path(path)),
             Source::Literal { family, .. } => write!(f, "{}<string>", family.prefix()),
             Source::Stdin { .. } => f.write_str("<stdin>"),
             Source::Remote { url } => f.write_str(&redact_url(url)),
         }
     }
+}
+
+/// Pieces of this many base64 characters or more (18 bytes and up) are taken for a secret: a
+/// string session typed where a path was expected, a token. Path components rarely are.
+const SECRET_RUN: usize = 24;
+
+fn base64_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=_-".contains(c)
+}
+
+/// True when `text` holds a run of base64 characters long enough to be (part of) a string
+/// session, a key or a token, with letters and digits mixed as they are in those.
+pub fn secret_like(text: &str) -> bool {
+    text.split(|c: char| !base64_char(c)).any(|piece| {
+        piece.len() >= SECRET_RUN
+            && piece.bytes().any(|b| b.is_ascii_digit())
+            && piece.bytes().any(|b| b.is_ascii_uppercase())
+            && piece.bytes().any(|b| b.is_ascii_lowercase())
+    })
+}
+
+/// An argument as messages may show it: whole, unless it looks like a secret (a string session
+/// given where a path was expected, a mistyped prefix), which is never echoed.
+pub fn shown_arg(text: &str) -> String {
+    if secret_like(text) {
+        format!("<an argument of {} characters that looks like a session string or token (not shown)>", text.len())
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A path as messages show it (see [`shown_arg`]).
+pub fn shown_path(path: &Path) -> String {
+    shown_arg(&path.display().to_string())
+}
+
+/// Every secret-looking word of a message replaced (the last guard before anything is printed
+/// on stderr: whatever a library put into an error, no key, token or string gets out).
+pub fn redact_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if secret_like(word) {
+            out.push_str("<hidden>");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || "\"'`()[]{}<>,;".contains(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 fn is_remote(s: &str) -> bool {
@@ -129,6 +188,20 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Refuses a libSQL URL that carries a password or token: they belong in the token (`--token`,
+/// `--token-file`, `LAYER_SESSION_LIBSQL_TOKEN`), and the message shows the URL without them.
+fn no_credentials(url: &str) -> CliResult<()> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.contains('@') || url.contains('?') {
+        return Err(CliError::usage(format!(
+            "{}: credentials belong in the token (--token-file, LAYER_SESSION_LIBSQL_TOKEN or --token), not in the URL",
+            redact_url(url)
+        )));
+    }
+    Ok(())
+}
+
 fn split_prefix(s: &str) -> Option<(Family, &str)> {
     PREFIXES.iter().find_map(|(p, f)| s.strip_prefix(p).map(|rest| (*f, rest)))
 }
@@ -139,6 +212,7 @@ pub fn parse_source(arg: &str) -> CliResult<Source> {
         return Err(CliError::usage("the source is empty"));
     }
     if is_remote(arg) {
+        no_credentials(arg)?;
         return Ok(Source::Remote { url: arg.to_owned() });
     }
     if arg == "-" {
@@ -234,7 +308,7 @@ impl fmt::Display for Dest {
             Dest::Remote(url) => f.write_str(&redact_url(url)),
             Dest::String(_, StringOut::Stdout) => f.write_str("<stdout>"),
             other => match other.path() {
-                Some(p) => write!(f, "{}", p.display()),
+                Some(p) => f.write_str(&shown_path(p)),
                 None => f.write_str("<destination>"),
             },
         }
@@ -257,6 +331,7 @@ pub fn parse_dest(arg: &str) -> CliResult<Dest> {
         return Err(CliError::usage("the destination is empty"));
     }
     if is_remote(arg) {
+        no_credentials(arg)?;
         return Ok(Dest::Remote(arg.to_owned()));
     }
     let Some((family, rest)) = split_prefix(arg) else {
@@ -305,7 +380,8 @@ pub fn parse_dest(arg: &str) -> CliResult<Dest> {
             Some(out) => Dest::String(StringFormat::MtcuteV3, out),
             None => {
                 return Err(CliError::usage(format!(
-                    "`{arg}`: mtcute's SQLite storage is read, not written; write an mtcute string with `mtcute:-` or `mtcute:FILE.txt`"
+                    "`{}`: mtcute's SQLite storage is read, not written; write an mtcute string with `mtcute:-` or `mtcute:FILE.txt`",
+                    shown_arg(arg)
                 )))
             }
         },
@@ -337,7 +413,7 @@ pub fn batch_dest(arg: &str, dir: &Path, stem: &str) -> CliResult<Dest> {
     let name = if ext.is_empty() { stem.to_owned() } else { format!("{stem}.{ext}") };
     let path = dir.join(name);
     let Some(path) = path.to_str() else {
-        return Err(CliError::usage(format!("{}: the path is not valid UTF-8", path.display())));
+        return Err(CliError::usage(format!("{}: the path is not valid UTF-8", shown_path(&path))));
     };
     parse_dest(&format!("{prefix}{path}"))
 }

@@ -14,7 +14,8 @@ use crate::blocking;
 use crate::error::{CliError, CliResult};
 use crate::format::Format;
 use crate::gramjs_store;
-use crate::location::{Family, Source};
+use crate::guard;
+use crate::location::{shown_path, Family, Source};
 use crate::sqlite_ro;
 
 /// A session read from a source.
@@ -26,13 +27,30 @@ pub struct Loaded {
     pub format: Format,
     /// Problems that did not stop the read (a torn, unacknowledged last record).
     pub warnings: Vec<String>,
+    /// The layout version read from the source itself (our SQLite schema version), which wins
+    /// over the format's own.
+    pub version: Option<u32>,
 }
 
 impl Loaded {
     fn new(data: SessionData, format: Format) -> Self {
-        Self { data, format, warnings: Vec::new() }
+        Self { data, format, warnings: Vec::new(), version: None }
+    }
+
+    /// The layout version of what was read.
+    pub fn version(&self) -> Option<u32> {
+        self.version.or(self.format.version())
     }
 }
+
+/// The largest string session read (a file or standard input): strings hold one DC and no
+/// peers, a few KiB at most.
+pub const STRING_LIMIT: u64 = 1 << 20;
+/// The largest session file (our log, layer/ferogram files) read: a million cached peers take
+/// well under a tenth of this.
+pub const FILE_LIMIT: u64 = 1 << 30;
+/// The largest SQLite session file read.
+pub const SQLITE_LIMIT: u64 = 4 << 30;
 
 /// Options for reading.
 #[derive(Debug, Clone, Default)]
@@ -55,11 +73,8 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
         Source::Stdin { family } => {
             let family = *family;
             let text = blocking(move || {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .map(|_| s)
-                    .map_err(|e| CliError::source("<stdin>", format!("cannot read: {e}")))
+                let bytes = guard::read_bounded(&mut std::io::stdin().lock(), STRING_LIMIT, "<stdin>")?;
+                String::from_utf8(bytes).map_err(|_| CliError::source("<stdin>", "is not text (a string session is)"))
             })
             .await?;
             import_string(&text, family).map_err(|e| CliError::source(&shown, e))?
@@ -148,9 +163,52 @@ fn native_version(text: &str) -> Option<LegacyFormat> {
     legacy::decode(&bytes).ok().map(|l| l.format)
 }
 
+/// Refuses what is not a regular file or a folder (a FIFO, a device, a socket): reading one
+/// would block forever or never end.
+fn kind_check(path: &Path, meta: &std::fs::Metadata) -> CliResult<()> {
+    let ft = meta.file_type();
+    if ft.is_file() || ft.is_dir() {
+        return Ok(());
+    }
+    let what = kind_name(&ft);
+    Err(CliError::source(shown_path(path), format!("is {what}, not a session file; refusing to read it")))
+}
+
+fn kind_name(ft: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    let _ = ft;
+    "not a regular file"
+}
+
+fn too_large(path: &Path, len: u64, limit: u64, what: &str) -> CliResult<()> {
+    if len > limit {
+        return Err(CliError::source(
+            shown_path(path),
+            format!("is {len} bytes, larger than any {what} ({} at most); refusing to read it", guard::size(limit)),
+        ));
+    }
+    Ok(())
+}
+
 fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
-    let shown = path.display().to_string();
+    let shown = shown_path(path);
     let meta = std::fs::metadata(path).map_err(|e| CliError::source(&shown, e))?;
+    kind_check(path, &meta)?;
     if meta.is_dir() {
         if !gramjs_store::is_store(path) {
             return Err(CliError::source(
@@ -161,23 +219,34 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
         let data = gramjs_store::import(path).map_err(|e| CliError::source(&shown, e))?;
         return check_family(&shown, family, Loaded::new(data, Format::GramjsStore));
     }
+    // Non-blocking: a FIFO swapped in after the look above opens at once instead of waiting
+    // for a writer, and the look at what was opened refuses it.
+    let mut file = session_core::fs::open_nonblocking(path, false).map_err(|e| CliError::source(&shown, e))?;
+    let meta = file.metadata().map_err(|e| CliError::source(&shown, e))?;
+    kind_check(path, &meta)?;
+    if meta.is_dir() {
+        return Err(CliError::source(&shown, "changed into a folder while it was read"));
+    }
     let mut head = [0u8; 16];
-    let n = {
-        let mut f = std::fs::File::open(path).map_err(|e| CliError::source(&shown, e))?;
-        read_up_to(&mut f, &mut head).map_err(|e| CliError::source(&shown, e))?
-    };
+    let n = read_up_to(&mut file, &mut head).map_err(|e| CliError::source(&shown, e))?;
     if head[..n].starts_with(sqlite_ro::SQLITE_HEADER) {
+        too_large(path, meta.len(), SQLITE_LIMIT, "SQLite session")?;
+        drop(file);
         let loaded = read_sqlite(path, family, integrity_check)?;
         return check_family(&shown, family, loaded);
     }
-    let text_like = std::fs::read(path)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .filter(|s| crate::location::looks_like_string(s));
-    if let Some(text) = text_like {
-        let loaded = import_string(&text, family).map_err(|e| CliError::source(&shown, e.message))?;
-        return Ok(loaded);
+    too_large(path, meta.len(), FILE_LIMIT, "session file")?;
+    if meta.len() <= STRING_LIMIT {
+        let mut bytes = head[..n].to_vec();
+        let rest = guard::read_bounded(&mut file, STRING_LIMIT, &shown)?;
+        bytes.extend_from_slice(&rest);
+        let text_like = String::from_utf8(bytes).ok().filter(|s| crate::location::looks_like_string(s));
+        if let Some(text) = text_like {
+            let loaded = import_string(&text, family).map_err(|e| CliError::source(&shown, e.message))?;
+            return Ok(loaded);
+        }
     }
+    drop(file);
     let snapshot = session_file::read_snapshot(path).map_err(|e| CliError::source(&shown, e))?;
     let Some(snapshot) = snapshot else {
         return Err(CliError::source(&shown, "the file is empty: it holds no session"));
@@ -207,9 +276,10 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
-    let shown = path.display().to_string();
+    let shown = shown_path(path);
     let source_err = |e: SessionError| CliError::source(&shown, e);
-    let mut conn = sqlite_ro::open(path).map_err(source_err)?;
+    let opened = sqlite_ro::open(path).map_err(source_err)?;
+    let mut conn = opened.conn;
     match sqlite_ro::kind(&conn, &shown).map_err(source_err)? {
         sqlite_ro::Kind::Ours => {
             if integrity_check {
@@ -221,11 +291,12 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
                     ));
                 }
             }
-            let data = sqlite_ro::load(&mut conn, &shown)
-                .map_err(source_err)?
-                .ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+            let (data, version) = sqlite_ro::load(&mut conn, &shown).map_err(source_err)?;
+            let data = data.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
             let format = if family == Some(Family::Libsql) { Format::LibsqlLocal } else { Format::Sqlite };
-            Ok(Loaded::new(data, format))
+            let mut loaded = Loaded::new(data, format);
+            loaded.version = Some(version);
+            Ok(loaded)
         }
         sqlite_ro::Kind::Empty => Err(CliError::source(&shown, "the database is empty: it holds no session")),
         sqlite_ro::Kind::Foreign => {
@@ -239,6 +310,7 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
                 }
             }
             drop(conn);
+            drop(opened.copy);
             let imported = foreign::import_blocking(path).map_err(source_err)?;
             Ok(Loaded::new(imported.session, Format::ForeignSqlite(imported.format)))
         }

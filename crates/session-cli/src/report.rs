@@ -25,6 +25,15 @@ fn or_null<T: Into<Value>>(carried: bool, v: Option<T>) -> Value {
     }
 }
 
+/// The version of the `inspect --json` layout. 2: 64-bit values (user, peer and channel ids,
+/// access hashes, auth key ids) are strings, which jq and JavaScript read without rounding.
+pub const JSON_SCHEMA_VERSION: u32 = 2;
+
+/// A 64-bit value as a JSON string (JSON numbers lose precision above 2^53 in most readers).
+fn wide(v: impl std::fmt::Display) -> Value {
+    Value::String(v.to_string())
+}
+
 /// The JSON report of a loaded session. Auth keys (`auth_key_hex`) only with `reveal_secrets`.
 pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
     let data = &loaded.data;
@@ -50,7 +59,7 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
                 "flags": o.flags.0,
                 "media_only": o.flags.contains(DcFlags::MEDIA_ONLY),
                 "home": o.id == data.home_dc,
-                "auth_key_id": o.auth_key.as_ref().map(session_core::AuthKey::key_id),
+                "auth_key_id": o.auth_key.as_ref().map(|k| wide(k.key_id())),
             });
             if reveal_secrets {
                 dc["auth_key_hex"] = o.auth_key.as_ref().map(|k| hex(k.as_bytes())).into();
@@ -65,7 +74,7 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
         Value::Null
     };
     let channels = if carries.channels {
-        Value::Array(u.channels.iter().map(|(id, pts)| json!({"id": id, "pts": pts})).collect())
+        Value::Array(u.channels.iter().map(|(id, pts)| json!({"id": wide(id), "pts": pts})).collect())
     } else {
         Value::Null
     };
@@ -75,9 +84,9 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
             .iter()
             .map(|p| {
                 json!({
-                    "id": p.id,
+                    "id": wide(p.id),
                     "kind": p.kind.as_str(),
-                    "access_hash": p.access_hash,
+                    "access_hash": wide(p.access_hash),
                     "min": p.min,
                     "usernames": p.usernames,
                     "phone": p.phone,
@@ -91,13 +100,14 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
         (Value::Null, Value::Null)
     };
     json!({
+        "schema_version": JSON_SCHEMA_VERSION,
         "source": source,
         "format": loaded.format.id(),
         "format_name": loaded.format.describe(),
-        "format_version": loaded.format.version(),
+        "format_version": loaded.version(),
         "home_dc": if data.home_dc == 0 { Value::Null } else { Value::from(data.home_dc) },
         "dcs": dcs,
-        "user_id": or_null(carries.user, data.user.map(|u| u.id)),
+        "user_id": or_null(carries.user, data.user.map(|u| wide(u.id))),
         "is_bot": or_null(carries.bot, data.user.map(|u| u.bot)),
         "test_mode": or_null(carries.test_mode, Some(data.test_mode)),
         "api_id": or_null(carries.api_id, data.api_id),
@@ -126,7 +136,7 @@ pub fn text(loaded: &Loaded, source: &str, reveal_secrets: bool) -> String {
     let format: Format = loaded.format;
     let c = format.carries();
     let mut s = String::new();
-    let version = format.version().map(|v| format!(" (version {v})")).unwrap_or_default();
+    let version = loaded.version().map(|v| format!(" (version {v})")).unwrap_or_default();
     let _ = writeln!(s, "source:      {source}");
     let _ = writeln!(s, "format:      {} [{}]{version}", format.describe(), format.id());
     let _ = writeln!(s, "home DC:     {}", if data.home_dc == 0 { "none".into() } else { data.home_dc.to_string() });

@@ -1,7 +1,7 @@
 //! Reading our SQLite (and local libSQL) databases without owning them: a read-only
 //! connection, so a running program keeps its owner lock and nothing is written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -33,23 +33,73 @@ fn sql(resource: &str, e: rusqlite::Error) -> SessionError {
     }
 }
 
-/// Opens `path` read-only: the owner lock is not taken and nothing is written.
+/// A read-only connection, and the private copy it reads when it reads one.
+#[derive(Debug)]
+pub struct Opened {
+    /// The connection (declared first: closed before the copy is removed).
+    pub conn: Connection,
+    /// The private folder holding the copy, if the database was copied.
+    pub copy: Option<tempfile::TempDir>,
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Opens `path` read-only: the owner lock is not taken and nothing is written or created beside
+/// the database.
 ///
-/// While a program has the database open its `-wal` file exists, and the connection reads
-/// through it as any WAL reader does (a consistent snapshot, no blocking of the writer). When
-/// there is no `-wal` file nobody has the database open, and it is opened `immutable`, so that
-/// SQLite does not create `-wal` and `-shm` files beside a database we only read.
-pub fn open(path: &Path) -> Result<Connection, SessionError> {
+/// - No `-wal` file: nobody has the database open in WAL mode, and it is opened `immutable`,
+///   so that SQLite creates no `-wal` and `-shm` files beside a database we only read.
+/// - `-wal` and `-shm`: a program has it open (or was killed with it open); the connection
+///   reads through them as any WAL reader does (a consistent snapshot, no blocking of the
+///   writer), and both files exist already.
+/// - `-wal` without `-shm` (a checkpointed database whose owner is gone, or a copied one): a
+///   reader would create `-shm`, so the database and its `-wal` are copied into a private
+///   temporary folder and read there.
+pub fn open(path: &Path) -> Result<Opened, SessionError> {
     let resource = path.display().to_string();
-    let mut wal = path.as_os_str().to_os_string();
-    wal.push("-wal");
+    let wal = sibling(path, "-wal");
+    let shm = sibling(path, "-shm");
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let target = if Path::new(&wal).exists() {
-        format!("file:{}", uri_path(path)?)
-    } else {
-        format!("file:{}?immutable=1", uri_path(path)?)
-    };
-    Connection::open_with_flags(target, flags).map_err(|e| sql(&resource, e))
+    if !wal.exists() {
+        let target = format!("file:{}?immutable=1", uri_path(path)?);
+        let conn = Connection::open_with_flags(target, flags).map_err(|e| sql(&resource, e))?;
+        return Ok(Opened { conn, copy: None });
+    }
+    if shm.exists() {
+        let target = format!("file:{}", uri_path(path)?);
+        let conn = Connection::open_with_flags(target, flags).map_err(|e| sql(&resource, e))?;
+        return Ok(Opened { conn, copy: None });
+    }
+    let io = |e: std::io::Error| SessionError::io(&resource, e);
+    let dir = private_temp_dir().map_err(io)?;
+    let copy = dir.path().join("copy.db");
+    copy_private(path, &copy).map_err(io)?;
+    copy_private(&wal, &sibling(&copy, "-wal")).map_err(io)?;
+    let conn = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| sql(&resource, e))?;
+    Ok(Opened { conn, copy: Some(dir) })
+}
+
+fn private_temp_dir() -> std::io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("layer-session-read.");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder.tempdir()
+}
+
+fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = session_core::fs::private_options().write(true).create_new(true).open(to)?;
+    std::io::copy(&mut src, &mut dst)?;
+    Ok(())
 }
 
 /// `path` escaped for a SQLite `file:` URI.
@@ -80,8 +130,9 @@ pub fn kind(conn: &Connection, resource: &str) -> Result<Kind, SessionError> {
     Ok(if tables == 0 { Kind::Empty } else { Kind::Foreign })
 }
 
-/// Loads the session of one of our databases in one read transaction (`None`: no session).
-pub fn load(conn: &mut Connection, resource: &str) -> Result<Option<SessionData>, SessionError> {
+/// Loads the session of one of our databases in one read transaction (`None`: no session),
+/// with the database's schema version.
+pub fn load(conn: &mut Connection, resource: &str) -> Result<(Option<SessionData>, u32), SessionError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| sql(resource, e))?;
     let version = u32::try_from(version).unwrap_or(u32::MAX);
     if version > schema::SCHEMA_VERSION {
@@ -92,7 +143,7 @@ pub fn load(conn: &mut Connection, resource: &str) -> Result<Option<SessionData>
         });
     }
     let tx = conn.transaction().map_err(|e| sql(resource, e))?;
-    let mut rows = SessionRows::new(resource);
+    let mut rows = SessionRows::at_version(resource, version);
     // Read-only: an older database is read as it is, without the tables later versions added.
     for (table, query) in schema::load_queries(version) {
         let mut stmt = tx.prepare(query).map_err(|e| sql(resource, e))?;
@@ -107,7 +158,7 @@ pub fn load(conn: &mut Connection, resource: &str) -> Result<Option<SessionData>
         }
     }
     drop(tx);
-    Ok(rows.finish())
+    Ok((rows.finish()?, version))
 }
 
 fn value<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, SessionError> {

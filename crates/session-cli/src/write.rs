@@ -16,7 +16,8 @@ use crate::blocking;
 use crate::diff;
 use crate::error::{CliError, CliResult};
 use crate::gramjs_store;
-use crate::location::{Dest, StringOut};
+use crate::guard;
+use crate::location::{shown_path, Dest, StringOut};
 
 /// How to write.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,9 @@ pub struct WriteOptions {
 
 /// Writes `data` to `dest`. Returns what the destination could not hold (empty unless
 /// `allow_lossy`; otherwise a lossy conversion fails with exit code 4 and writes nothing).
+///
+/// Every local destination is written under its owner lock (the one the backends take): a
+/// session that a running program holds is refused, never replaced.
 pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> CliResult<Vec<String>> {
     let shown = dest.to_string();
     if let Some(path) = dest.path() {
@@ -40,19 +44,31 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
     }
     match dest {
         Dest::File(path) => {
-            let backend = BinaryFileBackend::open(path.clone()).await.map_err(|e| CliError::dest(&shown, e))?;
-            save(&backend, data, &shown).await?;
+            let lock_existed = prepare_backend_dest(path).await?;
+            let backend = BinaryFileBackend::open(path.clone()).await.map_err(|e| backend_err(path, &e))?;
+            let saved = save(&backend, data, &shown).await;
+            guard::remove_created_lock_file(path, lock_existed);
+            saved?;
             Ok(Vec::new())
         }
         Dest::Sqlite(path) => {
-            let backend = SqliteBackend::open(path).await.map_err(|e| CliError::dest(&shown, e))?;
-            save(&backend, data, &shown).await?;
-            backend.close().await.map_err(|e| CliError::dest(&shown, e))?;
+            let lock_existed = prepare_backend_dest(path).await?;
+            let backend = SqliteBackend::open(path).await.map_err(|e| backend_err(path, &e))?;
+            let saved = save(&backend, data, &shown).await;
+            // Closed (its -wal and -shm folded away) while it still holds the lock, whose file
+            // goes last.
+            let closed = backend.close().await.map_err(|e| CliError::dest(&shown, e));
+            guard::remove_created_lock_file(path, lock_existed);
+            saved?;
+            closed?;
             Ok(Vec::new())
         }
         Dest::Libsql(path) => {
-            let backend = LibSqlBackend::open_local(path).await.map_err(|e| CliError::dest(&shown, e))?;
-            save(&backend, data, &shown).await?;
+            let lock_existed = prepare_backend_dest(path).await?;
+            let backend = LibSqlBackend::open_local(path).await.map_err(|e| backend_err(path, &e))?;
+            let saved = save(&backend, data, &shown).await;
+            guard::remove_created_lock_file(path, lock_existed);
+            saved?;
             Ok(Vec::new())
         }
         Dest::Remote(url) => {
@@ -100,6 +116,28 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
             blocking(move || staged(&path, &data, allow, gramjs_stage)).await
         }
     }
+}
+
+fn backend_err(path: &Path, e: &SessionError) -> CliError {
+    guard::held(path, e)
+}
+
+/// Before one of our backends opens `path` (it takes the owner lock itself): refuses a held
+/// destination, and makes an existing one private, so that the backend (and SQLite's `-wal` and
+/// `-shm`, which take the database file's mode) writes nothing readable by others. Returns
+/// whether the lock file existed before this run.
+async fn prepare_backend_dest(path: &Path) -> CliResult<bool> {
+    let path = path.to_path_buf();
+    blocking(move || {
+        let existed = guard::lock_file_exists(&path);
+        let lock = guard::DestLock::acquire(&path)?;
+        guard::tighten(&path).map_err(|e| CliError::dest(shown_path(&path), format!("cannot make it private: {e}")))?;
+        // The backend takes the lock again right away; if someone takes it in between, the
+        // backend is refused just the same.
+        lock.release();
+        Ok(existed)
+    })
+    .await
 }
 
 async fn save(backend: &dyn SessionBackend, data: &SessionData, shown: &str) -> CliResult<()> {
@@ -181,17 +219,28 @@ fn legacy_bytes(
     Ok((bytes, check(data, &back.data, allow_lossy)?))
 }
 
-/// Writes `bytes` to `path` through a private temporary file beside it, fsync and rename.
+/// Writes `bytes` to `path`: under the destination's owner lock, through a private staging
+/// folder beside it, fsync and rename.
 fn replace_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
-    let shown = path.display().to_string();
+    let shown = shown_path(path);
     let dir = parent(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".layer-session-")
-        .tempfile_in(&dir)
-        .map_err(|e| CliError::dest(&shown, format!("cannot create a temporary file in {}: {e}", dir.display())))?;
-    tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| CliError::dest(&shown, e))?;
-    tmp.persist(path).map_err(|e| CliError::dest(&shown, e.error))?;
-    session_core::fs::sync_dir(&dir).map_err(|e| CliError::dest(&shown, e))
+    let lock = guard::DestLock::acquire(path)?;
+    let stage = guard::Stage::new(&dir)
+        .map_err(|e| CliError::dest(&shown, format!("cannot create a staging folder in {}: {e}", shown_path(&dir))))?;
+    let staged = stage.path().join("session");
+    let mut file = session_core::fs::private_options()
+        .write(true)
+        .create_new(true)
+        .open(&staged)
+        .map_err(|e| CliError::dest(&shown, e))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| CliError::dest(&shown, e))?;
+    drop(file);
+    stage.failpoint();
+    std::fs::rename(&staged, path).map_err(|e| CliError::dest(&shown, e))?;
+    session_core::fs::sync_dir(&dir).map_err(|e| CliError::dest(&shown, e))?;
+    drop(stage);
+    lock.release();
+    Ok(())
 }
 
 fn parent(path: &Path) -> PathBuf {
@@ -201,29 +250,31 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
-/// Writes into a staging folder beside `path` with `stage` (which returns what reads back), then
-/// moves the result over `path`.
+/// Writes into a private staging folder beside `path` with `stage` (which returns what reads
+/// back), then moves the result over `path`, all under the destination's owner lock.
 fn staged(
     path: &Path,
     data: &SessionData,
     allow_lossy: bool,
-    stage: impl FnOnce(&Path, &SessionData) -> Result<SessionData, SessionError>,
+    stage_fn: impl FnOnce(&Path, &SessionData) -> Result<SessionData, SessionError>,
 ) -> CliResult<Vec<String>> {
-    let shown = path.display().to_string();
+    let shown = shown_path(path);
     let dir = parent(path);
     let name = path.file_name().ok_or_else(|| CliError::dest(&shown, "names no file"))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".layer-session-")
-        .tempdir_in(&dir)
-        .map_err(|e| CliError::dest(&shown, format!("cannot create a temporary folder in {}: {e}", dir.display())))?;
-    let staged = tmp.path().join(name);
-    let back = stage(&staged, data).map_err(|e| CliError::dest(&shown, e))?;
+    let lock = guard::DestLock::acquire(path)?;
+    let stage = guard::Stage::new(&dir)
+        .map_err(|e| CliError::dest(&shown, format!("cannot create a staging folder in {}: {e}", shown_path(&dir))))?;
+    let staged = stage.path().join(name);
+    let back = stage_fn(&staged, data).map_err(|e| CliError::dest(&shown, e))?;
     let dropped = check(data, &back, allow_lossy).map_err(|e| e.named(&shown))?;
+    stage.failpoint();
     if staged.is_dir() && path.is_dir() {
         std::fs::remove_dir_all(path).map_err(|e| CliError::dest(&shown, format!("cannot replace: {e}")))?;
     }
     std::fs::rename(&staged, path).map_err(|e| CliError::dest(&shown, e))?;
     session_core::fs::sync_dir(&dir).map_err(|e| CliError::dest(&shown, e))?;
+    drop(stage);
+    lock.release();
     Ok(dropped)
 }
 
