@@ -330,18 +330,26 @@ fn sync_level(durability: Durability, critical: bool) -> &'static str {
 
 impl Db {
     fn open_file(path: &Path, durability: Durability) -> Result<Db, SessionError> {
-        let lock = OwnerLock::acquire(path)?;
+        // The lock follows the file, whatever name reaches it (a symlink, a hard link, a `..`
+        // path): it is taken on the real path's lock file and, once the database exists, on the
+        // database file's inode. Everything below works on the real path, so SQLite's `-wal`
+        // and `-shm` are the same files for every name.
+        let mut lock = OwnerLock::acquire(path)?;
+        let real = lock.session_path().to_path_buf();
         let resource = path.display().to_string();
-        match existing(path, &resource)? {
-            Existing::Missing => create(path, &resource)?,
-            Existing::Database => make_private(path, &resource)?,
+        match existing(&real, &resource)? {
+            Existing::Missing => create(&real, &resource)?,
+            Existing::Database => make_private(&real, &resource)?,
         }
+        // A database created just now has its inode only now; no SQLite connection is open on
+        // it yet, so the lock's own descriptor disturbs none of SQLite's POSIX locks.
+        lock.lock_session_file()?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| map_sql(e, &resource))?;
+        let conn = Connection::open_with_flags(&real, flags).map_err(|e| map_sql(e, &resource))?;
         let mut db = Db {
             conn,
             resource,
-            path: Some(path.to_path_buf()),
+            path: Some(real),
             preserved: None,
             durability: Some(durability),
             rows: RowCounts::default(),

@@ -357,3 +357,75 @@ async fn what_is_not_a_database_file_is_refused_at_once() {
     assert_eq!(std::fs::metadata(&empty).expect("meta").len(), 0, "the empty file was written");
     assert!(!side(&empty, "-wal").exists() && !side(&fifo, "-wal").exists(), "side files were created");
 }
+
+const ALIAS_CHILD: &str = "SESSION_SQLITE_ALIAS_CHILD";
+const ALIAS_TEST: &str = "every_name_of_a_held_database_is_refused";
+
+fn expect_locked(r: Result<SqliteBackend, SessionError>, name: &Path, pid: u32) {
+    match r {
+        Err(SessionError::Locked { pid: Some(holder), .. }) => assert_eq!(holder, pid, "{}", name.display()),
+        Err(e) => panic!("{}: expected Locked by {pid}, got {e:?}", name.display()),
+        Ok(_) => panic!("{}: a second owner was let in through another name", name.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_name_of_a_held_database_is_refused() {
+    if let Ok(names) = std::env::var(ALIAS_CHILD) {
+        for name in names.lines() {
+            match SqliteBackend::open(name).await {
+                Err(SessionError::Locked { pid, .. }) => println!("alias locked {pid:?} {name}"),
+                Err(e) => println!("alias error {name}: {e}"),
+                Ok(_) => println!("alias opened {name}"),
+            }
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path();
+    let db = root.join("owned.db");
+    std::fs::create_dir(root.join("sub")).expect("sub");
+    let owner = SqliteBackend::open(&db).await.expect("owner");
+    let mut full = SessionData::default();
+    let first = [Change::SetHomeDc(2), Change::UpsertPeer(Peer::new(1, PeerKind::User, 10))];
+    full.apply_all(&first);
+    owner.persist(&first, &full).await.expect("persist");
+
+    std::os::unix::fs::symlink(&db, root.join("link.db")).expect("symlink");
+    std::os::unix::fs::symlink("owned.db", root.join("relative.db")).expect("relative symlink");
+    std::os::unix::fs::symlink(root, root.join("dirlink")).expect("directory symlink");
+    std::fs::hard_link(&db, root.join("hard.db")).expect("hard link");
+    let names = [
+        root.join("link.db"),
+        root.join("relative.db"),
+        root.join("dirlink").join("owned.db"),
+        root.join("hard.db"),
+        root.join("sub").join("..").join("owned.db"),
+        db.clone(),
+    ];
+    let me = std::process::id();
+    for name in &names {
+        expect_locked(SqliteBackend::open(name).await, name, me);
+    }
+    // Another process, by every name.
+    let list: Vec<String> = names.iter().map(|n| n.to_str().expect("utf-8").to_owned()).collect();
+    let output = common::child(ALIAS_TEST, &[(ALIAS_CHILD, &list.join("\n"))]).output().expect("child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child failed: {stdout}");
+    for name in &list {
+        let line = stdout.lines().find(|l| l.contains("alias ") && l.ends_with(name.as_str()));
+        let line = line.unwrap_or_else(|| panic!("no answer for {name}: {stdout}"));
+        assert!(line.contains(&format!("alias locked Some({me})")), "{line}");
+    }
+    // The owner was not disturbed, and nothing else wrote a WAL of its own beside a link.
+    let more = [Change::UpsertPeer(Peer::new(2, PeerKind::User, 20))];
+    full.apply_all(&more);
+    owner.persist(&more, &full).await.expect("owner keeps writing");
+    for name in ["link.db-wal", "hard.db-wal", "relative.db-wal"] {
+        assert!(!root.join(name).exists(), "{name} was created");
+    }
+    owner.close().await.expect("close");
+    // Free again: any name opens the same session.
+    let again = SqliteBackend::open(root.join("hard.db")).await.expect("open by the hard link");
+    assert_eq!(again.load_session().await.expect("load"), Some(full));
+}
