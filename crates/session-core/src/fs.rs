@@ -270,6 +270,9 @@ pub struct OwnerLock {
     session: PathBuf,
     data: Option<DataLock>,
     note: Option<String>,
+    /// The lock file's length after the last note written (0: none yet), so that a note of the
+    /// same length costs one `pwrite` and no `ftruncate`.
+    written_len: std::sync::atomic::AtomicU64,
 }
 
 impl OwnerLock {
@@ -304,7 +307,7 @@ impl OwnerLock {
         // until the backend has read it and writes its own. No fsync: the pid is read through
         // the page cache, and after an OS crash nobody holds the lock.
         write_at(&file, pid_line.as_bytes(), 0).map_err(|e| SessionError::io(path.display(), e))?;
-        Ok(OwnerLock { file, path, session, data, note })
+        Ok(OwnerLock { file, path, session, data, note, written_len: std::sync::atomic::AtomicU64::new(0) })
     }
 
     /// The lock file.
@@ -328,12 +331,23 @@ impl OwnerLock {
     /// owner to read. Without `durable` it only reaches the page cache (it survives the death of
     /// this process, not an OS crash); with it, it is fsync'ed.
     pub fn write_note(&self, note: &str, durable: bool) -> Result<()> {
+        use std::sync::atomic::Ordering;
         let line = format!("{}\n", note.lines().next().unwrap_or(""));
         let end = (PID_LINE + line.len()) as u64;
         write_at(&self.file, line.as_bytes(), PID_LINE as u64)
-            .and_then(|()| self.file.set_len(end))
+            .and_then(|()| {
+                if self.written_len.swap(end, Ordering::Relaxed) == end {
+                    Ok(())
+                } else {
+                    self.file.set_len(end)
+                }
+            })
             .and_then(|()| if durable { self.file.sync_data() } else { Ok(()) })
-            .map_err(|e| SessionError::io(self.path.display(), e))
+            .map_err(|e| {
+                // Unknown length now: the next note sets it again.
+                self.written_len.store(0, Ordering::Relaxed);
+                SessionError::io(self.path.display(), e)
+            })
     }
 
     /// Takes the lock on the session file's inode if the file exists now and that inode is not

@@ -571,6 +571,17 @@ fn pre_existing_0644_files_are_made_private_and_everything_created_is_0600_under
         backend.persist(&batch, &data).await.expect("append");
         backend.save_session(&data).await.expect("rewrite");
     });
+    // A ferogram file, 0644: the first write keeps it as `.v8.bak`.
+    let legacy = dir.path().join("legacy.session");
+    let bytes = session_file::legacy::encode_ferogram_v8(&sample_session(2)).expect("legacy bytes");
+    std::fs::write(&legacy, bytes).expect("legacy");
+    std::fs::set_permissions(&legacy, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    rt.block_on(async {
+        let backend = BinaryFileBackend::open(&legacy).await.expect("open legacy");
+        let data = backend.load_session().await.expect("load").expect("session");
+        backend.save_session(&data).await.expect("rewrite legacy");
+    });
+    assert!(dir.path().join("legacy.session.v8.bak").exists(), "no backup of the legacy file");
     let mut damaged = std::fs::read(&path).expect("read");
     damaged[20] ^= 1;
     std::fs::write(&path, &damaged).expect("damage");
@@ -586,7 +597,7 @@ fn pre_existing_0644_files_are_made_private_and_everything_created_is_0600_under
         assert_eq!(mode(&p), 0o600, "{} is not private", p.display());
         seen += 1;
     }
-    assert!(seen >= 3, "lock file, torn copy and corrupt copy expected");
+    assert!(seen >= 6, "lock files, legacy file and backup, torn copy and corrupt copy expected");
     assert!(copies_in(dir.path()).iter().any(|p| p.to_string_lossy().contains(".torn-")), "no torn copy");
 }
 
