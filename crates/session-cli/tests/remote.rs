@@ -52,3 +52,41 @@ fn convert_to_a_remote_libsql_database_and_back_with_a_token() {
     assert!(!err.contains(&token));
     drop(server);
 }
+
+#[test]
+fn the_token_comes_from_a_file_or_the_environment() {
+    let dir = copy_fixtures();
+    let work = tempfile::tempdir().expect("tempdir");
+    let key = sqld::JwtKey::random();
+    let key_file = work.path().join("jwt.pub");
+    key.write_public_key(&key_file);
+    let server = sqld::Sqld::start(&work.path().join("server"), Some(&key_file));
+    let url = server.url().replacen("http://", "libsql+http://", 1);
+    let token = key.token();
+    let src = dir.path().join("ferogram/ferogram-v8-dev.session");
+
+    // From the environment.
+    let out = common::tool()
+        .env("LAYER_SESSION_LIBSQL_TOKEN", &token)
+        .args(["convert", s(&src), &url])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // From a file (with the newline an editor adds).
+    let token_file = work.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+    let (code, out, err) = run(&["inspect", "--json", "--token-file", s(&token_file), &url]);
+    assert_eq!(code, 0, "{err}");
+    let remote: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(remote["format"], "libsql-remote");
+    assert_eq!(run(&["verify", "--token-file", s(&token_file), &url]).0, 0);
+    // Without any token the server refuses; a wrong token in the file too; neither is echoed.
+    let (code, _, err) = run(&["inspect", &url]);
+    assert_eq!(code, 2, "{err}");
+    let wrong = key.token().replace('.', "x.");
+    std::fs::write(&token_file, &wrong).expect("token file");
+    let (code, out, err) = run(&["inspect", "--token-file", s(&token_file), &url]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains(&wrong) && !out.contains(&wrong) && !err.contains(&token), "{err}");
+    drop(server);
+}
