@@ -22,6 +22,7 @@ use session_testkit::sample_session;
 
 const CHILD: &str = "ADVERSARIAL_CHILD";
 const TARGET: &str = "ADVERSARIAL_PATH";
+const START_AT: &str = "ADVERSARIAL_START_AT";
 const CHILD_ARGS: [&str; 5] = ["--exact", "child_entry", "--nocapture", "--test-threads=1", "-q"];
 
 fn soak() -> bool {
@@ -80,8 +81,11 @@ fn child_entry() {
         match mode.as_str() {
             // Try to open; say what happened.
             "try" => println!("{}", outcome(BinaryFileBackend::open(&path).await)),
-            // Race for the lock; the winner holds it until its stdin closes.
-            "race" => match BinaryFileBackend::open(&path).await {
+            // Race for the lock, all at one instant; the winner holds it until its stdin closes.
+            "race" => match {
+                wait_until(std::env::var(START_AT).expect("start instant").parse().expect("nanoseconds"));
+                BinaryFileBackend::open(&path).await
+            } {
                 Ok(backend) => {
                     println!("owner {}", std::process::id());
                     std::io::stdout().flush().expect("flush");
@@ -103,6 +107,18 @@ fn child_entry() {
             other => panic!("unknown child mode {other}"),
         }
     });
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos()
+}
+
+/// Spins until the wall clock reaches `at` (ns since the epoch), so that racing processes
+/// started milliseconds apart contend within microseconds.
+fn wait_until(at: u128) {
+    while now_nanos() < at {
+        std::hint::spin_loop();
+    }
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -285,12 +301,14 @@ fn a_bind_mounted_directory_reaches_the_same_lock() {
 
 #[test]
 fn racing_processes_get_one_owner_and_every_loser_its_pid() {
-    let rounds = if soak() { 60 } else { 8 };
+    let rounds = if soak() { 200 } else { 16 };
     let dir = tempdir();
     for round in 0..rounds {
         // A fresh path each round: the losers may look before the winner has written anything.
         let path = dir.path().join(format!("race-{round}.session"));
-        let mut children: Vec<_> = (0..6).map(|_| child("race", &path).spawn().expect("spawn")).collect();
+        let at = now_nanos() + 250_000_000;
+        let mut children: Vec<_> =
+            (0..6).map(|_| child("race", &path).env(START_AT, at.to_string()).spawn().expect("spawn")).collect();
         let answers: Vec<_> = children.iter_mut().map(|c| first_answer(c.stdout.take().expect("stdout"))).collect();
         let said: Vec<String> =
             answers.iter().map(|rx| rx.recv_timeout(Duration::from_secs(60)).expect("a child answered")).collect();
