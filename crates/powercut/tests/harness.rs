@@ -207,3 +207,12 @@ fn a_torn_cut_keeps_some_unsynced_sectors_and_never_invents_bytes() {
     eprintln!("torn cuts: {mixed} mixed, {all_old} all old, {all_new} all new");
     assert!(mixed > 30, "a torn cut should usually keep a part of 16 unsynced sectors: {mixed} of 40");
 }
+
+#[test]
+fn a_mount_that_fails_is_an_error_that_says_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = session_powercut::Disk::mount(dir.path(), dir.path().join("missing"), LossMode::Strict)
+        .expect_err("mounting on a missing folder must fail");
+    let text = err.to_string();
+    assert!(text.contains("cannot mount the power-cut FUSE filesystem") && text.contains("missing"), "{text}");
+}
