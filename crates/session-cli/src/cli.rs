@@ -274,6 +274,9 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             let dest = location::parse_dest(&dest)?;
             let loaded = read::read(&src, &read_options).await?;
+            for w in &loaded.warnings {
+                let _ = writeln!(err, "warning: {src}: {w}");
+            }
             let dropped = write::write(&loaded.data, &dest, &options).await?;
             if !dropped.is_empty() {
                 let _ = writeln!(err, "warning: {dest}: dropped (--allow-lossy): {}", dropped.join("; "));

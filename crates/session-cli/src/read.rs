@@ -142,14 +142,18 @@ fn check_family(what: &str, family: Option<Family>, loaded: Loaded) -> CliResult
 
 /// Reads a string session of any supported format.
 pub fn import_string(text: &str, family: Option<Family>) -> CliResult<Loaded> {
-    let (data, format) = session_string::foreign::import(text).map_err(|e| CliError::source("string session", e))?;
-    let format = match format {
+    let imported =
+        session_string::foreign::import_with_warnings(text).map_err(|e| CliError::source("string session", e))?;
+    let format = match imported.format {
         StringFormat::LayerClient | StringFormat::Ferogram => {
-            native_version(text).map_or(Format::String(format), Format::NativeString)
+            native_version(text).map_or(Format::String(imported.format), Format::NativeString)
         }
         f => Format::String(f),
     };
-    check_family("string session", family, Loaded::new(data, format))
+    // Values the importer dropped (a Pyrogram api_id above i32::MAX) are shown, never silent.
+    let mut loaded = Loaded::new(imported.session, format);
+    loaded.warnings = imported.warnings;
+    check_family("string session", family, loaded)
 }
 
 fn native_version(text: &str) -> Option<LegacyFormat> {
@@ -312,7 +316,9 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
             drop(conn);
             drop(opened.copy);
             let imported = foreign::import_blocking(path).map_err(source_err)?;
-            Ok(Loaded::new(imported.session, Format::ForeignSqlite(imported.format)))
+            let mut loaded = Loaded::new(imported.session, Format::ForeignSqlite(imported.format));
+            loaded.warnings = imported.warnings;
+            Ok(loaded)
         }
     }
 }
