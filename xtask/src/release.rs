@@ -131,7 +131,7 @@ const CLONE_TESTS: [(&str, &[&str]); 6] = [
     ("session-string", &["fixtures", "detect", "api_id_above_i32"]),
     ("session-sqlite", &["foreign_import", "foreign_export"]),
     ("session-file", &["legacy_fixtures", "legacy_golden"]),
-    ("session-cli", &["fixtures"]),
+    ("session-cli", &["fixtures", "api_id_warning"]),
     ("layer-client", &["public_surface"]),
     ("xtask", &["repository"]),
 ];
