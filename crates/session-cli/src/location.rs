@@ -101,22 +101,40 @@ impl fmt::Display for Source {
     }
 }
 
-/// Pieces of this many base64 characters or more (18 bytes and up) are taken for a secret: a
-/// string session typed where a path was expected, a token. Path components rarely are.
-const SECRET_RUN: usize = 24;
+/// Pieces of this many characters or more are looked at (15 bytes of base64).
+const SECRET_RUN: usize = 20;
 
 fn base64_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "+=_-".contains(c)
 }
 
+fn class(c: char) -> u8 {
+    if c.is_ascii_lowercase() {
+        0
+    } else if c.is_ascii_uppercase() {
+        1
+    } else if c.is_ascii_digit() {
+        2
+    } else {
+        3
+    }
+}
+
 /// True when `text` holds a run of base64 characters long enough to be (part of) a string
-/// session, a key or a token, with letters and digits mixed as they are in those.
+/// session, a key or a token: at least [`SECRET_RUN`] characters in which the kind of character
+/// (lowercase, uppercase, digit) changes between neighbours at least 45 times in 100. Random
+/// base64 changes about 62 times in 100; words joined into a file name
+/// (`MyTelegramBotSessionBackup2024`: 33) change far less.
 pub fn secret_like(text: &str) -> bool {
     text.split(|c: char| !base64_char(c)).any(|piece| {
-        piece.len() >= SECRET_RUN
-            && piece.bytes().any(|b| b.is_ascii_digit())
-            && piece.bytes().any(|b| b.is_ascii_uppercase())
-            && piece.bytes().any(|b| b.is_ascii_lowercase())
+        let chars: Vec<char> = piece.chars().collect();
+        if chars.len() < SECRET_RUN {
+            return false;
+        }
+        let pairs: Vec<(u8, u8)> =
+            chars.windows(2).map(|w| (class(w[0]), class(w[1]))).filter(|(a, b)| *a != 3 && *b != 3).collect();
+        let changes = pairs.iter().filter(|(a, b)| a != b).count();
+        pairs.len() + 1 >= SECRET_RUN && changes * 20 >= pairs.len() * 9
     })
 }
 
@@ -460,6 +478,26 @@ mod tests {
         assert_eq!(parse_dest("mtcute:m.session").map_err(|e| e.code), Err(crate::error::EXIT_USAGE));
         assert_eq!(batch_dest("sqlite:out", Path::new("out"), "a"), Ok(Dest::Sqlite(Path::new("out").join("a.db"))));
         assert_eq!(batch_dest("out", Path::new("out"), "a"), Ok(Dest::File(Path::new("out").join("a.session"))));
+    }
+
+    #[test]
+    fn secrets_are_told_from_file_names() {
+        let string = "1ApWapzMBu3bSi7ql45c-gjKgzADNVvpadQaqy_9ZsuaYZb0pySscL1J3ILWM-3q_9-4pVWu0CSFA8gc5Sc";
+        assert!(secret_like(string));
+        assert!(secret_like(&format!("telethn:{string}")));
+        assert!(secret_like("eyJhbGciOiJFZERTQSJ9.eyJpYXQiOjE3MDAwMDAwMDAsImlkIjoic2VjcmV0In0.sig"));
+        for name in [
+            "my_session_2024_Backup_File.session",
+            "/home/user/Bots/Sessions/Main-Bot-2.session",
+            "a.db",
+            "MyTelegramBotSessionBackup2024.session",
+            "/tmp/.tmpAb3dEf/ferogram-v8-dev.session",
+            "550e8400-e29b-41d4-a716-446655440000.session",
+        ] {
+            assert!(!secret_like(name), "{name}");
+            assert_eq!(shown_arg(name), name);
+        }
+        assert!(!redact_message(&format!("error: x: {string}")).contains("gjKgzADNVvpadQaqy"));
     }
 
     #[test]

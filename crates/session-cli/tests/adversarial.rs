@@ -496,7 +496,8 @@ fn no_message_of_any_command_holds_a_secret() {
             add(vec!["inspect".into(), "--json".into(), variant.to_owned()]);
             add(vec!["convert".into(), variant.to_owned(), s(&work.path().join("o.session")).into()]);
             add(vec!["convert".into(), s(&file).into(), format!("mtcute:{variant}")]);
-            add(vec!["convert".into(), s(&file).into(), variant.to_owned()]);
+            // A string session given as the destination's name (in the scratch folder).
+            add(vec!["convert".into(), s(&file).into(), s(&work.path().join(variant.replace('/', "_"))).into()]);
         }
     }
     for url in [
