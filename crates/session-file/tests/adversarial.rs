@@ -41,7 +41,7 @@ fn child(mode: &str, path: &Path) -> Command {
 
 /// The child's answer among the test harness's own lines.
 fn answer(line: &str) -> bool {
-    ["locked ", "opened", "error ", "owner ", "holding "].iter().any(|p| line.starts_with(p))
+    ["locked ", "opened", "error ", "owner ", "holding ", "race ", "done"].iter().any(|p| line.starts_with(p))
 }
 
 /// The answer in a finished child's output.
@@ -81,20 +81,26 @@ fn child_entry() {
         match mode.as_str() {
             // Try to open; say what happened.
             "try" => println!("{}", outcome(BinaryFileBackend::open(&path).await)),
-            // Race for the lock, all at one instant; the winner holds it until its stdin closes.
-            "race" => match {
+            // Race for RACES fresh locks in turn, starting at one instant (racing children run
+            // in near lockstep); hold what was won until stdin closes.
+            "race" => {
                 wait_until(std::env::var(START_AT).expect("start instant").parse().expect("nanoseconds"));
-                BinaryFileBackend::open(&path).await
-            } {
-                Ok(backend) => {
-                    println!("owner {}", std::process::id());
-                    std::io::stdout().flush().expect("flush");
-                    let mut line = String::new();
-                    let _ = std::io::stdin().read_line(&mut line);
-                    drop(backend);
+                let mut won = Vec::new();
+                for i in 0..RACES {
+                    match BinaryFileBackend::open(race_path(&path, i)).await {
+                        Ok(backend) => {
+                            println!("race {i} owner {}", std::process::id());
+                            won.push(backend);
+                        }
+                        other => println!("race {i} {}", outcome(other)),
+                    }
                 }
-                other => println!("{}", outcome(other)),
-            },
+                println!("done");
+                std::io::stdout().flush().expect("flush");
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                drop(won);
+            }
             // Hold the lock until stdin closes.
             "hold" => {
                 let backend = BinaryFileBackend::open(&path).await.expect("child open");
@@ -299,24 +305,48 @@ fn a_bind_mounted_directory_reaches_the_same_lock() {
     drop(bind);
 }
 
+/// How many locks the racing children race for, one after the other.
+const RACES: usize = 25;
+
+fn race_path(prefix: &Path, i: usize) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(format!("-{i}.session"));
+    PathBuf::from(name)
+}
+
 #[test]
 fn racing_processes_get_one_owner_and_every_loser_its_pid() {
-    let rounds = if soak() { 200 } else { 16 };
+    let rounds = if soak() { 40 } else { 4 };
     let dir = tempdir();
+    let children_per_round = 4;
     for round in 0..rounds {
-        // A fresh path each round: the losers may look before the winner has written anything.
-        let path = dir.path().join(format!("race-{round}.session"));
+        // Fresh paths: the losers may look before the winner has written anything.
+        let prefix = dir.path().join(format!("race-{round}"));
         let at = now_nanos() + 250_000_000;
-        let mut children: Vec<_> =
-            (0..6).map(|_| child("race", &path).env(START_AT, at.to_string()).spawn().expect("spawn")).collect();
+        let mut children: Vec<_> = (0..children_per_round)
+            .map(|_| child("race", &prefix).env(START_AT, at.to_string()).spawn().expect("spawn"))
+            .collect();
         let answers: Vec<_> = children.iter_mut().map(|c| first_answer(c.stdout.take().expect("stdout"))).collect();
-        let said: Vec<String> =
-            answers.iter().map(|rx| rx.recv_timeout(Duration::from_secs(60)).expect("a child answered")).collect();
-        let owners: Vec<u32> = said.iter().filter_map(|l| l.strip_prefix("owner ")?.parse().ok()).collect();
-        assert_eq!(owners.len(), 1, "round {round}: one owner: {said:?}");
-        for line in &said {
-            if !line.starts_with("owner ") {
-                assert_eq!(line, &format!("locked {}", owners[0]), "round {round}: {said:?}");
+        // Per race: what each child said.
+        let mut said: Vec<Vec<String>> = vec![Vec::new(); RACES];
+        for rx in &answers {
+            loop {
+                let line = rx.recv_timeout(Duration::from_secs(60)).expect("a child answered");
+                if line == "done" {
+                    break;
+                }
+                let rest = line.strip_prefix("race ").expect("a race line");
+                let (i, what) = rest.split_once(' ').expect("race number");
+                said[i.parse::<usize>().expect("race number")].push(what.to_owned());
+            }
+        }
+        for (i, lines) in said.iter().enumerate() {
+            let owners: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("owner ")).collect();
+            assert_eq!(owners.len(), 1, "round {round}, race {i}: one owner: {lines:?}");
+            for line in lines {
+                if !line.starts_with("owner ") {
+                    assert_eq!(line, &format!("locked {}", owners[0]), "round {round}, race {i}: {lines:?}");
+                }
             }
         }
         for mut c in children {
