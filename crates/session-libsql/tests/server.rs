@@ -359,3 +359,58 @@ async fn pages_shrink_under_a_small_response_limit() {
     let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
     assert_eq!(load(&replica).await.as_ref(), Some(&data));
 }
+
+/// A server database of schema version 2 (no checksums) with rows is migrated in one
+/// interactive transaction that checksums them: it loads the same session, and then a value
+/// changed behind the backend's back, or a row deleted, is `Corrupt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_server_database_is_migrated_with_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let conn = raw(&sqld.url(), "").await;
+    let v1: String = session_sqlite::schema::MIGRATIONS[0]
+        .split(';')
+        .filter(|s| !s.trim().is_empty() && !s.to_ascii_lowercase().contains("application_id"))
+        .map(|s| format!("{s};"))
+        .collect();
+    conn.execute_batch(&v1).await.unwrap();
+    conn.execute_batch(session_sqlite::schema::MIGRATIONS[1]).await.unwrap();
+    conn.execute_batch(
+        "INSERT INTO session (id, home_dc, pts, qts, date, seq) VALUES (0, 2, 10, 2, 3, 4);
+         INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset)
+           VALUES (2, 0, 0, '149.154.167.51', 443, zeroblob(256), 9, 0);
+         INSERT INTO channels (id, pts) VALUES (1001, 50);
+         INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone) VALUES (0, 5, 1, 55, 0, NULL, NULL);
+         PRAGMA user_version = 2;",
+    )
+    .await
+    .unwrap();
+    let mut expected = SessionData::default();
+    expected.home_dc = 2;
+    expected.updates = session_core::UpdateState::new(10, 2, 3, 4);
+    expected.updates.channels.insert(1001, 50);
+    expected.peers.insert(session_core::Peer::new(5, session_core::PeerKind::Bot, 55));
+    let dc = session_core::DcOption::new(2, "149.154.167.51:443".parse().unwrap())
+        .with_auth_key(session_core::AuthKey::from_slice(&[0; 256]))
+        .with_salt(9, 0);
+    expected.dcs.insert(dc.key(), dc);
+
+    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    assert_eq!(load(&backend).await.as_ref(), Some(&expected));
+    let mut rows = conn.query("SELECT count(*) FROM dcs WHERE crc = 0", ()).await.unwrap();
+    let row = rows.next().await.unwrap().unwrap();
+    assert_eq!(row.get::<i64>(0).unwrap(), 0, "a row kept no checksum");
+    // Changes keep the checksums and sums right.
+    let mut data = expected.clone();
+    persist(
+        &backend,
+        &mut data,
+        vec![Change::SetHomeDc(4), Change::UpsertPeer(session_core::Peer::new(6, session_core::PeerKind::User, 1))],
+    )
+    .await;
+    assert_eq!(load(&backend).await.as_ref(), Some(&data));
+    // Behind its back: a row deleted.
+    conn.execute("DELETE FROM channels WHERE id = 1001", ()).await.unwrap();
+    let e = backend.load_session().await.unwrap_err();
+    assert!(matches!(kind(e), SessionError::Corrupt { .. }));
+}

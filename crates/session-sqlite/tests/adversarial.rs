@@ -89,7 +89,10 @@ async fn sample_db(dir: &Path, page_size: Option<u32>) -> (SessionData, Vec<u8>)
     let changes = changes();
     expected.apply_all(&changes);
     backend.persist(&changes, &expected).await.expect("persist");
-    assert_eq!(backend.load_session().await.expect("load").as_ref(), Some(&expected));
+    let loaded = backend.load_session().await.expect("load");
+    assert_eq!(loaded.as_ref(), Some(&expected));
+    assert_no_secret(&format!("{loaded:?}"), "Debug of the loaded session");
+    assert_no_secret(&format!("{backend:?}"), "Debug of the backend");
     backend.close().await.expect("close");
     assert!(!side(&path, "-wal").exists(), "a clean close checkpoints and removes the WAL");
     let bytes = std::fs::read(&path).expect("read");
