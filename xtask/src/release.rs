@@ -150,9 +150,11 @@ pub fn clone_run() -> Result<(), String> {
     let started = Instant::now();
     let result = (|| {
         run(Command::new("git").arg("clone").arg("--quiet").arg("--no-local").arg(root()).arg(&repo))?;
-        // Build output is not repository content: sharing this checkout's target dir only saves
-        // rebuilding the dependencies (the clone's own crates build anew from its paths).
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+        // Its own target dir: cargo's build hashes do not depend on where a workspace lives, so
+        // a shared target dir hands the clone test binaries built here, whose
+        // `env!("CARGO_MANIFEST_DIR")` still points into this checkout (seen: they read a
+        // deleted clone's paths). The price is a full build.
+        let target = base.join("target");
         let mut failed = Vec::new();
         for (package, tests) in CLONE_TESTS {
             let mut test = Command::new(env!("CARGO"));
@@ -177,7 +179,7 @@ pub fn clone_run() -> Result<(), String> {
         }
     })();
     let elapsed = started.elapsed();
-    // The clone goes whatever the outcome.
+    // The clone and its build go whatever the outcome.
     let _ = std::fs::remove_dir_all(&base);
     result?;
     eprintln!("clone alone: the fixture-reading tests pass in a bare clone ({elapsed:.0?}, build included)");
