@@ -1493,6 +1493,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_keyed_row_write_moves_its_tables_sum_and_session_changes_write_the_row_whole() {
+        let mut full = SessionData::default();
+        let changes = [
+            Change::SetDc(DcOption::new(2, "1.2.3.4:443".parse().expect("addr"))),
+            Change::SetAuthKey { dc_id: 2, key: None },
+            Change::RemoveDc(DcKey::main(4)),
+            Change::UpdateState(UpdateStateChange::Channel { id: 5, pts: 6 }),
+            Change::UpdateState(UpdateStateChange::RemoveChannel { id: 7 }),
+            Change::UpsertPeer(Peer::new(1, PeerKind::User, 2)),
+            Change::RemovePeer(PeerKey::user(3)),
+            Change::SetHomeDc(2),
+            Change::UpdateState(UpdateStateChange::Secondary { qts: 9 }),
+        ];
+        full.apply_all(&changes);
+        let plan: Vec<Statement> = persist_plan(&changes, &full).expect("plan").collect();
+        let keyed = [
+            UPSERT_DC,
+            REMOVE_DC,
+            UPSERT_CHANNEL,
+            REMOVE_CHANNEL,
+            UPSERT_PEER,
+            REMOVE_PEER,
+            INSERT_REMOVAL,
+            DELETE_REMOVAL,
+        ];
+        for (i, st) in plan.iter().enumerate() {
+            if keyed.contains(&st.sql) {
+                let before = plan.get(i.wrapping_sub(1)).map(|p| p.sql).unwrap_or_default();
+                assert!(before.contains("_sum = ("), "{} is not preceded by its sum: {before}", st.sql);
+            }
+        }
+        // Partial session changes become one write of the whole row, last, with its checksum.
+        let writes: Vec<&Statement> = plan.iter().filter(|st| st.sql == WRITE_SESSION).collect();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(plan.last().map(|st| st.sql), Some(WRITE_SESSION));
+        let values: Vec<SqlValueRef<'_>> = writes[0].params[..10].iter().map(SqlValue::as_ref).collect();
+        assert_eq!(writes[0].params[10], SqlValue::Integer(row_crc(Table::Session, &values)));
+        assert_eq!(values[0], SqlValueRef::Integer(2));
+        assert_eq!(values[6], SqlValueRef::Integer(9));
+    }
+
     /// The row [`LOAD_PEER_CHUNKS`] reads back for a chunk insert: every column, crc last.
     fn chunk_row_of(st: &Statement) -> Vec<SqlValueRef<'_>> {
         st.params.iter().map(SqlValue::as_ref).collect()
