@@ -489,7 +489,10 @@ fn read_session_file(path: &Path, write: bool) -> Result<Option<(File, Vec<u8>)>
                 tracing::warn!(file = %path.display(), "the session file was readable by others: made private (0600)");
             }
             Ok(false) => {}
-            Err(e) => return Err(io_err(path, e)),
+            // Someone else's file that we may write but not chmod: say so, and go on.
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "the session file is readable by others and cannot be made private");
+            }
         }
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
