@@ -237,6 +237,22 @@ fn every_destination_a_running_program_holds_is_refused_and_left_unchanged() {
         drop(holder);
         refused += 1;
     }
+    // Held through another name (a symlink in another folder): the same session, refused.
+    let work = tempfile::tempdir().expect("tempdir");
+    let real = work.path().join("real.session");
+    let first = run(&convert_args(s(&src), &format!("telethon:{}", s(&real))));
+    assert_eq!(first.code, 0, "{}", first.err);
+    let links = tempfile::tempdir().expect("tempdir");
+    let alias = links.path().join("alias.session");
+    std::os::unix::fs::symlink(&real, &alias).expect("symlink");
+    let before = snapshot(&real);
+    let holder = session_core::fs::OwnerLock::acquire(&alias).expect("hold through the alias");
+    let r = run(&convert_args(s(&src), &format!("pyrogram:{}", s(&real))));
+    if r.code != 3 || snapshot(&real) != before {
+        failures.push(format!("held through a symlink: convert --force exit {}: {}", r.code, r.err.trim()));
+    }
+    drop(holder);
+    refused += 1;
     assert!(
         failures.is_empty(),
         "{} failures in {} cases:\n{}",
@@ -244,7 +260,7 @@ fn every_destination_a_running_program_holds_is_refused_and_left_unchanged() {
         refused + batches,
         failures.join("\n")
     );
-    assert_eq!(refused, DEST_KINDS.len());
+    assert_eq!(refused, DEST_KINDS.len() + 1);
     assert!(batches >= 8, "{batches}");
 }
 
