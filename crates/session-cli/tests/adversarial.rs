@@ -742,3 +742,68 @@ fn the_libsql_token_comes_from_a_file_or_the_environment() {
     let r = run_within(Duration::from_secs(60), &["convert", "--help"], &[], None);
     assert!(r.out.contains("--token-file") && r.out.contains("LAYER_SESSION_LIBSQL_TOKEN"), "{}", r.out);
 }
+
+#[test]
+fn the_string_libraries_own_errors_do_not_echo_the_string() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (file, _) = secret_session(work.path(), 123_456_789);
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for format in ["ours", "telethon", "pyrogram", "gramjs", "mtcute", "layer", "ferogram", "ferogram-compact"] {
+        let r = run(&["export-string", "--format", format, "--api-id", "12345", s(&file)]);
+        assert_eq!(r.code, 0, "{format}: {}", r.err);
+        let text = r.out.trim().to_owned();
+        let n = text.len();
+        let mut variants =
+            vec![text[..n / 2].to_owned(), text[..n - 3].to_owned(), format!("{text}AAAA"), format!("x{text}")];
+        for at in [n / 4, n / 2, n - 2] {
+            let mut v = text.clone();
+            v.replace_range(at..=at, "!");
+            variants.push(v);
+            let mut v = text.clone();
+            v.replace_range(at..=at, if &text[at..=at] == "A" { "B" } else { "A" });
+            variants.push(v);
+        }
+        for v in &variants {
+            let mut messages = Vec::new();
+            if let Err(e) = session_string::foreign::import(v) {
+                messages.push(e.to_string());
+            }
+            if let Err(e) = session_string::decode(v) {
+                messages.push(e.to_string());
+            }
+            for m in messages {
+                tried += 1;
+                if let Some(f) = piece_of(&m, &text, &format!("{format} string"), "session_string error") {
+                    failures.push(f);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {tried} errors echo the string:\n{}", failures.len(), failures.join("\n"));
+    assert!(tried > 100, "{tried}");
+}
+
+#[test]
+fn libsql_errors_never_name_a_url_password_or_token() {
+    let rt = rt();
+    let password = "Hunter2Secret9Password";
+    let token = "eyJhbGciOiJFZERTQSJ9.eyJpZCI6InNlY3JldCJ9.c2lnbmF0dXJlU2VjcmV0MTIzNDU2";
+    let mut tried = 0;
+    for url in [
+        format!("http://admin:{password}@127.0.0.1:9"),
+        format!("libsql://admin:{password}@db.example.invalid"),
+        format!("https://admin:{password}@127.0.0.1:9/db"),
+        format!("ftp://admin:{password}@127.0.0.1:9"),
+        "http://127.0.0.1:9".to_owned(),
+    ] {
+        let result = rt.block_on(session_libsql::LibSqlBackend::open_remote(&url, token));
+        let e = result.expect_err("nothing listens there");
+        for shown in [e.to_string(), format!("{e:?}")] {
+            tried += 1;
+            assert!(!shown.contains(password), "the password appears: {shown}");
+            assert!(!shown.contains(token), "the token appears: {shown}");
+        }
+    }
+    assert_eq!(tried, 10);
+}
