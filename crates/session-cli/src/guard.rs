@@ -5,9 +5,11 @@
 //!
 //! These are blocking calls; async callers run them on the blocking pool.
 
+use std::collections::BTreeSet;
 use std::fs::{DirBuilder, File, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use session_core::fs::{lock_path, private_options, OwnerLock};
 use session_core::SessionError;
@@ -189,7 +191,12 @@ pub fn private_dir_builder(recursive: bool) -> DirBuilder {
 impl Stage {
     /// Creates a staging folder in `dir`, after removing stale ones that killed runs left there.
     pub fn new(dir: &Path) -> std::io::Result<Stage> {
-        sweep(dir);
+        // Once per folder and run: a batch stages once per session into the same folder.
+        static SWEPT: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+        let first = SWEPT.lock().unwrap_or_else(PoisonError::into_inner).insert(dir.to_path_buf());
+        if first {
+            sweep(dir);
+        }
         let pid = std::process::id();
         let builder = private_dir_builder(false);
         let mut n = 0u32;

@@ -223,8 +223,9 @@ fn legacy_bytes(
 /// folder beside it, fsync and rename.
 fn replace_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
     let shown = shown_path(path);
-    let dir = parent(path);
     let lock = guard::DestLock::acquire(path)?;
+    let path = &real_path(path);
+    let dir = parent(path);
     let stage = guard::Stage::new(&dir)
         .map_err(|e| CliError::dest(&shown, format!("cannot create a staging folder in {}: {e}", shown_path(&dir))))?;
     let staged = stage.path().join("session");
@@ -243,6 +244,12 @@ fn replace_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
     Ok(())
 }
 
+/// The file a destination name reaches (symlinks and `..` resolved), the one its owner lock
+/// guards: the new content replaces it, not a symlink to it.
+fn real_path(path: &Path) -> PathBuf {
+    session_core::fs::resolve(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -259,9 +266,10 @@ fn staged(
     stage_fn: impl FnOnce(&Path, &SessionData) -> Result<SessionData, SessionError>,
 ) -> CliResult<Vec<String>> {
     let shown = shown_path(path);
+    let lock = guard::DestLock::acquire(path)?;
+    let path = &real_path(path);
     let dir = parent(path);
     let name = path.file_name().ok_or_else(|| CliError::dest(&shown, "names no file"))?;
-    let lock = guard::DestLock::acquire(path)?;
     let stage = guard::Stage::new(&dir)
         .map_err(|e| CliError::dest(&shown, format!("cannot create a staging folder in {}: {e}", shown_path(&dir))))?;
     let staged = stage.path().join(name);
