@@ -383,10 +383,8 @@ async fn the_backend_reads_a_legacy_file_and_keeps_it_on_first_write() {
 
 #[tokio::test]
 async fn a_real_ferogram_file_opens_through_the_backend() {
-    let fixture = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/ferogram/ferogram-v8-dev.session"
-    ));
+    let fixture =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/ferogram/ferogram-v8-dev.session"));
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("f.session");
     std::fs::copy(&fixture, &path).expect("copy fixture");
