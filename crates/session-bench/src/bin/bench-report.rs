@@ -62,8 +62,8 @@ fn header(quick: bool) -> String {
         "Measured {date} on {cpu}, {cores} cores (shared with other jobs), with {mode}.\n\n\
          Ours: `file` (BinaryFileBackend: one append + fdatasync per change), `file_tmpfs` (the same on /dev/shm, where \
          fdatasync is free: its CPU side, beside `layer_binary_file_tmpfs`), `sqlite` (SqliteBackend, default \
-         durability: WAL, no fsync for ordinary changes, fsync for critical ones), `sqlite_powerloss` \
-         (`Durability::PowerLoss`: fsync per commit), `libsql_remote` / `libsql_replica` \
+         durability `PowerLoss`: WAL, fsync per commit), `sqlite_balanced` \
+         (`Durability::Balanced`: no fsync for ordinary changes, fsync for critical ones), `libsql_remote` / `libsql_replica` \
          (LibSqlBackend against a local sqld on 127.0.0.1), `memory` (InMemoryBackend, direct), \
          `store+memory` (SessionStore over InMemoryBackend: apply, then flush until acknowledged), \
          `string` (StringSessionBackend; `string_export_import` uses `encode_full`/`decode`). \
