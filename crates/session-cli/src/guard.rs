@@ -67,7 +67,9 @@ impl DestLock {
     /// Takes the owner lock of `dest`, refusing at once when a running program holds it.
     pub fn acquire(dest: &Path) -> Result<DestLock, CliError> {
         let file = lock_path(dest);
-        let existed = identity(&file).is_some();
+        // A lock file beside no session guards nothing and carries no note worth keeping (a
+        // killed run's): it is taken over like one this run created.
+        let existed = identity(&file).is_some() && std::fs::symlink_metadata(dest).is_ok();
         let is_dir = std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir());
         let lock = if is_dir {
             Held::Folder(lock_folder(dest, &file)?)
@@ -114,9 +116,10 @@ fn lock_folder(dest: &Path, lock_file: &Path) -> Result<File, CliError> {
     }
 }
 
-/// Whether the lock file of `dest` exists (before a backend of this run takes the lock).
+/// Whether the lock file of `dest` exists beside an existing `dest` (before a backend of this
+/// run takes the lock): only such a lock file is left in place.
 pub fn lock_file_exists(dest: &Path) -> bool {
-    identity(&lock_path(dest)).is_some()
+    identity(&lock_path(dest)).is_some() && std::fs::symlink_metadata(dest).is_ok()
 }
 
 /// Removes the lock file of `dest` that a backend of this run created (`existed_before` false),

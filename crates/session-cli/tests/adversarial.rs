@@ -290,8 +290,11 @@ fn no_lock_file_or_staging_folder_is_left_beside_outputs() {
         assert!(n.ends_with(".db"), "batch left {n}");
     }
 
-    // A lock file that was there before (a program made it) stays.
+    // A lock file that was there before beside the session (the program that uses it made it,
+    // with its notes) stays; one beside no session (a killed run's) is taken over.
     let kept = work.path().join("kept.session");
+    let r = run(&convert_args(s(&src), &format!("telethon:{}", s(&kept))));
+    assert_eq!(r.code, 0, "{}", r.err);
     let lock = session_core::fs::lock_path(&kept);
     std::fs::write(&lock, "").expect("lock file");
     let r = run(&convert_args(s(&src), &format!("telethon:{}", s(&kept))));
@@ -365,6 +368,8 @@ fn a_killed_convert_leaves_only_a_private_staging_folder_that_the_next_run_remov
         killed.kill().expect("SIGKILL");
         killed.wait().expect("reaped");
         assert_eq!(stages(work.path()), left, "a killed run leaves its staging folder (keys inside)");
+        let orphan = session_core::fs::lock_path(&work.path().join(name));
+        assert!(orphan.exists(), "{dest}: the killed run held the destination's lock");
 
         // A live run's staging folder is not touched by the next run; the dead one's is.
         let live_dest = format!("telethon:{}", s(&work.path().join("live.session")));
@@ -380,6 +385,11 @@ fn a_killed_convert_leaves_only_a_private_staging_folder_that_the_next_run_remov
         let r = run(&convert_args(s(&src), &format!("ferogram:{}", s(&work.path().join("other.session")))));
         assert_eq!(r.code, 0, "{}", r.err);
         assert!(stages(work.path()).is_empty(), "every dead run's staging folder is gone");
+        // Converting into the killed run's destination again takes over its orphaned lock file
+        // and leaves none.
+        let r = run(&convert_args(s(&src), &dest));
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert!(!orphan.exists(), "{dest}: the killed run's lock file is gone after the next conversion");
         for n in names(work.path()) {
             let _ = std::fs::remove_file(work.path().join(&n));
             let _ = std::fs::remove_dir_all(work.path().join(&n));
