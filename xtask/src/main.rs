@@ -145,6 +145,9 @@ fn soak(args: &[&str]) -> Result<(), String> {
     let kills = args.first().copied().unwrap_or("5000");
     let env = [("LAYER_SOAK_KILLS", kills)];
     cargo(&["test", "--release", "-p", "session-file", "--test", "processes", "--", "--nocapture"], &env)?;
+    // Every bit of every byte flipped, and 10x the lock races.
+    let adversarial = [("LAYER_SOAK_ADVERSARIAL", "1")];
+    cargo(&["test", "--release", "-p", "session-file", "--test", "adversarial", "--", "--nocapture"], &adversarial)?;
     cargo(&["test", "--release", "-p", "session-sqlite", "--test", "crash", "--", "--nocapture"], &env)?;
     powercut_soak()
 }
