@@ -47,7 +47,9 @@ pub enum UpdateStateChange {
 ///
 /// Every change is idempotent: applying it twice gives the same session as applying it once. A
 /// backend may therefore be handed the same change again after a failed `persist`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` prints no secret: auth keys show their key id, a future auth token its length only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Change {
     /// The home DC moved.
@@ -82,6 +84,31 @@ pub enum Change {
     SetFutureAuthToken(Option<Vec<u8>>),
     /// The account logged out: the session is reset to empty.
     LogOut,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::SetHomeDc(dc) => f.debug_tuple("SetHomeDc").field(dc).finish(),
+            Change::SetDc(option) => f.debug_tuple("SetDc").field(option).finish(),
+            Change::SetAuthKey { dc_id, key } => {
+                f.debug_struct("SetAuthKey").field("dc_id", dc_id).field("key", key).finish()
+            }
+            Change::RemoveDc(key) => f.debug_tuple("RemoveDc").field(key).finish(),
+            Change::UpdateState(change) => f.debug_tuple("UpdateState").field(change).finish(),
+            Change::UpsertPeer(peer) => f.debug_tuple("UpsertPeer").field(peer).finish(),
+            Change::RemovePeer(key) => f.debug_tuple("RemovePeer").field(key).finish(),
+            Change::SetUser(user) => f.debug_tuple("SetUser").field(user).finish(),
+            Change::SetTestMode(on) => f.debug_tuple("SetTestMode").field(on).finish(),
+            Change::SetApiId(id) => f.debug_tuple("SetApiId").field(id).finish(),
+            Change::SetMinContexts(contexts) => f.debug_tuple("SetMinContexts").field(contexts).finish(),
+            Change::SetFutureAuthToken(token) => f
+                .debug_tuple("SetFutureAuthToken")
+                .field(&token.as_ref().map(|t| crate::model::Redacted(t.len())))
+                .finish(),
+            Change::LogOut => f.write_str("LogOut"),
+        }
+    }
 }
 
 impl Change {

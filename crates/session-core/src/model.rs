@@ -207,15 +207,17 @@ pub struct SessionData {
     pub future_auth_token: Option<Vec<u8>>,
 }
 
+/// A secret's length, never its bytes (for `Debug`).
+pub(crate) struct Redacted(pub(crate) usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
+}
+
 impl std::fmt::Debug for SessionData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        /// The token's length, never its bytes.
-        struct Redacted(usize);
-        impl std::fmt::Debug for Redacted {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "<redacted, {} bytes>", self.0)
-            }
-        }
         f.debug_struct("SessionData")
             .field("home_dc", &self.home_dc)
             .field("dcs", &self.dcs)
@@ -268,5 +270,15 @@ mod tests {
         assert!(shown.contains("<redacted, 32 bytes>"), "{shown}");
         assert!(!shown.contains("171"), "token bytes printed: {shown}");
         assert!(!shown.to_lowercase().contains("abab"), "token bytes printed: {shown}");
+    }
+
+    #[test]
+    fn debug_of_a_token_change_shows_its_length_only() {
+        let change = crate::Change::SetFutureAuthToken(Some(vec![0xAB; 32]));
+        let shown = format!("{change:?} {change:#?} {:?}", [change.clone()]);
+        assert!(shown.contains("SetFutureAuthToken(Some(<redacted, 32 bytes>))"), "{shown}");
+        assert!(!shown.contains("171"), "token bytes printed: {shown}");
+        assert!(!shown.to_lowercase().contains("abab"), "token bytes printed: {shown}");
+        assert_eq!(format!("{:?}", crate::Change::SetHomeDc(2)), "SetHomeDc(2)");
     }
 }
