@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn debug_of_a_token_change_shows_its_length_only() {
         let change = crate::Change::SetFutureAuthToken(Some(vec![0xAB; 32]));
-        let shown = format!("{change:?} {change:#?} {:?}", [change.clone()]);
+        let shown = format!("{change:?} {change:#?} {:?}", std::slice::from_ref(&change));
         assert!(shown.contains("SetFutureAuthToken(Some(<redacted, 32 bytes>))"), "{shown}");
         assert!(!shown.contains("171"), "token bytes printed: {shown}");
         assert!(!shown.to_lowercase().contains("abab"), "token bytes printed: {shown}");
