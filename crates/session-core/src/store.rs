@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tracing::field::Empty;
+use tracing::Instrument as _;
 
 use crate::backend::SessionBackend;
 use crate::change::Change;
@@ -117,7 +119,19 @@ impl SessionStore {
     /// A backend that cannot be read makes this fail: an unreachable store is never mistaken
     /// for an empty one.
     pub async fn open(backend: Arc<dyn SessionBackend>, policy: FlushPolicy) -> Result<Self> {
-        let loaded = backend.load_session().await.map_err(|e| SessionError::from_boxed(e, backend.name()))?;
+        let span = tracing::debug_span!("open_store", backend = backend.name(), peers = Empty, elapsed_us = Empty);
+        let start = (!span.is_disabled()).then(std::time::Instant::now);
+        let loaded = backend.load_session().instrument(span.clone()).await;
+        if let Some(start) = start {
+            span.record("elapsed_us", micros(start));
+            match &loaded {
+                Ok(data) => {
+                    span.record("peers", data.as_ref().map_or(0, |d| d.peers.len()));
+                }
+                Err(e) => span.in_scope(|| tracing::debug!(error = %e, "the session could not be loaded")),
+            }
+        }
+        let loaded = loaded.map_err(|e| SessionError::from_boxed(e, backend.name()))?;
         let state = State {
             data: Arc::new(loaded.unwrap_or_default()),
             pending: Vec::new(),
@@ -273,7 +287,21 @@ async fn flush_to(inner: &Inner, target: u64) -> Result<()> {
         }
         (std::mem::take(&mut s.pending), Arc::clone(&s.data), s.applied)
     };
-    let result = inner.backend.persist(&changes, &snapshot).await;
+    let span = tracing::debug_span!(
+        "flush",
+        backend = inner.backend.name(),
+        changes = changes.len(),
+        peers = snapshot.peers.len(),
+        elapsed_us = Empty
+    );
+    let start = (!span.is_disabled()).then(std::time::Instant::now);
+    let result = inner.backend.persist(&changes, &snapshot).instrument(span.clone()).await;
+    if let Some(start) = start {
+        span.record("elapsed_us", micros(start));
+        if let Err(e) = &result {
+            span.in_scope(|| tracing::debug!(error = %e, "the backend did not take the changes; they stay pending"));
+        }
+    }
     // Release the snapshot before taking the lock again, so that the next change does not have
     // to copy the session.
     drop(snapshot);
@@ -315,4 +343,9 @@ async fn background_flusher(weak: Weak<Inner>, wake: Arc<Notify>, interval: Dura
             inner.state().failure = Some(e);
         }
     }
+}
+
+/// Microseconds since `start`, for the spans' `elapsed_us`.
+fn micros(start: std::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }

@@ -12,7 +12,11 @@ use session_core::{
     codec, BoxError, Change, DcFlags, DcKey, PeerKey, SessionBackend, SessionData, SessionError, UpdateState,
 };
 
+use tracing::field::Empty;
+use tracing::Span;
+
 use crate::schema::{self, Known, SessionRows, SqlValue, SqlValueRef, Statement, Table};
+use crate::trace::{micros, timed, timed_sync};
 
 const NAME: &str = "sqlite";
 
@@ -105,13 +109,18 @@ impl SqliteBackend {
         let path: Arc<Path> = Arc::from(path.as_ref());
         let resource: Arc<str> = Arc::from(path.display().to_string());
         let p = Arc::clone(&path);
-        let db = blocking(move || Db::open_file(&p, durability)).await?;
+        let span =
+            tracing::info_span!("open", backend = NAME, path = %resource, durability = ?durability, elapsed_us = Empty);
+        let entered = span.clone();
+        let db = timed(span, blocking(move || entered.in_scope(|| Db::open_file(&p, durability)))).await?;
         Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path) })
     }
 
     /// A database in memory: same schema and rules, nothing survives the backend.
     pub async fn in_memory() -> Result<Self, SessionError> {
-        let db = blocking(Db::open_memory).await?;
+        let span = tracing::info_span!("open", backend = NAME, path = ":memory:", elapsed_us = Empty);
+        let entered = span.clone();
+        let db = timed(span, blocking(move || entered.in_scope(Db::open_memory))).await?;
         Ok(Self { db: Arc::new(Mutex::new(db)), resource: Arc::from(":memory:"), path: None })
     }
 
@@ -124,32 +133,54 @@ impl SqliteBackend {
     /// [`SessionError::Corrupt`] (with a preserved copy) otherwise. Takes time in proportion to
     /// the file; `open` does not run it (see the crate docs).
     pub async fn check(&self) -> Result<(), SessionError> {
-        self.run(Db::quick_check).await
+        self.run(self.span("check"), Db::quick_check).await
     }
 
     /// Closes the connection on the blocking pool (a final WAL checkpoint may write), and
     /// releases ownership. Other clones of this backend keep it open until they are dropped.
     pub async fn close(self) -> Result<(), SessionError> {
+        let span = self.span("close");
+        let entered = span.clone();
         let db = self.db;
-        blocking(move || {
-            drop(db);
-            Ok(())
-        })
+        timed(
+            span,
+            blocking(move || {
+                let _entered = entered.enter();
+                drop(db);
+                Ok(())
+            }),
+        )
         .await
     }
 
-    async fn run<T, F>(&self, f: F) -> Result<T, SessionError>
+    /// A debug span of one call, with the fields every call has.
+    fn span(&self, name: &'static str) -> Span {
+        // One callsite per name: `tracing` span names are static.
+        match name {
+            "check" => tracing::debug_span!("check", backend = NAME, path = %self.resource, elapsed_us = Empty),
+            _ => tracing::debug_span!("close", backend = NAME, path = %self.resource, elapsed_us = Empty),
+        }
+    }
+
+    /// Runs `f` on the blocking pool inside `span` (entered on the blocking thread too, so that
+    /// what happens there is inside it), recording its duration.
+    async fn run<T, F>(&self, span: Span, f: F) -> Result<T, SessionError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, DbError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        blocking(move || {
-            // A panic inside a call cannot leave a transaction open (the transaction rolls back
-            // as it unwinds), so a poisoned lock still guards a usable connection.
-            let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut db).map_err(|e| db.fail(e))
-        })
+        let entered = span.clone();
+        timed(
+            span,
+            blocking(move || {
+                let _entered = entered.enter();
+                // A panic inside a call cannot leave a transaction open (the transaction rolls
+                // back as it unwinds), so a poisoned lock still guards a usable connection.
+                let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&mut db).map_err(|e| db.fail(e))
+            }),
+        )
         .await
     }
 }
@@ -172,17 +203,37 @@ fn boxed(e: SessionError) -> BoxError {
 #[async_trait]
 impl SessionBackend for SqliteBackend {
     async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
+        let span = load_span(&self.resource);
+        let fields = span.clone();
         // Encoded on the blocking thread too: it is O(session).
-        self.run(|db| Ok(db.load()?.map(|data| codec::encode(&data)).transpose()?)).await.map_err(boxed)
+        self.run(span, move |db| {
+            let Some(data) = db.load()? else { return Ok(None) };
+            let bytes = codec::encode(&data)?;
+            fields.record("peers", data.peers.len());
+            fields.record("bytes", bytes.len());
+            Ok(Some(bytes))
+        })
+        .await
+        .map_err(boxed)
     }
 
     async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
         if data.is_empty() {
             return self.delete().await;
         }
+        let span = tracing::debug_span!(
+            "save",
+            backend = NAME,
+            path = %self.resource,
+            bytes = data.len(),
+            peers = Empty,
+            elapsed_us = Empty
+        );
+        let fields = span.clone();
         let bytes = data.to_vec();
-        self.run(move |db| {
+        self.run(span, move |db| {
             let data = codec::decode(&bytes)?;
+            fields.record("peers", data.peers.len());
             db.save(&data)
         })
         .await
@@ -190,7 +241,8 @@ impl SessionBackend for SqliteBackend {
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
-        self.run(Db::delete).await.map_err(boxed)
+        let span = tracing::debug_span!("delete", backend = NAME, path = %self.resource, elapsed_us = Empty);
+        self.run(span, Db::delete).await.map_err(boxed)
     }
 
     fn name(&self) -> &str {
@@ -198,22 +250,53 @@ impl SessionBackend for SqliteBackend {
     }
 
     async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
-        self.run(Db::load).await.map_err(boxed)
+        let span = load_span(&self.resource);
+        let fields = span.clone();
+        self.run(span, move |db| {
+            let data = db.load()?;
+            if let Some(data) = &data {
+                fields.record("peers", data.peers.len());
+            }
+            Ok(data)
+        })
+        .await
+        .map_err(boxed)
     }
 
     async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
+        let span = tracing::debug_span!(
+            "save",
+            backend = NAME,
+            path = %self.resource,
+            peers = data.peers.len(),
+            elapsed_us = Empty
+        );
         let data = data.clone();
-        self.run(move |db| db.save(&data)).await.map_err(boxed)
+        self.run(span, move |db| db.save(&data)).await.map_err(boxed)
     }
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         // Refuse unknown changes here, before the blocking hop.
         drop(schema::persist_plan(changes, full)?);
         let critical = changes.iter().any(Change::is_critical);
+        let span = tracing::debug_span!(
+            "persist",
+            backend = NAME,
+            path = %self.resource,
+            changes = changes.len(),
+            critical,
+            elapsed_us = Empty
+        );
         let view = plan_view(changes, full);
         let changes = changes.to_vec();
-        self.run(move |db| db.persist(&changes, &view, critical)).await.map_err(boxed)
+        self.run(span, move |db| db.persist(&changes, &view, critical)).await.map_err(boxed)
     }
+}
+
+/// The span of a load; `peers` (and `bytes` for [`SessionBackend::load`]) are recorded once
+/// the session is read.
+fn load_span(resource: &str) -> Span {
+    tracing::debug_span!("load", backend = NAME, path = %resource, peers = Empty, bytes = Empty, elapsed_us = Empty)
 }
 
 /// The part of `full` a persist plan of `changes` reads (the session row's values, and the DC
@@ -334,11 +417,16 @@ impl Db {
         // path): it is taken on the real path's lock file and, once the database exists, on the
         // database file's inode. Everything below works on the real path, so SQLite's `-wal`
         // and `-shm` are the same files for every name.
-        let mut lock = OwnerLock::acquire(path)?;
+        let span = tracing::debug_span!("lock", backend = NAME, path = %path.display(), elapsed_us = Empty);
+        let mut lock = timed_sync(&span, || OwnerLock::acquire(path))?;
+        drop(span);
         let real = lock.session_path().to_path_buf();
         let resource = path.display().to_string();
         match existing(&real, &resource)? {
-            Existing::Missing => create(&real, &resource)?,
+            Existing::Missing => {
+                create(&real, &resource)?;
+                tracing::debug!(path = %resource, "created a new session database");
+            }
             Existing::Database => make_private(&real, &resource)?,
         }
         // A database created just now has its inode only now; no SQLite connection is open on
@@ -424,16 +512,44 @@ impl Db {
             "PRAGMA synchronous = {synchronous}; PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF; PRAGMA cache_size = -32768; \
              PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 16777216;"
         ))?;
+        let migrate = match steps.last() {
+            Some((to, _)) => tracing::info_span!(
+                "migrate",
+                backend = NAME,
+                path = %self.resource,
+                from = version,
+                to = *to,
+                elapsed_us = Empty
+            ),
+            None => Span::none(),
+        };
+        let start = (!migrate.is_disabled()).then(std::time::Instant::now);
+        let mut from = version;
         for (target, sql) in steps {
+            let _entered = migrate.enter();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             backfill(&tx, target, &self.resource)?;
             tx.execute_batch(&schema::set_version_sql(target))?;
             tx.commit()?;
+            tracing::info!(path = %self.resource, from, to = target, "migrated the session schema one version up");
+            from = target;
+        }
+        if let Some(start) = start {
+            migrate.record("elapsed_us", micros(start));
         }
         check_tables(&self.conn, &self.resource)?;
         self.rows = count_rows(&self.conn)?;
         self.ranges = read_ranges(&self.conn, &self.resource)?;
+        tracing::debug!(
+            path = %self.resource,
+            schema_version = from,
+            peers = self.rows.chunked,
+            chunks = self.ranges.len(),
+            overlay_rows = self.rows.overlay,
+            removals = self.rows.removals,
+            "opened the session database"
+        );
         Ok(())
     }
 
@@ -586,7 +702,33 @@ impl Db {
 /// the CRC-32 of its bytes: opening the same damaged file again finds its copy there and makes
 /// no other, so failed opens in a loop never pile up copies. Returns the copy's path.
 fn preserve_copy(path: &Path) -> Option<PathBuf> {
+    let span = tracing::info_span!(
+        "preserve_corrupt",
+        backend = NAME,
+        path = %path.display(),
+        bytes = Empty,
+        copy = Empty,
+        elapsed_us = Empty
+    );
+    let start = (!span.is_disabled()).then(std::time::Instant::now);
+    let _entered = span.enter();
+    let copy = preserve_copy_inner(path, &span);
+    if let Some(start) = start {
+        span.record("elapsed_us", micros(start));
+        match &copy {
+            Some(copy) => {
+                span.record("copy", tracing::field::display(copy.display()));
+                tracing::debug!(copy = %copy.display(), "a copy of the damaged database is kept");
+            }
+            None => tracing::debug!("no copy of the damaged database could be kept"),
+        }
+    }
+    copy
+}
+
+fn preserve_copy_inner(path: &Path, span: &Span) -> Option<PathBuf> {
     let bytes = std::fs::read(path).ok()?;
+    span.record("bytes", bytes.len());
     let wal = std::fs::read(side_file(path, "-wal")).ok();
     let mut h = crc32fast::Hasher::new();
     h.update(&bytes);
@@ -887,10 +1029,32 @@ fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError>
     if !exact.fold_due() {
         return Ok(exact);
     }
+    let span = tracing::debug_span!(
+        "compact",
+        backend = NAME,
+        path = %resource,
+        chunked = exact.chunked,
+        overlay_rows = exact.overlay,
+        removals = exact.removals,
+        peers = Empty,
+        elapsed_us = Empty
+    );
+    let start = (!span.is_disabled()).then(std::time::Instant::now);
+    let _entered = span.enter();
     let mut rows = SessionRows::new(resource);
     read_rows(conn, schema::LOAD_PEER_QUERIES, &mut rows, resource)?;
     let peers = rows.finish_peers()?;
     execute(conn, schema::compact_plan(&peers))?;
+    if let Some(start) = start {
+        span.record("peers", peers.len());
+        span.record("elapsed_us", micros(start));
+        tracing::debug!(
+            overlay_rows = exact.overlay,
+            removals = exact.removals,
+            peers = peers.len(),
+            "folded the peer overlay into chunks"
+        );
+    }
     Ok(RowCounts::saved(peers.len()))
 }
 

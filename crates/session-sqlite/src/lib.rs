@@ -4,6 +4,7 @@ mod backend;
 mod chunks;
 pub mod foreign;
 pub mod schema;
+mod trace;
 
 pub use backend::{Durability, SqliteBackend};
 

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod capture;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
