@@ -242,6 +242,42 @@ fn file_id(_meta: &std::fs::Metadata) -> FileId {
     (0, 0)
 }
 
+/// Opens and locks the lock file at `path`, making sure that the file locked is the one the
+/// path names once the lock is held: a holder may unlink its lock file while holding it (the CLI
+/// does, so that no `.lock` stays beside its outputs), and a process that opened the old file just
+/// before would otherwise lock an orphan while a third one locks a new file at the same name.
+fn lock_file_at(path: &Path, shown: &str) -> Result<File> {
+    // Each retry means another process unlinked or replaced the lock file between our open and
+    // our lock; a few in a row is already an unlikely race, so the bound only stops a livelock.
+    for _ in 0..64 {
+        let file = open_private(path)?;
+        if let Err(e) = make_private(&file) {
+            // Someone else's lock file (we may not chmod it): say so, and go on.
+            tracing::warn!(lock = %path.display(), error = %e, "the lock file is readable by others and cannot be made private");
+        }
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let pid = lock_holder(&file);
+                return Err(SessionError::Locked { resource: shown.to_owned(), pid });
+            }
+            Err(TryLockError::Error(e)) => return Err(SessionError::io(path.display(), e)),
+        }
+        let locked = file.metadata().map_err(|e| SessionError::io(path.display(), e))?;
+        match std::fs::symlink_metadata(path) {
+            Ok(named) if file_id(&named) == file_id(&locked) => return Ok(file),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SessionError::io(path.display(), e)),
+        }
+        let _ = file.unlock();
+    }
+    Err(SessionError::io(
+        path.display(),
+        io::Error::new(io::ErrorKind::Interrupted, "the lock file kept being replaced while it was being locked"),
+    ))
+}
+
 /// The lock on the session file's inode.
 #[derive(Debug)]
 struct DataLock {
@@ -287,19 +323,7 @@ impl OwnerLock {
         let session = resolve(session_path).map_err(|e| SessionError::io(&shown, e))?;
         check_regular(&session)?;
         let path = lock_path_of(&session);
-        let mut file = open_private(&path)?;
-        if let Err(e) = make_private(&file) {
-            // Someone else's lock file (we may not chmod it): say so, and go on.
-            tracing::warn!(lock = %path.display(), error = %e, "the lock file is readable by others and cannot be made private");
-        }
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let pid = lock_holder(&file);
-                return Err(SessionError::Locked { resource: shown, pid });
-            }
-            Err(TryLockError::Error(e)) => return Err(SessionError::io(path.display(), e)),
-        }
+        let mut file = lock_file_at(&path, &shown)?;
         let data = lock_data(&session, &shown)?;
         let note = read_note(&mut file);
         let pid_line = format!("{:<width$}\n", std::process::id(), width = PID_LINE - 1);
@@ -601,6 +625,40 @@ mod tests {
         }
         drop(first);
         OwnerLock::acquire(&dir.join("sub/hard")).expect("free again");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Holders that unlink their lock file before releasing it (as the CLI does) never let two
+    /// owners in at once: an acquirer that opened the old file locks an orphan and must retry.
+    #[test]
+    fn owners_that_unlink_their_lock_file_still_exclude_each_other() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = dir("unlinking");
+        let session = dir.join("never-written.session");
+        let inside = AtomicUsize::new(0);
+        let (entered, overlaps) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..300 {
+                        let Ok(lock) = OwnerLock::acquire(&session) else { continue };
+                        entered.fetch_add(1, Ordering::SeqCst);
+                        if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        // Gone already: another owner, holding an orphan, unlinked ours.
+                        if std::fs::remove_file(lock.path()).is_err() {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                        drop(lock);
+                    }
+                });
+            }
+        });
+        assert!(entered.load(Ordering::SeqCst) > 100, "too few owners got in to test anything");
+        assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two owners held the session at once");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
