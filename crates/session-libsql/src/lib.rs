@@ -2,6 +2,7 @@
 
 mod remote;
 mod replica;
+mod trace;
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use session_core::{codec, BoxError};
 use session_sqlite::{schema, SqliteBackend};
+use tracing::field::Empty;
+use tracing::Span;
 
 pub use session_sqlite::Durability;
 
@@ -60,21 +63,29 @@ impl LibSqlBackend {
     /// Opens (or creates) a local session database at `path`: exactly a
     /// [`SqliteBackend`] file (same engine, schema, durability and single-owner lock).
     pub async fn open_local(path: impl AsRef<Path>) -> Result<Self, SessionError> {
-        let local = SqliteBackend::open(path).await?;
-        Ok(Self { inner: Inner::Local(local, Mode::Local) })
+        Self::open_local_with(path, Durability::default()).await
     }
 
     /// [`open_local`](Self::open_local) with another durability level than the default
     /// ([`Durability::PowerLoss`]: every write fsynced before it is acknowledged); see
     /// `session-sqlite`.
     pub async fn open_local_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
-        let local = SqliteBackend::open_with(path, durability).await?;
+        let path = path.as_ref();
+        let span = tracing::info_span!(
+            "open",
+            backend = "libsql-local",
+            path = %path.display(),
+            durability = ?durability,
+            elapsed_us = Empty
+        );
+        let local = trace::timed(span, SqliteBackend::open_with(path, durability)).await?;
         Ok(Self { inner: Inner::Local(local, Mode::Local) })
     }
 
     /// A session database in memory: same schema and rules, nothing survives the backend.
     pub async fn in_memory() -> Result<Self, SessionError> {
-        let local = SqliteBackend::in_memory().await?;
+        let span = tracing::info_span!("open", backend = "libsql-memory", path = ":memory:", elapsed_us = Empty);
+        let local = trace::timed(span, SqliteBackend::in_memory()).await?;
         Ok(Self { inner: Inner::Local(local, Mode::Memory) })
     }
 
@@ -95,7 +106,16 @@ impl LibSqlBackend {
         auth_token: &str,
         timeout: Duration,
     ) -> Result<Self, SessionError> {
-        let remote = Remote::open(url, auth_token, timeout).await?;
+        // The URL as shown in errors: no `user:password@`, no query (`authToken=`); the token
+        // itself is never a field.
+        let span = tracing::info_span!(
+            "open",
+            backend = "libsql-remote",
+            url = %remote::shown_url(url),
+            timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            elapsed_us = Empty
+        );
+        let remote = trace::timed(span, Remote::open(url, auth_token, timeout)).await?;
         Ok(Self { inner: Inner::Remote(remote) })
     }
 
@@ -108,9 +128,21 @@ impl LibSqlBackend {
     pub async fn open_replica(path: impl AsRef<Path>, url: &str, auth_token: &str) -> Result<Self, SessionError> {
         // The copy is pulled whole on every open, so it needs no fsync: a copy cut short by a
         // crash is replaced before anything reads it.
-        let local = SqliteBackend::open_with(path, Durability::ProcessCrash).await?;
-        let remote = Remote::open(url, auth_token, remote::DEFAULT_TIMEOUT).await?;
-        Ok(Self { inner: Inner::Replica(Replica::open(local, remote).await?) })
+        let path = path.as_ref();
+        let span = tracing::info_span!(
+            "open",
+            backend = "libsql-replica",
+            path = %path.display(),
+            url = %remote::shown_url(url),
+            elapsed_us = Empty
+        );
+        let open = async {
+            let local = SqliteBackend::open_with(path, Durability::ProcessCrash).await?;
+            let remote = Remote::open(url, auth_token, remote::DEFAULT_TIMEOUT).await?;
+            Replica::open(local, remote).await
+        };
+        let replica = trace::timed(span, open).await?;
+        Ok(Self { inner: Inner::Replica(replica) })
     }
 
     /// Which mode this backend runs in.
@@ -146,24 +178,93 @@ impl LibSqlBackend {
     /// Other modes have nothing to sync and return `Ok(false)`.
     pub async fn sync(&self) -> Result<bool, SessionError> {
         match &self.inner {
-            Inner::Replica(r) => r.sync().await,
+            Inner::Replica(r) => {
+                let span = tracing::debug_span!(
+                    "sync",
+                    backend = self.name(),
+                    url = %r.remote.resource,
+                    pulled = Empty,
+                    elapsed_us = Empty
+                );
+                let pulled = trace::timed(span.clone(), r.sync()).await?;
+                span.record("pulled", pulled);
+                Ok(pulled)
+            }
             _ => Ok(false),
         }
     }
 
-    async fn load_data(&self) -> Result<Option<SessionData>, SessionError> {
-        match &self.inner {
-            Inner::Local(l, _) => l.load_session().await.map_err(|e| SessionError::from_boxed(e, self.name())),
-            Inner::Remote(r) => Ok(r.load().await?.0),
-            Inner::Replica(r) => r.load().await,
+    /// A debug span of one call: the backend's name, where the session is, and what every span
+    /// records later (`peers`, `elapsed_us`).
+    fn span(&self, name: &'static str, changes: Option<usize>) -> Span {
+        let path = match self.mode() {
+            Mode::Memory => Some(PathField::Memory),
+            _ => self.path().map(PathField::File),
+        };
+        let url = self.url();
+        // `tracing` needs one callsite per span name.
+        macro_rules! span {
+            ($name:literal) => {
+                tracing::debug_span!(
+                    $name,
+                    backend = self.name(),
+                    path = path.as_ref().map(tracing::field::display),
+                    url = url,
+                    changes,
+                    peers = Empty,
+                    elapsed_us = Empty
+                )
+            };
+        }
+        match name {
+            "load" => span!("load"),
+            "save" => span!("save"),
+            "delete" => span!("delete"),
+            _ => span!("persist"),
         }
     }
 
+    async fn load_data(&self) -> Result<Option<SessionData>, SessionError> {
+        let span = self.span("load", None);
+        let load = async {
+            match &self.inner {
+                Inner::Local(l, _) => l.load_session().await.map_err(|e| SessionError::from_boxed(e, self.name())),
+                Inner::Remote(r) => Ok(r.load().await?.0),
+                Inner::Replica(r) => r.load().await,
+            }
+        };
+        let data = trace::timed(span.clone(), load).await?;
+        if let Some(data) = &data {
+            span.record("peers", data.peers.len());
+        }
+        Ok(data)
+    }
+
     async fn save_data(&self, data: &SessionData) -> Result<(), SessionError> {
-        match &self.inner {
-            Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-            Inner::Remote(r) => r.write(schema::save_plan(data)).await.map(drop),
-            Inner::Replica(r) => r.save_session(data).await,
+        let span = self.span("save", None);
+        span.record("peers", data.peers.len());
+        let save = async {
+            match &self.inner {
+                Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
+                Inner::Remote(r) => r.write(schema::save_plan(data)).await.map(drop),
+                Inner::Replica(r) => r.save_session(data).await,
+            }
+        };
+        trace::timed(span, save).await
+    }
+}
+
+/// The `path` field of a span: the local file, or `:memory:`.
+enum PathField<'a> {
+    File(&'a Path),
+    Memory,
+}
+
+impl std::fmt::Display for PathField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathField::File(p) => p.display().fmt(f),
+            PathField::Memory => f.write_str(":memory:"),
         }
     }
 }
@@ -186,11 +287,14 @@ impl SessionBackend for LibSqlBackend {
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
-        match &self.inner {
-            Inner::Local(l, _) => l.delete().await,
-            Inner::Remote(r) => r.write(schema::delete_plan()).await.map(drop).map_err(boxed),
-            Inner::Replica(r) => r.delete().await.map_err(boxed),
-        }
+        let delete = async {
+            match &self.inner {
+                Inner::Local(l, _) => l.delete().await.map_err(|e| SessionError::from_boxed(e, self.name())),
+                Inner::Remote(r) => r.write(schema::delete_plan()).await.map(drop),
+                Inner::Replica(r) => r.delete().await,
+            }
+        };
+        trace::timed(self.span("delete", None), delete).await.map_err(boxed)
     }
 
     fn name(&self) -> &str {
@@ -211,10 +315,15 @@ impl SessionBackend for LibSqlBackend {
     }
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
-        match &self.inner {
-            Inner::Local(l, _) => l.persist(changes, full).await,
-            Inner::Remote(r) => r.write(schema::persist_plan(changes, full)?).await.map(drop).map_err(boxed),
-            Inner::Replica(r) => r.persist(changes, full).await.map_err(boxed),
-        }
+        let persist = async {
+            match &self.inner {
+                Inner::Local(l, _) => {
+                    l.persist(changes, full).await.map_err(|e| SessionError::from_boxed(e, self.name()))
+                }
+                Inner::Remote(r) => r.write(schema::persist_plan(changes, full)?).await.map(drop),
+                Inner::Replica(r) => r.persist(changes, full).await,
+            }
+        };
+        trace::timed(self.span("persist", Some(changes.len())), persist).await.map_err(boxed)
     }
 }

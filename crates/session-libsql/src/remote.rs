@@ -7,6 +7,9 @@ use std::time::Duration;
 use session_core::{SessionData, SessionError};
 use session_sqlite::schema::{self, SessionRows, SqlValue, SqlValueRef, Statement};
 use tokio::sync::Mutex;
+use tracing::field::Empty;
+use tracing::instrument::WithSubscriber as _;
+use tracing::{Dispatch, Instrument as _, Span};
 
 /// The auxiliary table: a counter every write transaction through this crate increments, so
 /// that an embedded replica can tell "nobody else wrote" from "pull again" with one read.
@@ -40,20 +43,22 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// The URL as messages and logs show it: without `user:password@` and without the query
+/// (which may carry `authToken=`).
+pub(crate) fn shown_url(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or_default();
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => no_query.to_owned(),
+        },
+        None => no_query.to_owned(),
+    }
+}
+
 /// Checks the URL and gives the one the HTTP client uses (`libsql://` is HTTPS).
 pub(crate) fn http_url(url: &str) -> Result<String, SessionError> {
-    // The URL as messages show it: without `user:password@` and without the query (which may
-    // carry `authToken=`).
-    let shown = {
-        let no_query = url.split(['?', '#']).next().unwrap_or_default();
-        match no_query.split_once("://") {
-            Some((scheme, rest)) => match rest.split_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}"),
-                None => no_query.to_owned(),
-            },
-            None => no_query.to_owned(),
-        }
-    };
+    let shown = shown_url(url);
     let bad = |reason: &str| SessionError::invalid("libSQL URL", format!("{shown:?}: {reason}"));
     let (scheme, rest) =
         url.split_once("://").ok_or_else(|| bad("no scheme (expected libsql://, https:// or http://)"))?;
@@ -78,9 +83,11 @@ impl Remote {
         let resource = http.split(['?', '#']).next().unwrap_or_default().to_owned();
         let db = libsql::Builder::new_remote(http, auth_token.to_owned())
             .build()
+            .with_subscriber(Dispatch::none())
             .await
             .map_err(|e| map_error(e, &resource))?;
-        let conn = db.connect().map_err(|e| map_error(e, &resource))?;
+        let conn = tracing::dispatcher::with_default(&Dispatch::none(), || db.connect())
+            .map_err(|e| map_error(e, &resource))?;
         let remote = Remote { conn: Mutex::new(conn), _db: db, resource, timeout };
         remote.setup().await?;
         Ok(remote)
@@ -91,7 +98,10 @@ impl Remote {
         conn: &libsql::Connection,
         f: impl std::future::Future<Output = Result<T, SessionError>>,
     ) -> Result<T, SessionError> {
-        let result = match tokio::time::timeout(self.timeout, f).await {
+        // The libsql client logs every SQL text it sends at TRACE, and a write's text carries the
+        // auth keys as literals (see `inline`): its own events are silenced for our calls, so
+        // that no subscriber, at any level, ever sees a key. Ours are emitted outside.
+        let result = match tokio::time::timeout(self.timeout, f.with_subscriber(Dispatch::none())).await {
             Ok(r) => r,
             Err(_) => Err(SessionError::Unavailable {
                 resource: self.resource.clone(),
@@ -100,7 +110,7 @@ impl Remote {
         };
         if result.is_err() {
             // Forget any half-open Hrana stream, so the next call starts clean.
-            conn.reset().await;
+            conn.reset().with_subscriber(Dispatch::none()).await;
         }
         result
     }
@@ -126,8 +136,31 @@ impl Remote {
                     ));
                 }
             }
+            let to = schema::migrations_from(version)?.last().map(|(t, _)| t);
+            let migrate = match to {
+                Some(to) => tracing::info_span!(
+                    "migrate",
+                    backend = "libsql-remote",
+                    url = %self.resource,
+                    from = version,
+                    to,
+                    elapsed_us = Empty
+                ),
+                None => Span::none(),
+            };
+            let start = (!migrate.is_disabled()).then(std::time::Instant::now);
+            let migrated = |ok: bool| {
+                if let (Some(start), Some(to), true) = (start, to, ok) {
+                    migrate.record("elapsed_us", crate::trace::micros(start));
+                    migrate.in_scope(|| {
+                        tracing::info!(url = %self.resource, from = version, to, "migrated the session schema");
+                    });
+                }
+            };
             if version > 0 && schema::migrations_from(version)?.any(|(t, _)| !schema::backfill_queries(t).is_empty()) {
-                match self.migrate_with_backfill(version).await {
+                let result = self.migrate_with_backfill(version).instrument(migrate.clone()).await;
+                migrated(result.is_ok());
+                match result {
                     Ok(()) => return Ok(()),
                     Err(SessionError::Backend { .. }) if attempts < 3 => continue,
                     Err(e) => return Err(e),
@@ -144,7 +177,9 @@ impl Remote {
                 return Ok(());
             }
             sql.push_str(CREATE_GENERATION);
-            match self.batch(&sql).await {
+            let result = self.batch(&sql).instrument(migrate.clone()).await;
+            migrated(result.is_ok());
+            match result {
                 Ok(_) => return Ok(()),
                 Err(SessionError::Backend { .. }) if attempts < 3 => continue,
                 Err(e) => return Err(e),
@@ -243,6 +278,8 @@ impl Remote {
         inline_all(&mut sql, plan)?;
         sql.push_str(BUMP_GENERATION);
         sql.push_str(READ_GENERATION);
+        // The SQL text carries the rows' values (keys included): its size is logged, never it.
+        tracing::debug!(bytes = sql.len(), "sending one write transaction");
         let rows = self.batch(&sql).await?;
         // Batches ask for no rows; sqld sends them anyway. A server that does not gives `None`,
         // and the caller reads the counter separately.
