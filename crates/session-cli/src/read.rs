@@ -27,6 +27,8 @@ pub struct Loaded {
     pub format: Format,
     /// Problems that did not stop the read (a torn, unacknowledged last record).
     pub warnings: Vec<String>,
+    /// Remarks that are not problems (torn tails an owner already cut and kept).
+    pub notes: Vec<String>,
     /// The layout version read from the source itself (our SQLite schema version), which wins
     /// over the format's own.
     pub version: Option<u32>,
@@ -34,7 +36,7 @@ pub struct Loaded {
 
 impl Loaded {
     fn new(data: SessionData, format: Format) -> Self {
-        Self { data, format, warnings: Vec::new(), version: None }
+        Self { data, format, warnings: Vec::new(), notes: Vec::new(), version: None }
     }
 
     /// The layout version of what was read.
@@ -261,9 +263,23 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
     };
     let mut loaded = Loaded::new(snapshot.data, format);
     if let Some(at) = snapshot.torn_at {
+        let what = snapshot
+            .torn
+            .map(|(len, kind)| format!("{len} bytes, {}", kind.describe()))
+            .unwrap_or_else(|| "its length unknown".to_owned());
+        // The torn record lies beyond the owner's high-water mark (or no mark survives): it was
+        // never acknowledged. Damage below the mark is refused as corrupt by read_snapshot.
+        let acknowledged = match snapshot.acknowledged_len {
+            Some(mark) => format!("the owner acknowledged the log up to byte {mark}"),
+            None => "no high-water mark survives for this file".to_owned(),
+        };
         loaded.warnings.push(format!(
-            "a torn, never acknowledged last record starts at byte {at} (the owner drops it on its next open)"
+            "a torn last record starts at byte {at} ({what}; {acknowledged}, so it was never \
+             acknowledged); the owner keeps a copy of it and cuts it on its next open"
         ));
+    }
+    for copy in &snapshot.torn_copies {
+        loaded.notes.push(format!("an earlier torn tail of this file was cut and kept at {}", shown_path(copy)));
     }
     check_family(&shown, family, loaded)
 }

@@ -353,8 +353,18 @@ fn verify_reports_a_torn_tail() {
     let (code, _, err) = run(&["verify", s(&path)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("torn"), "{err}");
+    assert!(err.contains("incomplete") && err.contains("never acknowledged"), "{err}");
     // inspect still shows the acknowledged state, with the warning.
     let got = inspect(s(&path));
     assert_eq!(got["home_dc"], 4);
     assert!(!got["warnings"].as_array().expect("warnings").is_empty());
+    // The owner's next open cuts the tail and keeps it; verify is clean again and names the copy.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let owner = session_file::BinaryFileBackend::open(&path).await.expect("the owner opens, cutting the tail");
+        drop(owner);
+    });
+    let (code, out, err) = run(&["verify", s(&path)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("torn tail") && out.contains("kept at"), "{out}");
 }
