@@ -149,6 +149,9 @@ fn soak(args: &[&str]) -> Result<(), String> {
     let adversarial = [("LAYER_SOAK_ADVERSARIAL", "1")];
     cargo(&["test", "--release", "-p", "session-file", "--test", "adversarial", "--", "--nocapture"], &adversarial)?;
     cargo(&["test", "--release", "-p", "session-sqlite", "--test", "crash", "--", "--nocapture"], &env)?;
+    // Every bit of every byte of the SQLite sample flipped (CI flips one bit per byte).
+    let bits = [("LAYER_SOAK_SQLITE_BITS", "8")];
+    cargo(&["test", "--release", "-p", "session-sqlite", "--test", "adversarial", "--", "--nocapture"], &bits)?;
     powercut_soak()
 }
 
