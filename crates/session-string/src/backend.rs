@@ -6,6 +6,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
 use tokio::sync::watch;
+use tracing::field::Empty;
+use tracing::Span;
 
 use crate::foreign::{self, StringFormat};
 use crate::ours;
@@ -162,6 +164,8 @@ impl StringSessionBackend {
             Some(d) => ours::encode_full(d)?,
             None => String::new(),
         };
+        // Its length only: the string holds the auth key.
+        tracing::debug!(bytes = s.len(), receivers = self.tx.receiver_count(), "published a new string session");
         state.stale = false;
         self.send(s);
         Ok(())
@@ -232,28 +236,65 @@ fn boxed(e: SessionError) -> BoxError {
     Box::new(e)
 }
 
+/// Runs `op` inside `span`, recording `elapsed_us` (the clock is read only when the span is
+/// enabled) and why it failed. Everything here is in memory: the span shows the cost of the
+/// string's encoding, which is O(session) whenever someone listens.
+fn timed<T>(span: &Span, op: impl FnOnce() -> Result<T, SessionError>) -> Result<T, BoxError> {
+    let start = (!span.is_disabled()).then(std::time::Instant::now);
+    let result = span.in_scope(op);
+    if let Some(start) = start {
+        span.record("elapsed_us", u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+        if let Err(e) = &result {
+            // Errors name what was wrong with a string, never the string (see `foreign`).
+            span.in_scope(|| tracing::debug!(error = %e, "failed"));
+        }
+    }
+    result.map_err(boxed)
+}
+
+/// The span of one call.
+macro_rules! span {
+    ($name:literal $(, $field:ident = $value:expr)*) => {
+        tracing::debug_span!($name, backend = "string", $($field = $value,)* elapsed_us = Empty)
+    };
+}
+
 #[async_trait]
 impl SessionBackend for StringSessionBackend {
     async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
-        let state = self.lock();
-        if let Some(broken) = &state.broken {
-            return Err(boxed(broken.to_error()));
-        }
-        match &state.data {
-            Some(data) => Ok(Some(codec::encode(data).map_err(boxed)?)),
-            None => Ok(None),
-        }
+        let span = span!("load", peers = Empty, bytes = Empty);
+        timed(&span, || {
+            let state = self.lock();
+            if let Some(broken) = &state.broken {
+                return Err(broken.to_error());
+            }
+            match &state.data {
+                Some(data) => {
+                    let bytes = codec::encode(data)?;
+                    span.record("peers", data.peers.len());
+                    span.record("bytes", bytes.len());
+                    Ok(Some(bytes))
+                }
+                None => Ok(None),
+            }
+        })
     }
 
     async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
-        let decoded = if data.is_empty() { None } else { Some(codec::decode(data).map_err(boxed)?) };
-        let mut state = self.lock();
-        self.publish(&mut state, decoded).map_err(boxed)
+        let span = span!("save", bytes = data.len());
+        timed(&span, || {
+            let decoded = if data.is_empty() { None } else { Some(codec::decode(data)?) };
+            let mut state = self.lock();
+            self.publish(&mut state, decoded)
+        })
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
-        let mut state = self.lock();
-        self.publish(&mut state, None).map_err(boxed)
+        let span = span!("delete");
+        timed(&span, || {
+            let mut state = self.lock();
+            self.publish(&mut state, None)
+        })
     }
 
     fn name(&self) -> &str {
@@ -261,23 +302,39 @@ impl SessionBackend for StringSessionBackend {
     }
 
     async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
-        let state = self.lock();
-        if let Some(broken) = &state.broken {
-            return Err(boxed(broken.to_error()));
-        }
-        Ok(state.data.clone())
+        let span = span!("load", peers = Empty);
+        timed(&span, || {
+            let state = self.lock();
+            if let Some(broken) = &state.broken {
+                return Err(broken.to_error());
+            }
+            if let Some(data) = &state.data {
+                span.record("peers", data.peers.len());
+            }
+            Ok(state.data.clone())
+        })
     }
 
     async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
-        let mut state = self.lock();
-        self.publish(&mut state, Some(data.clone())).map_err(boxed)
+        let span = span!("save", peers = data.peers.len());
+        timed(&span, || {
+            let mut state = self.lock();
+            self.publish(&mut state, Some(data.clone()))
+        })
     }
 
     async fn persist(&self, changes: &[Change], _full: &SessionData) -> Result<(), BoxError> {
+        let span = span!("persist", changes = changes.len());
+        timed(&span, || self.persist_now(changes))
+    }
+}
+
+impl StringSessionBackend {
+    fn persist_now(&self, changes: &[Change]) -> Result<(), SessionError> {
         let mut state = self.lock();
         if let Some(broken) = &state.broken {
             // Applying changes to "nothing" would silently replace the session the user gave.
-            return Err(boxed(broken.to_error()));
+            return Err(broken.to_error());
         }
         // Apply in place; the string is encoded once per call when someone is subscribed, and
         // otherwise only when `current` asks. If encoding fails, the changes stay applied in
@@ -292,6 +349,6 @@ impl SessionBackend for StringSessionBackend {
         } else {
             state.format = Some(StringFormat::Full);
         }
-        self.publish_data(&mut state).map_err(boxed)
+        self.publish_data(&mut state)
     }
 }
