@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::adapter::StoreSession;
 use crate::error::ClientError;
+use crate::updates::Updates;
 
 /// The session file used when none is given.
 pub const DEFAULT_SESSION_PATH: &str = "layer.session";
@@ -394,9 +395,29 @@ impl Client {
     }
 
     /// The updates channel grammers fills, to hand to
-    /// [`grammers_client::Client::stream_updates`]. `None` after the first call.
+    /// [`grammers_client::Client::stream_updates`]. `None` after the first call. Prefer
+    /// [`stream_updates`](Self::stream_updates): grammers' own stream does not record the
+    /// update state in the session unless its `sync_update_state` is called.
     pub fn take_updates(&self) -> Option<mpsc::Receiver<UpdatesLike>> {
         self.shared.updates.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Starts receiving updates, with their state kept in the session (see [`Updates`]).
+    ///
+    /// With `catch_up`, the stream resumes from the stored update state: grammers asks
+    /// `updates.getDifference` for what happened since the last update handed out before the
+    /// previous run ended. Without it, updates start from now (`updates.getState`). Fails with
+    /// [`ClientError::Config`] when called twice (the updates channel can be taken once).
+    pub async fn stream_updates(&self, catch_up: bool) -> Result<Updates, ClientError> {
+        let rx =
+            self.take_updates().ok_or_else(|| ClientError::Config("the update stream was already taken".into()))?;
+        let config = grammers_mtsender::UpdatesConfiguration { catch_up };
+        let stream = self
+            .raw
+            .stream_updates(rx, config)
+            .await
+            .map_err(|e| ClientError::Session(session_core::SessionError::from_boxed(e, "update state")))?;
+        Ok(Updates::new(stream))
     }
 
     /// Writes every pending session change now.

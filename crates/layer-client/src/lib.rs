@@ -5,9 +5,11 @@ mod adapter;
 mod client;
 mod error;
 pub mod session_backend;
+mod updates;
 
 pub use client::{Client, ClientBuilder, Config, ShutdownHandle, DEFAULT_SESSION_PATH};
 pub use error::ClientError;
+pub use updates::Updates;
 
 /// The grammers crates underneath, for the API beyond sessions and sign-in.
 pub use grammers_client as grammers;

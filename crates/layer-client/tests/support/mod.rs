@@ -26,6 +26,7 @@ use layer_client::core::{AuthKey, Change, DcOption, SelfUser, SessionData};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 const MSG_CONTAINER: u32 = 0x73f1_f8dc;
@@ -88,6 +89,8 @@ pub struct Dc {
     pub calls: Arc<Mutex<Vec<Call>>>,
     /// The api_id of every initConnection received.
     pub init_api_ids: Arc<Mutex<Vec<i32>>>,
+    /// One sender per open connection, for messages the server sends unasked (updates).
+    pushers: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>>,
     task: JoinHandle<()>,
 }
 
@@ -111,7 +114,8 @@ impl Dc {
         let key = test_key(seed);
         let calls = Arc::new(Mutex::new(Vec::new()));
         let init_api_ids = Arc::new(Mutex::new(Vec::new()));
-        let (c, i) = (Arc::clone(&calls), Arc::clone(&init_api_ids));
+        let pushers: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>> = Arc::default();
+        let (c, i, p) = (Arc::clone(&calls), Arc::clone(&init_api_ids), Arc::clone(&pushers));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
@@ -127,15 +131,31 @@ impl Dc {
                     session_id: 0,
                     seq: 0,
                 };
-                tokio::spawn(conn.serve(stream));
+                let (tx, rx) = mpsc::unbounded_channel();
+                p.lock().unwrap().push(tx);
+                tokio::spawn(conn.serve(stream, rx));
             }
         });
-        Dc { id, addr, key, calls, init_api_ids, task }
+        Dc { id, addr, key, calls, init_api_ids, pushers, task }
     }
 
     /// The session option a client needs to reach this DC with its key.
     pub fn option(&self) -> DcOption {
         DcOption::new(self.id, self.addr).with_auth_key(Some(AuthKey::new(self.key)))
+    }
+
+    /// Sends `updates` unasked on every open connection that has spoken (as Telegram pushes
+    /// updates); returns how many connections it went to.
+    pub fn push(&self, updates: &tl::enums::Updates) -> usize {
+        let body = updates.to_bytes();
+        let mut pushers = self.pushers.lock().unwrap();
+        pushers.retain(|tx| !tx.is_closed());
+        pushers.iter().filter(|tx| tx.send(body.clone()).is_ok()).count()
+    }
+
+    /// The calls of `F` received so far, parsed.
+    pub fn calls_of<F: Identifiable + Deserializable>(&self) -> Vec<F> {
+        self.calls.lock().unwrap().iter().filter(|c| c.is::<F>()).map(Call::parse).collect()
     }
 
     /// How many calls of `F` this DC received.
@@ -240,7 +260,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve(mut self, mut stream: TcpStream) {
+    async fn serve(mut self, mut stream: TcpStream, mut pushes: mpsc::UnboundedReceiver<Vec<u8>>) {
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -264,9 +284,20 @@ impl Conn {
                     Err(_) => return,
                 }
             }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            tokio::select! {
+                read = stream.read(&mut chunk) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                },
+                Some(body) = pushes.recv() => {
+                    // Only a connection whose session is known can be written to.
+                    if self.session_id != 0 {
+                        let frame = self.frame(&body);
+                        if stream.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
         }
     }
