@@ -18,6 +18,9 @@ use crate::failpoint::{Failpoints, Step};
 use crate::legacy::{self, LegacyFormat};
 use crate::log::{self, ParseError, TornKind, MAGIC};
 use crate::mark::Mark;
+use crate::trace::{micros, timed};
+use tracing::field::Empty;
+use tracing::Span;
 
 /// The change records may grow to this many times the snapshot before the log is compacted.
 pub const COMPACT_FACTOR: u64 = 2;
@@ -127,9 +130,19 @@ impl BinaryFileBackend {
     }
 
     async fn open_inner(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<Self, SessionError> {
-        let inner = tokio::task::spawn_blocking(move || open_blocking(path, failpoints))
-            .await
-            .map_err(|e| SessionError::Backend { backend: "file".into(), source: Box::new(e) })??;
+        let span = tracing::info_span!("open", backend = "file", path = %path.display(), elapsed_us = Empty);
+        let entered = span.clone();
+        let open = async move {
+            let joined =
+                tokio::task::spawn_blocking(move || entered.in_scope(|| open_blocking(path, failpoints))).await;
+            match joined {
+                Ok(r) => r.map_err(|e| -> BoxError { Box::new(e) }),
+                Err(e) => {
+                    Err(Box::new(SessionError::Backend { backend: "file".into(), source: Box::new(e) }) as BoxError)
+                }
+            }
+        };
+        let inner = timed(span, open).await.map_err(|e| SessionError::from_boxed(e, "file"))?;
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -150,13 +163,17 @@ impl BinaryFileBackend {
         self.inner.opened_legacy
     }
 
-    async fn run<T, F>(&self, f: F) -> Result<T, BoxError>
+    /// Runs `f` on the blocking pool inside `span` (entered there too, so that what happens
+    /// there is inside it).
+    async fn run<T, F>(&self, span: &Span, f: F) -> Result<T, BoxError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner, &mut State) -> Result<T, SessionError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let span = span.clone();
         let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut state = inner.lock();
             f(&inner, &mut state)
         })
@@ -305,6 +322,7 @@ impl Inner {
                 return match append(self, file, &record, at) {
                     Ok(()) => {
                         *log_len += record.len() as u64;
+                        tracing::trace!(bytes = record.len(), log_bytes = *log_len, "appended a change record");
                         // Only now, after the fdatasync: a mark never runs ahead of the data.
                         // A failed note only weakens the check on the next open.
                         let mark = Mark::of(*snapshot_end, *snapshot_crc, *log_len);
@@ -324,11 +342,45 @@ impl Inner {
         }
         let Some(full) = full else { return Ok(Persisted::NeedsFull) };
         state.opened = None;
-        let result = codec::encode(full).and_then(|codec_bytes| {
-            let file = log::snapshot_file(&codec_bytes);
-            let snapshot_end = file.len() as u64;
-            self.write_file(state, &file, snapshot_end)
+        let (log_bytes, snapshot_bytes) = match &state.stored {
+            Stored::Log { log_len, snapshot_end, .. } => (*log_len, *snapshot_end),
+            _ => (0, 0),
+        };
+        let why = if state.needs_rewrite {
+            "recovery"
+        } else if rewrite {
+            "log out"
+        } else {
+            match state.stored {
+                Stored::Log { .. } => "log past its limit",
+                Stored::Legacy { .. } => "legacy file",
+                Stored::Nothing => "first write",
+            }
+        };
+        // A rewrite of the whole file: O(session), where an append is O(change).
+        let span = tracing::debug_span!(
+            "compact",
+            backend = "file",
+            path = %self.real.display(),
+            reason = why,
+            log_bytes,
+            snapshot_bytes,
+            bytes = Empty,
+            peers = full.peers.len(),
+            elapsed_us = Empty
+        );
+        let start = (!span.is_disabled()).then(std::time::Instant::now);
+        let result = span.in_scope(|| {
+            codec::encode(full).and_then(|codec_bytes| {
+                let file = log::snapshot_file(&codec_bytes);
+                let snapshot_end = file.len() as u64;
+                span.record("bytes", snapshot_end);
+                self.write_file(state, &file, snapshot_end)
+            })
         });
+        if let Some(start) = start {
+            span.record("elapsed_us", micros(start));
+        }
         if result.is_err() {
             // The file is behind the session: the next write replaces it, even if the caller
             // does not pass these changes again.
@@ -456,7 +508,23 @@ fn remove_stray_temps(dir: &Path, name: &str) {
 
 fn corrupt(path: &Path, bytes: &[u8], reason: String) -> SessionError {
     let resource = path.display().to_string();
-    match copies::keep(path, bytes, Kind::Corrupt) {
+    let span = tracing::info_span!(
+        "preserve_corrupt",
+        backend = "file",
+        path = %resource,
+        bytes = bytes.len(),
+        copy = Empty,
+        elapsed_us = Empty
+    );
+    let start = (!span.is_disabled()).then(std::time::Instant::now);
+    let kept = span.in_scope(|| copies::keep(path, bytes, Kind::Corrupt));
+    if let Some(start) = start {
+        span.record("elapsed_us", micros(start));
+        if let Ok(copy) = &kept {
+            span.record("copy", tracing::field::display(copy.display()));
+        }
+    }
+    match kept {
         Ok(copy) => SessionError::Corrupt { resource, reason, preserved_at: Some(copy) },
         Err(e) => SessionError::Corrupt {
             resource,
@@ -508,7 +576,16 @@ fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<
     // Refused before the lock creates anything beside it (`OwnerLock::acquire` checks the
     // resolved path again).
     check_regular(&given)?;
-    let lock = OwnerLock::acquire(&given)?;
+    let span = tracing::debug_span!("lock", backend = "file", path = %given.display(), elapsed_us = Empty);
+    let start = (!span.is_disabled()).then(std::time::Instant::now);
+    let lock = span.in_scope(|| OwnerLock::acquire(&given));
+    if let Some(start) = start {
+        span.record("elapsed_us", micros(start));
+        if let Err(e) = &lock {
+            span.in_scope(|| crate::trace::failed(e));
+        }
+    }
+    let lock = lock?;
     let path = lock.session_path().to_path_buf();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -596,33 +673,69 @@ fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<
             }
         }
     }
+    tracing::debug!(
+        bytes = bytes.len(),
+        legacy = opened_legacy.map(LegacyFormat::version),
+        peers = state.opened.as_ref().map_or(0, |d| d.peers.len()),
+        "opened the session file"
+    );
     Ok(done(state, opened_legacy, cut))
+}
+
+/// The span of one call; `peers` and `bytes` are recorded where the call knows them.
+macro_rules! span {
+    ($self:ident, $name:literal $(, $field:ident = $value:expr)*) => {
+        tracing::debug_span!(
+            $name,
+            backend = "file",
+            path = %$self.inner.path.display(),
+            $($field = $value,)*
+            elapsed_us = Empty
+        )
+    };
 }
 
 #[async_trait]
 impl SessionBackend for BinaryFileBackend {
     async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
-        self.run(|inner, state| {
+        let span = span!(self, "load", peers = Empty, bytes = Empty);
+        let fields = span.clone();
+        let load = self.run(&span, move |inner, state| {
+            let read;
             let data = match &state.opened {
-                Some(d) => return codec::encode(d).map(Some),
-                None => inner.read_back(state)?,
+                Some(d) => d,
+                None => match inner.read_back(state)? {
+                    Some(d) => {
+                        read = d;
+                        &read
+                    }
+                    None => return Ok(None),
+                },
             };
-            data.as_ref().map(codec::encode).transpose()
-        })
-        .await
+            let bytes = codec::encode(data)?;
+            fields.record("peers", data.peers.len());
+            fields.record("bytes", bytes.len());
+            Ok(Some(bytes))
+        });
+        timed(span.clone(), load).await
     }
 
     async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
         if data.is_empty() {
             return self.delete().await;
         }
+        let span = span!(self, "save", bytes = data.len(), peers = Empty);
         let decoded = codec::decode(data)?;
+        span.record("peers", decoded.peers.len());
         let bytes = data.to_vec();
-        self.run(move |inner, state| inner.save_data(state, decoded, Some(&bytes))).await
+        let save = self.run(&span, move |inner, state| inner.save_data(state, decoded, Some(&bytes)));
+        timed(span.clone(), save).await
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
-        self.run(|inner, state| inner.delete(state)).await
+        let span = span!(self, "delete");
+        let delete = self.run(&span, |inner, state| inner.delete(state));
+        timed(span.clone(), delete).await
     }
 
     fn name(&self) -> &str {
@@ -630,23 +743,38 @@ impl SessionBackend for BinaryFileBackend {
     }
 
     async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
-        self.run(|inner, state| inner.read_back(state)).await
+        let span = span!(self, "load", peers = Empty);
+        let fields = span.clone();
+        let load = self.run(&span, move |inner, state| {
+            let data = inner.read_back(state)?;
+            if let Some(data) = &data {
+                fields.record("peers", data.peers.len());
+            }
+            Ok(data)
+        });
+        timed(span.clone(), load).await
     }
 
     async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
+        let span = span!(self, "save", peers = data.peers.len());
         let data = data.clone();
-        self.run(move |inner, state| inner.save_data(state, data, None)).await
+        let save = self.run(&span, move |inner, state| inner.save_data(state, data, None));
+        timed(span.clone(), save).await
     }
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
-        let owned = changes.to_vec();
-        if let Persisted::Done = self.run(move |inner, state| inner.persist(state, &owned, None)).await? {
-            return Ok(());
-        }
-        // A whole new file is due: only now is the full session copied for the blocking pool.
-        let owned = changes.to_vec();
-        let full = full.clone();
-        self.run(move |inner, state| inner.persist(state, &owned, Some(&full))).await.map(|_| ())
+        let span = span!(self, "persist", changes = changes.len());
+        let persist = async {
+            let owned = changes.to_vec();
+            if let Persisted::Done = self.run(&span, move |inner, state| inner.persist(state, &owned, None)).await? {
+                return Ok(());
+            }
+            // A whole new file is due: only now is the full session copied for the blocking pool.
+            let owned = changes.to_vec();
+            let full = full.clone();
+            self.run(&span, move |inner, state| inner.persist(state, &owned, Some(&full))).await.map(|_| ())
+        };
+        timed(span.clone(), persist).await
     }
 }
 

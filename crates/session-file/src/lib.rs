@@ -8,6 +8,7 @@ pub mod legacy;
 mod log;
 mod mark;
 mod snapshot;
+mod trace;
 
 pub use backend::{BinaryFileBackend, CutTail, COMPACT_FACTOR, COMPACT_FLOOR, MAX_FILE_LEN};
 pub use log::TornKind;
