@@ -49,11 +49,9 @@ fn gramjs_and_telethon_ipv6_of_equal_length() {
     let as_std = telethon.replace('-', "+").replace('_', "/");
     assert_eq!(foreign::detect(&as_std).unwrap(), StringFormat::Telethon);
     // A real GramJS string stays GramJS without its padding.
-    let gramjs = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/gramjs/gramjs-string.txt"
-    ))
-    .unwrap();
+    let gramjs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/gramjs/gramjs-string.txt"))
+            .unwrap();
     assert_eq!(foreign::detect(gramjs.trim().trim_end_matches('=')).unwrap(), StringFormat::GramJs);
 }
 
