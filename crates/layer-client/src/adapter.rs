@@ -8,6 +8,7 @@
 //! within the flush interval.
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::Arc;
 
 use grammers_session::types::{
     ChannelKind, ChannelState, DcOption as GDcOption, PeerAuth, PeerId, PeerInfo, PeerKind as GPeerKind, UpdateState,
@@ -19,17 +20,48 @@ use session_core::{
     SessionStore, UpdateStateChange,
 };
 
+use crate::health::Health;
+
 /// The DC grammers starts on when a session names none (Telegram's recommended first DC).
 pub(crate) const DEFAULT_DC: i32 = 2;
 
 /// A [`SessionStore`] that grammers can drive.
 pub(crate) struct StoreSession {
     store: SessionStore,
+    health: Arc<Health>,
 }
 
 impl StoreSession {
-    pub(crate) fn new(store: SessionStore) -> Self {
-        Self { store }
+    pub(crate) fn new(store: SessionStore, health: Arc<Health>) -> Self {
+        Self { store, health }
+    }
+
+    /// Applies changes that grammers only logs a failure of (peers, update state, the user it
+    /// caches after a login Telegram accepted). A store error is recorded for the application
+    /// (health watch and our next call) instead of being handed to grammers, and the changes
+    /// are kept pending to be retried with the rest. The error is either an earlier background
+    /// failure reported before `changes` were applied (the retry below applies them) or the
+    /// failed write of a critical change, which stays applied and pending; changes are
+    /// idempotent, so applying them twice is harmless.
+    async fn apply_kept(&self, changes: Vec<Change>) -> Result<(), SessionError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        match self.store.apply_many(changes.clone()).await {
+            Ok(()) => Ok(()),
+            Err(SessionError::Closed) => Err(SessionError::Closed),
+            Err(e) => {
+                self.health.failed(e, self.store.pending() + changes.len());
+                match self.store.apply_many(changes).await {
+                    Err(SessionError::Closed) => Err(SessionError::Closed),
+                    Err(again) => {
+                        self.health.failed(again, self.store.pending());
+                        Ok(())
+                    }
+                    Ok(()) => Ok(()),
+                }
+            }
+        }
     }
 }
 
@@ -325,7 +357,7 @@ impl Session for StoreSession {
         Box::pin(async move {
             let mut changes = Vec::new();
             self.store.read(|d| peer_changes(d, &peer, &mut changes));
-            self.store.apply_many(changes).await
+            self.apply_kept(changes).await
         })
     }
 
@@ -343,7 +375,7 @@ impl Session for StoreSession {
                     }
                 }
             });
-            self.store.apply_many(changes).await
+            self.apply_kept(changes).await
         })
     }
 
@@ -360,7 +392,7 @@ impl Session for StoreSession {
     }
 
     fn set_update_state(&self, update: UpdateState) -> BoxFuture<'_, Result<(), SessionError>> {
-        Box::pin(async move { self.store.apply(Change::UpdateState(update_change(update))).await })
+        Box::pin(async move { self.apply_kept(vec![Change::UpdateState(update_change(update))]).await })
     }
 }
 

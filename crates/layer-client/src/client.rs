@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::adapter::StoreSession;
 use crate::error::ClientError;
+use crate::health::{Health, SessionHealth};
 use crate::updates::Updates;
 
 /// The session file used when none is given.
@@ -214,7 +215,7 @@ impl ClientBuilder {
         let store = SessionStore::open(backend, self.flush_policy).await?;
         let mut params = self.params.unwrap_or_default();
         params.use_ipv6 |= self.use_ipv6;
-        Client::start(store, api_id, self.api_hash, params).await
+        Client::start(store, api_id, self.api_hash, params, self.flush_policy.interval).await
     }
 }
 
@@ -233,10 +234,13 @@ struct Shared {
     pool: SenderPoolHandle,
     runner: Mutex<Option<JoinHandle<()>>>,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
+    health: Arc<Health>,
+    monitor: JoinHandle<()>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        self.monitor.abort();
         // Best effort when nobody called `ShutdownHandle::shutdown`: stop the network and write
         // what is pending on the runtime we were created on. Critical changes were already
         // written when they were made.
@@ -358,20 +362,25 @@ impl Client {
         api_id: i32,
         api_hash: String,
         params: ConnectionParams,
+        interval: std::time::Duration,
     ) -> Result<(Client, ShutdownHandle), ClientError> {
         if store.read(|d| d.api_id.is_none()) {
             store.apply(Change::SetApiId(Some(api_id))).await?;
         }
-        let session = Arc::new(StoreSession::new(store.clone()));
+        let health = Arc::new(Health::new());
+        let session = Arc::new(StoreSession::new(store.clone(), Arc::clone(&health)));
         let pool = SenderPool::with_configuration(session, api_id, params);
         let handle = pool.handle.clone();
         let raw = grammers_client::Client::new(pool.handle);
         let runner = tokio::spawn(pool.runner.run());
+        let store_for_monitor = store.clone();
         let shared = Arc::new(Shared {
             store,
             pool: handle.thin,
             runner: Mutex::new(Some(runner)),
             updates: Mutex::new(Some(pool.updates)),
+            monitor: tokio::spawn(monitor(store_for_monitor, Arc::clone(&health), interval)),
+            health,
         });
         let client = Client { raw, api_id, api_hash: api_hash.into(), shared: Arc::clone(&shared) };
         Ok((client, ShutdownHandle { shared }))
@@ -387,6 +396,20 @@ impl Client {
     /// flushing.
     pub fn session(&self) -> &SessionStore {
         &self.shared.store
+    }
+
+    /// Watches whether the session store keeps up. A write the backend refused (including one
+    /// made on grammers' behalf, which grammers itself only logs) turns it
+    /// [`SessionHealth::Failing`]; the changes stay pending and are retried every flush
+    /// interval until the backend takes them, which turns it back to
+    /// [`SessionHealth::Healthy`]. The same error is also returned by the next call of ours.
+    pub fn session_health(&self) -> tokio::sync::watch::Receiver<SessionHealth> {
+        self.shared.health.subscribe()
+    }
+
+    /// Returns, once, a store error recorded since our last call.
+    fn check(&self) -> Result<(), ClientError> {
+        Ok(self.shared.health.take()?)
     }
 
     /// The api_id this client was started with.
@@ -409,6 +432,7 @@ impl Client {
     /// previous run ended. Without it, updates start from now (`updates.getState`). Fails with
     /// [`ClientError::Config`] when called twice (the updates channel can be taken once).
     pub async fn stream_updates(&self, catch_up: bool) -> Result<Updates, ClientError> {
+        self.check()?;
         let rx =
             self.take_updates().ok_or_else(|| ClientError::Config("the update stream was already taken".into()))?;
         let config = grammers_mtsender::UpdatesConfiguration { catch_up };
@@ -417,26 +441,44 @@ impl Client {
             .stream_updates(rx, config)
             .await
             .map_err(|e| ClientError::Session(session_core::SessionError::from_boxed(e, "update state")))?;
-        Ok(Updates::new(stream))
+        Ok(Updates::new(stream, Arc::clone(&self.shared.health)))
     }
 
     /// Writes every pending session change now.
     pub async fn flush(&self) -> Result<(), ClientError> {
-        Ok(self.shared.store.flush().await?)
+        self.check()?;
+        // The store reports a background failure once, before trying again; when the retry
+        // writes everything, nothing was lost and there is nothing left to report.
+        let result = match self.shared.store.flush().await {
+            Err(session_core::SessionError::Closed) => Err(session_core::SessionError::Closed),
+            Err(_) => self.shared.store.flush().await,
+            Ok(()) => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.shared.health.recovered();
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.health.failed_reported(&e, self.shared.store.pending());
+                Err(e.into())
+            }
+        }
     }
 
     /// Whether the session is logged in: asks Telegram (`updates.getState`); a 401 answer means
     /// no. The stored session is left as it is either way.
     pub async fn is_authorized(&self) -> Result<bool, ClientError> {
+        self.check()?;
         Ok(self.raw.is_authorized().await?)
     }
 
     /// Signs in as a bot with its token from @BotFather. A redirect to another DC
     /// (`USER_MIGRATE_n`) moves the session's home DC, persisted before this returns.
     pub async fn bot_sign_in(&self, token: &str) -> Result<User, ClientError> {
+        self.check()?;
         let user = self.raw.bot_sign_in(token, &self.api_hash).await?;
-        self.shared.store.flush().await?;
-        Ok(user)
+        self.saved(user).await
     }
 
     /// Asks Telegram to send a login code to `phone` (international format).
@@ -448,9 +490,9 @@ impl Client {
     /// verification this fails with [`ClientError::PasswordRequired`]; pass its token to
     /// [`check_password`](Self::check_password).
     pub async fn sign_in(&self, token: &LoginToken, code: &str) -> Result<User, ClientError> {
+        self.check()?;
         let user = self.raw.sign_in(token, code).await?;
-        self.shared.store.flush().await?;
-        Ok(user)
+        self.saved(user).await
     }
 
     /// Completes a login that needs the 2FA password (SRP is computed by grammers; the password
@@ -460,9 +502,25 @@ impl Client {
         token: impl Into<Box<PasswordToken>>,
         password: impl AsRef<[u8]>,
     ) -> Result<User, ClientError> {
+        self.check()?;
         let user = self.raw.check_password(*token.into(), password).await?;
-        self.shared.store.flush().await?;
-        Ok(user)
+        self.saved(user).await
+    }
+
+    /// After Telegram accepted a login: the user, or [`ClientError::SignedInNotSaved`] when the
+    /// session could not be written (the login itself stands; the changes stay pending).
+    async fn saved(&self, user: User) -> Result<User, ClientError> {
+        let result = match self.shared.health.take() {
+            Err(e) => Err(e),
+            Ok(()) => self.shared.store.flush().await,
+        };
+        match result {
+            Ok(()) => Ok(user),
+            Err(source) => {
+                self.shared.health.failed_reported(&source, self.shared.store.pending());
+                Err(ClientError::SignedInNotSaved { user: Box::new(user), source })
+            }
+        }
     }
 
     /// Logs out (`auth.logOut`) and deletes the stored session. When Telegram answers that the
@@ -485,9 +543,28 @@ impl Client {
     /// The session as a string in our full form (everything: every DC, key, peer and the
     /// update state), after flushing. Keep it secret: it is the account's login.
     pub async fn export_session_string(&self) -> Result<String, ClientError> {
-        self.shared.store.flush().await?;
+        self.flush().await?;
         let snapshot = self.shared.store.snapshot();
         crate::session_backend::encode_string(&snapshot)
+    }
+}
+
+/// Retries pending changes every flush interval while the store is failing, and notices a
+/// background flush failure nobody of ours has seen yet.
+async fn monitor(store: SessionStore, health: Arc<Health>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !health.is_failing() && store.pending() == 0 {
+            continue;
+        }
+        match store.flush().await {
+            Ok(()) if store.pending() == 0 => health.recovered(),
+            Ok(()) => {}
+            Err(session_core::SessionError::Closed) => return,
+            Err(e) => health.failed(e, store.pending()),
+        }
     }
 }
 

@@ -41,6 +41,17 @@ pub enum ClientError {
         /// The path that asked for it.
         path: PathBuf,
     },
+    /// Telegram accepted the login (the user is signed in), but the session could not be
+    /// written. The changes stay pending and are retried (watch
+    /// [`Client::session_health`](crate::Client::session_health)); until they are written a
+    /// restart would not find this login.
+    #[error("signed in, but the session could not be saved: {source}")]
+    SignedInNotSaved {
+        /// The signed-in user.
+        user: Box<grammers_client::peer::User>,
+        /// Why the session was not written.
+        source: SessionError,
+    },
     /// The configuration is incomplete or invalid.
     #[error("invalid client configuration: {0}")]
     Config(String),

@@ -4,11 +4,13 @@
 mod adapter;
 mod client;
 mod error;
+mod health;
 pub mod session_backend;
 mod updates;
 
 pub use client::{Client, ClientBuilder, Config, ShutdownHandle, DEFAULT_SESSION_PATH};
 pub use error::ClientError;
+pub use health::SessionHealth;
 pub use updates::Updates;
 
 /// The grammers crates underneath, for the API beyond sessions and sign-in.

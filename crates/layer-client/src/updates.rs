@@ -10,6 +10,7 @@
 //! [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown) it is exact.
 
 use std::fmt;
+use std::sync::Arc;
 
 use grammers_client::client::UpdateStream;
 use grammers_client::tl;
@@ -18,6 +19,7 @@ use grammers_session::updates::State;
 use session_core::SessionError;
 
 use crate::error::ClientError;
+use crate::health::Health;
 
 /// The updates of a [`Client`](crate::Client), from [`Client::stream_updates`](crate::Client::stream_updates).
 ///
@@ -25,6 +27,7 @@ use crate::error::ClientError;
 /// recorded in the session before the next one is fetched.
 pub struct Updates {
     stream: UpdateStream,
+    health: Arc<Health>,
 }
 
 impl fmt::Debug for Updates {
@@ -34,8 +37,8 @@ impl fmt::Debug for Updates {
 }
 
 impl Updates {
-    pub(crate) fn new(stream: UpdateStream) -> Self {
-        Self { stream }
+    pub(crate) fn new(stream: UpdateStream, health: Arc<Health>) -> Self {
+        Self { stream, health }
     }
 
     /// Waits for the next update. Gaps are filled by grammers (`updates.getDifference`).
@@ -43,6 +46,7 @@ impl Updates {
     /// Fails with [`ClientError::Session`] when the update state could not be recorded; the
     /// update is then not handed out, and the next call records the state again.
     pub async fn next(&mut self) -> Result<Update, ClientError> {
+        self.health.take()?;
         let update = self.stream.next().await?;
         self.sync().await?;
         Ok(update)
@@ -52,6 +56,7 @@ impl Updates {
     pub async fn next_raw(
         &mut self,
     ) -> Result<(tl::enums::Update, State, grammers_client::peer::PeerMap), ClientError> {
+        self.health.take()?;
         let update = self.stream.next_raw().await?;
         self.sync().await?;
         Ok(update)

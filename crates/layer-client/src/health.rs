@@ -1,0 +1,76 @@
+//! [`SessionHealth`]: whether the session store is keeping up, watched by the application.
+//!
+//! grammers writes peers and update state through the session trait and only logs an error it
+//! gets back, so a failing store would otherwise go unnoticed: the peer a `resolve_username`
+//! returned is not stored, and a later flush (whose error was already taken) reports success.
+//! Every store error seen on grammers' behalf is kept here: it is published on a
+//! [`tokio::sync::watch`] channel and returned by the next call of ours, while the changes stay
+//! pending in the store and are retried until the backend takes them.
+
+use std::sync::{Mutex, PoisonError};
+
+use session_core::SessionError;
+use tokio::sync::watch;
+
+/// What the application sees of the session store (see [`Client::session_health`](crate::Client::session_health)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionHealth {
+    /// Every change made so far has been taken by the backend, or is waiting for its flush.
+    Healthy,
+    /// The backend refused a write; the changes are kept in memory and retried.
+    Failing {
+        /// The last error, as text (the error itself goes to the next call of ours).
+        error: String,
+        /// Changes waiting to be written.
+        pending: usize,
+    },
+}
+
+pub(crate) struct Health {
+    tx: watch::Sender<SessionHealth>,
+    unreported: Mutex<Option<SessionError>>,
+}
+
+impl Health {
+    pub(crate) fn new() -> Self {
+        Self { tx: watch::Sender::new(SessionHealth::Healthy), unreported: Mutex::new(None) }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<SessionHealth> {
+        self.tx.subscribe()
+    }
+
+    /// Records a store error that nobody of ours has returned yet.
+    pub(crate) fn failed(&self, error: SessionError, pending: usize) {
+        tracing::warn!(error = %error, pending, "session store failed; changes stay pending and are retried");
+        self.tx.send_replace(SessionHealth::Failing { error: error.to_string(), pending });
+        *self.unreported.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// Publishes an error that is being returned to the application right now.
+    pub(crate) fn failed_reported(&self, error: &SessionError, pending: usize) {
+        self.tx.send_replace(SessionHealth::Failing { error: error.to_string(), pending });
+    }
+
+    /// The backend took every pending change.
+    pub(crate) fn recovered(&self) {
+        self.tx.send_if_modified(|h| {
+            let was = *h != SessionHealth::Healthy;
+            *h = SessionHealth::Healthy;
+            was
+        });
+    }
+
+    pub(crate) fn is_failing(&self) -> bool {
+        *self.tx.borrow() != SessionHealth::Healthy
+    }
+
+    /// The error recorded since the last call, if any (reported once).
+    pub(crate) fn take(&self) -> Result<(), SessionError> {
+        match self.unreported.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
