@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::adapter::StoreSession;
 use crate::error::ClientError;
+use crate::guard::guarded;
 use crate::health::{Health, SessionHealth};
 use crate::updates::Updates;
 
@@ -477,13 +478,14 @@ impl Client {
     /// (`USER_MIGRATE_n`) moves the session's home DC, persisted before this returns.
     pub async fn bot_sign_in(&self, token: &str) -> Result<User, ClientError> {
         self.check()?;
-        let user = self.raw.bot_sign_in(token, &self.api_hash).await?;
+        let user = guarded("bot_sign_in", self.raw.bot_sign_in(token, &self.api_hash)).await??;
         self.saved(user).await
     }
 
     /// Asks Telegram to send a login code to `phone` (international format).
     pub async fn request_login_code(&self, phone: &str) -> Result<LoginToken, ClientError> {
-        Ok(self.raw.request_login_code(phone, &self.api_hash).await?)
+        self.check()?;
+        Ok(guarded("request_login_code", self.raw.request_login_code(phone, &self.api_hash)).await??)
     }
 
     /// Completes a user login with the code Telegram sent. When the account has two-step
@@ -491,7 +493,7 @@ impl Client {
     /// [`check_password`](Self::check_password).
     pub async fn sign_in(&self, token: &LoginToken, code: &str) -> Result<User, ClientError> {
         self.check()?;
-        let user = self.raw.sign_in(token, code).await?;
+        let user = guarded("sign_in", self.raw.sign_in(token, code)).await??;
         self.saved(user).await
     }
 
@@ -503,7 +505,7 @@ impl Client {
         password: impl AsRef<[u8]>,
     ) -> Result<User, ClientError> {
         self.check()?;
-        let user = self.raw.check_password(*token.into(), password).await?;
+        let user = guarded("check_password", self.raw.check_password(*token.into(), password)).await??;
         self.saved(user).await
     }
 

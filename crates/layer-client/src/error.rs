@@ -52,6 +52,16 @@ pub enum ClientError {
         /// Why the session was not written.
         source: SessionError,
     },
+    /// Telegram answered a sign-in call with a reply grammers 0.11 cannot handle (it would
+    /// panic): an `auth.sentCodeSuccess` (signed in without a code), an
+    /// `auth.sentCodePaymentRequired`, or incomplete 2FA parameters.
+    #[error("{call}: Telegram sent {reply}, which this client cannot handle")]
+    UnsupportedReply {
+        /// Our call that got the reply.
+        call: &'static str,
+        /// What the reply was.
+        reply: String,
+    },
     /// The configuration is incomplete or invalid.
     #[error("invalid client configuration: {0}")]
     Config(String),

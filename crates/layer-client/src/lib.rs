@@ -4,6 +4,7 @@
 mod adapter;
 mod client;
 mod error;
+mod guard;
 mod health;
 pub mod session_backend;
 mod updates;
