@@ -405,6 +405,42 @@ mod tests {
         [b; 256]
     }
 
+    /// A first run: the session calls grammers' pool makes after generating a key on a DC the
+    /// session knew nothing about (`create_connection`: store the option with the new key, then
+    /// the DC options of the config it fetched with it), through the file backend, then a
+    /// restart that must hand grammers the same key and home DC.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_key_grammers_generates_is_persisted_and_served_after_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("first.session");
+        let mut new_key = [0u8; 256];
+        for (i, b) in new_key.iter_mut().enumerate() {
+            *b = u8::try_from(i * 7 % 251).expect("small");
+        }
+        {
+            let backend = crate::session_backend::open_path(path.clone()).await.expect("new file");
+            let store = SessionStore::open(backend, session_core::FlushPolicy::default()).await.expect("open");
+            let session = StoreSession::new(store.clone(), Arc::new(Health::new()));
+            assert_eq!(session.home_dc_id().expect("home"), DEFAULT_DC);
+            let mut option = session.dc_option(DEFAULT_DC).expect("read").expect("published address");
+            assert!(option.auth_key.is_none(), "a first run has no key");
+            option.auth_key = Some(new_key);
+            session.set_dc_option(&option).await.expect("stored");
+            let mut other = session.dc_option(4).expect("read").expect("published address");
+            other.ipv4 = SocketAddrV4::new(Ipv4Addr::new(149, 154, 167, 92), 443);
+            session.set_dc_option(&other).await.expect("config option stored");
+            // No close: the key is critical and must already be on disk (a crash here keeps it).
+            drop(session);
+            drop(store);
+        }
+        let backend = crate::session_backend::open_path(path).await.expect("reopen");
+        let store = SessionStore::open(backend, session_core::FlushPolicy::default()).await.expect("open");
+        let session = StoreSession::new(store, Arc::new(Health::new()));
+        assert_eq!(session.home_dc_id().expect("home"), DEFAULT_DC);
+        assert_eq!(session.dc_option(DEFAULT_DC).expect("read").and_then(|o| o.auth_key), Some(new_key));
+        assert_eq!(session.store.read(|d| d.home_dc), DEFAULT_DC, "the home DC is named in the stored session");
+    }
+
     #[test]
     fn table_addresses_fill_missing_dcs() {
         let data = SessionData::default();
