@@ -274,7 +274,7 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             let dest = location::parse_dest(&dest)?;
             let loaded = read::read(&src, &read_options).await?;
-            for w in &loaded.warnings {
+            for w in loaded.shown_warnings() {
                 let _ = writeln!(err, "warning: {src}: {w}");
             }
             let dropped = write::write(&loaded.data, &dest, &options).await?;

@@ -29,14 +29,23 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// Remarks that are not problems (torn tails an owner already cut and kept).
     pub notes: Vec<String>,
+    /// Informational values the importer could not keep and dropped (a Pyrogram-family api_id
+    /// above `i32::MAX`): shown by `inspect` and `convert` as warnings, a note for `verify` (the
+    /// session itself is whole).
+    pub dropped: Vec<String>,
     /// The layout version read from the source itself (our SQLite schema version), which wins
     /// over the format's own.
     pub version: Option<u32>,
 }
 
 impl Loaded {
+    /// Everything `inspect` and `convert` show as a warning: problems, then dropped values.
+    pub fn shown_warnings(&self) -> impl Iterator<Item = &String> {
+        self.warnings.iter().chain(&self.dropped)
+    }
+
     fn new(data: SessionData, format: Format) -> Self {
-        Self { data, format, warnings: Vec::new(), notes: Vec::new(), version: None }
+        Self { data, format, warnings: Vec::new(), notes: Vec::new(), dropped: Vec::new(), version: None }
     }
 
     /// The layout version of what was read.
@@ -154,7 +163,7 @@ pub fn import_string(text: &str, family: Option<Family>) -> CliResult<Loaded> {
     };
     // Values the importer dropped (a Pyrogram api_id above i32::MAX) are shown, never silent.
     let mut loaded = Loaded::new(imported.session, format);
-    loaded.warnings = imported.warnings;
+    loaded.dropped = imported.warnings;
     check_family("string session", family, loaded)
 }
 
@@ -333,7 +342,7 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
             drop(opened.copy);
             let imported = foreign::import_blocking(path).map_err(source_err)?;
             let mut loaded = Loaded::new(imported.session, Format::ForeignSqlite(imported.format));
-            loaded.warnings = imported.warnings;
+            loaded.dropped = imported.warnings;
             Ok(loaded)
         }
     }

@@ -118,7 +118,7 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
         "peers": peers,
         "min_contexts": data.min_contexts.len(),
         "has_future_auth_token": data.future_auth_token.is_some(),
-        "warnings": loaded.warnings,
+        "warnings": loaded.shown_warnings().collect::<Vec<_>>(),
     })
 }
 
@@ -180,7 +180,7 @@ pub fn text(loaded: &Loaded, source: &str, reveal_secrets: bool) -> String {
     if data.future_auth_token.is_some() {
         let _ = writeln!(s, "future auth token: present");
     }
-    for w in &loaded.warnings {
+    for w in loaded.shown_warnings() {
         let _ = writeln!(s, "warning:     {w}");
     }
     s

@@ -16,7 +16,9 @@ pub struct Findings {
 /// Checks a session that was read (and decoded, which already checked every checksum and
 /// length the format has) for consistency.
 pub fn check(loaded: &Loaded) -> Findings {
-    let mut f = Findings { problems: loaded.warnings.clone(), notes: loaded.notes.clone() };
+    // A dropped informational value leaves the session whole: a note, not a problem.
+    let notes = loaded.notes.iter().chain(&loaded.dropped).cloned().collect();
+    let mut f = Findings { problems: loaded.warnings.clone(), notes };
     let data: &SessionData = &loaded.data;
     if data.home_dc == 0 {
         f.notes.push("no home DC chosen (a fresh session)".into());

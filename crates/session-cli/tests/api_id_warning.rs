@@ -1,6 +1,7 @@
 //! A Pyrogram-family session whose `api_id` is above `i32::MAX` (written by Pyrogram, kurigram
 //! and pyrofork themselves: `fixtures/*/api-id-above-i32/`) is read, not refused: `inspect` and
-//! `convert` succeed and both say that the api_id was not kept.
+//! `convert` succeed and both say that the api_id was not kept; `verify` passes with a note (the
+//! session itself is whole).
 
 mod common;
 
@@ -22,8 +23,16 @@ fn inspect_and_convert_show_the_dropped_api_id() {
             let warning = stdout.lines().find(|l| l.starts_with("warning:")).unwrap_or_default();
             assert!(warning.contains("3000000000"), "inspect {name} shows no api_id warning:\n{stdout}");
 
-            let (code, _, stderr) = run(&["inspect", "--json", path]);
+            let (code, stdout, stderr) = run(&["inspect", "--json", path]);
             assert_eq!(code, 0, "inspect --json {name}: {stderr}");
+            assert!(stdout.contains("3000000000"), "inspect --json {name} shows no api_id warning:\n{stdout}");
+
+            let (code, stdout, stderr) = run(&["verify", path]);
+            assert_eq!(code, 0, "verify {name}: {stdout}{stderr}");
+            assert!(
+                stdout.lines().any(|l| l.starts_with("note:") && l.contains("3000000000")),
+                "verify {name} notes no dropped api_id:\n{stdout}"
+            );
 
             let dest = out.path().join(format!("{checked}.db"));
             let dest = format!("sqlite:{}", dest.to_str().expect("utf-8 path"));
