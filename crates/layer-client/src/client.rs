@@ -112,6 +112,8 @@ pub struct ClientBuilder {
     flush_policy: FlushPolicy,
     params: Option<ConnectionParams>,
     use_ipv6: bool,
+    #[cfg(feature = "proxy")]
+    proxy: Option<String>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -134,11 +136,29 @@ impl Default for ClientBuilder {
             flush_policy: FlushPolicy::default(),
             params: None,
             use_ipv6: false,
+            #[cfg(feature = "proxy")]
+            proxy: None,
         }
     }
 }
 
 impl ClientBuilder {
+    /// Connects through a proxy, e.g. `socks5://user:password@127.0.0.1:1080` (the URL is
+    /// never printed: it may hold a password).
+    #[cfg(feature = "proxy")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
+    /// Whether a proxy was set (the URL itself is a secret).
+    #[cfg(feature = "proxy")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+    pub fn has_proxy(&self) -> bool {
+        self.proxy.is_some()
+    }
+
     /// Stores the session in `session`: any [`SessionBackend`] value (ours, a third party's or
     /// your own, or an `Arc`/`Box` of one), or a path (`&str`, `String`, `&Path`, `PathBuf`),
     /// which chooses the backend as [`Config::session_path`] does (`.db`: SQLite, else the
@@ -216,6 +236,10 @@ impl ClientBuilder {
         let store = SessionStore::open(backend, self.flush_policy).await?;
         let mut params = self.params.unwrap_or_default();
         params.use_ipv6 |= self.use_ipv6;
+        #[cfg(feature = "proxy")]
+        if self.proxy.is_some() {
+            params.proxy_url = self.proxy;
+        }
         Client::start(store, api_id, self.api_hash, params, self.flush_policy.interval).await
     }
 }
@@ -443,6 +467,28 @@ impl Client {
             .await
             .map_err(|e| ClientError::Session(session_core::SessionError::from_boxed(e, "update state")))?;
         Ok(Updates::new(stream, Arc::clone(&self.shared.health)))
+    }
+
+    /// Uploads the file at `path` (feature `fs`); send it with grammers' `InputMessage`.
+    #[cfg(feature = "fs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
+    pub async fn upload_file(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<grammers_client::media::Uploaded, std::io::Error> {
+        self.raw.upload_file(path).await
+    }
+
+    /// Downloads `media` (a photo, document, ...) to the file at `path` (feature `fs`).
+    #[cfg(feature = "fs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
+    pub async fn download_media<D: grammers_client::media::Downloadable>(
+        &self,
+        media: &D,
+        path: impl AsRef<Path>,
+    ) -> Result<(), ClientError> {
+        self.check()?;
+        Ok(self.raw.download_media(media, path).await?)
     }
 
     /// Writes every pending session change now.

@@ -7,6 +7,19 @@ mod error;
 mod guard;
 mod health;
 pub mod session_backend;
+
+/// Message text formatting (features `markdown` and `html`): text with entities to and from
+/// Markdown or HTML, for `InputMessage` and `Message`.
+#[cfg(any(feature = "markdown", feature = "html"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "markdown", feature = "html"))))]
+pub mod parsers {
+    #[cfg(feature = "html")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "html")))]
+    pub use grammers_client::parsers::{generate_html_message, parse_html_message};
+    #[cfg(feature = "markdown")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "markdown")))]
+    pub use grammers_client::parsers::{generate_markdown_message, parse_markdown_message};
+}
 mod updates;
 
 pub use client::{Client, ClientBuilder, Config, ShutdownHandle, DEFAULT_SESSION_PATH};
