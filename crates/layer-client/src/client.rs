@@ -260,12 +260,15 @@ struct Shared {
     runner: Mutex<Option<JoinHandle<()>>>,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
     health: Arc<Health>,
-    monitor: JoinHandle<()>,
+    /// Holds a store clone (and with it the backend and its owner lock): ended by shutdown.
+    monitor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.monitor.abort();
+        if let Some(monitor) = self.monitor.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            monitor.abort();
+        }
         // Best effort when nobody called `ShutdownHandle::shutdown`: stop the network and write
         // what is pending on the runtime we were created on. Critical changes were already
         // written when they were made.
@@ -329,6 +332,12 @@ impl ShutdownHandle {
             if let Err(e) = runner.await {
                 tracing::warn!(error = %e, "network task ended abnormally");
             }
+        }
+        let monitor = self.shared.monitor.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(monitor) = monitor {
+            monitor.abort();
+            // Waiting drops its store clone, so the backend (and its lock) goes with the client.
+            let _ = monitor.await;
         }
         self.shared.store.close().await?;
         Ok(())
@@ -404,7 +413,7 @@ impl Client {
             pool: handle.thin,
             runner: Mutex::new(Some(runner)),
             updates: Mutex::new(Some(pool.updates)),
-            monitor: tokio::spawn(monitor(store_for_monitor, Arc::clone(&health), interval)),
+            monitor: Mutex::new(Some(tokio::spawn(monitor(store_for_monitor, Arc::clone(&health), interval)))),
             health,
         });
         let client = Client { raw, api_id, api_hash: api_hash.into(), shared: Arc::clone(&shared) };
