@@ -83,7 +83,9 @@ fn climbing_paths(text: &str) -> Vec<(String, bool)> {
             Some(t) if t.starts_with("..") => (t, true),
             _ => (token.as_str(), false),
         };
-        if !rel.starts_with('/') && (rel.contains("../") || rel.ends_with("..")) && !rel.contains("...") {
+        // A bare `..` names no file (prose such as "a `..` path"); `a/..` and `../x` do.
+        let climbs = rel.contains("../") || (rel.ends_with("..") && rel != "..");
+        if !rel.starts_with('/') && climbs && !rel.contains("...") {
             out.push((rel.to_owned(), from_manifest));
         }
         token.clear();
@@ -174,4 +176,22 @@ fn each_backend_readme_example_needs_that_backend_alone() {
         }
         assert!(bad.is_empty(), "{krate}'s README example names other crates: {bad:#?}");
     }
+}
+
+/// The scanner finds climbing paths in every form a file writes them, and leaves prose alone.
+/// (The planted paths are built at run time: written out here, this file would fail the scan.)
+#[test]
+fn climbing_paths_are_found_and_prose_is_not() {
+    let up = ["..", "..", ".."].join("/");
+    let text = format!(
+        r#"concat!(env!("CARGO_MANIFEST_DIR"), "/{up}/outside/x") see {up}/elsewhere/y, docs/{dots} and a `{dots}` path"#,
+        dots = "..",
+    );
+    let found = climbing_paths(&text);
+    let rels: Vec<&str> = found.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(rels, [format!("{up}/outside/x"), format!("{up}/elsewhere/y"), "docs/..".to_owned()]);
+    assert!(found[0].1, "a path appended to CARGO_MANIFEST_DIR hangs off the crate");
+    let readme = root().join("README.md");
+    assert!(escapes(&readme, &format!("{up}/outside/x"), false));
+    assert!(!escapes(&readme, "docs/..", false));
 }
