@@ -21,6 +21,28 @@ pub enum PeerClass {
     Channel,
 }
 
+impl PeerClass {
+    /// The stored code of this id space: one byte, **stable** (the SQL schema's `class` column):
+    /// 0 user, 1 chat, 2 channel.
+    pub const fn code(self) -> u8 {
+        match self {
+            PeerClass::User => 0,
+            PeerClass::Chat => 1,
+            PeerClass::Channel => 2,
+        }
+    }
+
+    /// The id space a stored code names, or `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<PeerClass> {
+        match code {
+            0 => Some(PeerClass::User),
+            1 => Some(PeerClass::Chat),
+            2 => Some(PeerClass::Channel),
+            _ => None,
+        }
+    }
+}
+
 /// What a peer is, as precisely as the source knew.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -65,7 +87,21 @@ impl PeerKind {
         PeerKind::Community,
     ];
 
-    fn to_u8(self) -> u8 {
+    /// The stored code of this kind: one byte, **stable** (part of every format we write: the file
+    /// log's peer blobs, the SQL schema's `kind` column). A kind added later gets a new code;
+    /// existing codes never change meaning.
+    ///
+    /// | code | kind |
+    /// |---|---|
+    /// | 0 | `User` |
+    /// | 1 | `Bot` |
+    /// | 2 | `BasicGroup` |
+    /// | 3 | `Channel` |
+    /// | 4 | `Broadcast` |
+    /// | 5 | `Megagroup` |
+    /// | 6 | `Gigagroup` |
+    /// | 7 | `Community` |
+    pub const fn code(self) -> u8 {
         match self {
             PeerKind::User => 0,
             PeerKind::Bot => 1,
@@ -78,8 +114,18 @@ impl PeerKind {
         }
     }
 
+    /// The kind a stored code names, or `None` for a code this version does not know (the caller
+    /// reports that as damage or as a newer format; it never guesses).
+    pub fn from_code(code: u8) -> Option<PeerKind> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    fn to_u8(self) -> u8 {
+        self.code()
+    }
+
     fn from_u8(v: u8) -> PeerKind {
-        Self::ALL.get(usize::from(v)).copied().unwrap_or(PeerKind::User)
+        Self::from_code(v).unwrap_or(PeerKind::User)
     }
 
     /// A short lowercase name (`user`, `bot`, `chat`, `channel`, `broadcast`, `megagroup`,
@@ -895,6 +941,33 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_codes_are_the_documented_table() {
+        let kinds: Vec<(u8, PeerKind)> = PeerKind::ALL.iter().map(|k| (k.code(), *k)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (0, PeerKind::User),
+                (1, PeerKind::Bot),
+                (2, PeerKind::BasicGroup),
+                (3, PeerKind::Channel),
+                (4, PeerKind::Broadcast),
+                (5, PeerKind::Megagroup),
+                (6, PeerKind::Gigagroup),
+                (7, PeerKind::Community),
+            ]
+        );
+        for k in PeerKind::ALL {
+            assert_eq!(PeerKind::from_code(k.code()), Some(k));
+        }
+        assert_eq!(PeerKind::from_code(8), None);
+        for c in [PeerClass::User, PeerClass::Chat, PeerClass::Channel] {
+            assert_eq!(PeerClass::from_code(c.code()), Some(c));
+        }
+        assert_eq!((PeerClass::User.code(), PeerClass::Chat.code(), PeerClass::Channel.code()), (0, 1, 2));
+        assert_eq!(PeerClass::from_code(3), None);
+    }
 
     #[test]
     fn blobs_rebuild_the_cache_after_inserts_and_removals() {

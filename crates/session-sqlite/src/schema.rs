@@ -618,46 +618,16 @@ fn key_blob(key: Option<&AuthKey>) -> SqlValue {
 
 /// The stored code of a peer's id space.
 pub fn class_code(class: PeerClass) -> i64 {
-    match class {
-        PeerClass::User => 0,
-        PeerClass::Chat => 1,
-        PeerClass::Channel => 2,
-    }
+    i64::from(class.code())
 }
 
-/// The stored code of a peer kind (stable: part of the schema).
+/// The stored code of a peer kind: [`PeerKind::code`] (the one table, kept in `session-core`).
 pub fn kind_code(kind: PeerKind) -> i64 {
-    match kind {
-        PeerKind::User => 0,
-        PeerKind::Bot => 1,
-        PeerKind::BasicGroup => 2,
-        PeerKind::Channel => 3,
-        PeerKind::Broadcast => 4,
-        PeerKind::Megagroup => 5,
-        PeerKind::Gigagroup => 6,
-        PeerKind::Community => 7,
-        // `PeerKind` is non-exhaustive: a kind added later gets its own code with a migration;
-        // until then it is stored as what its id space holds.
-        _ => match kind.class() {
-            PeerClass::User => 0,
-            PeerClass::Chat => 2,
-            PeerClass::Channel => 3,
-        },
-    }
+    i64::from(kind.code())
 }
 
 pub(crate) fn kind_from_code(code: i64) -> Option<PeerKind> {
-    Some(match code {
-        0 => PeerKind::User,
-        1 => PeerKind::Bot,
-        2 => PeerKind::BasicGroup,
-        3 => PeerKind::Channel,
-        4 => PeerKind::Broadcast,
-        5 => PeerKind::Megagroup,
-        6 => PeerKind::Gigagroup,
-        7 => PeerKind::Community,
-        _ => return None,
-    })
+    u8::try_from(code).ok().and_then(PeerKind::from_code)
 }
 
 fn usernames_value(names: &[String]) -> SqlValue {
@@ -1013,12 +983,7 @@ pub fn chunk_range(resource: &str, row: &[SqlValueRef<'_>]) -> Result<(PeerKey, 
 }
 
 fn class_from_code(code: i64) -> Option<PeerClass> {
-    Some(match code {
-        0 => PeerClass::User,
-        1 => PeerClass::Chat,
-        2 => PeerClass::Channel,
-        _ => return None,
-    })
+    u8::try_from(code).ok().and_then(PeerClass::from_code)
 }
 
 /// The statements that fold the peer cache into chunks: every `peers` and `peer_removals` row
