@@ -1,0 +1,176 @@
+//! The statements that write a session: the SQL texts of every write, the parameters of each
+//! table's rows, and the plans built from them ([`persist`]: a change set over what is stored;
+//! [`replace`]: a full save, a compaction of the peer cache, a delete).
+
+mod persist;
+mod replace;
+
+use session_core::{DcOption, Peer, PeerKey, SessionData};
+
+use crate::checksum::{crc_param, with_crc};
+use crate::codes::{class_code, kind_code};
+use crate::table::Table;
+use crate::value::{int, key_blob, opt_blob, opt_int, SqlValue, Statement};
+
+pub use persist::{may_be_chunked, persist_plan, persist_plan_known, Known};
+pub use replace::{compact_plan, delete_plan, save_plan};
+
+// The row a persist makes when there is none: the columns' defaults, with their checksum.
+pub(crate) const ENSURE_SESSION: &str = "INSERT INTO session (id, crc) VALUES (0, ?1) ON CONFLICT (id) DO NOTHING";
+// The whole row (but the sums, which the triggers keep), as the changes left it.
+pub(crate) const WRITE_SESSION: &str = "UPDATE session SET home_dc = ?1, user_id = ?2, user_bot = ?3, test_mode = ?4, \
+     api_id = ?5, pts = ?6, qts = ?7, date = ?8, seq = ?9, future_auth_token = ?10, crc = ?11 WHERE id = 0";
+pub(crate) const UPSERT_DC: &str =
+    "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+     ON CONFLICT (id, key_flags) DO UPDATE SET flags = excluded.flags, ip = excluded.ip, port = excluded.port, \
+     auth_key = excluded.auth_key, server_salt = excluded.server_salt, time_offset = excluded.time_offset, \
+     crc = excluded.crc";
+pub(crate) const INSERT_DC: &str =
+    "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+pub(crate) const REMOVE_DC: &str = "DELETE FROM dcs WHERE id = ?1 AND key_flags = ?2";
+// Each moves a table's sum from the stored row's `crc` (none: 0) to the new one (?last; 0 for a
+// delete). Run before the statement that writes the row.
+pub(crate) const SUM_DC: &str = "UPDATE session SET dcs_sum = (dcs_sum - coalesce((SELECT crc FROM dcs \
+     WHERE id = ?1 AND key_flags = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE id = 0";
+pub(crate) const SUM_CHANNEL: &str =
+    "UPDATE session SET channels_sum = (channels_sum - coalesce((SELECT crc FROM channels \
+     WHERE id = ?1), 0) + ?2 + 4294967296) % 4294967296 WHERE id = 0";
+pub(crate) const SUM_PEER: &str = "UPDATE session SET peers_sum = (peers_sum - coalesce((SELECT crc FROM peers \
+     WHERE class = ?1 AND id = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE id = 0";
+pub(crate) const SUM_REMOVAL: &str =
+    "UPDATE session SET removals_sum = (removals_sum - coalesce((SELECT crc FROM peer_removals \
+     WHERE class = ?1 AND id = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE id = 0";
+// After a table is cleared and written whole: its sum, computed from the rows written.
+pub(crate) const SET_CHANNELS_SUM: &str = "UPDATE session SET channels_sum = ?1 WHERE id = 0";
+pub(crate) const SET_CONTEXTS_SUM: &str = "UPDATE session SET contexts_sum = ?1 WHERE id = 0";
+pub(crate) const SET_PEER_SUMS: &str =
+    "UPDATE session SET chunks_sum = ?1, peers_sum = 0, removals_sum = 0 WHERE id = 0";
+pub(crate) const UPSERT_CHANNEL: &str = "INSERT INTO channels (id, pts, crc) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (id) DO UPDATE SET pts = excluded.pts, crc = excluded.crc";
+pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channels (id, pts, crc) VALUES (?1, ?2, ?3)";
+pub(crate) const REMOVE_CHANNEL: &str = "DELETE FROM channels WHERE id = ?1";
+pub(crate) const UPSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
+     min = excluded.min, usernames = excluded.usernames, phone = excluded.phone, crc = excluded.crc";
+pub(crate) const REMOVE_PEER: &str = "DELETE FROM peers WHERE class = ?1 AND id = ?2";
+pub(crate) const INSERT_REMOVAL: &str = "INSERT INTO peer_removals (class, id, crc) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (class, id) DO UPDATE SET crc = excluded.crc";
+pub(crate) const DELETE_REMOVAL: &str = "DELETE FROM peer_removals WHERE class = ?1 AND id = ?2";
+pub(crate) const INSERT_CHUNK: &str =
+    "INSERT INTO peer_chunks (pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+pub(crate) const INSERT_MIN_CONTEXT: &str =
+    "INSERT INTO min_contexts (pos, user_id, peer_id, msg_id, crc) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO session \
+     (id, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token, crc, \
+     dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum) \
+     VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+pub(crate) const CLEAR_SESSION: &str = "DELETE FROM session";
+pub(crate) const CLEAR_DCS: &str = "DELETE FROM dcs";
+pub(crate) const CLEAR_CHANNELS: &str = "DELETE FROM channels";
+pub(crate) const CLEAR_PEERS: &str = "DELETE FROM peers";
+pub(crate) const CLEAR_PEER_CHUNKS: &str = "DELETE FROM peer_chunks";
+pub(crate) const CLEAR_PEER_REMOVALS: &str = "DELETE FROM peer_removals";
+pub(crate) const CLEAR_MIN_CONTEXTS: &str = "DELETE FROM min_contexts";
+
+/// The statements that make `sql` (with `params`, crc last) write a row, preceded by the one
+/// that moves its table's sum (`sum_sql`, keyed by the first `keys` parameters).
+pub(crate) fn summed(sum_sql: &'static str, keys: usize, sql: &'static str, params: Vec<SqlValue>) -> [Statement; 2] {
+    let mut sum = params.get(..keys).unwrap_or_default().to_vec();
+    sum.push(crc_param(&params));
+    [Statement::new(sum_sql, sum), Statement::new(sql, params)]
+}
+
+/// The statements that delete a row keyed by `key`, preceded by the one that takes its
+/// checksum out of its table's sum.
+pub(crate) fn unsummed(sum_sql: &'static str, sql: &'static str, key: Vec<SqlValue>) -> [Statement; 2] {
+    let mut sum = key.clone();
+    sum.push(SqlValue::Integer(0));
+    [Statement::new(sum_sql, sum), Statement::new(sql, key)]
+}
+
+pub(crate) fn usernames_value(names: &[String]) -> SqlValue {
+    if names.is_empty() {
+        SqlValue::Null
+    } else {
+        // Serializing a list of strings cannot fail.
+        SqlValue::Text(serde_json::to_string(names).unwrap_or_default())
+    }
+}
+
+pub(crate) fn peer_params(peer: &Peer) -> Vec<SqlValue> {
+    with_crc(
+        Table::Peers,
+        vec![
+            int(class_code(peer.kind.class())),
+            int(peer.id),
+            int(kind_code(peer.kind)),
+            int(peer.access_hash),
+            int(peer.min),
+            usernames_value(&peer.usernames),
+            peer.phone.clone().map_or(SqlValue::Null, SqlValue::Text),
+        ],
+    )
+}
+
+pub(crate) fn removal_params(key: PeerKey) -> Vec<SqlValue> {
+    with_crc(Table::PeerRemovals, vec![int(class_code(key.class)), int(key.id)])
+}
+
+pub(crate) fn channel_params(id: i64, pts: i32) -> Vec<SqlValue> {
+    with_crc(Table::Channels, vec![int(id), int(pts)])
+}
+
+/// The session row's values (without the sums), with their checksum.
+pub(crate) fn session_params(data: &SessionData) -> Vec<SqlValue> {
+    with_crc(
+        Table::Session,
+        vec![
+            int(data.home_dc),
+            opt_int(data.user.map(|u| u.id)),
+            opt_int(data.user.map(|u| i64::from(u.bot))),
+            int(data.test_mode),
+            opt_int(data.api_id),
+            int(data.updates.pts),
+            int(data.updates.qts),
+            int(data.updates.date),
+            int(data.updates.seq),
+            opt_blob(data.future_auth_token.as_deref()),
+        ],
+    )
+}
+
+/// The checksum of the row [`ENSURE_SESSION`] makes: every column at its default.
+pub(crate) fn empty_session_crc() -> SqlValue {
+    session_params(&SessionData::default()).pop().unwrap_or(SqlValue::Null)
+}
+
+pub(crate) fn ensure_session() -> Statement {
+    Statement::new(ENSURE_SESSION, vec![empty_session_crc()])
+}
+
+pub(crate) fn dc_params(dc: &DcOption) -> Vec<SqlValue> {
+    let key = dc.key();
+    with_crc(
+        Table::Dcs,
+        vec![
+            int(key.id),
+            int(key.flags.0),
+            int(dc.flags.0),
+            SqlValue::Text(dc.addr.ip().to_string()),
+            int(dc.addr.port()),
+            key_blob(dc.auth_key.as_ref()),
+            int(dc.server_salt),
+            int(dc.time_offset),
+        ],
+    )
+}
+
+pub(crate) fn clear_all() -> impl Iterator<Item = Statement> {
+    [CLEAR_SESSION, CLEAR_DCS, CLEAR_CHANNELS, CLEAR_PEER_CHUNKS, CLEAR_PEERS, CLEAR_PEER_REMOVALS, CLEAR_MIN_CONTEXTS]
+        .into_iter()
+        .map(|sql| Statement::new(sql, Vec::new()))
+}
