@@ -9,9 +9,10 @@ use std::time::Instant;
 use crate::{cargo, root, run, setup};
 
 /// The crates published to crates.io, in dependency order (each after what it depends on).
-pub const PUBLISHED: [&str; 8] = [
+pub const PUBLISHED: [&str; 9] = [
     "session-core",
     "session-testkit",
+    "session-interop",
     "session-file",
     "session-string",
     "session-sqlite",

@@ -1,10 +1,8 @@
 #![doc = include_str!("../README.md")]
 
-mod b64;
 mod backend;
 pub mod foreign;
 mod ours;
-mod reader;
 
 pub use backend::StringSessionBackend;
 pub use foreign::StringFormat;

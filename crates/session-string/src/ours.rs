@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use base64::Engine;
 use session_core::{codec, dc_table, AuthKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
-use crate::b64;
-use crate::reader::Reader;
+use session_interop::b64;
+use session_interop::reader::Reader;
 
 /// The prefix of a full string (layout version 1).
 pub const FULL_PREFIX: &str = "L1.";

@@ -6,8 +6,8 @@ use base64::Engine;
 use session_core::{AuthKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
 use super::{home_with_key, single_dc, StringFormat};
-use crate::b64;
-use crate::reader::Reader;
+use session_interop::b64;
+use session_interop::reader::Reader;
 
 /// Bytes of a compact string for an IPv4 address; IPv6 adds 12.
 const V2_LEN_V4: usize = 1 + 1 + 1 + 4 + 2 + 8 + AUTH_KEY_LEN;

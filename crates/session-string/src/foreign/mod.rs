@@ -34,9 +34,10 @@ use std::fmt;
 
 use base64::Engine;
 use session_core::{AuthKey, DcOption, SessionData, SessionError};
-use session_file::legacy::{self, LegacyFormat};
+use session_interop::binary::{self as legacy, LegacyFormat};
+use session_interop::{ferogram as ferogram_binary, layer05};
 
-use crate::b64;
+use session_interop::b64;
 use crate::ours::{self, Form};
 
 /// A string session format.
@@ -248,8 +249,8 @@ pub fn export(data: &SessionData, format: StringFormat) -> Result<String, Sessio
         StringFormat::MtcuteV3 => mtcute::export(data),
         StringFormat::FerogramCompactV1 => ferogram::export_compact(data, 1),
         StringFormat::FerogramCompactV2 => ferogram::export_compact(data, 2),
-        StringFormat::LayerClient => native(legacy::encode_layer_v3(data)),
-        StringFormat::Ferogram => native(legacy::encode_ferogram_v8(data)),
+        StringFormat::LayerClient => native(layer05::encode_layer_v3(data)),
+        StringFormat::Ferogram => native(ferogram_binary::encode_ferogram_v8(data)),
     }
 }
 

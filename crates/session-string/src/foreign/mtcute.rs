@@ -6,8 +6,8 @@ use base64::Engine;
 use session_core::{AuthKey, DcFlags, DcKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
 use super::{home_with_key, single_dc, StringFormat};
-use crate::b64;
-use crate::reader::Reader;
+use session_interop::b64;
+use session_interop::reader::Reader;
 
 const WHAT: &str = "mtcute string session";
 

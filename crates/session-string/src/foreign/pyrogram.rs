@@ -5,8 +5,8 @@ use base64::Engine;
 use session_core::{dc_table, AuthKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
 use super::{home_with_key, single_dc, StringFormat};
-use crate::b64;
-use crate::reader::Reader;
+use session_interop::b64;
+use session_interop::reader::Reader;
 
 /// The three layouts Pyrogram has written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use base64::Engine;
 use session_core::{AuthKey, DcOption, SessionData, SessionError, AUTH_KEY_LEN};
 
 use super::{home_with_key, single_dc, StringFormat};
-use crate::b64::{self, Alphabet};
-use crate::reader::Reader;
+use session_interop::b64::{self, Alphabet};
+use session_interop::reader::Reader;
 
 const TELETHON: &str = "Telethon string session";
 const GRAMJS: &str = "GramJS string session";

@@ -1,5 +1,6 @@
 //! Lenient base64 decoding (both alphabets, padding optional) with errors that say where the
-//! input went wrong, and the strict encoders the string formats use.
+//! input went wrong, and the strict encoders the string formats use. Shared by every string
+//! codec here and by `session-string`'s own forms.
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -8,26 +9,26 @@ use base64::{DecodeError, Engine};
 use session_core::SessionError;
 
 /// URL-safe alphabet; writes no padding, reads padded or unpadded input.
-pub(crate) const URL_NO_PAD: GeneralPurpose = GeneralPurpose::new(
+pub const URL_NO_PAD: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// URL-safe alphabet with `=` padding (Telethon).
-pub(crate) const URL_PAD: GeneralPurpose = GeneralPurpose::new(
+pub const URL_PAD: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new().with_encode_padding(true).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// Standard alphabet with `=` padding (GramJS, Node's `Buffer.toString("base64")`).
-pub(crate) const STD_PAD: GeneralPurpose = GeneralPurpose::new(
+pub const STD_PAD: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_encode_padding(true).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// Which alphabet-specific characters a base64 text contains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Alphabet {
+pub struct Alphabet {
     /// Contains `-` or `_`.
     pub url: bool,
     /// Contains `+` or `/`.
@@ -35,7 +36,8 @@ pub(crate) struct Alphabet {
 }
 
 impl Alphabet {
-    pub(crate) fn of(text: &str) -> Alphabet {
+    /// Which of the two alphabets' own characters `text` uses.
+    pub fn of(text: &str) -> Alphabet {
         let mut a = Alphabet::default();
         for b in text.bytes() {
             match b {
@@ -52,7 +54,7 @@ impl Alphabet {
 ///
 /// `offset` is the position of `text` inside the string the user gave, so that the error names
 /// the position in their string; `what` names the format for the error.
-pub(crate) fn decode(text: &str, offset: usize, what: &str) -> Result<Vec<u8>, SessionError> {
+pub fn decode(text: &str, offset: usize, what: &str) -> Result<Vec<u8>, SessionError> {
     // SIMD first: it takes exactly the unpadded URL-safe texts `URL_NO_PAD` takes (canonical
     // last symbol included) and gives the same bytes; anything else (padding, the standard
     // alphabet, bad input) goes the scalar way, which also names what is wrong.
@@ -108,7 +110,7 @@ fn describe(e: &DecodeError, text: &str, offset: usize, what: &str) -> SessionEr
 }
 
 /// Appends unpadded URL-safe base64 of `bytes` to `out` (the same text as `URL_NO_PAD`, by SIMD).
-pub(crate) fn encode_url_no_pad(bytes: &[u8], out: &mut String) {
+pub fn encode_url_no_pad(bytes: &[u8], out: &mut String) {
     base64_simd::URL_SAFE_NO_PAD.encode_append(bytes, out);
 }
 
