@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn session_errors_inside_grammers_come_back_typed() {
-        let inner = SessionError::Locked { resource: "x.session".into(), pid: Some(42) };
+        let inner = SessionError::locked("x.session", Some(42));
         let e = ClientError::from(InvocationError::Session(Box::new(inner)));
         assert!(matches!(e, ClientError::Session(SessionError::Locked { pid: Some(42), .. })), "{e:?}");
     }

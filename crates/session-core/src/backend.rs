@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use crate::change::Change;
 use crate::codec;
 use crate::error::BoxError;
+use crate::lease::LeaseStatus;
 use crate::model::SessionData;
 
 /// Where a session is stored.
@@ -73,6 +75,14 @@ pub trait SessionBackend: Send + Sync {
         let _ = changes;
         self.save_session(full).await
     }
+
+    /// The status of the lease this backend holds on its session, for backends that keep a
+    /// session where several machines can reach it (see [`crate::lease`]). A client watches it
+    /// and stops using the session's keys whenever it is not [`LeaseStatus::Held`]. The default
+    /// is `None`: the backend holds no lease (a local lock, or no owner control at all).
+    fn lease(&self) -> Option<watch::Receiver<LeaseStatus>> {
+        None
+    }
 }
 
 macro_rules! forward {
@@ -99,6 +109,9 @@ macro_rules! forward {
             }
             async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
                 (**self).persist(changes, full).await
+            }
+            fn lease(&self) -> Option<watch::Receiver<LeaseStatus>> {
+                (**self).lease()
             }
         }
     )*};

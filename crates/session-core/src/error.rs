@@ -12,12 +12,26 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum SessionError {
     /// Another owner (process or backend) holds the session.
-    #[error("session {resource} is locked by {}", holder(*.pid))]
+    #[error("session {resource} is locked by {}{}", locker(*.pid, .holder), expiry(.expires_in))]
     Locked {
         /// The file or database.
         resource: String,
-        /// The holder's pid, when it could be found.
+        /// The holder's pid, when it could be found (on this machine; see `holder` for others).
         pid: Option<u32>,
+        /// The holder of a lease (machine, pid, instance), for sessions kept in a server.
+        holder: Option<crate::lease::LeaseHolder>,
+        /// How long the holder's lease has left by the store's clock (if it is not renewed).
+        expires_in: Option<std::time::Duration>,
+    },
+    /// This owner's lease on the session was taken over by another owner (after it expired:
+    /// this process was paused, partitioned or could not renew), or was released. Nothing was
+    /// written by the call that returned it; reopen the session to own it again.
+    #[error("the lease on session {resource} is lost: {reason}")]
+    LeaseLost {
+        /// The session.
+        resource: String,
+        /// What happened.
+        reason: String,
     },
     /// The stored bytes are damaged. They were not replaced by a fresh session.
     #[error("session {resource} is corrupt: {reason}{}", preserved(.preserved_at))]
@@ -88,10 +102,18 @@ pub enum SessionError {
     Closed,
 }
 
-fn holder(pid: Option<u32>) -> String {
-    match pid {
-        Some(pid) => format!("pid {pid}"),
-        None => "another owner".to_owned(),
+fn locker(pid: Option<u32>, holder: &Option<crate::lease::LeaseHolder>) -> String {
+    match (holder, pid) {
+        (Some(h), _) => h.to_string(),
+        (None, Some(pid)) => format!("pid {pid}"),
+        (None, None) => "another owner".to_owned(),
+    }
+}
+
+fn expiry(expires_in: &Option<std::time::Duration>) -> String {
+    match expires_in {
+        Some(d) => format!(" (its lease expires in {:.1} s unless renewed)", d.as_secs_f64()),
+        None => String::new(),
     }
 }
 
@@ -123,6 +145,11 @@ impl SessionError {
     /// A corrupt-data error with no preserved copy.
     pub fn corrupt(resource: impl Into<String>, reason: impl Into<String>) -> SessionError {
         SessionError::Corrupt { resource: resource.into(), reason: reason.into(), preserved_at: None }
+    }
+
+    /// A `Locked` error for a holder known by pid only (a local lock).
+    pub fn locked(resource: impl Into<String>, pid: Option<u32>) -> SessionError {
+        SessionError::Locked { resource: resource.into(), pid, holder: None, expires_in: None }
     }
 
     /// An invalid-input error.

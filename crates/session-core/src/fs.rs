@@ -259,7 +259,7 @@ fn lock_file_at(path: &Path, shown: &str) -> Result<File> {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let pid = lock_holder(&file);
-                return Err(SessionError::Locked { resource: shown.to_owned(), pid });
+                return Err(SessionError::locked(shown, pid));
             }
             Err(TryLockError::Error(e)) => return Err(SessionError::io(path.display(), e)),
         }
@@ -397,9 +397,7 @@ impl OwnerLock {
     pub fn lock_new_file(file: &File, path: &Path) -> Result<()> {
         match file.try_lock() {
             Ok(()) => Ok(()),
-            Err(TryLockError::WouldBlock) => {
-                Err(SessionError::Locked { resource: path.display().to_string(), pid: lock_holder(file) })
-            }
+            Err(TryLockError::WouldBlock) => Err(SessionError::locked(path.display().to_string(), lock_holder(file))),
             Err(TryLockError::Error(e)) => Err(SessionError::io(path.display(), e)),
         }
     }
@@ -445,7 +443,7 @@ fn lock_data(session: &Path, shown: &str) -> Result<Option<DataLock>> {
     let id = file_id(&meta);
     let mut table = held();
     if table.contains(&id) {
-        return Err(SessionError::Locked { resource: shown.to_owned(), pid: Some(std::process::id()) });
+        return Err(SessionError::locked(shown, Some(std::process::id())));
     }
     let file = match open_nonblocking(session, false) {
         Ok(f) => f,
@@ -463,7 +461,7 @@ fn lock_data(session: &Path, shown: &str) -> Result<Option<DataLock>> {
                 // (a hard link's own lock file names nobody; then the pid stays unknown).
                 File::open(lock_path_of(session)).ok().and_then(|mut f| lock_holder_in(&mut f, Duration::ZERO))
             });
-            return Err(SessionError::Locked { resource: shown.to_owned(), pid });
+            return Err(SessionError::locked(shown, pid));
         }
         Err(TryLockError::Error(e)) => return Err(SessionError::io(shown, e)),
     }

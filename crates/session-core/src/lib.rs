@@ -8,16 +8,21 @@ pub mod codec;
 pub mod dc_table;
 mod error;
 pub mod fs;
+pub mod lease;
 mod memory;
 mod model;
 mod peers;
 mod source;
 mod store;
+mod trace_macro;
 
 pub use auth_key::{AuthKey, AUTH_KEY_LEN};
 pub use backend::SessionBackend;
 pub use change::{Change, UpdateStateChange};
 pub use error::{BoxError, Result, SessionError};
+pub use lease::{
+    Lease, LeaseGrant, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, MemoryLeases, DEFAULT_LEASE_TTL,
+};
 pub use memory::InMemoryBackend;
 pub use model::{DcFlags, DcKey, DcOption, MinPeerContext, SelfUser, SessionData, UpdateState};
 pub use peers::{Peer, PeerBlob, PeerCache, PeerClass, PeerKey, PeerKind, SortedPeers};

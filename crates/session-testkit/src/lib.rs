@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod capture;
+pub mod lease;
 
 use std::future::Future;
 use std::net::SocketAddr;

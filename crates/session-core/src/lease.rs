@@ -1,0 +1,680 @@
+//! Leases: one owner per session wherever it is stored, with fencing.
+//!
+//! A lock on a file works on one machine. A session kept in a server (libSQL, PostgreSQL, Redis)
+//! is reachable from many: a pod and a laptop, the old and the new container of a rolling
+//! deploy. Two of them using one auth key at once make Telegram revoke it
+//! (`AUTH_KEY_DUPLICATED`). A lease gives the session one owner at a time:
+//!
+//! - **Acquire** with a time to live. The store keeps, per session, the holder, the time the
+//!   lease expires (by the *store's* clock, never a client's) and a **fencing token** that
+//!   increases every time a new owner takes the lease. A held lease is refused with
+//!   [`SessionError::Locked`] naming the holder and when its lease expires.
+//! - **Renew** before it expires (the [`Lease`] keeper does it in the background at a third of
+//!   the time to live). A renewal whose token is no longer current (someone took over after the
+//!   lease expired) is [`SessionError::LeaseLost`].
+//! - **Fence every write**: a backend passes [`Lease::fence`]'s token into the write
+//!   transaction itself, which checks it against the store's current token and writes nothing if
+//!   it changed. A paused or partitioned owner that lost its lease cannot change one row after
+//!   the takeover, whatever its local clock says.
+//! - **Stop before expiry**: when renewals cannot reach the store, the keeper marks the lease
+//!   [`LeaseStatus::Suspended`] before the store could consider it expired; writes are refused
+//!   and a client stops using the key until a renewal succeeds again (same token: nothing
+//!   happened) or fails for good ([`LeaseStatus::Lost`]).
+//! - **Release** on close, so a waiting owner takes over at once instead of after the time to
+//!   live.
+//!
+//! A backend implements [`LeaseStore`] (three small operations, usually one statement each) and
+//! gets the keeper, the fence and the status watch from [`Lease`]. `session-testkit` checks a
+//! `LeaseStore` against this contract.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::SessionError;
+
+/// The default time to live of a lease: after a crash, the next owner waits at most this long.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Who holds a lease, for messages: the machine, the process and a random id of the owning
+/// backend instance (two backends of one process are two owners).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseHolder {
+    /// The host name of the owner's machine.
+    pub host: String,
+    /// The owner's process id on that machine.
+    pub pid: u32,
+    /// A random id of the owning instance (16 hex digits).
+    pub instance: String,
+}
+
+impl LeaseHolder {
+    /// An identity for a new owner in this process: this machine's host name, this pid and a
+    /// fresh random instance id.
+    pub fn current() -> LeaseHolder {
+        LeaseHolder { host: host_name(), pid: std::process::id(), instance: format!("{:016x}", random_u64()) }
+    }
+
+    /// The stored form: `host`, `pid` and `instance` separated by tabs (a host name holds no tab).
+    pub fn encode(&self) -> String {
+        format!("{}\t{}\t{}", self.host.replace('\t', " "), self.pid, self.instance)
+    }
+
+    /// Reads [`encode`](LeaseHolder::encode)'s form back; `None` for anything else.
+    pub fn decode(s: &str) -> Option<LeaseHolder> {
+        let mut parts = s.split('\t');
+        let (host, pid, instance) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(LeaseHolder { host: host.to_owned(), pid: pid.parse().ok()?, instance: instance.to_owned() })
+    }
+}
+
+impl fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} on {} (instance {})", self.pid, self.host, self.instance)
+    }
+}
+
+fn host_name() -> String {
+    // Read once: the kernel's name for this machine lives in memory (procfs), so this read does
+    // not wait on a disk; later calls use the cached value.
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .unwrap_or_else(|| "unknown-host".to_owned())
+    })
+    .clone()
+}
+
+/// 64 bits that differ between instances and processes. Not a secret (it is shown in messages):
+/// std's randomly seeded hasher, mixed with the time and a counter.
+fn random_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
+/// What a store answered to an acquire or a renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The fencing token of this ownership: larger than every token before it for this session.
+    pub token: u64,
+    /// How long the lease holds from the store's point of view, counted from when the store
+    /// executed the request (by its own clock).
+    pub ttl: Duration,
+}
+
+/// The three operations a store offers for leases. One lease per session; the implementation
+/// knows which session it addresses.
+///
+/// Rules (the `session-testkit` lease checks test each):
+/// - `acquire` succeeds when no lease is held or the held one has expired by the store's clock
+///   or was released; the new token is larger than every earlier token of this session. It is
+///   one conditional operation (a transaction, a script): two racing acquires never both win.
+///   When the lease is held it fails with [`SessionError::Locked`] carrying the holder and the
+///   time left.
+/// - `renew(token)` extends the lease when `token` is still the current one (even if it expired
+///   meanwhile, as long as nobody took over), else [`SessionError::LeaseLost`].
+/// - `release(token)` ends the lease at once when `token` is current; otherwise it does nothing.
+/// - An unreachable store is [`SessionError::Unavailable`], never a success.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// The session, for messages (a URL without credentials, a path, a key).
+    fn resource(&self) -> String;
+
+    /// Takes the lease for `holder` for `ttl`.
+    async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError>;
+
+    /// Extends the lease of `token` to `ttl` from now (the store's now).
+    async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError>;
+
+    /// Gives the lease of `token` up.
+    async fn release(&self, token: u64) -> Result<(), SessionError>;
+}
+
+#[async_trait]
+impl<T: LeaseStore + ?Sized> LeaseStore for Arc<T> {
+    fn resource(&self) -> String {
+        (**self).resource()
+    }
+    async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+        (**self).acquire(holder, ttl).await
+    }
+    async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+        (**self).renew(token, ttl).await
+    }
+    async fn release(&self, token: u64) -> Result<(), SessionError> {
+        (**self).release(token).await
+    }
+}
+
+/// Where a lease stands, as its owner sees it. Watch it with [`Lease::watch`] (a client stops
+/// using the session's keys whenever it is not [`Held`](LeaseStatus::Held)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Owned: writes are allowed until `valid_until` (local monotonic time, conservative: counted
+    /// from before the renewal was sent).
+    Held {
+        /// The fencing token.
+        token: u64,
+        /// When the lease would expire if no renewal succeeded before.
+        valid_until: Instant,
+    },
+    /// Renewals could not reach the store and the lease may be about to expire: nothing may be
+    /// written or sent with the session's keys. Renewals keep trying; a success returns to
+    /// `Held` with the same token.
+    Suspended {
+        /// Why (the last renewal error).
+        reason: String,
+    },
+    /// Another owner took the session over (or the store refused the token): final.
+    Lost {
+        /// Why.
+        reason: String,
+    },
+    /// Given up by its owner: final.
+    Released,
+}
+
+/// How a [`Lease`] is taken and kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseOptions {
+    /// The time to live. After a crash, the next owner waits at most this long. Default
+    /// [`DEFAULT_LEASE_TTL`] (30 s).
+    pub ttl: Duration,
+    /// How long [`Lease::acquire`] waits for a held lease to be released or to expire (a rolling
+    /// deploy). `None` (default): fail at once with [`SessionError::Locked`].
+    pub wait: Option<Duration>,
+}
+
+impl Default for LeaseOptions {
+    fn default() -> Self {
+        LeaseOptions { ttl: DEFAULT_LEASE_TTL, wait: None }
+    }
+}
+
+impl LeaseOptions {
+    /// Options with this time to live (at least 1 s: below that, ordinary network jitter would
+    /// suspend the lease).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl.max(Duration::from_millis(1000));
+        self
+    }
+
+    /// Options that wait up to `wait` for a previous owner.
+    pub fn waiting(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self
+    }
+
+    /// How often the keeper renews: a third of the time to live.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// The bound on one lease call to the store: a sixth of the time to live, so a renewal that
+    /// hangs is given up (and retried) long before the lease could expire.
+    pub fn call_timeout(&self) -> Duration {
+        self.ttl / 6
+    }
+
+    /// The part of the lease a write may not start in: writes are refused once less than this is
+    /// left (a sixth of the time to live), so none is in flight when the lease expires.
+    pub fn margin(&self) -> Duration {
+        self.ttl / 6
+    }
+}
+
+struct Shared {
+    status: watch::Sender<LeaseStatus>,
+    token: u64,
+    margin: Duration,
+    resource: String,
+}
+
+impl Shared {
+    fn set(&self, status: LeaseStatus) {
+        self.status.send_if_modified(|old| {
+            // Lost and Released are final.
+            if matches!(old, LeaseStatus::Lost { .. } | LeaseStatus::Released) || *old == status {
+                return false;
+            }
+            *old = status;
+            true
+        });
+    }
+}
+
+/// An owned lease: the token, a background keeper that renews it, and the fence writes check.
+///
+/// Dropping it stops the keeper without releasing (the lease then expires after its time to
+/// live); call [`release`](Lease::release) on a graceful close so the next owner takes over at
+/// once.
+pub struct Lease {
+    shared: Arc<Shared>,
+    store: Arc<dyn LeaseStore>,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    holder: LeaseHolder,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("resource", &self.shared.resource)
+            .field("token", &self.shared.token)
+            .field("holder", &self.holder)
+            .field("status", &*self.shared.status.borrow())
+            .finish()
+    }
+}
+
+impl Lease {
+    /// Takes the lease of `store` (waiting up to `options.wait` for a holder to go), and starts
+    /// the keeper that renews it. Must be called inside a tokio runtime.
+    pub async fn acquire(store: Arc<dyn LeaseStore>, options: LeaseOptions) -> Result<Lease, SessionError> {
+        let holder = LeaseHolder::current();
+        let deadline = options.wait.map(|w| Instant::now() + w);
+        let (grant, sent) = loop {
+            let sent = Instant::now();
+            match bounded(options.call_timeout(), &store.resource(), store.acquire(&holder, options.ttl)).await {
+                Ok(grant) => break (grant, sent),
+                Err(SessionError::Locked { resource, pid, holder: other, expires_in }) => {
+                    let now = Instant::now();
+                    match deadline {
+                        Some(d) if now < d => {
+                            // Poll often enough that a released lease is taken within ~100 ms.
+                            let pause =
+                                expires_in.unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
+                            tokio::time::sleep(pause.min(d - now)).await;
+                        }
+                        _ => return Err(SessionError::Locked { resource, pid, holder: other, expires_in }),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let valid_until = sent + grant.ttl.min(options.ttl);
+        let (tx, _) = watch::channel(LeaseStatus::Held { token: grant.token, valid_until });
+        let shared =
+            Arc::new(Shared { status: tx, token: grant.token, margin: options.margin(), resource: store.resource() });
+        let keeper = tokio::spawn(keep(Arc::downgrade(&shared), store.clone(), options));
+        tracing::debug!(resource = %shared.resource, token = grant.token, holder = %holder, "lease acquired");
+        Ok(Lease { shared, store, keeper: Mutex::new(Some(keeper)), holder })
+    }
+
+    /// The fencing token of this ownership.
+    pub fn token(&self) -> u64 {
+        self.shared.token
+    }
+
+    /// Who this owner is, as the store records it.
+    pub fn holder(&self) -> &LeaseHolder {
+        &self.holder
+    }
+
+    /// The current status.
+    pub fn status(&self) -> LeaseStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<LeaseStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// The token a write passes to its transaction, when a write may start now:
+    /// [`SessionError::LeaseLost`] when the lease is lost, released, suspended or too close to
+    /// its expiry for a write to finish inside it.
+    pub fn fence(&self) -> Result<u64, SessionError> {
+        let lost = |reason: String| SessionError::LeaseLost { resource: self.shared.resource.clone(), reason };
+        match &*self.shared.status.borrow() {
+            LeaseStatus::Held { token, valid_until } => {
+                if Instant::now() + self.shared.margin < *valid_until {
+                    Ok(*token)
+                } else {
+                    Err(lost("the lease is about to expire and could not be renewed".to_owned()))
+                }
+            }
+            LeaseStatus::Suspended { reason } => Err(lost(format!("the lease could not be renewed: {reason}"))),
+            LeaseStatus::Lost { reason } => Err(lost(reason.clone())),
+            LeaseStatus::Released => Err(lost("the lease was released".to_owned())),
+        }
+    }
+
+    /// Records that the store refused this token in a write (another owner took over): the
+    /// lease is lost for good. Returns the error to hand to the writer.
+    pub fn lost(&self, reason: impl Into<String>) -> SessionError {
+        let reason = reason.into();
+        tracing::warn!(resource = %self.shared.resource, token = self.shared.token, reason = %reason, "lease lost");
+        self.stop_keeper();
+        self.shared.set(LeaseStatus::Lost { reason: reason.clone() });
+        SessionError::LeaseLost { resource: self.shared.resource.clone(), reason }
+    }
+
+    fn stop_keeper(&self) {
+        if let Some(task) = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    /// Gives the lease up so that the next owner takes over at once. Writes are refused from
+    /// the moment this is called.
+    pub async fn release(&self) -> Result<(), SessionError> {
+        self.stop_keeper();
+        let was_held =
+            matches!(&*self.shared.status.borrow(), LeaseStatus::Held { .. } | LeaseStatus::Suspended { .. });
+        self.shared.set(LeaseStatus::Released);
+        if !was_held {
+            return Ok(());
+        }
+        let timeout = Duration::from_secs(5);
+        bounded(timeout, &self.shared.resource, self.store.release(self.shared.token)).await?;
+        tracing::debug!(resource = %self.shared.resource, token = self.shared.token, "lease released");
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop_keeper();
+    }
+}
+
+/// Runs `call`, or fails with `Unavailable` once `timeout` has passed.
+async fn bounded<T>(
+    timeout: Duration,
+    resource: &str,
+    call: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(SessionError::Unavailable {
+            resource: resource.to_owned(),
+            source: format!("no answer within {} ms", timeout.as_millis()).into(),
+        }),
+    }
+}
+
+/// The keeper: renews every `renew_every`; when a renewal fails, retries every tenth of the time
+/// to live; suspends the lease once the margin before expiry is reached without a success; a
+/// refused token ends it.
+async fn keep(shared: std::sync::Weak<Shared>, store: Arc<dyn LeaseStore>, options: LeaseOptions) {
+    let retry = options.ttl / 10;
+    let mut pause = options.renew_every();
+    loop {
+        tokio::time::sleep(pause).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let valid_until = match &*shared.status.borrow() {
+            LeaseStatus::Held { valid_until, .. } => Some(*valid_until),
+            LeaseStatus::Suspended { .. } => None,
+            LeaseStatus::Lost { .. } | LeaseStatus::Released => return,
+        };
+        let sent = Instant::now();
+        match bounded(options.call_timeout(), &shared.resource, store.renew(shared.token, options.ttl)).await {
+            Ok(grant) => {
+                shared.set(LeaseStatus::Held { token: shared.token, valid_until: sent + grant.ttl.min(options.ttl) });
+                pause = options.renew_every();
+            }
+            Err(SessionError::LeaseLost { reason, .. }) => {
+                tracing::warn!(resource = %shared.resource, token = shared.token, reason = %reason, "lease lost");
+                shared.set(LeaseStatus::Lost { reason });
+                return;
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let now = Instant::now();
+                let expiring = valid_until.is_none_or(|v| now + options.margin() + retry >= v);
+                if expiring {
+                    tracing::warn!(resource = %shared.resource, reason = %reason, "lease suspended: renewals fail");
+                    shared.set(LeaseStatus::Suspended { reason });
+                } else {
+                    tracing::debug!(resource = %shared.resource, reason = %reason, "lease renewal failed, retrying");
+                }
+                pause = retry;
+            }
+        }
+    }
+}
+
+/// A [`LeaseStore`] in memory: the reference implementation of the contract (`session-testkit`
+/// checks it like any other), for tests and for sessions shared between tasks of one process.
+/// Clones share the same leases; each [`session`](MemoryLeases::session) addresses one session.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryLeases {
+    inner: Arc<Mutex<std::collections::HashMap<String, MemoryLease>>>,
+    session: String,
+}
+
+#[derive(Clone, Debug)]
+struct MemoryLease {
+    token: u64,
+    holder: Option<LeaseHolder>,
+    expires: Instant,
+}
+
+impl MemoryLeases {
+    /// A new, empty set of leases, addressing the session named `""`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A handle on the same leases that addresses the session `name`.
+    pub fn session(&self, name: &str) -> Self {
+        MemoryLeases { inner: self.inner.clone(), session: name.to_owned() }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Option<&mut MemoryLease>, Instant) -> T) -> T {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = map.get_mut(&self.session);
+        f(&mut entry, Instant::now())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryLeases {
+    fn resource(&self) -> String {
+        format!("memory:{}", self.session)
+    }
+
+    async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let lease = map.entry(self.session.clone()).or_insert(MemoryLease { token: 0, holder: None, expires: now });
+        if let Some(other) = &lease.holder {
+            if lease.expires > now {
+                return Err(SessionError::Locked {
+                    resource: format!("memory:{}", self.session),
+                    pid: None,
+                    holder: Some(other.clone()),
+                    expires_in: Some(lease.expires - now),
+                });
+            }
+        }
+        lease.token += 1;
+        lease.holder = Some(holder.clone());
+        lease.expires = now + ttl;
+        Ok(LeaseGrant { token: lease.token, ttl })
+    }
+
+    async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+        let resource = self.resource();
+        self.with(|lease, now| match lease {
+            Some(l) if l.token == token && l.holder.is_some() => {
+                l.expires = now + ttl;
+                Ok(LeaseGrant { token, ttl })
+            }
+            _ => Err(SessionError::LeaseLost { resource, reason: format!("token {token} is no longer current") }),
+        })
+    }
+
+    async fn release(&self, token: u64) -> Result<(), SessionError> {
+        self.with(|lease, now| {
+            if let Some(l) = lease {
+                if l.token == token {
+                    l.holder = None;
+                    l.expires = now;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn holder_round_trips_and_displays() {
+        let h = LeaseHolder::current();
+        assert_eq!(LeaseHolder::decode(&h.encode()), Some(h.clone()));
+        assert_eq!(h.pid, std::process::id());
+        assert_eq!(h.instance.len(), 16);
+        assert_ne!(LeaseHolder::current().instance, h.instance);
+        assert!(h.to_string().contains(&format!("pid {}", h.pid)));
+        assert_eq!(LeaseHolder::decode("a\tnot-a-pid\tb"), None);
+        assert_eq!(LeaseHolder::decode("a\t1"), None);
+        assert_eq!(LeaseHolder::decode("a\t1\tb\tc"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_owner_is_locked_out_and_named() {
+        let leases = MemoryLeases::new();
+        let first = Lease::acquire(Arc::new(leases.clone()), LeaseOptions::default()).await.expect("first");
+        let err = Lease::acquire(Arc::new(leases.clone()), LeaseOptions::default()).await.expect_err("second");
+        match &err {
+            SessionError::Locked { holder: Some(h), expires_in: Some(left), .. } => {
+                assert_eq!(h, first.holder());
+                assert!(*left <= DEFAULT_LEASE_TTL);
+            }
+            other => panic!("expected Locked with the holder, got {other:?}"),
+        }
+        assert!(err.to_string().contains(&first.holder().instance), "{err}");
+        assert_eq!(first.fence().expect("fence"), first.token());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn release_hands_over_at_once_with_a_larger_token() {
+        let leases = MemoryLeases::new();
+        let first = Lease::acquire(Arc::new(leases.clone()), LeaseOptions::default()).await.expect("first");
+        let waiting = {
+            let leases = leases.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let opts = LeaseOptions::default().waiting(Duration::from_secs(10));
+                let lease = Lease::acquire(Arc::new(leases), opts).await;
+                (lease, started.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let token = first.token();
+        first.release().await.expect("release");
+        assert!(matches!(first.fence(), Err(SessionError::LeaseLost { .. })));
+        let (second, waited) = waiting.await.expect("join");
+        let second = second.expect("second owner");
+        assert!(second.token() > token);
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    /// A store whose renewals can be made to fail (unreachable) at will.
+    struct Flaky {
+        inner: MemoryLeases,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl LeaseStore for Flaky {
+        fn resource(&self) -> String {
+            self.inner.resource()
+        }
+        async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.inner.acquire(holder, ttl).await
+        }
+        async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(SessionError::Unavailable { resource: self.resource(), source: "down".into() });
+            }
+            self.inner.renew(token, ttl).await
+        }
+        async fn release(&self, token: u64) -> Result<(), SessionError> {
+            self.inner.release(token).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_store_suspends_before_expiry_and_recovers() {
+        let ttl = Duration::from_millis(1200);
+        let store = Arc::new(Flaky { inner: MemoryLeases::new(), down: AtomicBool::new(false) });
+        let lease = Lease::acquire(store.clone(), LeaseOptions::default().with_ttl(ttl)).await.expect("lease");
+        // Renewals keep it alive well past its time to live.
+        tokio::time::sleep(ttl * 2).await;
+        assert!(lease.fence().is_ok(), "{:?}", lease.status());
+        store.down.store(true, Ordering::SeqCst);
+        let downed = Instant::now();
+        let mut watch = lease.watch();
+        let valid_until = match lease.status() {
+            LeaseStatus::Held { valid_until, .. } => valid_until,
+            s => panic!("{s:?}"),
+        };
+        tokio::time::timeout(ttl * 2, watch.wait_for(|s| matches!(s, LeaseStatus::Suspended { .. })))
+            .await
+            .expect("suspended in time")
+            .expect("watch");
+        assert!(Instant::now() < valid_until, "suspended only after the lease could have expired");
+        assert!(matches!(lease.fence(), Err(SessionError::LeaseLost { .. })));
+        assert!(downed.elapsed() < ttl);
+        store.down.store(false, Ordering::SeqCst);
+        tokio::time::timeout(ttl * 2, watch.wait_for(|s| matches!(s, LeaseStatus::Held { .. })))
+            .await
+            .expect("held again")
+            .expect("watch");
+        assert_eq!(lease.fence().expect("fence"), lease.token());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_takeover_after_expiry_is_lost_for_the_old_owner() {
+        let ttl = Duration::from_millis(1200);
+        let store = Arc::new(Flaky { inner: MemoryLeases::new(), down: AtomicBool::new(false) });
+        let old = Lease::acquire(store.clone(), LeaseOptions::default().with_ttl(ttl)).await.expect("old");
+        // The old owner cannot renew (paused, partitioned); the lease expires and is taken.
+        store.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        let new = Lease::acquire(Arc::new(store.inner.clone()), LeaseOptions::default().with_ttl(ttl))
+            .await
+            .expect("takeover");
+        assert!(new.token() > old.token());
+        store.down.store(false, Ordering::SeqCst);
+        let mut watch = old.watch();
+        tokio::time::timeout(ttl * 2, watch.wait_for(|s| matches!(s, LeaseStatus::Lost { .. })))
+            .await
+            .expect("lost in time")
+            .expect("watch");
+        assert!(matches!(old.fence(), Err(SessionError::LeaseLost { .. })));
+        // Lost is final, and the old owner's release does not end the new owner's lease.
+        old.release().await.expect("release");
+        assert!(new.fence().is_ok());
+        assert!(matches!(
+            Lease::acquire(Arc::new(store.inner.clone()), LeaseOptions::default()).await,
+            Err(SessionError::Locked { .. })
+        ));
+    }
+}
