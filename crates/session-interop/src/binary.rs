@@ -502,4 +502,3 @@ pub(crate) fn write_count(out: &mut Vec<u8>, n: usize, what: &str, format: &str)
     out.extend_from_slice(&n16.to_le_bytes());
     Ok(())
 }
-

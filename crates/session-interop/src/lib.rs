@@ -2,9 +2,17 @@
 
 pub mod b64;
 pub mod binary;
+pub mod detect;
 pub mod ferogram;
 pub mod layer05;
+pub mod mtcute;
+pub mod pyrogram;
 pub mod reader;
+pub mod string_format;
+pub mod telethon;
+
+pub use detect::{detect_string, export_string, import_string};
+pub use string_format::{Imported, StringFormat};
 
 /// The model these codecs read into and write from.
 pub use session_core;

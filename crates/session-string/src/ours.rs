@@ -7,6 +7,7 @@ use session_core::{codec, dc_table, AuthKey, DcOption, SelfUser, SessionData, Se
 
 use session_interop::b64;
 use session_interop::reader::Reader;
+use session_interop::string_format::{parse_our_prefix as parse_prefix, OurForm as Form};
 
 /// The prefix of a full string (layout version 1).
 pub const FULL_PREFIX: &str = "L1.";
@@ -23,31 +24,6 @@ const F_USER: u8 = 4;
 const F_BOT: u8 = 8;
 const F_PUBLISHED: u8 = 16;
 const F_KNOWN: u8 = F_IPV6 | F_TEST | F_USER | F_BOT | F_PUBLISHED;
-
-/// Which of our two forms a string is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Form {
-    Full,
-    Compact,
-}
-
-/// Parses our prefix: `L` + optional `c` + decimal version + `.`. Returns the form, the version
-/// and the length of the prefix; `None` when the string does not start like one of ours (no
-/// base64 text contains `.`, so this cannot mistake a foreign string for ours).
-pub(crate) fn parse_prefix(s: &str) -> Option<(Form, u32, usize)> {
-    let rest = s.strip_prefix('L')?;
-    let (form, rest, skip) = match rest.strip_prefix('c') {
-        Some(r) => (Form::Compact, r, 2),
-        None => (Form::Full, rest, 1),
-    };
-    let dot = rest.bytes().take(12).position(|b| b == b'.')?;
-    let digits = &rest[..dot];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let version = digits.parse::<u32>().unwrap_or(u32::MAX);
-    Some((form, version, skip + dot + 1))
-}
 
 /// Encodes the whole session: `L1.` + unpadded base64url of [`session_core::codec::encode`].
 ///
@@ -117,10 +93,6 @@ pub fn encode_compact(data: &SessionData) -> Result<String, SessionError> {
 /// Decodes either of our forms. Leading and trailing whitespace is ignored; padding and either
 /// base64 alphabet are accepted.
 pub fn decode(s: &str) -> Result<SessionData, SessionError> {
-    decode_form(s).map(|(data, _)| data)
-}
-
-pub(crate) fn decode_form(s: &str) -> Result<(SessionData, Form), SessionError> {
     let trimmed = s.trim();
     let lead = s.len() - s.trim_start().len();
     let Some((form, version, skip)) = parse_prefix(trimmed) else {
@@ -139,15 +111,17 @@ pub(crate) fn decode_form(s: &str) -> Result<(SessionData, Form), SessionError> 
     let body = &trimmed[skip..];
     let bytes = b64::decode(body, lead + skip, WHAT)?;
     match form {
-        Form::Full => Ok((codec::decode(&bytes)?, Form::Full)),
-        Form::Compact => Ok((decode_compact_bytes(&bytes)?, Form::Compact)),
+        Form::Full => codec::decode(&bytes),
+        Form::Compact => decode_compact_bytes(&bytes),
     }
 }
 
 fn wrong_prefix(s: &str) -> SessionError {
     let shown: String = s.chars().take(4).collect();
-    let hint = match crate::foreign::import(s) {
-        Ok((_, format)) => format!(" (it is a {format} string: read it with `session_string::foreign::import`)"),
+    let hint = match session_interop::import_string(s) {
+        Ok(imported) => {
+            format!(" (it is a {} string: read it with `session_string::foreign::import`)", imported.format)
+        }
         Err(_) => String::new(),
     };
     SessionError::invalid(
@@ -266,14 +240,5 @@ mod tests {
             assert_eq!(read_varint(&mut r).map(unzigzag), Some(v));
             assert_eq!(r.remaining(), 0);
         }
-    }
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(parse_prefix("L1.AAAA"), Some((Form::Full, 1, 3)));
-        assert_eq!(parse_prefix("Lc12.AAAA"), Some((Form::Compact, 12, 5)));
-        assert_eq!(parse_prefix("LAAAA"), None);
-        assert_eq!(parse_prefix("L.AA"), None);
-        assert_eq!(parse_prefix("1AAA"), None);
     }
 }

@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use base64::Engine;
 use session_core::{AuthKey, DcFlags, DcKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
-use super::{home_with_key, single_dc, StringFormat};
-use session_interop::b64;
-use session_interop::reader::Reader;
+use crate::b64;
+use crate::reader::Reader;
+use crate::string_format::{home_with_key, single_dc, StringFormat};
 
 const WHAT: &str = "mtcute string session";
 
@@ -106,7 +106,7 @@ fn write_blob(out: &mut Vec<u8>, option: &DcOption, media: bool, test: bool) -> 
     write_tl_bytes(out, &blob)
 }
 
-pub(super) fn import(bytes: &[u8]) -> Result<SessionData, SessionError> {
+pub(crate) fn import(bytes: &[u8]) -> Result<SessionData, SessionError> {
     let mut r = Reader::new(bytes);
     let truncated = || err("truncated");
     let version = r.u8().ok_or_else(truncated)?;
@@ -161,7 +161,7 @@ pub(super) fn import(bytes: &[u8]) -> Result<SessionData, SessionError> {
     Ok(data)
 }
 
-pub(super) fn export(data: &SessionData) -> Result<String, SessionError> {
+pub(crate) fn export(data: &SessionData) -> Result<String, SessionError> {
     let (option, key, _) = home_with_key(data, StringFormat::MtcuteV3)?;
     // The media DC: a media-only option of the home DC, same address family first.
     let family = if option.addr.is_ipv6() { DcFlags::IPV6 } else { DcFlags::default() };

@@ -4,13 +4,13 @@
 use base64::Engine;
 use session_core::{dc_table, AuthKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
-use super::{home_with_key, single_dc, StringFormat};
-use session_interop::b64;
-use session_interop::reader::Reader;
+use crate::b64;
+use crate::reader::Reader;
+use crate::string_format::{home_with_key, single_dc, StringFormat};
 
 /// The three layouts Pyrogram has written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Layout {
+pub(crate) enum Layout {
     /// `>BI?256sQ?`: dc, api_id, test_mode, key, user_id, is_bot (271 bytes, 362 characters).
     Current,
     /// `>B?256sQ?`: dc, test_mode, key, user_id, is_bot (267 bytes, 356 characters).
@@ -20,7 +20,7 @@ pub(super) enum Layout {
 }
 
 impl Layout {
-    pub(super) fn from_len(len: usize) -> Option<Layout> {
+    pub(crate) fn from_len(len: usize) -> Option<Layout> {
         [Layout::Current, Layout::Legacy64, Layout::Legacy32].into_iter().find(|l| l.len() == len)
     }
 
@@ -32,7 +32,7 @@ impl Layout {
         }
     }
 
-    pub(super) fn format(self) -> StringFormat {
+    pub(crate) fn format(self) -> StringFormat {
         match self {
             Layout::Current => StringFormat::Pyrogram,
             Layout::Legacy64 => StringFormat::PyrogramLegacy,
@@ -50,7 +50,7 @@ fn bool_byte(b: u8, field: &str, what: &str) -> Result<bool, SessionError> {
 }
 
 /// Reads a Pyrogram-family string; the second value holds warnings about what was dropped.
-pub(super) fn import(bytes: &[u8], layout: Layout) -> Result<(SessionData, Vec<String>), SessionError> {
+pub(crate) fn import(bytes: &[u8], layout: Layout) -> Result<(SessionData, Vec<String>), SessionError> {
     let what = layout.format().name();
     let truncated = || SessionError::invalid(what, "truncated");
     let mut r = Reader::new(bytes);
@@ -105,7 +105,7 @@ fn dropped_api_id(what: &str, id: u32) -> String {
     )
 }
 
-pub(super) fn export(data: &SessionData, layout: Layout) -> Result<String, SessionError> {
+pub(crate) fn export(data: &SessionData, layout: Layout) -> Result<String, SessionError> {
     let format = layout.format();
     let what = format.name();
     let (_, key, dc) = home_with_key(data, format)?;

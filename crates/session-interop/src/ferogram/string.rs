@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use base64::Engine;
 use session_core::{AuthKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
 
-use super::{home_with_key, single_dc, StringFormat};
-use session_interop::b64;
-use session_interop::reader::Reader;
+use crate::b64;
+use crate::reader::Reader;
+use crate::string_format::{home_with_key, single_dc, StringFormat};
 
 /// Bytes of a compact string for an IPv4 address; IPv6 adds 12.
 const V2_LEN_V4: usize = 1 + 1 + 1 + 4 + 2 + 8 + AUTH_KEY_LEN;
@@ -15,7 +15,7 @@ const V2_LEN_V4: usize = 1 + 1 + 1 + 4 + 2 + 8 + AUTH_KEY_LEN;
 const V1_EXTRA: usize = 8 + 4 + 4;
 
 /// True when the length fits a compact string of the version in the first byte.
-pub(super) fn is_compact_len(bytes: &[u8]) -> bool {
+pub(crate) fn is_compact_len(bytes: &[u8]) -> bool {
     let extra = match bytes.first() {
         Some(1) => V1_EXTRA,
         Some(2) => 0,
@@ -24,7 +24,7 @@ pub(super) fn is_compact_len(bytes: &[u8]) -> bool {
     bytes.len() == V2_LEN_V4 + extra || bytes.len() == V2_LEN_V4 + 12 + extra
 }
 
-pub(super) fn import_compact(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionError> {
+pub(crate) fn import_compact(bytes: &[u8]) -> Result<(SessionData, StringFormat), SessionError> {
     let mut r = Reader::new(bytes);
     let version = r.u8().unwrap_or(0);
     let format = if version == 1 { StringFormat::FerogramCompactV1 } else { StringFormat::FerogramCompactV2 };
@@ -63,7 +63,7 @@ pub(super) fn import_compact(bytes: &[u8]) -> Result<(SessionData, StringFormat)
 
 /// Writes a compact string. V1's seq_no and layer are written as 0: we do not keep them, and
 /// ferogram ignores both when it restores a session.
-pub(super) fn export_compact(data: &SessionData, version: u8) -> Result<String, SessionError> {
+pub(crate) fn export_compact(data: &SessionData, version: u8) -> Result<String, SessionError> {
     let format = if version == 1 { StringFormat::FerogramCompactV1 } else { StringFormat::FerogramCompactV2 };
     let (option, key, dc) = home_with_key(data, format)?;
     let mut bytes = Vec::with_capacity(V2_LEN_V4 + 12 + V1_EXTRA);

@@ -55,4 +55,3 @@ pub fn encode_ferogram_v8(data: &SessionData) -> Result<Vec<u8>, SessionError> {
     }
     Ok(out)
 }
-

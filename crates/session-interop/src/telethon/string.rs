@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use base64::Engine;
 use session_core::{AuthKey, DcOption, SessionData, SessionError, AUTH_KEY_LEN};
 
-use super::{home_with_key, single_dc, StringFormat};
-use session_interop::b64::{self, Alphabet};
-use session_interop::reader::Reader;
+use crate::b64::{self, Alphabet};
+use crate::reader::Reader;
+use crate::string_format::{home_with_key, single_dc, StringFormat};
 
 const TELETHON: &str = "Telethon string session";
 const GRAMJS: &str = "GramJS string session";
@@ -17,7 +17,7 @@ const TELETHON_V4_LEN: usize = 1 + 4 + 2 + AUTH_KEY_LEN;
 const TELETHON_V6_LEN: usize = 1 + 16 + 2 + AUTH_KEY_LEN;
 
 /// Reads a `'1'`-prefixed string as Telethon or GramJS. `body` is what follows the `'1'`.
-pub(super) fn import_either(body: &str, offset: usize) -> Result<(SessionData, StringFormat), SessionError> {
+pub(crate) fn import_either(body: &str, offset: usize) -> Result<(SessionData, StringFormat), SessionError> {
     let bytes = b64::decode(body, offset, "Telethon or GramJS string session")?;
     let alphabet = Alphabet::of(body);
     let tele = telethon(&bytes);
@@ -122,7 +122,7 @@ fn gramjs(bytes: &[u8]) -> Result<SessionData, SessionError> {
     Ok(single_dc(DcOption::new(i32::from(dc), SocketAddr::new(ip, port)).with_auth_key(key)))
 }
 
-pub(super) fn export_telethon(data: &SessionData) -> Result<String, SessionError> {
+pub(crate) fn export_telethon(data: &SessionData) -> Result<String, SessionError> {
     let (option, key, dc) = home_with_key(data, StringFormat::Telethon)?;
     let mut bytes = Vec::with_capacity(TELETHON_V6_LEN);
     bytes.push(dc);
@@ -138,7 +138,7 @@ pub(super) fn export_telethon(data: &SessionData) -> Result<String, SessionError
     Ok(out)
 }
 
-pub(super) fn export_gramjs(data: &SessionData) -> Result<String, SessionError> {
+pub(crate) fn export_gramjs(data: &SessionData) -> Result<String, SessionError> {
     let (option, key, dc) = home_with_key(data, StringFormat::GramJs)?;
     let port = option.addr.port();
     if port > 0x7fff {

@@ -1,0 +1,3 @@
+//! mtcute: its version 3 string session and its `SqliteStorage` file (`@mtcute/node`).
+
+pub(crate) mod string;
