@@ -59,6 +59,7 @@
 mod checksum;
 mod chunks;
 mod codes;
+pub mod lease;
 mod migrations;
 mod plan;
 mod rows;

@@ -1,12 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
-mod chunks;
 pub mod foreign;
+mod lease;
 pub mod schema;
 mod trace;
 
 pub use backend::{Durability, SqliteBackend};
+pub use lease::SqliteLeases;
 
 /// The model, trait and store this crate plugs into, re-exported so that depending on this crate
 /// alone is enough (`session_core` is the same crate the other backends use).
