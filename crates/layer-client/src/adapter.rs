@@ -218,38 +218,54 @@ pub(crate) fn peer_info_of(data: &SessionData, id: PeerId) -> Option<PeerInfo> {
     }
 }
 
+/// Caches the peer at `key` with what grammers sent merged into what is already known: a hash
+/// (`auth`) replaces the known one and is no longer "min", no hash keeps the known one, and the
+/// kind (`kind_of`, given the known peer) always applies. A peer neither known nor sent with a
+/// hash is not cached, and nothing is pushed when the merge changes nothing. Returns the kind.
+fn merge_peer(
+    data: &SessionData,
+    key: PeerKey,
+    auth: Option<PeerAuth>,
+    kind_of: impl FnOnce(Option<&Peer>) -> PeerKind,
+    out: &mut Vec<Change>,
+) -> PeerKind {
+    let existing = data.peers.get(key);
+    let kind = kind_of(existing.as_ref());
+    let next = match (auth, &existing) {
+        (Some(a), Some(e)) => {
+            let mut n = e.clone();
+            n.access_hash = a.hash();
+            n.min = false;
+            n.kind = kind;
+            Some(n)
+        }
+        (Some(a), None) => Some(Peer::new(key.id, kind, a.hash())),
+        (None, Some(e)) => {
+            let mut n = e.clone();
+            n.kind = kind;
+            Some(n)
+        }
+        (None, None) => None,
+    };
+    if let Some(next) = next {
+        if existing.as_ref() != Some(&next) {
+            out.push(Change::UpsertPeer(next));
+        }
+    }
+    kind
+}
+
 /// The changes that cache `info`, merged with what is already known; none when nothing is new.
 pub(crate) fn peer_changes(data: &SessionData, info: &PeerInfo, out: &mut Vec<Change>) {
     match *info {
         PeerInfo::User { id, auth, bot, is_self } => {
-            let existing = data.peers.get(PeerKey::user(id));
-            let kind = match (bot, &existing) {
+            let kind_of = |existing: Option<&Peer>| match (bot, existing) {
                 (Some(true), _) => PeerKind::Bot,
                 (Some(false), _) => PeerKind::User,
                 (None, Some(e)) => e.kind,
                 (None, None) => PeerKind::User,
             };
-            let next = match (auth, &existing) {
-                (Some(a), Some(e)) => {
-                    let mut n = e.clone();
-                    n.access_hash = a.hash();
-                    n.min = false;
-                    n.kind = kind;
-                    Some(n)
-                }
-                (Some(a), None) => Some(Peer::new(id, kind, a.hash())),
-                (None, Some(e)) => {
-                    let mut n = e.clone();
-                    n.kind = kind;
-                    Some(n)
-                }
-                (None, None) => None,
-            };
-            if let Some(next) = next {
-                if existing.as_ref() != Some(&next) {
-                    out.push(Change::UpsertPeer(next));
-                }
-            }
+            let kind = merge_peer(data, PeerKey::user(id), auth, kind_of, out);
             if is_self == Some(true) {
                 let bot = bot.unwrap_or(kind == PeerKind::Bot);
                 let user = Some(SelfUser::new(id, bot));
@@ -268,33 +284,12 @@ pub(crate) fn peer_changes(data: &SessionData, info: &PeerInfo, out: &mut Vec<Ch
             }
         }
         PeerInfo::Channel { id, auth, kind } => {
-            let existing = data.peers.get(PeerKey::channel(id));
-            let kind = match (kind, &existing) {
+            let kind_of = |existing: Option<&Peer>| match (kind, existing) {
                 (Some(k), _) => peer_kind_of_channel(Some(k)),
                 (None, Some(e)) => e.kind,
                 (None, None) => PeerKind::Channel,
             };
-            let next = match (auth, &existing) {
-                (Some(a), Some(e)) => {
-                    let mut n = e.clone();
-                    n.access_hash = a.hash();
-                    n.min = false;
-                    n.kind = kind;
-                    Some(n)
-                }
-                (Some(a), None) => Some(Peer::new(id, kind, a.hash())),
-                (None, Some(e)) => {
-                    let mut n = e.clone();
-                    n.kind = kind;
-                    Some(n)
-                }
-                (None, None) => None,
-            };
-            if let Some(next) = next {
-                if existing.as_ref() != Some(&next) {
-                    out.push(Change::UpsertPeer(next));
-                }
-            }
+            merge_peer(data, PeerKey::channel(id), auth, kind_of, out);
         }
     }
 }
@@ -510,6 +505,46 @@ mod tests {
         assert_eq!(data.auth_key(2).map(|k| *k.as_bytes()), Some(key(4)));
         let copies: Vec<_> = data.dcs.values().map(|o| o.auth_key.as_ref().map(|k| *k.as_bytes())).collect();
         assert!(copies.iter().all(|k| *k == Some(key(4))), "no stale key left on any entry");
+    }
+
+    /// What grammers leaves out is kept, what it sends replaces; the same rules for users and
+    /// channels (one merge serves both).
+    #[test]
+    fn peer_merges_keep_what_grammers_left_out() {
+        let mut data = SessionData::default();
+        data.apply_all(&[
+            Change::UpsertPeer(Peer::new(5, PeerKind::User, 50).with_min(true).with_usernames(vec!["u".into()])),
+            Change::UpsertPeer(Peer::new(6, PeerKind::Megagroup, 60).with_min(true).with_usernames(vec!["c".into()])),
+        ]);
+        let changes = |info: PeerInfo| {
+            let mut out = Vec::new();
+            peer_changes(&data, &info, &mut out);
+            out
+        };
+        let upserted = |out: Vec<Change>| match out.as_slice() {
+            [Change::UpsertPeer(p)] => (p.kind, p.access_hash, p.min, p.usernames.clone()),
+            other => panic!("expected one upsert, got {other:?}"),
+        };
+        // A full hash replaces a min one; usernames stay.
+        let user = PeerInfo::User { id: 5, auth: Some(PeerAuth::from_hash(51)), bot: None, is_self: None };
+        assert_eq!(upserted(changes(user)), (PeerKind::User, 51, false, vec!["u".to_owned()]));
+        let channel = PeerInfo::Channel { id: 6, auth: Some(PeerAuth::from_hash(61)), kind: None };
+        assert_eq!(upserted(changes(channel)), (PeerKind::Megagroup, 61, false, vec!["c".to_owned()]));
+        // No hash: the known one (min) stays, a new kind applies.
+        let user = PeerInfo::User { id: 5, auth: None, bot: Some(true), is_self: None };
+        assert_eq!(upserted(changes(user)), (PeerKind::Bot, 50, true, vec!["u".to_owned()]));
+        let channel = PeerInfo::Channel { id: 6, auth: None, kind: Some(ChannelKind::Broadcast) };
+        assert_eq!(upserted(changes(channel)), (PeerKind::Broadcast, 60, true, vec!["c".to_owned()]));
+        // Nothing new, or nothing to cache: no change.
+        assert!(changes(PeerInfo::User { id: 5, auth: None, bot: None, is_self: None }).is_empty());
+        assert!(changes(PeerInfo::Channel { id: 6, auth: None, kind: None }).is_empty());
+        assert!(changes(PeerInfo::User { id: 8, auth: None, bot: Some(true), is_self: None }).is_empty());
+        assert!(changes(PeerInfo::Channel { id: 9, auth: None, kind: Some(ChannelKind::Megagroup) }).is_empty());
+        // Unknown with a hash: cached with the kind sent, or the id space's default.
+        let user = PeerInfo::User { id: 8, auth: Some(PeerAuth::from_hash(80)), bot: None, is_self: None };
+        assert_eq!(upserted(changes(user)), (PeerKind::User, 80, false, Vec::new()));
+        let channel = PeerInfo::Channel { id: 9, auth: Some(PeerAuth::from_hash(90)), kind: None };
+        assert_eq!(upserted(changes(channel)), (PeerKind::Channel, 90, false, Vec::new()));
     }
 
     #[test]
