@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use session_core::{SessionData, SessionError};
-use session_sqlite::schema::{self, SessionRows, SqlValueRef};
+use session_sql::{self as schema, SessionRows, SqlValueRef};
 
 /// The first bytes of every SQLite database file.
 pub const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod remote;
+#[cfg(feature = "local")]
 mod replica;
 mod trace;
 
@@ -9,10 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use session_core::{codec, BoxError};
-use session_sqlite::{schema, SqliteBackend};
+#[cfg(feature = "local")]
+use session_sqlite::SqliteBackend;
 use tracing::field::Empty;
 use tracing::Span;
 
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use session_sqlite::Durability;
 
 /// The model, trait and store this crate plugs into, re-exported so that depending on this crate
@@ -21,6 +26,7 @@ pub use session_core;
 pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
 
 use crate::remote::Remote;
+#[cfg(feature = "local")]
 use crate::replica::Replica;
 
 /// Where a [`LibSqlBackend`] keeps the session.
@@ -37,7 +43,7 @@ pub enum Mode {
     Replica,
 }
 
-/// A session in the schema of `session_sqlite::schema`, kept in a local file, on a libSQL
+/// A session in the schema of `session_sql`, kept in a local file, on a libSQL
 /// server (Turso, sqld), or in both (an embedded replica). See the crate docs for what each
 /// mode promises.
 ///
@@ -50,8 +56,10 @@ pub struct LibSqlBackend {
 
 #[derive(Debug)]
 enum Inner {
+    #[cfg(feature = "local")]
     Local(SqliteBackend, Mode),
     Remote(Remote),
+    #[cfg(feature = "local")]
     Replica(Replica),
 }
 
@@ -62,6 +70,8 @@ fn boxed(e: SessionError) -> BoxError {
 impl LibSqlBackend {
     /// Opens (or creates) a local session database at `path`: exactly a
     /// [`SqliteBackend`] file (same engine, schema, durability and single-owner lock).
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
     pub async fn open_local(path: impl AsRef<Path>) -> Result<Self, SessionError> {
         Self::open_local_with(path, Durability::default()).await
     }
@@ -69,6 +79,8 @@ impl LibSqlBackend {
     /// [`open_local`](Self::open_local) with another durability level than the default
     /// ([`Durability::PowerLoss`]: every write fsynced before it is acknowledged); see
     /// `session-sqlite`.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
     pub async fn open_local_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
         let path = path.as_ref();
         let span = tracing::info_span!(
@@ -83,6 +95,8 @@ impl LibSqlBackend {
     }
 
     /// A session database in memory: same schema and rules, nothing survives the backend.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
     pub async fn in_memory() -> Result<Self, SessionError> {
         let span = tracing::info_span!("open", backend = "libsql-memory", path = ":memory:", elapsed_us = Empty);
         let local = trace::timed(span, SqliteBackend::in_memory()).await?;
@@ -125,6 +139,8 @@ impl LibSqlBackend {
     /// Reads are served by the copy; writes go to the server first and then to the copy. The
     /// copy is brought up to date now (the server must answer), on every write, and by
     /// [`sync`](Self::sync). See the crate docs.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
     pub async fn open_replica(path: impl AsRef<Path>, url: &str, auth_token: &str) -> Result<Self, SessionError> {
         // The copy is pulled whole on every open, so it needs no fsync: a copy cut short by a
         // crash is replaced before anything reads it.
@@ -148,8 +164,10 @@ impl LibSqlBackend {
     /// Which mode this backend runs in.
     pub fn mode(&self) -> Mode {
         match &self.inner {
+            #[cfg(feature = "local")]
             Inner::Local(_, mode) => *mode,
             Inner::Remote(_) => Mode::Remote,
+            #[cfg(feature = "local")]
             Inner::Replica(_) => Mode::Replica,
         }
     }
@@ -157,8 +175,10 @@ impl LibSqlBackend {
     /// The local file (local and replica modes).
     pub fn path(&self) -> Option<&Path> {
         match &self.inner {
+            #[cfg(feature = "local")]
             Inner::Local(l, _) => l.path(),
             Inner::Remote(_) => None,
+            #[cfg(feature = "local")]
             Inner::Replica(r) => r.local.path(),
         }
     }
@@ -167,8 +187,10 @@ impl LibSqlBackend {
     /// `https://`).
     pub fn url(&self) -> Option<&str> {
         match &self.inner {
+            #[cfg(feature = "local")]
             Inner::Local(..) => None,
             Inner::Remote(r) => Some(&r.resource),
+            #[cfg(feature = "local")]
             Inner::Replica(r) => Some(&r.remote.resource),
         }
     }
@@ -178,6 +200,7 @@ impl LibSqlBackend {
     /// Other modes have nothing to sync and return `Ok(false)`.
     pub async fn sync(&self) -> Result<bool, SessionError> {
         match &self.inner {
+            #[cfg(feature = "local")]
             Inner::Replica(r) => {
                 let span = tracing::debug_span!(
                     "sync",
@@ -228,8 +251,10 @@ impl LibSqlBackend {
         let span = self.span("load", None);
         let load = async {
             match &self.inner {
+                #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.load_session().await.map_err(|e| SessionError::from_boxed(e, self.name())),
                 Inner::Remote(r) => Ok(r.load().await?.0),
+                #[cfg(feature = "local")]
                 Inner::Replica(r) => r.load().await,
             }
         };
@@ -245,8 +270,10 @@ impl LibSqlBackend {
         span.record("peers", data.peers.len());
         let save = async {
             match &self.inner {
+                #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(schema::save_plan(data)).await.map(drop),
+                Inner::Remote(r) => r.write(session_sql::save_plan(data)).await.map(drop),
+                #[cfg(feature = "local")]
                 Inner::Replica(r) => r.save_session(data).await,
             }
         };
@@ -289,8 +316,10 @@ impl SessionBackend for LibSqlBackend {
     async fn delete(&self) -> Result<(), BoxError> {
         let delete = async {
             match &self.inner {
+                #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.delete().await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(schema::delete_plan()).await.map(drop),
+                Inner::Remote(r) => r.write(session_sql::delete_plan()).await.map(drop),
+                #[cfg(feature = "local")]
                 Inner::Replica(r) => r.delete().await,
             }
         };
@@ -317,10 +346,12 @@ impl SessionBackend for LibSqlBackend {
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         let persist = async {
             match &self.inner {
+                #[cfg(feature = "local")]
                 Inner::Local(l, _) => {
                     l.persist(changes, full).await.map_err(|e| SessionError::from_boxed(e, self.name()))
                 }
-                Inner::Remote(r) => r.write(schema::persist_plan(changes, full)?).await.map(drop),
+                Inner::Remote(r) => r.write(session_sql::persist_plan(changes, full)?).await.map(drop),
+                #[cfg(feature = "local")]
                 Inner::Replica(r) => r.persist(changes, full).await,
             }
         };

@@ -1,11 +1,11 @@
-//! The remote side: session-sqlite's schema on a libSQL server, over Hrana (HTTP) with the
+//! The remote side: session-sql's schema on a libSQL server, over Hrana (HTTP) with the
 //! `libsql` crate's remote client.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use session_core::{SessionData, SessionError};
-use session_sqlite::schema::{self, SessionRows, SqlValue, SqlValueRef, Statement};
+use session_sql::{self as schema, SessionRows, SqlValue, SqlValueRef, Statement};
 use tokio::sync::Mutex;
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber as _;
@@ -289,7 +289,8 @@ impl Remote {
         }))
     }
 
-    /// The server's generation counter now.
+    /// The server's generation counter now (the embedded replica's check for other writers).
+    #[cfg(feature = "local")]
     pub(crate) async fn generation(&self) -> Result<Generation, SessionError> {
         let conn = self.conn.lock().await;
         self.timed(&conn, async {

@@ -2,7 +2,7 @@
 //! in step with the primary.
 
 use session_core::{Change, SessionBackend, SessionData, SessionError};
-use session_sqlite::{schema, SqliteBackend};
+use session_sqlite::SqliteBackend;
 use tokio::sync::Mutex;
 
 use crate::remote::{Generation, Remote};
@@ -62,19 +62,19 @@ impl Replica {
 
     pub(crate) async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(schema::persist_plan(changes, full)?).await?;
+        let written = self.remote.write(session_sql::persist_plan(changes, full)?).await?;
         self.settle(&mut synced, written, Local::Persist(changes, full)).await
     }
 
     pub(crate) async fn save_session(&self, data: &SessionData) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(schema::save_plan(data)).await?;
+        let written = self.remote.write(session_sql::save_plan(data)).await?;
         self.settle(&mut synced, written, Local::Save(data)).await
     }
 
     pub(crate) async fn delete(&self) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(schema::delete_plan()).await?;
+        let written = self.remote.write(session_sql::delete_plan()).await?;
         self.settle(&mut synced, written, Local::Delete).await
     }
 

@@ -268,7 +268,7 @@ async fn schema_versions_and_foreign_databases() {
     }
     // A second open of an up-to-date database does not migrate again.
     LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
-    let version = session_sqlite::schema::SCHEMA_VERSION;
+    let version = session_sql::SCHEMA_VERSION;
     conn.execute(&format!("PRAGMA user_version = {}", version + 1), ()).await.unwrap();
     let e = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap_err();
     assert!(matches!(e, SessionError::UnsupportedVersion { found, .. } if found == version + 1), "{e}");
@@ -368,13 +368,13 @@ async fn a_version_2_server_database_is_migrated_with_checksums() {
     let dir = tempfile::tempdir().unwrap();
     let sqld = Sqld::start(&dir.path().join("server"), None);
     let conn = raw(&sqld.url(), "").await;
-    let v1: String = session_sqlite::schema::MIGRATIONS[0]
+    let v1: String = session_sql::MIGRATIONS[0]
         .split(';')
         .filter(|s| !s.trim().is_empty() && !s.to_ascii_lowercase().contains("application_id"))
         .map(|s| format!("{s};"))
         .collect();
     conn.execute_batch(&v1).await.unwrap();
-    conn.execute_batch(session_sqlite::schema::MIGRATIONS[1]).await.unwrap();
+    conn.execute_batch(session_sql::MIGRATIONS[1]).await.unwrap();
     conn.execute_batch(
         "INSERT INTO session (id, home_dc, pts, qts, date, seq) VALUES (0, 2, 10, 2, 3, 4);
          INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset)

@@ -1,4 +1,4 @@
-//! `SqliteBackend`: the schema of [`crate::schema`] in a SQLite file, driven by `rusqlite` on
+//! `SqliteBackend`: the schema of [`session_sql`] in a SQLite file, driven by `rusqlite` on
 //! blocking threads.
 
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use session_core::{
 use tracing::field::Empty;
 use tracing::Span;
 
-use crate::schema::{self, Known, SessionRows, SqlValue, SqlValueRef, Statement, Table};
 use crate::trace::{micros, timed, timed_sync};
+use session_sql::{Known, SessionRows, SqlValue, SqlValueRef, Statement, Table};
 
 const NAME: &str = "sqlite";
 
@@ -87,7 +87,7 @@ impl SqliteBackend {
     /// - A path that names a FIFO, a device, a directory or an empty file is refused at once
     ///   with [`SessionError::Invalid`], without opening it.
     /// - Every row carries a checksum, and the session row the sums of the other tables' (see
-    ///   [`crate::schema`]): a load that meets a changed, missing or extra row, or rows without
+    ///   [`session_sql`]): a load that meets a changed, missing or extra row, or rows without
     ///   their session row, gives [`SessionError::Corrupt`] with a copy of the database kept.
     /// - Another owner (another process, or another backend in this process) makes this fail at
     ///   once with [`SessionError::Locked`] naming its pid.
@@ -277,7 +277,7 @@ impl SessionBackend for SqliteBackend {
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         // Refuse unknown changes here, before the blocking hop.
-        drop(schema::persist_plan(changes, full)?);
+        drop(session_sql::persist_plan(changes, full)?);
         let critical = changes.iter().any(Change::is_critical);
         let span = tracing::debug_span!(
             "persist",
@@ -382,7 +382,7 @@ impl RowCounts {
             match c {
                 Change::UpsertPeer(_) => self.overlay += 1,
                 // The plan records a removal only where this says so.
-                Change::RemovePeer(key) if schema::may_be_chunked(chunked, *key) => self.removals += 1,
+                Change::RemovePeer(key) if session_sql::may_be_chunked(chunked, *key) => self.removals += 1,
                 Change::LogOut => {
                     (self.chunked, self.overlay, self.removals) = (0, 0, 0);
                     chunked = Some(&[]);
@@ -483,7 +483,7 @@ impl Db {
             if !tables.is_empty() {
                 return Err(foreign_database(&self.resource, &tables).into());
             }
-        } else if app_id != i64::from(schema::APPLICATION_ID) {
+        } else if app_id != i64::from(session_sql::APPLICATION_ID) {
             return Err(SessionError::invalid(
                 format!("session database {}", self.resource),
                 format!("its application_id is {app_id:#x}, not layer-client's; it belongs to another program"),
@@ -491,7 +491,7 @@ impl Db {
             .into());
         }
         // Refuse a newer schema before anything below changes the file.
-        let steps: Vec<(u32, &str)> = schema::migrations_from(version)?.collect();
+        let steps: Vec<(u32, &str)> = session_sql::migrations_from(version)?.collect();
         if file.is_some() {
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
@@ -530,7 +530,7 @@ impl Db {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             backfill(&tx, target, &self.resource)?;
-            tx.execute_batch(&schema::set_version_sql(target))?;
+            tx.execute_batch(&session_sql::set_version_sql(target))?;
             tx.commit()?;
             tracing::info!(path = %self.resource, from, to = target, "migrated the session schema one version up");
             from = target;
@@ -556,7 +556,7 @@ impl Db {
     fn save(&mut self, data: &SessionData) -> Result<(), DbError> {
         let resource = self.resource.clone();
         let mut ranges = Vec::new();
-        self.write(schema::save_plan(data), true, |tx| {
+        self.write(session_sql::save_plan(data), true, |tx| {
             ranges = read_ranges(tx, &resource)?;
             Ok(())
         })?;
@@ -566,7 +566,7 @@ impl Db {
     }
 
     fn delete(&mut self) -> Result<(), DbError> {
-        self.write(schema::delete_plan(), true, |_| Ok(()))?;
+        self.write(session_sql::delete_plan(), true, |_| Ok(()))?;
         self.rows = RowCounts::default();
         self.ranges.clear();
         Ok(())
@@ -582,7 +582,7 @@ impl Db {
             chunk_ranges: Some(&self.ranges),
         };
         // The plan borrows the ranges: built into statements before the write borrows `self`.
-        let plan: Vec<Statement> = schema::persist_plan_known(changes, full, known)?.collect();
+        let plan: Vec<Statement> = session_sql::persist_plan_known(changes, full, known)?.collect();
         let mut after = self.rows.after(changes, &self.ranges);
         let fold = after.fold_due();
         let logout = changes.iter().any(|c| matches!(c, Change::LogOut));
@@ -653,7 +653,7 @@ impl Db {
         // One read transaction: every table is read from the same snapshot.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let mut rows = SessionRows::new(self.resource.clone());
-        read_rows(&tx, schema::LOAD_QUERIES, &mut rows, &self.resource)?;
+        read_rows(&tx, session_sql::LOAD_QUERIES, &mut rows, &self.resource)?;
         tx.commit()?;
         Ok(rows.finish()?)
     }
@@ -766,11 +766,11 @@ fn schema_columns() -> Result<&'static [(&'static str, Vec<String>)], DbError> {
         return Ok(columns);
     }
     let conn = Connection::open_in_memory()?;
-    for (_, sql) in schema::migrations_from(0)? {
+    for (_, sql) in session_sql::migrations_from(0)? {
         conn.execute_batch(sql)?;
     }
     let columns =
-        schema::TABLES.iter().map(|t| Ok((*t, table_columns(&conn, t)?))).collect::<Result<Vec<_>, DbError>>()?;
+        session_sql::TABLES.iter().map(|t| Ok((*t, table_columns(&conn, t)?))).collect::<Result<Vec<_>, DbError>>()?;
     Ok(COLUMNS.get_or_init(|| columns))
 }
 
@@ -941,7 +941,7 @@ fn execute(conn: &Connection, plan: impl Iterator<Item = Statement>) -> Result<(
             current = Some((st.sql, conn.prepare_cached(st.sql)?));
         }
         if let Some((_, stmt)) = current.as_mut() {
-            stmt.execute(params_from_iter(st.params.iter()))?;
+            stmt.execute(params_from_iter(st.params.iter().map(Param)))?;
         }
     }
     Ok(())
@@ -961,7 +961,7 @@ fn count_rows(conn: &Connection) -> Result<RowCounts, DbError> {
 
 /// The key range of every chunk, in order.
 fn read_ranges(conn: &Connection, resource: &str) -> Result<Vec<(PeerKey, PeerKey)>, DbError> {
-    let mut stmt = conn.prepare_cached(schema::LOAD_CHUNK_RANGES)?;
+    let mut stmt = conn.prepare_cached(session_sql::LOAD_CHUNK_RANGES)?;
     let mut query = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = query.next()? {
@@ -969,7 +969,7 @@ fn read_ranges(conn: &Connection, resource: &str) -> Result<Vec<(PeerKey, PeerKe
         for (i, slot) in values.iter_mut().enumerate() {
             *slot = value_ref(row.get_ref(i)?, resource)?;
         }
-        out.push(schema::chunk_range(resource, &values)?);
+        out.push(session_sql::chunk_range(resource, &values)?);
     }
     Ok(out)
 }
@@ -996,11 +996,11 @@ fn read_rows(
     Ok(())
 }
 
-/// Inside the migration to `target`: the statements of [`schema::backfill_statement`] for every
-/// row its [`schema::backfill_queries`] read (all read before any is written), then
-/// [`schema::backfill_sums`].
+/// Inside the migration to `target`: the statements of [`session_sql::backfill_statement`] for every
+/// row its [`session_sql::backfill_queries`] read (all read before any is written), then
+/// [`session_sql::backfill_sums`].
 fn backfill(conn: &Connection, target: u32, resource: &str) -> Result<(), DbError> {
-    for (table, sql) in schema::backfill_queries(target) {
+    for (table, sql) in session_sql::backfill_queries(target) {
         let mut plan = Vec::new();
         let mut stmt = conn.prepare(sql)?;
         let n = stmt.column_count();
@@ -1010,13 +1010,13 @@ fn backfill(conn: &Connection, target: u32, resource: &str) -> Result<(), DbErro
             for i in 0..n {
                 values.push(value_ref(row.get_ref(i)?, resource)?);
             }
-            plan.push(schema::backfill_statement(*table, &values)?);
+            plan.push(session_sql::backfill_statement(*table, &values)?);
         }
         drop(query);
         drop(stmt);
         execute(conn, plan.into_iter())?;
     }
-    if let Some(sql) = schema::backfill_sums(target) {
+    if let Some(sql) = session_sql::backfill_sums(target) {
         conn.execute_batch(sql)?;
     }
     Ok(())
@@ -1042,9 +1042,9 @@ fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError>
     let start = (!span.is_disabled()).then(std::time::Instant::now);
     let _entered = span.enter();
     let mut rows = SessionRows::new(resource);
-    read_rows(conn, schema::LOAD_PEER_QUERIES, &mut rows, resource)?;
+    read_rows(conn, session_sql::LOAD_PEER_QUERIES, &mut rows, resource)?;
     let peers = rows.finish_peers()?;
-    execute(conn, schema::compact_plan(&peers))?;
+    execute(conn, session_sql::compact_plan(&peers))?;
     if let Some(start) = start {
         span.record("peers", peers.len());
         span.record("elapsed_us", micros(start));
@@ -1058,7 +1058,7 @@ fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError>
     Ok(RowCounts::saved(peers.len()))
 }
 
-fn value_ref<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, SessionError> {
+pub(crate) fn value_ref<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, SessionError> {
     Ok(match v {
         ValueRef::Null => SqlValueRef::Null,
         ValueRef::Integer(i) => SqlValueRef::Integer(i),
@@ -1070,9 +1070,13 @@ fn value_ref<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, Ses
     })
 }
 
-impl ToSql for SqlValue {
+/// A plan's parameter bound through rusqlite (a wrapper: `SqlValue` is `session-sql`'s type and
+/// `ToSql` rusqlite's, so neither crate's impl may be written here on the bare type).
+pub(crate) struct Param<'a>(pub(crate) &'a SqlValue);
+
+impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
             SqlValue::Null => ValueRef::Null,
             SqlValue::Integer(v) => ValueRef::Integer(*v),
             SqlValue::Real(v) => ValueRef::Real(*v),

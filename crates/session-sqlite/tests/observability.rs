@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 use session_core::{Change, SessionBackend, SessionData, SessionError, SessionStore};
-use session_sqlite::{schema, SqliteBackend};
+use session_sqlite::SqliteBackend;
 use session_testkit::capture::{self, secret_changes, Secrets};
 
 const T: &str = "session_sqlite";
@@ -58,8 +58,8 @@ async fn operations_are_traced_without_secrets() {
     let old = dir.path().join("v2.db");
     {
         let conn = Connection::open(&old).expect("raw");
-        conn.execute_batch(schema::MIGRATIONS[0]).expect("v1");
-        conn.execute_batch(schema::MIGRATIONS[1]).expect("v2");
+        conn.execute_batch(session_sql::MIGRATIONS[0]).expect("v1");
+        conn.execute_batch(session_sql::MIGRATIONS[1]).expect("v2");
         conn.execute_batch("PRAGMA user_version = 2; PRAGMA journal_mode = WAL;").expect("version");
     }
     drop(SqliteBackend::open(&old).await.expect("migrate"));
@@ -95,7 +95,7 @@ async fn operations_are_traced_without_secrets() {
     log.expect_span(
         T,
         "migrate",
-        &[("path", Some(&old_shown)), ("from", Some("2")), ("to", Some(&schema::SCHEMA_VERSION.to_string()))],
+        &[("path", Some(&old_shown)), ("from", Some("2")), ("to", Some(&session_sql::SCHEMA_VERSION.to_string()))],
     );
     log.expect_event(T, "migrated the session schema one version up", &[("from", Some("2")), ("to", Some("3"))]);
     // The store's own spans, for every backend.

@@ -5,7 +5,7 @@ mod common;
 
 use rusqlite::Connection;
 use session_core::{Change, Peer, PeerKind, SessionBackend, SessionData, SessionError};
-use session_sqlite::{schema, SqliteBackend};
+use session_sqlite::SqliteBackend;
 
 fn inject_failure(path: &std::path::Path) -> Connection {
     let conn = Connection::open(path).expect("second connection");
@@ -66,7 +66,7 @@ async fn a_newer_schema_version_is_refused_untouched() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("newer.db");
     SqliteBackend::open(&path).await.expect("create").close().await.expect("close");
-    let newer = schema::SCHEMA_VERSION + 1;
+    let newer = session_sql::SCHEMA_VERSION + 1;
     // As a newer build might leave it: another version, and not in WAL mode.
     Connection::open(&path)
         .expect("raw")
@@ -75,7 +75,7 @@ async fn a_newer_schema_version_is_refused_untouched() {
     let before = std::fs::read(&path).expect("read");
     match SqliteBackend::open(&path).await {
         Err(SessionError::UnsupportedVersion { found, supported, .. }) => {
-            assert_eq!((found, supported), (newer, schema::SCHEMA_VERSION));
+            assert_eq!((found, supported), (newer, session_sql::SCHEMA_VERSION));
         }
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
@@ -107,7 +107,7 @@ async fn migrations_record_the_version_and_application_id() {
     let version: u32 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
     let app: i32 = raw.query_row("PRAGMA application_id", [], |r| r.get(0)).expect("app id");
     let mode: String = raw.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("journal");
-    assert_eq!((version, app, mode.as_str()), (schema::SCHEMA_VERSION, schema::APPLICATION_ID, "wal"));
+    assert_eq!((version, app, mode.as_str()), (session_sql::SCHEMA_VERSION, session_sql::APPLICATION_ID, "wal"));
 }
 
 /// A database written by schema version 1 (peers as one row each) opens migrated, loads the
@@ -118,7 +118,7 @@ async fn a_version_1_database_is_migrated_and_folded() {
     let path = dir.path().join("v1.db");
     {
         let conn = Connection::open(&path).expect("raw");
-        conn.execute_batch(schema::MIGRATIONS[0]).expect("v1 tables");
+        conn.execute_batch(session_sql::MIGRATIONS[0]).expect("v1 tables");
         conn.execute_batch("PRAGMA user_version = 1; PRAGMA journal_mode = WAL;").expect("v1");
         conn.execute_batch("INSERT INTO session (id, home_dc) VALUES (0, 2)").expect("session row");
         let mut insert = conn
@@ -155,7 +155,7 @@ async fn a_version_1_database_is_migrated_and_folded() {
 
     let raw = Connection::open(&path).expect("raw");
     let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).expect("count") };
-    assert_eq!(count("PRAGMA user_version"), i64::from(schema::SCHEMA_VERSION));
+    assert_eq!(count("PRAGMA user_version"), i64::from(session_sql::SCHEMA_VERSION));
     assert_eq!(count("SELECT count(*) FROM peers"), 0, "the overlay was folded");
     assert_eq!(count("SELECT count(*) FROM peer_removals"), 0);
     assert_eq!(count("SELECT sum(peers) FROM peer_chunks"), 9_999);
@@ -174,8 +174,8 @@ async fn a_version_2_database_is_migrated_with_checksums() {
     let key: Vec<u8> = (0..256u32).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
     {
         let conn = Connection::open(&path).expect("raw");
-        conn.execute_batch(schema::MIGRATIONS[0]).expect("v1 tables");
-        conn.execute_batch(schema::MIGRATIONS[1]).expect("v2 tables");
+        conn.execute_batch(session_sql::MIGRATIONS[0]).expect("v1 tables");
+        conn.execute_batch(session_sql::MIGRATIONS[1]).expect("v2 tables");
         conn.execute_batch("PRAGMA user_version = 2; PRAGMA journal_mode = WAL;").expect("v2");
         conn.execute_batch(
             "INSERT INTO session (id, home_dc, user_id, user_bot, pts, qts, date, seq) VALUES (0, 2, 77, 0, 10, 2, 3, 4);
@@ -211,7 +211,7 @@ async fn a_version_2_database_is_migrated_with_checksums() {
     {
         let raw = Connection::open(&path).expect("raw");
         let version: u32 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
-        assert_eq!(version, schema::SCHEMA_VERSION);
+        assert_eq!(version, session_sql::SCHEMA_VERSION);
         for table in ["session", "dcs", "channels", "peers", "peer_removals", "min_contexts"] {
             let unsummed: i64 =
                 raw.query_row(&format!("SELECT count(*) FROM {table} WHERE crc = 0"), [], |r| r.get(0)).expect("crc");
