@@ -1,0 +1,329 @@
+//! The read path: the session and its generation in one read transaction, the small tables in
+//! one batch, the large ones in pages of JSON the server builds, and the peer chunks (blobs) a
+//! few per request.
+
+use session_core::{SessionData, SessionError};
+use session_sql::{SessionRows, SqlValueRef, Table, LOAD_PEER_CHUNKS_AFTER, LOAD_QUERIES};
+
+use super::errors::too_large;
+use super::transport::{collect, value_ref};
+use super::{Generation, Remote, GENERATION_TABLE, READ_GENERATION};
+
+impl Remote {
+    /// The stored session and the generation it belongs to, read in one transaction.
+    ///
+    /// Round trips: `BEGIN`, one batch for the generation and the small tables, one request per
+    /// page of [`PAGE_ROWS`] peers (and channels), `COMMIT`. Pages come back as one JSON text per
+    /// page built by the server (`json_group_array`), which is several times cheaper to move and
+    /// decode than Hrana's per-value encoding.
+    pub(crate) async fn load(&self) -> Result<(Option<SessionData>, Generation), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+            let mut out = SessionRows::new(self.resource.clone());
+            let small: Vec<(Table, &str)> =
+                LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t) && !is_blobs(*t)).collect();
+            let mut sql = String::from(READ_GENERATION);
+            for (_, q) in &small {
+                sql.push_str(";\n");
+                sql.push_str(q);
+            }
+            let mut results = tx.execute_batch(&sql).await.map_err(|e| self.map(e))?;
+            let mut sets = Vec::new();
+            while let Some(rows) = results.next_stmt_row() {
+                sets.push(match rows {
+                    Some(rows) => Some(collect(rows).await.map_err(|e| self.map(e))?),
+                    None => None,
+                });
+            }
+            let generation = match sets.first().and_then(|s| s.as_ref()).and_then(|rows| rows.first()) {
+                Some(row) => match row.first() {
+                    Some(libsql::Value::Integer(v)) => *v,
+                    _ => {
+                        return Err(SessionError::corrupt(
+                            &self.resource,
+                            format!("{GENERATION_TABLE}: not an integer"),
+                        ))
+                    }
+                },
+                // The counter row always exists: no row means the server withheld the rows of the
+                // batch (it may: batches ask for none). Read each query on its own instead.
+                None => {
+                    sets.clear();
+                    for q in std::iter::once(READ_GENERATION).chain(small.iter().map(|(_, q)| *q)) {
+                        let rows = tx.query(q, ()).await.map_err(|e| self.map(e))?;
+                        sets.push(Some(collect(rows).await.map_err(|e| self.map(e))?));
+                    }
+                    match sets.first().and_then(|s| s.as_ref()).and_then(|r| r.first()).and_then(|r| r.first()) {
+                        Some(libsql::Value::Integer(v)) => *v,
+                        _ => {
+                            return Err(SessionError::corrupt(
+                                &self.resource,
+                                format!("{GENERATION_TABLE}: no counter row"),
+                            ))
+                        }
+                    }
+                }
+            };
+            if sets.len() != small.len() + 1 {
+                return Err(SessionError::Backend {
+                    backend: "libsql".to_owned(),
+                    source: format!("the server answered {} of {} queries", sets.len(), small.len() + 1).into(),
+                });
+            }
+            for ((table, _), rows) in small.iter().zip(sets.iter().skip(1)) {
+                for row in rows.iter().flatten() {
+                    let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                    out.row(*table, &refs)?;
+                }
+            }
+            // In the order of `LOAD_QUERIES`: chunks before the peer rows over them.
+            for (table, q) in LOAD_QUERIES {
+                if is_blobs(table) {
+                    self.load_chunk_pages(&tx, table, &mut out).await?;
+                } else if is_large(table) {
+                    self.load_pages(&tx, table, q, &mut out).await?;
+                }
+            }
+            tx.commit().await.map_err(|e| self.map(e))?;
+            Ok((out.finish()?, generation))
+        })
+        .await
+    }
+
+    /// Reads a possibly large table in pages of JSON built by the server.
+    async fn load_pages(
+        &self,
+        tx: &libsql::Transaction,
+        table: Table,
+        query: &str,
+        out: &mut SessionRows,
+    ) -> Result<(), SessionError> {
+        let Some(columns) = select_columns(query) else {
+            return self.load_plain(tx, table, query, out).await;
+        };
+        let mut offset: u64 = 0;
+        let mut page: u64 = PAGE_ROWS;
+        loop {
+            let sql = format!(
+                "SELECT count(*), json_group_array(json_array({})) FROM ({query} LIMIT {page} OFFSET {offset})",
+                columns.join(", ")
+            );
+            let rows = match tx.execute_batch(&sql).await {
+                Ok(mut results) => match results.next_stmt_row().flatten() {
+                    Some(rows) => collect(rows).await.map_err(|e| self.map(e))?,
+                    None => Vec::new(),
+                },
+                Err(e) if too_large(&e) && page > 1 => {
+                    page /= 2;
+                    continue;
+                }
+                Err(e) => return Err(self.map(e)),
+            };
+            // An aggregate always returns one row; none means the server withheld batch rows.
+            let Some(row) = rows.first() else {
+                return self.load_plain(tx, table, query, out).await;
+            };
+            let (Some(libsql::Value::Integer(n)), Some(libsql::Value::Text(json))) = (row.first(), row.get(1)) else {
+                return Err(SessionError::corrupt(&self.resource, "a page of rows that is not JSON text"));
+            };
+            let decoded: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
+                .map_err(|e| SessionError::corrupt(&self.resource, format!("a page of rows: {e}")))?;
+            let bad = || SessionError::corrupt(&self.resource, "a page of rows with a value JSON cannot carry exactly");
+            let mut refs = [SqlValueRef::Null; 16];
+            for values in &decoded {
+                if values.len() > refs.len() {
+                    return Err(SessionError::corrupt(&self.resource, "a row with too many columns"));
+                }
+                for (slot, v) in refs.iter_mut().zip(values) {
+                    *slot = json_ref(v).ok_or_else(bad)?;
+                }
+                out.row(table, refs.get(..values.len()).unwrap_or_default())?;
+            }
+            let n = u64::try_from(*n).unwrap_or(0);
+            if n < page {
+                return Ok(());
+            }
+            offset += n;
+        }
+    }
+
+    /// Reads `peer_chunks` a few rows per request (blobs travel as base64, so a million peers
+    /// would exceed the server's response limit in one), keyed by position. A page the server
+    /// finds too large is halved; a single chunk still too large is read in pieces.
+    async fn load_chunk_pages(
+        &self,
+        tx: &libsql::Transaction,
+        table: Table,
+        out: &mut SessionRows,
+    ) -> Result<(), SessionError> {
+        let mut after: i64 = -1;
+        let mut page: i64 = CHUNKS_PER_PAGE;
+        loop {
+            let rows = match tx.query(LOAD_PEER_CHUNKS_AFTER, libsql::params![after, page]).await {
+                Ok(rows) => collect(rows).await,
+                Err(e) => Err(e),
+            };
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) if too_large(&e) && page > 1 => {
+                    page /= 2;
+                    continue;
+                }
+                Err(e) if too_large(&e) => {
+                    match self.load_chunk_in_pieces(tx, table, after, out).await? {
+                        Some(pos) => after = pos,
+                        None => return Ok(()),
+                    }
+                    continue;
+                }
+                Err(e) => return Err(self.map(e)),
+            };
+            for row in &rows {
+                let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                out.row(table, &refs)?;
+                after = self.next_pos(row.first(), after)?;
+            }
+            if rows.len() < usize::try_from(page).unwrap_or(usize::MAX) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the first chunk after `after` in pieces small enough for the server's response
+    /// limit. Returns its position (`None`: there is no such chunk).
+    async fn load_chunk_in_pieces(
+        &self,
+        tx: &libsql::Transaction,
+        table: Table,
+        after: i64,
+        out: &mut SessionRows,
+    ) -> Result<Option<i64>, SessionError> {
+        let rows = tx
+            .query(
+                "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, crc, length(data) FROM peer_chunks \
+                 WHERE pos > ?1 ORDER BY pos LIMIT 1",
+                libsql::params![after],
+            )
+            .await
+            .map_err(|e| self.map(e))?;
+        let rows = collect(rows).await.map_err(|e| self.map(e))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let pos = self.next_pos(row.first(), after)?;
+        let (Some(peers), Some(libsql::Value::Integer(len))) = (row.get(1), row.get(7)) else {
+            return Err(SessionError::corrupt(&self.resource, "peer_chunks.data: not a blob"));
+        };
+        let mut data = Vec::with_capacity(usize::try_from(*len).unwrap_or(0));
+        let mut piece: i64 = 16 * 1024;
+        while i64::try_from(data.len()).unwrap_or(i64::MAX) < *len {
+            let from = i64::try_from(data.len()).unwrap_or(i64::MAX) + 1;
+            let result = match tx
+                .query("SELECT substr(data, ?1, ?2) FROM peer_chunks WHERE pos = ?3", libsql::params![from, piece, pos])
+                .await
+            {
+                Ok(rows) => collect(rows).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(rows) => match rows.first().and_then(|r| r.first()) {
+                    Some(libsql::Value::Blob(b)) if !b.is_empty() => data.extend_from_slice(b),
+                    _ => {
+                        return Err(SessionError::corrupt(&self.resource, "peer_chunks.data: shorter than its length"))
+                    }
+                },
+                Err(e) if too_large(&e) && piece > 256 => piece /= 2,
+                Err(e) => return Err(self.map(e)),
+            }
+        }
+        let column = |i: usize| row.get(i).map_or(SqlValueRef::Null, value_ref);
+        let row = [
+            SqlValueRef::Integer(pos),
+            value_ref(peers),
+            column(2),
+            column(3),
+            column(4),
+            column(5),
+            SqlValueRef::Blob(&data),
+            column(6),
+        ];
+        out.row(table, &row)?;
+        Ok(Some(pos))
+    }
+
+    fn next_pos(&self, pos: Option<&libsql::Value>, after: i64) -> Result<i64, SessionError> {
+        match pos {
+            Some(libsql::Value::Integer(pos)) if *pos > after => Ok(*pos),
+            _ => Err(SessionError::corrupt(&self.resource, "peer_chunks.pos: not increasing")),
+        }
+    }
+
+    /// Reads a table row by row (Hrana's cursor): slower, but asks nothing of the server.
+    async fn load_plain(
+        &self,
+        tx: &libsql::Transaction,
+        table: Table,
+        query: &str,
+        out: &mut SessionRows,
+    ) -> Result<(), SessionError> {
+        let rows = tx.query(query, ()).await.map_err(|e| self.map(e))?;
+        for row in collect(rows).await.map_err(|e| self.map(e))? {
+            let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+            out.row(table, &refs)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows per page of a large table: about 60 bytes of JSON per peer, far below sqld's default
+/// 10 MB response limit (a page that still exceeds it is halved and asked again).
+const PAGE_ROWS: u64 = 20_000;
+
+/// The tables read in pages: those that grow with the session and hold no blobs (JSON carries
+/// integers and text exactly, but not blobs).
+fn is_large(table: Table) -> bool {
+    matches!(table, Table::Peers | Table::PeerRemovals | Table::Channels)
+}
+
+/// The table of blobs that grows with the session, read in pages of its own.
+fn is_blobs(table: Table) -> bool {
+    matches!(table, Table::PeerChunks)
+}
+
+/// Chunks per request: up to 4,096 peers each, about 2 MB of blob per page at most (about
+/// 3 MB as base64).
+const CHUNKS_PER_PAGE: i64 = 32;
+
+/// The column names of a `SELECT a, b, c FROM ...` query, when it has that simple shape.
+fn select_columns(query: &str) -> Option<Vec<&str>> {
+    let list = query.strip_prefix("SELECT ")?.split_once(" FROM ")?.0;
+    let columns: Vec<&str> = list.split(',').map(str::trim).collect();
+    columns
+        .iter()
+        .all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        .then_some(columns)
+}
+
+fn json_ref(v: &serde_json::Value) -> Option<SqlValueRef<'_>> {
+    Some(match v {
+        serde_json::Value::Null => SqlValueRef::Null,
+        serde_json::Value::String(s) => SqlValueRef::Text(s),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValueRef::Integer(i),
+            None => SqlValueRef::Real(n.as_f64()?),
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_queries_have_plain_column_lists() {
+        let counts: Vec<Option<usize>> = LOAD_QUERIES.iter().map(|(_, q)| select_columns(q).map(|c| c.len())).collect();
+        assert_eq!(counts, vec![Some(17), Some(9), Some(3), Some(8), Some(8), Some(3), Some(5)]);
+    }
+}

@@ -1,0 +1,173 @@
+//! Bringing a server's schema up to date when a client opens it: the migrations of session-sql,
+//! without the pragma a libSQL server refuses, with the checksum backfill of version 3 run as one
+//! interactive transaction, and the generation table the embedded replica reads.
+
+use session_core::SessionError;
+use session_sql::SqlValueRef;
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span};
+
+use super::inline::inline_all;
+use super::transport::{collect, value_ref};
+use super::{Remote, CREATE_GENERATION, GENERATION_TABLE};
+
+impl Remote {
+    pub(super) async fn setup(&self) -> Result<(), SessionError> {
+        // Two clients may migrate at once: the loser's transaction fails and rolls back, and the
+        // next round sees the winner's version.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (version, tables) = self.inspect().await?;
+            if version == 0 {
+                let foreign: Vec<&String> =
+                    tables.iter().filter(|t| t.as_str() != GENERATION_TABLE && !t.starts_with("sqlite_")).collect();
+                if !foreign.is_empty() {
+                    let names: Vec<&str> = foreign.iter().map(|s| s.as_str()).collect();
+                    return Err(SessionError::invalid(
+                        format!("session database {}", self.resource),
+                        format!(
+                            "it holds other tables ({}) and no layer-client schema; use an empty database",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let to = session_sql::migrations_from(version)?.last().map(|(t, _)| t);
+            let migrate = match to {
+                Some(to) => tracing::info_span!(
+                    "migrate",
+                    backend = "libsql-remote",
+                    url = %self.resource,
+                    from = version,
+                    to,
+                    elapsed_us = Empty
+                ),
+                None => Span::none(),
+            };
+            let start = (!migrate.is_disabled()).then(std::time::Instant::now);
+            let migrated = |ok: bool| {
+                if let (Some(start), Some(to), true) = (start, to, ok) {
+                    migrate.record("elapsed_us", crate::trace::micros(start));
+                    migrate.in_scope(|| {
+                        tracing::info!(url = %self.resource, from = version, to, "migrated the session schema");
+                    });
+                }
+            };
+            if version > 0
+                && session_sql::migrations_from(version)?.any(|(t, _)| !session_sql::backfill_queries(t).is_empty())
+            {
+                let result = self.migrate_with_backfill(version).instrument(migrate.clone()).await;
+                migrated(result.is_ok());
+                match result {
+                    Ok(()) => return Ok(()),
+                    Err(SessionError::Backend { .. }) if attempts < 3 => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut sql = String::new();
+            for (target, migration) in session_sql::migrations_from(version)? {
+                sql.push_str(&portable_migration(migration));
+                sql.push_str(";\n");
+                sql.push_str(&session_sql::set_version_sql(target));
+                sql.push_str(";\n");
+            }
+            if sql.is_empty() && tables.iter().any(|t| t == GENERATION_TABLE) {
+                return Ok(());
+            }
+            sql.push_str(CREATE_GENERATION);
+            let result = self.batch(&sql).instrument(migrate.clone()).await;
+            migrated(result.is_ok());
+            match result {
+                Ok(_) => return Ok(()),
+                Err(SessionError::Backend { .. }) if attempts < 3 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Migrates a database that may hold rows, in one interactive transaction: a step whose new
+    /// columns need values computed from the rows (the checksums of version 3) reads them and
+    /// writes those values before the step's version is recorded.
+    async fn migrate_with_backfill(&self, version: u32) -> Result<(), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+            for (target, migration) in session_sql::migrations_from(version)? {
+                tx.execute_batch(&portable_migration(migration)).await.map_err(|e| self.map(e))?;
+                for (table, query) in session_sql::backfill_queries(target) {
+                    let rows = tx.query(query, ()).await.map_err(|e| self.map(e))?;
+                    let mut plan = Vec::new();
+                    for row in collect(rows).await.map_err(|e| self.map(e))? {
+                        let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                        plan.push(session_sql::backfill_statement(*table, &refs)?);
+                    }
+                    let mut sql = String::new();
+                    inline_all(&mut sql, plan.into_iter())?;
+                    if !sql.is_empty() {
+                        tx.execute_batch(&sql).await.map_err(|e| self.map(e))?;
+                    }
+                }
+                if let Some(sql) = session_sql::backfill_sums(target) {
+                    tx.execute_batch(sql).await.map_err(|e| self.map(e))?;
+                }
+                tx.execute_batch(&session_sql::set_version_sql(target)).await.map_err(|e| self.map(e))?;
+            }
+            tx.execute_batch(CREATE_GENERATION).await.map_err(|e| self.map(e))?;
+            tx.commit().await.map_err(|e| self.map(e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `PRAGMA user_version` and the tables, from one snapshot.
+    async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+            let mut version = 0;
+            let mut rows = tx.query("PRAGMA user_version", ()).await.map_err(|e| self.map(e))?;
+            if let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+                if let libsql::Value::Integer(v) = row.get_value(0).map_err(|e| self.map(e))? {
+                    version = u32::try_from(v).unwrap_or(u32::MAX);
+                }
+            }
+            let mut tables = Vec::new();
+            let mut rows = tx
+                .query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", ())
+                .await
+                .map_err(|e| self.map(e))?;
+            while let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+                if let libsql::Value::Text(name) = row.get_value(0).map_err(|e| self.map(e))? {
+                    tables.push(name);
+                }
+            }
+            tx.commit().await.map_err(|e| self.map(e))?;
+            Ok((version, tables))
+        })
+        .await
+    }
+}
+
+/// The migration without `PRAGMA application_id = ...`: libSQL servers refuse to set it (only
+/// `user_version` may be written over Hrana), so a remote database is recognised by its
+/// `user_version` and tables instead.
+fn portable_migration(sql: &str) -> String {
+    sql.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.to_ascii_lowercase().starts_with("pragma application_id"))
+        .collect::<Vec<_>>()
+        .join(";\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_without_application_id() {
+        let sql = portable_migration(session_sql::MIGRATIONS[0]);
+        assert!(!sql.to_ascii_lowercase().contains("application_id"));
+        assert!(sql.contains("CREATE TABLE peers"));
+    }
+}

@@ -1,0 +1,49 @@
+//! The write path: a plan of session-sql (persist, save, delete) sent as one transaction in one
+//! HTTP request, with the bump of the generation counter and its new value.
+
+use session_core::SessionError;
+use session_sql::Statement;
+
+use super::inline::inline_all;
+#[cfg(feature = "local")]
+use super::GENERATION_TABLE;
+use super::{Generation, Remote, BUMP_GENERATION, READ_GENERATION};
+
+impl Remote {
+    /// Runs `plan` in one transaction (one HTTP request), bumping the generation with it.
+    /// Returns the generation the write produced when the server reported it (see
+    /// [`Remote::generation`] otherwise).
+    pub(crate) async fn write(
+        &self,
+        plan: impl Iterator<Item = Statement>,
+    ) -> Result<Option<Generation>, SessionError> {
+        let mut sql = String::new();
+        inline_all(&mut sql, plan)?;
+        sql.push_str(BUMP_GENERATION);
+        sql.push_str(READ_GENERATION);
+        // The SQL text carries the rows' values (keys included): its size is logged, never it.
+        tracing::debug!(bytes = sql.len(), "sending one write transaction");
+        let rows = self.batch(&sql).await?;
+        // Batches ask for no rows; sqld sends them anyway. A server that does not gives `None`,
+        // and the caller reads the counter separately.
+        Ok(rows.and_then(|rows| match rows.first().and_then(|r| r.first()) {
+            Some(libsql::Value::Integer(v)) => Some(*v),
+            _ => None,
+        }))
+    }
+
+    /// The server's generation counter now (the embedded replica's check for other writers).
+    #[cfg(feature = "local")]
+    pub(crate) async fn generation(&self) -> Result<Generation, SessionError> {
+        let conn = self.conn.lock().await;
+        self.timed(&conn, async {
+            let mut rows = conn.query(READ_GENERATION, ()).await.map_err(|e| self.map(e))?;
+            let row = rows.next().await.map_err(|e| self.map(e))?;
+            match row.map(|r| r.get_value(0)).transpose().map_err(|e| self.map(e))? {
+                Some(libsql::Value::Integer(v)) => Ok(v),
+                _ => Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: no counter row"))),
+            }
+        })
+        .await
+    }
+}
