@@ -35,10 +35,12 @@ use crate::b64;
 use crate::binary::{self, LegacyFormat};
 use crate::ferogram::{binary as ferogram_binary, string as ferogram};
 use crate::layer05;
-use crate::mtcute::string as mtcute;
-use crate::pyrogram::string as pyrogram;
+use crate::mtcute::{sqlite as mtcute_sqlite, string as mtcute};
+use crate::pyrogram::{sqlite as pyrogram_sqlite, string as pyrogram};
+use crate::sqlite::format::{ExportPlan, ForeignFormat, Imported as SqliteImported};
+use crate::sqlite::value::ForeignFile;
 use crate::string_format::{parse_our_prefix, Imported, StringFormat};
-use crate::telethon::string as telethon;
+use crate::telethon::{sqlite as telethon_sqlite, string as telethon};
 
 /// Names the format of a string session of another library. Fails when the string is in no
 /// supported format, with the reason the most likely format rejected it, and for
@@ -161,5 +163,56 @@ pub fn export_string(data: &SessionData, format: StringFormat) -> Result<String,
         StringFormat::FerogramCompactV2 => ferogram::export_compact(data, 2),
         StringFormat::LayerClient => native(layer05::encode_layer_v3(data)),
         StringFormat::Ferogram => native(ferogram_binary::encode_ferogram_v8(data)),
+    }
+}
+
+/// Tells which library wrote a foreign SQLite file, from its tables and columns.
+///
+/// Fails, listing the tables found, when the file is none of the formats in
+/// [`crate::sqlite`]; a caller that knows other layouts (its own) checks them after this.
+pub fn detect_sqlite(file: &ForeignFile<'_>) -> Result<ForeignFormat, SessionError> {
+    let tables = file.tables()?;
+    let has = |t: &str| tables.iter().any(|n| n == t);
+    if has("mtcute_migrations") && has("key_value") {
+        return Ok(ForeignFormat::Mtcute);
+    }
+    if has("version") && has("sessions") {
+        let columns = file.columns("version")?;
+        if columns.iter().any(|c| c == "version") && has("entities") {
+            return Ok(ForeignFormat::Telethon);
+        }
+        if columns.iter().any(|c| c == "number") && has("peers") {
+            return pyrogram_sqlite::detect(file);
+        }
+    }
+    Err(file.invalid(&format!(
+        "not a Telethon, Pyrogram-family or mtcute session (tables: {})",
+        if tables.is_empty() { "none".to_owned() } else { tables.join(", ") }
+    )))
+}
+
+/// Reads the session of a foreign SQLite file of any supported format.
+pub fn import_sqlite(file: &ForeignFile<'_>) -> Result<SqliteImported, SessionError> {
+    let format = detect_sqlite(file)?;
+    let (session, warnings) = match format {
+        ForeignFormat::Telethon => (telethon_sqlite::read(file)?, Vec::new()),
+        ForeignFormat::Mtcute => (mtcute_sqlite::read(file)?, Vec::new()),
+        _ => pyrogram_sqlite::read(file)?,
+    };
+    Ok(SqliteImported::new(format, session, warnings))
+}
+
+/// What to run on a new, empty file to make it a `format` file holding `data`; `now` (Unix
+/// seconds) is the date Telethon stamps on each entity.
+///
+/// What the format cannot hold is left out: DCs other than the home DC, "min" peers (their
+/// hashes are only valid in context), peer subtypes the format lacks; usernames are written in
+/// lowercase, as the libraries themselves store them. The session must have a home DC. mtcute
+/// storage is read, not written.
+pub fn export_sqlite(data: &SessionData, format: ForeignFormat, now: i64) -> Result<ExportPlan, SessionError> {
+    match format {
+        ForeignFormat::Mtcute => Err(SessionError::invalid("export format", "mtcute storage is read, not written")),
+        ForeignFormat::Telethon => telethon_sqlite::write(data, now),
+        other => pyrogram_sqlite::write(data, other),
     }
 }

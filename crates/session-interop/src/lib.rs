@@ -8,10 +8,12 @@ pub mod layer05;
 pub mod mtcute;
 pub mod pyrogram;
 pub mod reader;
+pub mod sqlite;
 pub mod string_format;
 pub mod telethon;
 
-pub use detect::{detect_string, export_string, import_string};
+pub use detect::{detect_sqlite, detect_string, export_sqlite, export_string, import_sqlite, import_string};
+pub use sqlite::ForeignFormat;
 pub use string_format::{Imported, StringFormat};
 
 /// The model these codecs read into and write from.

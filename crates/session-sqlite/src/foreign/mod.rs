@@ -1,92 +1,27 @@
 //! Other libraries' SQLite session files: detect, import, export.
 //!
-//! | format | import | export | what the file holds |
-//! | --- | --- | --- | --- |
-//! | [`ForeignFormat::Telethon`] (`version` 8) | yes | yes | one DC with address, port and key; entities; update state. No bot flag, no test mode, no api_id. |
-//! | [`ForeignFormat::Pyrogram`] (`version` 3) | yes | yes | DC id, api_id, test mode, key, user, bot flag; peers. No address (taken from [`session_core::dc_table`]). |
-//! | [`ForeignFormat::Pyrofork`] (`version` 4) | yes | yes | as Pyrogram, plus update state and extra usernames. |
-//! | [`ForeignFormat::Kurigram`] (`version` 4-7) | yes | yes (7) | as Pyrogram, plus server address and port, update state, usernames. |
-//! | [`ForeignFormat::Mtcute`] | yes | no | main and media DC, keys of every DC, user, update state, peers. |
+//! The layouts, the SQL that reads and writes them and the row codecs are in
+//! [`session_interop::sqlite`] (with the table of what each format holds); [`ForeignFormat`] and
+//! [`Imported`] are its types, re-exported here and kept for 0.6. This module is the driver
+//! side: it opens files, runs interop's statements on rusqlite, and keeps the source untouched.
 //!
 //! Import never writes to the source: the file (and its `-wal`, if any) is copied into a private
 //! temporary directory first and the copy is opened read-only. Export writes a new file
 //! (refusing to replace an existing one) with exactly the tables, indexes, triggers and `version`
-//! row the library itself creates, so that the library opens it as its own.
-//!
-//! Peer ids in these files are "marked" (Bot API) ids; see [`session_core::PeerKey::marked`].
-
-mod mtcute;
-mod pyrogram;
-mod telethon;
+//! row the library itself creates, in one transaction, so that the library opens it as its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{params_from_iter, Connection, OpenFlags};
 use session_core::fs::private_options;
 use session_core::{SessionData, SessionError};
+use session_interop::sqlite::{ForeignFile, Query, Row, Value};
+
+pub use session_interop::sqlite::{ForeignFormat, Imported};
 
 use crate::backend::map_sql;
-
-/// A foreign SQLite session format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ForeignFormat {
-    /// Telethon's `SQLiteSession` (schema `version` 8).
-    Telethon,
-    /// Pyrogram's `FileStorage` (`version` 3).
-    Pyrogram,
-    /// pyrofork's `FileStorage` (`version` 4).
-    Pyrofork,
-    /// kurigram's `SQLiteStorage` (`version` 7 when exported; 4 to 7 are read).
-    Kurigram,
-    /// mtcute's `SqliteStorage` (`@mtcute/node`).
-    Mtcute,
-}
-
-impl ForeignFormat {
-    /// The library's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ForeignFormat::Telethon => "Telethon",
-            ForeignFormat::Pyrogram => "Pyrogram",
-            ForeignFormat::Pyrofork => "pyrofork",
-            ForeignFormat::Kurigram => "kurigram",
-            ForeignFormat::Mtcute => "mtcute",
-        }
-    }
-
-    /// The schema version an export in this format writes (`None`: not exported).
-    pub fn export_version(self) -> Option<u32> {
-        match self {
-            ForeignFormat::Telethon => Some(telethon::VERSION),
-            ForeignFormat::Pyrogram => Some(pyrogram::PYROGRAM_VERSION),
-            ForeignFormat::Pyrofork => Some(pyrogram::PYROFORK_VERSION),
-            ForeignFormat::Kurigram => Some(pyrogram::KURIGRAM_VERSION),
-            ForeignFormat::Mtcute => None,
-        }
-    }
-}
-
-impl std::fmt::Display for ForeignFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A session read from a foreign file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Imported {
-    /// The format the file was in.
-    pub format: ForeignFormat,
-    /// What it held.
-    pub session: SessionData,
-    /// Values the file held that the session does not keep, one sentence each (today: a
-    /// Pyrogram-family `api_id` outside `i32`). The import did not fail over them; show them.
-    pub warnings: Vec<String>,
-}
 
 /// Tells which library wrote the SQLite file at `path` (without changing it).
 pub async fn detect(path: impl AsRef<Path>) -> Result<ForeignFormat, SessionError> {
@@ -123,37 +58,34 @@ async fn blocking<T: Send + 'static>(
 /// The blocking form of [`detect`].
 pub fn detect_blocking(path: &Path) -> Result<ForeignFormat, SessionError> {
     let copy = ReadOnlyCopy::new(path)?;
-    let file = File::new(&copy.conn, path);
-    detect_in(&file)
+    let source = Source { conn: &copy.conn, resource: path.display().to_string() };
+    let file = ForeignFile::new(&source, path.display().to_string());
+    session_interop::detect_sqlite(&file).map_err(|e| ours_instead(&file, e))
 }
 
 /// The blocking form of [`import`].
 pub fn import_blocking(path: &Path) -> Result<Imported, SessionError> {
     let copy = ReadOnlyCopy::new(path)?;
-    let file = File::new(&copy.conn, path);
-    let format = detect_in(&file)?;
-    let (session, warnings) = match format {
-        ForeignFormat::Telethon => (telethon::read(&file)?, Vec::new()),
-        ForeignFormat::Mtcute => (mtcute::read(&file)?, Vec::new()),
-        _ => pyrogram::read(&file)?,
-    };
-    Ok(Imported { format, session, warnings })
+    let source = Source { conn: &copy.conn, resource: path.display().to_string() };
+    let file = ForeignFile::new(&source, path.display().to_string());
+    session_interop::import_sqlite(&file).map_err(|e| ours_instead(&file, e))
 }
 
 /// The blocking form of [`export`].
 pub fn export_blocking(data: &SessionData, format: ForeignFormat, path: &Path) -> Result<(), SessionError> {
-    if format == ForeignFormat::Mtcute {
-        return Err(SessionError::invalid("export format", "mtcute storage is read, not written"));
-    }
+    let plan = session_interop::export_sqlite(data, format, unix_now())?;
     let resource = path.display().to_string();
     private_options().write(true).create_new(true).open(path).map_err(|e| SessionError::io(&resource, e))?;
     let result = (|| {
-        let mut conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| map_sql(e, &resource))?;
-        match format {
-            ForeignFormat::Telethon => telethon::write(&mut conn, data, &resource)?,
-            _ => pyrogram::write(&mut conn, data, format, &resource)?,
+        let sql = |e| map_sql(e, &resource);
+        let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
+        let tx = conn.transaction().map_err(sql)?;
+        tx.execute_batch(plan.schema).map_err(sql)?;
+        for statement in &plan.statements {
+            let mut prepared = tx.prepare_cached(statement.sql).map_err(sql)?;
+            prepared.execute(params_from_iter(statement.params.iter().map(to_sql))).map_err(sql)?;
         }
+        tx.commit().map_err(sql)?;
         conn.close().map_err(|(_, e)| map_sql(e, &resource))?;
         session_core::fs::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
     })();
@@ -166,28 +98,31 @@ pub fn export_blocking(data: &SessionData, format: ForeignFormat, path: &Path) -
     result
 }
 
-fn detect_in(file: &File<'_>) -> Result<ForeignFormat, SessionError> {
-    let tables = file.tables()?;
-    let has = |t: &str| tables.iter().any(|n| n == t);
-    if has("mtcute_migrations") && has("key_value") {
-        return Ok(ForeignFormat::Mtcute);
-    }
-    if has("version") && has("sessions") {
-        let columns = file.columns("version")?;
-        if columns.iter().any(|c| c == "version") && has("entities") {
-            return Ok(ForeignFormat::Telethon);
+/// A file none of the foreign layouts fit may be one of ours: say so instead.
+fn ours_instead(file: &ForeignFile<'_>, not_foreign: SessionError) -> SessionError {
+    match file.tables() {
+        Ok(tables) if tables.iter().any(|t| crate::schema::TABLES.contains(&t.as_str())) => {
+            file.invalid("this is a layer-client session database: open it with SqliteBackend::open")
         }
-        if columns.iter().any(|c| c == "number") && has("peers") {
-            return pyrogram::detect(file);
-        }
+        _ => not_foreign,
     }
-    if tables.iter().any(|t| crate::schema::TABLES.contains(&t.as_str())) {
-        return Err(file.invalid("this is a layer-client session database: open it with SqliteBackend::open"));
+}
+
+fn to_sql(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+        Value::Real(f) => rusqlite::types::Value::Real(*f),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
     }
-    Err(file.invalid(&format!(
-        "not a Telethon, Pyrogram-family or mtcute session (tables: {})",
-        if tables.is_empty() { "none".to_owned() } else { tables.join(", ") }
-    )))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// A read-only connection to a private copy of a file, removed on drop.
@@ -252,53 +187,23 @@ impl Drop for TempDir {
     }
 }
 
-/// The opened copy, with the source's name for messages.
-struct File<'c> {
+/// The opened copy, read for interop's layouts; errors name the source, not the copy.
+struct Source<'c> {
     conn: &'c Connection,
     resource: String,
 }
 
-impl<'c> File<'c> {
-    fn new(conn: &'c Connection, source: &Path) -> Self {
-        Self { conn, resource: source.display().to_string() }
-    }
-
-    fn sql(&self, e: rusqlite::Error) -> SessionError {
-        map_sql(e, &self.resource)
-    }
-
-    fn invalid(&self, reason: &str) -> SessionError {
-        SessionError::invalid(format!("session file {}", self.resource), reason)
-    }
-
-    fn tables(&self) -> Result<Vec<String>, SessionError> {
-        self.strings("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    }
-
-    fn columns(&self, table: &str) -> Result<Vec<String>, SessionError> {
-        self.strings(&format!("SELECT name FROM pragma_table_info('{}')", table.replace('\'', "''")))
-    }
-
-    fn has_table(&self, table: &str) -> Result<bool, SessionError> {
-        Ok(self.tables()?.iter().any(|t| t == table))
-    }
-
-    fn strings(&self, sql: &str) -> Result<Vec<String>, SessionError> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql(e))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.sql(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
-    }
-
-    /// Every row of `sql`, each as owned values.
-    fn rows(&self, sql: &str) -> Result<Vec<Vec<Value>>, SessionError> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql(e))?;
+impl Query for Source<'_> {
+    fn rows(&self, sql: &str) -> Result<Vec<Row>, SessionError> {
+        let err = |e| map_sql(e, &self.resource);
+        let mut stmt = self.conn.prepare(sql).map_err(err)?;
         let n = stmt.column_count();
-        let mut query = stmt.query([]).map_err(|e| self.sql(e))?;
+        let mut query = stmt.query([]).map_err(err)?;
         let mut out = Vec::new();
-        while let Some(row) = query.next().map_err(|e| self.sql(e))? {
+        while let Some(row) = query.next().map_err(err)? {
             let mut values = Vec::with_capacity(n);
             for i in 0..n {
-                values.push(Value::from(row.get_ref(i).map_err(|e| self.sql(e))?));
+                values.push(value(row.get_ref(i).map_err(err)?));
             }
             out.push(values);
         }
@@ -306,87 +211,12 @@ impl<'c> File<'c> {
     }
 }
 
-/// A value read from a foreign file, read leniently: these files come from dynamically typed
-/// code (Telethon stores float timestamps in INTEGER columns, Pyrogram text in one declared
-/// INTEGER), so numbers are taken from integers, whole floats or numeric text.
-#[derive(Clone, Debug, PartialEq)]
-enum Value {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
-
-impl From<ValueRef<'_>> for Value {
-    fn from(v: ValueRef<'_>) -> Self {
-        match v {
-            ValueRef::Null => Value::Null,
-            ValueRef::Integer(i) => Value::Integer(i),
-            ValueRef::Real(f) => Value::Real(f),
-            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-        }
-    }
-}
-
-impl Value {
-    fn int(&self) -> Option<i64> {
-        match self {
-            Value::Integer(i) => Some(*i),
-            // Timestamps written as floats: whole seconds are what the libraries read back.
-            #[allow(clippy::cast_possible_truncation)]
-            Value::Real(f) if f.is_finite() && f.abs() < 9.0e18 => Some(f.trunc() as i64),
-            Value::Text(t) => t.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn text(&self) -> Option<String> {
-        match self {
-            Value::Text(t) => Some(t.clone()),
-            Value::Integer(i) => Some(i.to_string()),
-            Value::Blob(b) => std::str::from_utf8(b).ok().map(str::to_owned),
-            _ => None,
-        }
-    }
-
-    fn blob(&self) -> Option<&[u8]> {
-        match self {
-            Value::Blob(b) => Some(b),
-            Value::Text(t) => Some(t.as_bytes()),
-            _ => None,
-        }
-    }
-}
-
-/// Reads an integer field that fits `T`, or a typed error naming it.
-fn field<T: TryFrom<i64>>(file: &File<'_>, v: &Value, what: &str) -> Result<Option<T>, SessionError> {
+fn value(v: ValueRef<'_>) -> Value {
     match v {
-        Value::Null => Ok(None),
-        other => {
-            let i = other.int().ok_or_else(|| file.invalid(&format!("{what} is not a number")))?;
-            T::try_from(i).map(Some).map_err(|_| file.invalid(&format!("{what} {i} is out of range")))
-        }
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
-}
-
-fn get(row: &[Value], i: usize) -> &Value {
-    row.get(i).unwrap_or(&Value::Null)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// Digits of a phone number as Telethon stores them (an integer), if it is one.
-fn phone_digits(phone: &str) -> Option<i64> {
-    let digits: String = phone.chars().filter(|c| c.is_ascii_digit()).collect();
-    if digits.is_empty() || phone.chars().any(|c| !(c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))) {
-        return None;
-    }
-    digits.parse().ok()
 }

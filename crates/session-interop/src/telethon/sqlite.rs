@@ -2,17 +2,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use rusqlite::{params, Connection};
 use session_core::{
     AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError, UpdateState,
     UpdateStateChange,
 };
 
-use super::{field, get, phone_digits, unix_now, File};
-use crate::backend::map_sql;
-
-/// The schema version Telethon 1.45 writes.
-pub(super) const VERSION: u32 = 8;
+use crate::sqlite::format::{ExportPlan, Statement, TELETHON_VERSION as VERSION};
+use crate::sqlite::value::{field, get, phone_digits, ForeignFile as File, Value};
 
 /// Telethon's own table definitions (its `_create_table` calls), so that Telethon sees its
 /// own file.
@@ -51,7 +47,8 @@ create table update_state (
                 );
 ";
 
-pub(super) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
+/// Reads the session of a Telethon file.
+pub(crate) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
     let version = file.rows("SELECT version FROM version")?;
     let version: Option<u32> = match version.first() {
         Some(row) => field(file, get(row, 0), "version")?,
@@ -137,48 +134,51 @@ fn auth_key(file: &File<'_>, bytes: Option<&[u8]>) -> Result<Option<AuthKey>, Se
     }
 }
 
-pub(super) fn write(conn: &mut Connection, data: &SessionData, resource: &str) -> Result<(), SessionError> {
-    let sql = |e| map_sql(e, resource);
+/// The rows of a new Telethon file holding `data`; `now` (Unix seconds) is the entities' `date`.
+pub(crate) fn write(data: &SessionData, now: i64) -> Result<ExportPlan, SessionError> {
     let home = data.home().ok_or_else(|| {
         SessionError::invalid("session to export", "it has no home DC option (nothing to log in with)")
     })?;
-    let tx = conn.transaction().map_err(sql)?;
-    tx.execute_batch(SCHEMA).map_err(sql)?;
-    tx.execute("insert into version values (?)", params![VERSION]).map_err(sql)?;
+    let mut rows = vec![Statement::new("insert into version values (?)", vec![VERSION.into()])];
     let key: Vec<u8> = home.auth_key.as_ref().map(|k| k.as_bytes().to_vec()).unwrap_or_default();
-    tx.execute(
+    rows.push(Statement::new(
         "insert or replace into sessions values (?,?,?,?,?,?)",
-        params![home.id, home.addr.ip().to_string(), home.addr.port(), key, Option::<i64>::None, Vec::<u8>::new()],
-    )
-    .map_err(sql)?;
-    let now = unix_now();
-    {
-        let mut entity = tx.prepare("insert or replace into entities values (?,?,?,?,?,?)").map_err(sql)?;
-        if let Some(user) = data.user {
-            entity
-                .execute(params![
-                    0i64,
-                    user.id,
-                    Option::<String>::None,
-                    Option::<i64>::None,
-                    Option::<String>::None,
-                    now
-                ])
-                .map_err(sql)?;
-        }
-        for peer in data.peers.iter().filter(|p| !p.min) {
-            let username = peer.usernames.first().map(|u| u.to_lowercase());
-            let phone = peer.phone.as_deref().and_then(phone_digits);
-            entity
-                .execute(params![peer.key().marked(), peer.access_hash, username, phone, Option::<String>::None, now])
-                .map_err(sql)?;
-        }
-        let mut state = tx.prepare("insert or replace into update_state values (?,?,?,?,?)").map_err(sql)?;
-        let u = &data.updates;
-        state.execute(params![0i64, u.pts, u.qts, u.date, u.seq]).map_err(sql)?;
-        for (channel, pts) in &u.channels {
-            state.execute(params![channel, pts, 0i64, 0i64, 0i64]).map_err(sql)?;
-        }
+        vec![
+            home.id.into(),
+            home.addr.ip().to_string().into(),
+            home.addr.port().into(),
+            key.into(),
+            Value::Null,
+            Vec::<u8>::new().into(),
+        ],
+    ));
+    const ENTITY: &str = "insert or replace into entities values (?,?,?,?,?,?)";
+    if let Some(user) = data.user {
+        rows.push(Statement::new(
+            ENTITY,
+            vec![0i64.into(), user.id.into(), Value::Null, Value::Null, Value::Null, now.into()],
+        ));
     }
-    tx.commit().map_err(sql)
+    for peer in data.peers.iter().filter(|p| !p.min) {
+        let username = peer.usernames.first().map(|u| u.to_lowercase());
+        let phone = peer.phone.as_deref().and_then(phone_digits);
+        rows.push(Statement::new(
+            ENTITY,
+            vec![
+                peer.key().marked().into(),
+                peer.access_hash.into(),
+                username.into(),
+                phone.into(),
+                Value::Null,
+                now.into(),
+            ],
+        ));
+    }
+    const STATE: &str = "insert or replace into update_state values (?,?,?,?,?)";
+    let u = &data.updates;
+    rows.push(Statement::new(STATE, vec![0i64.into(), u.pts.into(), u.qts.into(), u.date.into(), u.seq.into()]));
+    for (channel, pts) in &u.channels {
+        rows.push(Statement::new(STATE, vec![(*channel).into(), (*pts).into(), 0i64.into(), 0i64.into(), 0i64.into()]));
+    }
+    Ok(ExportPlan { schema: SCHEMA, statements: rows })
 }

@@ -4,18 +4,15 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use rusqlite::{params, Connection};
 use session_core::{
     AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError, UpdateState,
     UpdateStateChange,
 };
 
-use super::{field, get, File, ForeignFormat};
-use crate::backend::map_sql;
-
-pub(super) const PYROGRAM_VERSION: u32 = 3;
-pub(super) const PYROFORK_VERSION: u32 = 4;
-pub(super) const KURIGRAM_VERSION: u32 = 7;
+use crate::sqlite::format::{
+    ExportPlan, ForeignFormat, Statement, KURIGRAM_VERSION, PYROFORK_VERSION, PYROGRAM_VERSION,
+};
+use crate::sqlite::value::{field, get, ForeignFile as File, Value};
 
 /// Pyrogram 2.0.106 `SCHEMA`.
 const PYROGRAM_SCHEMA: &str = "
@@ -228,7 +225,8 @@ fn layout(file: &File<'_>) -> Result<Layout, SessionError> {
     })
 }
 
-pub(super) fn detect(file: &File<'_>) -> Result<ForeignFormat, SessionError> {
+/// Which member of the family wrote the file (its tables say).
+pub(crate) fn detect(file: &File<'_>) -> Result<ForeignFormat, SessionError> {
     let l = layout(file)?;
     Ok(if l.address || l.usernames_by_peer {
         ForeignFormat::Kurigram
@@ -276,7 +274,7 @@ fn type_of(kind: PeerKind) -> &'static str {
 }
 
 /// Reads the session; the second value holds warnings about values that were dropped.
-pub(super) fn read(file: &File<'_>) -> Result<(SessionData, Vec<String>), SessionError> {
+pub(crate) fn read(file: &File<'_>) -> Result<(SessionData, Vec<String>), SessionError> {
     let l = layout(file)?;
     let mut s = SessionData::default();
     let sql = format!(
@@ -396,13 +394,8 @@ pub(super) fn read(file: &File<'_>) -> Result<(SessionData, Vec<String>), Sessio
     Ok((s, warnings))
 }
 
-pub(super) fn write(
-    conn: &mut Connection,
-    data: &SessionData,
-    format: ForeignFormat,
-    resource: &str,
-) -> Result<(), SessionError> {
-    let sql = |e| map_sql(e, resource);
+/// The rows of a new `format` file holding `data`.
+pub(crate) fn write(data: &SessionData, format: ForeignFormat) -> Result<ExportPlan, SessionError> {
     let home = data.home().ok_or_else(|| {
         SessionError::invalid("session to export", "it has no home DC option (nothing to log in with)")
     })?;
@@ -415,80 +408,78 @@ pub(super) fn write(
     let key = home.auth_key.as_ref().map(|k| k.as_bytes().to_vec());
     let user_id = data.user.map(|u| u.id);
     let is_bot = data.user.map(|u| i64::from(u.bot));
-    let tx = conn.transaction().map_err(sql)?;
-    tx.execute_batch(schema).map_err(sql)?;
-    tx.execute("INSERT INTO version VALUES (?)", params![version]).map_err(sql)?;
+    let mut rows = vec![Statement::new("INSERT INTO version VALUES (?)", vec![version.into()])];
     // `date` is what Pyrogram itself writes into a new file (it sets the time on save).
     if kurigram {
-        tx.execute(
+        rows.push(Statement::new(
             "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
-                home.id,
-                home.addr.ip().to_string(),
-                home.addr.port(),
-                data.api_id,
-                i64::from(data.test_mode),
-                key,
-                0i64,
-                user_id,
-                is_bot
+            vec![
+                home.id.into(),
+                home.addr.ip().to_string().into(),
+                home.addr.port().into(),
+                data.api_id.into(),
+                i64::from(data.test_mode).into(),
+                key.into(),
+                0i64.into(),
+                user_id.into(),
+                is_bot.into(),
             ],
-        )
-        .map_err(sql)?;
+        ));
     } else {
-        tx.execute(
+        rows.push(Statement::new(
             "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            params![home.id, data.api_id, i64::from(data.test_mode), key, 0i64, user_id, is_bot],
-        )
-        .map_err(sql)?;
+            vec![
+                home.id.into(),
+                data.api_id.into(),
+                i64::from(data.test_mode).into(),
+                key.into(),
+                0i64.into(),
+                user_id.into(),
+                is_bot.into(),
+            ],
+        ));
     }
-    {
-        let peers = data.peers.iter().filter(|p| !p.min);
-        if kurigram {
-            let mut peer = tx
-                .prepare("REPLACE INTO peers (id, access_hash, type, phone_number) VALUES (?, ?, ?, ?)")
-                .map_err(sql)?;
-            let mut name = tx.prepare("REPLACE INTO usernames (id, username) VALUES (?, ?)").map_err(sql)?;
-            for p in peers {
-                let marked = p.key().marked();
-                peer.execute(params![marked, p.access_hash, type_of(p.kind), p.phone]).map_err(sql)?;
-                for u in &p.usernames {
-                    name.execute(params![marked, u.to_lowercase()]).map_err(sql)?;
-                }
+    let peers = data.peers.iter().filter(|p| !p.min);
+    if kurigram {
+        for p in peers {
+            let marked = p.key().marked();
+            rows.push(Statement::new(
+                "REPLACE INTO peers (id, access_hash, type, phone_number) VALUES (?, ?, ?, ?)",
+                vec![marked.into(), p.access_hash.into(), type_of(p.kind).into(), p.phone.clone().into()],
+            ));
+            for u in &p.usernames {
+                rows.push(Statement::new(
+                    "REPLACE INTO usernames (id, username) VALUES (?, ?)",
+                    vec![marked.into(), u.to_lowercase().into()],
+                ));
             }
-        } else {
-            let mut peer = tx
-                .prepare("REPLACE INTO peers (id, access_hash, type, username, phone_number) VALUES (?, ?, ?, ?, ?)")
-                .map_err(sql)?;
-            let mut name = if format == ForeignFormat::Pyrofork {
-                Some(tx.prepare("REPLACE INTO usernames (peer_id, id) VALUES (?, ?)").map_err(sql)?)
-            } else {
-                None
-            };
-            for p in peers {
-                let marked = p.key().marked();
-                let main = p.usernames.first().map(|u| u.to_lowercase());
-                peer.execute(params![marked, p.access_hash, type_of(p.kind), main, p.phone]).map_err(sql)?;
-                if let Some(name) = name.as_mut() {
-                    for u in p.usernames.iter().skip(1) {
-                        name.execute(params![marked, u.to_lowercase()]).map_err(sql)?;
-                    }
+        }
+    } else {
+        for p in peers {
+            let marked = p.key().marked();
+            let main = p.usernames.first().map(|u| u.to_lowercase());
+            rows.push(Statement::new(
+                "REPLACE INTO peers (id, access_hash, type, username, phone_number) VALUES (?, ?, ?, ?, ?)",
+                vec![marked.into(), p.access_hash.into(), type_of(p.kind).into(), main.into(), p.phone.clone().into()],
+            ));
+            if format == ForeignFormat::Pyrofork {
+                for u in p.usernames.iter().skip(1) {
+                    rows.push(Statement::new(
+                        "REPLACE INTO usernames (peer_id, id) VALUES (?, ?)",
+                        vec![marked.into(), u.to_lowercase().into()],
+                    ));
                 }
             }
         }
-        if format != ForeignFormat::Pyrogram {
-            let mut state = tx
-                .prepare("REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)")
-                .map_err(sql)?;
-            let u = &data.updates;
-            state.execute(params![0i64, u.pts, u.qts, u.date, u.seq]).map_err(sql)?;
-            for (channel, pts) in &u.channels {
-                let marked = PeerKey::channel(*channel).marked();
-                state
-                    .execute(params![marked, pts, Option::<i64>::None, Option::<i64>::None, Option::<i64>::None])
-                    .map_err(sql)?;
-            }
+    }
+    if format != ForeignFormat::Pyrogram {
+        const STATE: &str = "REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)";
+        let u = &data.updates;
+        rows.push(Statement::new(STATE, vec![0i64.into(), u.pts.into(), u.qts.into(), u.date.into(), u.seq.into()]));
+        for (channel, pts) in &u.channels {
+            let marked = PeerKey::channel(*channel).marked();
+            rows.push(Statement::new(STATE, vec![marked.into(), (*pts).into(), Value::Null, Value::Null, Value::Null]));
         }
     }
-    tx.commit().map_err(sql)
+    Ok(ExportPlan { schema, statements: rows })
 }

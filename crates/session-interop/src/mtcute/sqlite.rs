@@ -8,7 +8,7 @@ use session_core::{
     UpdateState, UpdateStateChange,
 };
 
-use super::{field, get, File, Value};
+use crate::sqlite::value::{field, get, ForeignFile as File, Value};
 
 /// A DC option as mtcute stores it under `dc_main` / `dc_media`.
 struct BasicDc {
@@ -104,7 +104,8 @@ fn kind_of(class: PeerClass, complete: Option<&[u8]>) -> PeerKind {
     }
 }
 
-pub(super) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
+/// Reads the session of an mtcute storage file.
+pub(crate) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
     let mut kv: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for row in file.rows("SELECT key, value FROM key_value")? {
         if let (Some(k), Some(v)) = (get(&row, 0).text(), get(&row, 1).blob()) {
