@@ -262,12 +262,28 @@ struct Shared {
     health: Arc<Health>,
     /// Holds a store clone (and with it the backend and its owner lock): ended by shutdown.
     monitor: Mutex<Option<JoinHandle<()>>>,
+    /// Watches the backend's lease, when it has one (see `ownership`).
+    lease_guard: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl crate::ownership::Stop for Shared {
+    fn stop(&self, error: session_core::SessionError) {
+        // Abort the runner first: requests already queued are dropped, not sent.
+        if let Some(runner) = self.runner.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            runner.abort();
+        }
+        self.pool.quit();
+        self.health.lease_lost(&error);
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         if let Some(monitor) = self.monitor.lock().unwrap_or_else(PoisonError::into_inner).take() {
             monitor.abort();
+        }
+        if let Some(guard) = self.lease_guard.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            guard.abort();
         }
         // Best effort when nobody called `ShutdownHandle::shutdown`: stop the network and write
         // what is pending on the runtime we were created on. Critical changes were already
@@ -401,6 +417,9 @@ impl Client {
         if store.read(|d| d.api_id.is_none()) {
             store.apply(Change::SetApiId(Some(api_id))).await?;
         }
+        let lease = store.backend().lease();
+        let resource = store.backend().name().to_owned();
+        crate::ownership::check_held(&resource, lease.as_ref())?;
         let health = Arc::new(Health::new());
         let session = Arc::new(StoreSession::new(store.clone(), Arc::clone(&health)));
         let pool = SenderPool::with_configuration(session, api_id, params);
@@ -415,7 +434,12 @@ impl Client {
             updates: Mutex::new(Some(pool.updates)),
             monitor: Mutex::new(Some(tokio::spawn(monitor(store_for_monitor, Arc::clone(&health), interval)))),
             health,
+            lease_guard: Mutex::new(None),
         });
+        if let Some(lease) = lease {
+            let guard = tokio::spawn(crate::ownership::guard(lease, resource, Arc::downgrade(&shared)));
+            *shared.lease_guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
+        }
         let client = Client { raw, api_id, api_hash: api_hash.into(), shared: Arc::clone(&shared) };
         Ok((client, ShutdownHandle { shared }))
     }
@@ -439,6 +463,15 @@ impl Client {
     /// [`SessionHealth::Healthy`]. The same error is also returned by the next call of ours.
     pub fn session_health(&self) -> tokio::sync::watch::Receiver<SessionHealth> {
         self.shared.health.subscribe()
+    }
+
+    /// The status of the session's lease, for backends that hold one (libSQL remote and
+    /// replica, Redis, PostgreSQL); `None` for local backends, whose owner lock lasts as long as
+    /// the backend. Whenever it is not [`LeaseStatus::Held`](session_core::LeaseStatus::Held),
+    /// the client has stopped its network and its calls return
+    /// [`SessionError::LeaseLost`](session_core::SessionError::LeaseLost).
+    pub fn lease_status(&self) -> Option<tokio::sync::watch::Receiver<session_core::LeaseStatus>> {
+        self.shared.store.backend().lease()
     }
 
     /// Returns, once, a store error recorded since our last call.

@@ -25,16 +25,29 @@ pub enum SessionHealth {
         /// Changes waiting to be written.
         pending: usize,
     },
+    /// The session's lease is not held any more (another owner took it over, or it could not be
+    /// renewed in time): the network was stopped and every call returns
+    /// [`SessionError::LeaseLost`]. Final for this client.
+    LeaseLost {
+        /// What happened.
+        reason: String,
+    },
 }
 
 pub(crate) struct Health {
     tx: watch::Sender<SessionHealth>,
     unreported: Mutex<Option<SessionError>>,
+    /// Set once the lease is gone: (resource, reason), returned by every later call.
+    lease_lost: Mutex<Option<(String, String)>>,
 }
 
 impl Health {
     pub(crate) fn new() -> Self {
-        Self { tx: watch::Sender::new(SessionHealth::Healthy), unreported: Mutex::new(None) }
+        Self {
+            tx: watch::Sender::new(SessionHealth::Healthy),
+            unreported: Mutex::new(None),
+            lease_lost: Mutex::new(None),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<SessionHealth> {
@@ -53,9 +66,23 @@ impl Health {
         self.tx.send_replace(SessionHealth::Failing { error: error.to_string(), pending });
     }
 
+    /// The lease is gone: final. `error` is a [`SessionError::LeaseLost`].
+    pub(crate) fn lease_lost(&self, error: &SessionError) {
+        let (resource, reason) = match error {
+            SessionError::LeaseLost { resource, reason } => (resource.clone(), reason.clone()),
+            other => (String::new(), other.to_string()),
+        };
+        // Recorded before it is published: whoever sees the status gets the error from a call.
+        *self.lease_lost.lock().unwrap_or_else(PoisonError::into_inner) = Some((resource, reason.clone()));
+        self.tx.send_replace(SessionHealth::LeaseLost { reason });
+    }
+
     /// The backend took every pending change.
     pub(crate) fn recovered(&self) {
         self.tx.send_if_modified(|h| {
+            if matches!(h, SessionHealth::LeaseLost { .. }) {
+                return false;
+            }
             let was = *h != SessionHealth::Healthy;
             *h = SessionHealth::Healthy;
             was
@@ -66,8 +93,12 @@ impl Health {
         *self.tx.borrow() != SessionHealth::Healthy
     }
 
-    /// The error recorded since the last call, if any (reported once).
+    /// The error recorded since the last call, if any (reported once), or the lost lease (every
+    /// time).
     pub(crate) fn take(&self) -> Result<(), SessionError> {
+        if let Some((resource, reason)) = self.lease_lost.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            return Err(SessionError::LeaseLost { resource, reason });
+        }
         match self.unreported.lock().unwrap_or_else(PoisonError::into_inner).take() {
             Some(e) => Err(e),
             None => Ok(()),

@@ -6,6 +6,7 @@ mod client;
 mod error;
 mod guard;
 mod health;
+mod ownership;
 pub mod session_backend;
 
 /// Message text formatting (features `markdown` and `html`): text with entities to and from

@@ -83,6 +83,14 @@ pub trait SessionBackend: Send + Sync {
     fn lease(&self) -> Option<watch::Receiver<LeaseStatus>> {
         None
     }
+
+    /// Gives up what the backend holds on the session (a lease: released at once, so a waiting
+    /// owner takes over without waiting for it to expire). Called by
+    /// [`SessionStore::close`](crate::SessionStore::close) after the last flush; writes after it
+    /// fail. The default does nothing (a local lock goes when the backend is dropped).
+    async fn close(&self) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 macro_rules! forward {
@@ -112,6 +120,9 @@ macro_rules! forward {
             }
             fn lease(&self) -> Option<watch::Receiver<LeaseStatus>> {
                 (**self).lease()
+            }
+            async fn close(&self) -> Result<(), BoxError> {
+                (**self).close().await
             }
         }
     )*};

@@ -274,7 +274,8 @@ impl SessionStore {
                 tracing::warn!(error = %e, "session flusher task ended abnormally");
             }
         }
-        Ok(())
+        // Everything is written: let the next owner in (a lease is released, not left to expire).
+        self.inner.backend.close().await.map_err(|e| SessionError::from_boxed(e, self.inner.backend.name()))
     }
 }
 
