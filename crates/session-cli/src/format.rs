@@ -1,10 +1,13 @@
-//! Every session format the tool reads or writes, its stable name, and what it can hold.
+//! Every session format the tool reads or writes. What the other libraries' formats hold and
+//! their stable names are [`session_interop::carries`]; this adds our own backends.
 
 use std::fmt;
 
-use session_file::legacy::LegacyFormat;
-use session_sqlite::foreign::ForeignFormat;
-use session_string::StringFormat;
+use session_interop::carries;
+use session_interop::{ForeignFormat, LegacyFormat, StringFormat};
+
+/// What a format can hold (moved to [`session_interop::carries`]; re-exported here, kept for 0.6).
+pub use session_interop::Carries;
 
 /// A session format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,51 +33,6 @@ pub enum Format {
     String(StringFormat),
 }
 
-/// Which fields of the model a format can hold at all (whatever a particular session holds).
-/// A field a format cannot hold is `null` in `inspect --json`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Carries {
-    /// DC addresses and ports (Pyrogram stores only the DC id).
-    pub address: bool,
-    /// The logged-in user's id.
-    pub user: bool,
-    /// Whether the account is a bot.
-    pub bot: bool,
-    /// Test-server mode.
-    pub test_mode: bool,
-    /// The api_id.
-    pub api_id: bool,
-    /// The common update state (pts, qts, date, seq).
-    pub update_state: bool,
-    /// Per-channel pts.
-    pub channels: bool,
-    /// Cached peers.
-    pub peers: bool,
-}
-
-impl Carries {
-    const ALL: Carries = Carries {
-        address: true,
-        user: true,
-        bot: true,
-        test_mode: true,
-        api_id: true,
-        update_state: true,
-        channels: true,
-        peers: true,
-    };
-    const NONE: Carries = Carries {
-        address: false,
-        user: false,
-        bot: false,
-        test_mode: false,
-        api_id: false,
-        update_state: false,
-        channels: false,
-        peers: false,
-    };
-}
-
 impl Format {
     /// The stable machine-readable name (the `format` field of `inspect --json`).
     pub fn id(self) -> String {
@@ -83,11 +41,11 @@ impl Format {
             Format::Sqlite => "sqlite".into(),
             Format::LibsqlLocal => "libsql".into(),
             Format::LibsqlRemote => "libsql-remote".into(),
-            Format::Legacy(f) => format!("{}-file", f.name().replace(' ', "-")),
-            Format::NativeString(f) => format!("{}-string", f.name().replace(' ', "-")),
-            Format::ForeignSqlite(f) => format!("{}-sqlite", f.name().to_lowercase()),
-            Format::GramjsStore => "gramjs-store".into(),
-            Format::String(f) => string_id(f).into(),
+            Format::Legacy(f) => carries::binary_file_id(f),
+            Format::NativeString(f) => carries::native_string_id(f),
+            Format::ForeignSqlite(f) => carries::sqlite_id(f),
+            Format::GramjsStore => carries::GRAMJS_STORE_ID.into(),
+            Format::String(f) => carries::string_id(f).into(),
         }
     }
 
@@ -112,52 +70,20 @@ impl Format {
             Format::Legacy(f) | Format::NativeString(f) => Some(u32::from(f.version())),
             Format::File | Format::Sqlite | Format::LibsqlLocal | Format::LibsqlRemote => Some(1),
             Format::String(StringFormat::Full | StringFormat::Compact) => Some(session_string::STRING_VERSION),
-            Format::String(StringFormat::MtcuteV3) => Some(3),
-            Format::String(StringFormat::FerogramCompactV1) => Some(1),
-            Format::String(StringFormat::FerogramCompactV2) => Some(2),
+            Format::String(f) => carries::string_version(f),
             Format::ForeignSqlite(f) => f.export_version(),
-            _ => None,
+            Format::GramjsStore => None,
         }
     }
 
     /// What the format can hold.
     pub fn carries(self) -> Carries {
-        let address_only = Carries { address: true, ..Carries::NONE };
         match self {
             Format::File | Format::Sqlite | Format::LibsqlLocal | Format::LibsqlRemote => Carries::ALL,
-            Format::Legacy(f) | Format::NativeString(f) => legacy(f),
-            Format::ForeignSqlite(f) => match f {
-                ForeignFormat::Telethon => Carries { bot: false, test_mode: false, api_id: false, ..Carries::ALL },
-                ForeignFormat::Pyrogram => {
-                    Carries { address: false, update_state: false, channels: false, ..Carries::ALL }
-                }
-                ForeignFormat::Pyrofork => Carries { address: false, ..Carries::ALL },
-                ForeignFormat::Mtcute => Carries { api_id: false, ..Carries::ALL },
-                _ => Carries::ALL,
-            },
-            Format::GramjsStore => Carries { address: true, peers: true, ..Carries::NONE },
-            Format::String(f) => match f {
-                StringFormat::Full => Carries::ALL,
-                StringFormat::Compact => {
-                    Carries { address: true, user: true, bot: true, test_mode: true, ..Carries::NONE }
-                }
-                StringFormat::Telethon | StringFormat::GramJs => address_only,
-                StringFormat::Pyrogram => {
-                    Carries { user: true, bot: true, test_mode: true, api_id: true, ..Carries::NONE }
-                }
-                StringFormat::PyrogramLegacy | StringFormat::PyrogramLegacyU32 => {
-                    Carries { user: true, bot: true, test_mode: true, ..Carries::NONE }
-                }
-                StringFormat::MtcuteV3 => {
-                    Carries { address: true, user: true, bot: true, test_mode: true, ..Carries::NONE }
-                }
-                StringFormat::FerogramCompactV1 | StringFormat::FerogramCompactV2 => {
-                    Carries { address: true, user: true, ..Carries::NONE }
-                }
-                StringFormat::LayerClient => legacy(LegacyFormat::LayerV3),
-                StringFormat::Ferogram => legacy(LegacyFormat::FerogramV8),
-                _ => address_only,
-            },
+            Format::Legacy(f) | Format::NativeString(f) => Carries::binary(f),
+            Format::ForeignSqlite(f) => Carries::sqlite(f),
+            Format::GramjsStore => Carries::GRAMJS_STORE,
+            Format::String(f) => Carries::string(f),
         }
     }
 
@@ -171,29 +97,6 @@ impl Format {
                 | Format::LibsqlRemote
                 | Format::String(StringFormat::Full)
         )
-    }
-}
-
-fn legacy(f: LegacyFormat) -> Carries {
-    let v2 = f.version() >= 2;
-    Carries { address: true, update_state: v2, channels: v2, peers: v2, ..Carries::NONE }
-}
-
-fn string_id(f: StringFormat) -> &'static str {
-    match f {
-        StringFormat::Full => "string",
-        StringFormat::Compact => "string-compact",
-        StringFormat::Telethon => "telethon-string",
-        StringFormat::GramJs => "gramjs-string",
-        StringFormat::Pyrogram => "pyrogram-string",
-        StringFormat::PyrogramLegacy => "pyrogram-string-legacy",
-        StringFormat::PyrogramLegacyU32 => "pyrogram-string-legacy-u32",
-        StringFormat::MtcuteV3 => "mtcute-string",
-        StringFormat::FerogramCompactV1 => "ferogram-compact-v1-string",
-        StringFormat::FerogramCompactV2 => "ferogram-compact-v2-string",
-        StringFormat::LayerClient => "layer-string",
-        StringFormat::Ferogram => "ferogram-string",
-        _ => "string-other",
     }
 }
 

@@ -3,9 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use session_file::legacy::LegacyFormat;
-use session_sqlite::foreign::ForeignFormat;
-use session_string::StringFormat;
+use session_interop::{ForeignFormat, LegacyFormat, StringFormat};
 
 use crate::error::{CliError, CliResult};
 

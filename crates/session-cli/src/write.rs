@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use session_core::{PeerKind, SessionBackend, SessionData, SessionError};
-use session_file::legacy::{self, LegacyFormat};
 use session_file::BinaryFileBackend;
+use session_interop::binary::{self as legacy, LegacyFormat};
+use session_interop::{ferogram, layer05, ForeignFormat, StringFormat};
 use session_libsql::LibSqlBackend;
-use session_sqlite::foreign::{self, ForeignFormat};
+use session_sqlite::foreign;
 use session_sqlite::SqliteBackend;
-use session_string::StringFormat;
 
 use crate::blocking;
 use crate::diff;
@@ -211,8 +211,8 @@ fn legacy_bytes(
 ) -> Result<(Vec<u8>, Vec<String>), Staging> {
     let source = fit(data, format);
     let bytes = match format {
-        LegacyFormat::LayerV3 => legacy::encode_layer_v3(&source),
-        _ => legacy::encode_ferogram_v8(&source),
+        LegacyFormat::LayerV3 => layer05::encode_layer_v3(&source),
+        _ => ferogram::encode_ferogram_v8(&source),
     }
     .map_err(failed)?;
     let back = legacy::decode(&bytes).map_err(|e| failed(format!("the written file does not read back: {e}")))?;

@@ -13,7 +13,7 @@
 //! An export plan holds exactly the tables, indexes, triggers and `version` row the library
 //! itself creates, so that the library opens the file as its own. Peer ids in these files are
 //! "marked" (Bot API) ids; see [`session_core::PeerKey::marked`]. Detection, import and export
-//! dispatch: [`crate::detect`].
+//! dispatch: the `detect` module.
 
 pub mod format;
 pub mod value;
