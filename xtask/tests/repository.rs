@@ -4,6 +4,10 @@
 //!
 //! `cargo xtask clone` runs the fixture-reading tests in a real clone with nothing beside it;
 //! this is the cheap check that runs with every `cargo test`.
+//!
+//! It also keeps the layout readable bottom-up: no backend depends on another backend, and no two
+//! source files of a crate import each other. Each scanner has a test of its own on planted
+//! inputs, so a rule that silently stopped firing would fail too.
 
 use std::path::{Component, Path, PathBuf};
 
