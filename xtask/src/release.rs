@@ -9,24 +9,28 @@ use std::time::Instant;
 use crate::{cargo, root, run, setup};
 
 /// The crates published to crates.io, in dependency order (each after what it depends on).
-pub const PUBLISHED: [&str; 9] = [
+pub const PUBLISHED: [&str; 10] = [
     "session-core",
     "session-testkit",
     "session-interop",
     "session-file",
     "session-string",
+    "session-sql",
     "session-sqlite",
     "session-libsql",
     "layer-client",
     "session-cli",
 ];
 
-/// The checks `cargo xtask test` adds for publishing: the default-features build, the declared
-/// minimum Rust version, and `cargo package` of every published crate.
+/// The checks `cargo xtask test` adds for publishing: the default-features build, the libSQL
+/// backend's remote mode alone, the declared minimum Rust version, and `cargo package` of every
+/// published crate.
 pub fn release_checks(env: &[(&str, &str)]) -> Result<(), String> {
     // Every CI step above builds with --all-features; a feature-gated `use` missing its gate only
     // shows without them.
     cargo(&["check", "--workspace", "--all-targets"], env)?;
+    // The libSQL remote mode alone: no session-sqlite, no C SQLite (DEPS.md, session-libsql).
+    cargo(&["check", "-p", "session-libsql", "--no-default-features"], env)?;
     msrv()?;
     package(false)
 }

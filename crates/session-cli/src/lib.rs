@@ -10,7 +10,6 @@ mod guard;
 mod location;
 mod read;
 mod report;
-mod sqlite_ro;
 mod verify;
 mod write;
 

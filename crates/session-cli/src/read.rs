@@ -8,6 +8,7 @@ use session_core::{SessionBackend, SessionData, SessionError};
 use session_file::legacy::{self, LegacyFormat};
 use session_file::StoredFormat;
 use session_sqlite::foreign::{self, ForeignFormat};
+use session_sqlite::read_only::{self, ReadOnly};
 use session_string::StringFormat;
 
 use crate::blocking;
@@ -16,7 +17,6 @@ use crate::format::Format;
 use crate::gramjs_store;
 use crate::guard;
 use crate::location::{shown_path, Family, Source};
-use crate::sqlite_ro;
 
 /// A session read from a source.
 #[derive(Debug, Clone)]
@@ -244,7 +244,7 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
     }
     let mut head = [0u8; 16];
     let n = read_up_to(&mut file, &mut head).map_err(|e| CliError::source(&shown, e))?;
-    if head[..n].starts_with(sqlite_ro::SQLITE_HEADER) {
+    if head[..n].starts_with(read_only::SQLITE_HEADER) {
         too_large(path, meta.len(), SQLITE_LIMIT, "SQLite session")?;
         drop(file);
         let loaded = read_sqlite(path, family, integrity_check)?;
@@ -307,39 +307,33 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
     let shown = shown_path(path);
     let source_err = |e: SessionError| CliError::source(&shown, e);
-    let opened = sqlite_ro::open(path).map_err(source_err)?;
-    let mut conn = opened.conn;
-    match sqlite_ro::kind(&conn, &shown).map_err(source_err)? {
-        sqlite_ro::Kind::Ours => {
-            if integrity_check {
-                let problems = sqlite_ro::integrity_check(&conn, &shown).map_err(source_err)?;
-                if !problems.is_empty() {
-                    return Err(CliError::source(
-                        &shown,
-                        format!("SQLite integrity check failed: {}", problems.join("; ")),
-                    ));
-                }
+    let mut db = ReadOnly::open(path).map_err(source_err)?.with_name(&shown);
+    let check = |db: &ReadOnly| -> CliResult<()> {
+        if integrity_check {
+            let problems = db.integrity_check().map_err(source_err)?;
+            if !problems.is_empty() {
+                return Err(CliError::source(
+                    &shown,
+                    format!("SQLite integrity check failed: {}", problems.join("; ")),
+                ));
             }
-            let (data, version) = sqlite_ro::load(&mut conn, &shown).map_err(source_err)?;
-            let data = data.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+        }
+        Ok(())
+    };
+    match db.kind().map_err(source_err)? {
+        read_only::Kind::Ours => {
+            check(&db)?;
+            let snapshot = db.load().map_err(source_err)?;
+            let snapshot = snapshot.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
             let format = if family == Some(Family::Libsql) { Format::LibsqlLocal } else { Format::Sqlite };
-            let mut loaded = Loaded::new(data, format);
-            loaded.version = Some(version);
+            let mut loaded = Loaded::new(snapshot.data, format);
+            loaded.version = Some(snapshot.version);
             Ok(loaded)
         }
-        sqlite_ro::Kind::Empty => Err(CliError::source(&shown, "the database is empty: it holds no session")),
-        sqlite_ro::Kind::Foreign => {
-            if integrity_check {
-                let problems = sqlite_ro::integrity_check(&conn, &shown).map_err(source_err)?;
-                if !problems.is_empty() {
-                    return Err(CliError::source(
-                        &shown,
-                        format!("SQLite integrity check failed: {}", problems.join("; ")),
-                    ));
-                }
-            }
-            drop(conn);
-            drop(opened.copy);
+        read_only::Kind::Empty => Err(CliError::source(&shown, "the database is empty: it holds no session")),
+        read_only::Kind::Foreign => {
+            check(&db)?;
+            drop(db);
             let imported = foreign::import_blocking(path).map_err(source_err)?;
             let mut loaded = Loaded::new(imported.session, Format::ForeignSqlite(imported.format));
             loaded.dropped = imported.warnings;

@@ -3,6 +3,7 @@
 mod backend;
 pub mod foreign;
 mod lease;
+pub mod read_only;
 pub mod schema;
 mod trace;
 
