@@ -1,5 +1,5 @@
-//! First use of libSQL in this process (remote and replica), then SQLite directly through
-//! session-sqlite. Its own test binary, so "first" is real: keep a single test.
+//! First use of libSQL in this process (remote and replica), then SQLite on its own through
+//! the local mode (session-sqlite). Its own test binary, so "first" is real: keep a single test.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -7,7 +7,6 @@ mod support;
 
 use session_core::SessionBackend;
 use session_libsql::LibSqlBackend;
-use session_sqlite::SqliteBackend;
 use session_testkit::sample_session;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,10 +19,10 @@ async fn libsql_then_sqlite() {
     remote.save_session(&data).await.unwrap();
     assert_eq!(remote.load_session().await.unwrap().as_ref(), Some(&data));
 
-    let sqlite = SqliteBackend::open(dir.path().join("s.db")).await.unwrap();
+    let sqlite = LibSqlBackend::open_local(dir.path().join("s.db")).await.unwrap();
     sqlite.save_session(&data).await.unwrap();
     assert_eq!(sqlite.load_session().await.unwrap().as_ref(), Some(&data));
-    let memory = SqliteBackend::in_memory().await.unwrap();
+    let memory = LibSqlBackend::in_memory().await.unwrap();
     memory.save_session(&data).await.unwrap();
 
     let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();

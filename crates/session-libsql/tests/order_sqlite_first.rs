@@ -1,4 +1,4 @@
-//! First use of SQLite in this process (rusqlite's bundled engine through session-sqlite),
+//! First use of SQLite in this process (rusqlite's bundled engine, through the local mode's session-sqlite),
 //! then libSQL (remote, over HTTP). Its own test binary, so "first" is real: keep a single test.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -7,7 +7,6 @@ mod support;
 
 use session_core::SessionBackend;
 use session_libsql::LibSqlBackend;
-use session_sqlite::SqliteBackend;
 use session_testkit::sample_session;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +14,7 @@ async fn sqlite_then_libsql() {
     let dir = tempfile::tempdir().unwrap();
     let data = sample_session(100);
 
-    let sqlite = SqliteBackend::open(dir.path().join("s.db")).await.unwrap();
+    let sqlite = LibSqlBackend::open_local(dir.path().join("s.db")).await.unwrap();
     sqlite.save_session(&data).await.unwrap();
     assert_eq!(sqlite.load_session().await.unwrap().as_ref(), Some(&data));
 
@@ -27,7 +26,7 @@ async fn sqlite_then_libsql() {
     assert_eq!(replica.load_session().await.unwrap().as_ref(), Some(&data));
 
     // Both keep working side by side.
-    let memory = SqliteBackend::in_memory().await.unwrap();
+    let memory = LibSqlBackend::in_memory().await.unwrap();
     memory.save_session(&data).await.unwrap();
     assert_eq!(memory.load_session().await.unwrap(), remote.load_session().await.unwrap());
 }

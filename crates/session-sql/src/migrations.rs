@@ -1,11 +1,11 @@
 //! The schema's versions and how a database reaches the newest: the migrations, the version and
-//! application id pragmas, and the backfill that computes the checksums of rows written before
-//! version 3.
+//! application id pragmas, the backfill that computes the checksums of rows written before
+//! version 3, and the queries that read an older database as it is (for that backfill, and for a
+//! reader that does not migrate).
 
 use session_core::SessionError;
 
 use crate::checksum::row_crc;
-use crate::rows::{LOAD_CHANNELS_V2, LOAD_DCS_V2, LOAD_PEERS_V2, LOAD_PEER_REMOVALS_V2, LOAD_SESSION_V2};
 use crate::table::Table;
 use crate::value::{SqlValue, SqlValueRef, Statement};
 
@@ -101,6 +101,19 @@ ALTER TABLE min_contexts ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
 
 /// The tables of the current schema, for telling our database from someone else's.
 pub const TABLES: &[&str] = &["session", "dcs", "channels", "peer_chunks", "peers", "peer_removals", "min_contexts"];
+
+// The same reads for databases of versions 1 and 2, which have no checksums (a reader that
+// does not migrate, such as a read-only inspection, may meet one).
+pub(crate) const LOAD_SESSION_V2: &str = "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, \
+     future_auth_token FROM session WHERE id = 0";
+pub(crate) const LOAD_DCS_V2: &str =
+    "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset FROM dcs";
+pub(crate) const LOAD_CHANNELS_V2: &str = "SELECT id, pts FROM channels";
+pub(crate) const LOAD_PEER_CHUNKS_V2: &str = "SELECT pos, peers, data FROM peer_chunks ORDER BY pos";
+pub(crate) const LOAD_PEERS_V2: &str =
+    "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
+pub(crate) const LOAD_PEER_REMOVALS_V2: &str = "SELECT class, id FROM peer_removals ORDER BY class, id";
+pub(crate) const LOAD_MIN_CONTEXTS_V2: &str = "SELECT user_id, peer_id, msg_id FROM min_contexts ORDER BY pos";
 
 /// The statement that records `version` as the schema version (run inside the migration's
 /// transaction).

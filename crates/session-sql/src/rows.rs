@@ -12,7 +12,10 @@ use session_core::{
 use crate::checksum::row_crc;
 use crate::chunks;
 use crate::codes::{class_code, class_from_code, kind_from_code};
-use crate::migrations::SCHEMA_VERSION;
+use crate::migrations::{
+    LOAD_CHANNELS_V2, LOAD_DCS_V2, LOAD_MIN_CONTEXTS_V2, LOAD_PEERS_V2, LOAD_PEER_CHUNKS_V2, LOAD_PEER_REMOVALS_V2,
+    LOAD_SESSION_V2, SCHEMA_VERSION,
+};
 use crate::table::{Table, SUMMED};
 use crate::value::SqlValueRef;
 
@@ -41,19 +44,6 @@ pub const LOAD_PEERS: &str =
 pub const LOAD_PEER_REMOVALS: &str = "SELECT class, id, crc FROM peer_removals ORDER BY class, id";
 /// The "min" contexts, in order.
 pub const LOAD_MIN_CONTEXTS: &str = "SELECT pos, user_id, peer_id, msg_id, crc FROM min_contexts ORDER BY pos";
-
-// The same reads for databases of versions 1 and 2, which have no checksums (a reader that
-// does not migrate, such as a read-only inspection, may meet one).
-pub(crate) const LOAD_SESSION_V2: &str = "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, \
-     future_auth_token FROM session WHERE id = 0";
-pub(crate) const LOAD_DCS_V2: &str =
-    "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset FROM dcs";
-pub(crate) const LOAD_CHANNELS_V2: &str = "SELECT id, pts FROM channels";
-pub(crate) const LOAD_PEER_CHUNKS_V2: &str = "SELECT pos, peers, data FROM peer_chunks ORDER BY pos";
-pub(crate) const LOAD_PEERS_V2: &str =
-    "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
-pub(crate) const LOAD_PEER_REMOVALS_V2: &str = "SELECT class, id FROM peer_removals ORDER BY class, id";
-pub(crate) const LOAD_MIN_CONTEXTS_V2: &str = "SELECT user_id, peer_id, msg_id FROM min_contexts ORDER BY pos";
 
 /// The queries that load a session from a database at schema `version`, in the order of
 /// [`LOAD_QUERIES`] (a reader that does not migrate, such as a read-only inspection, may meet an
