@@ -56,8 +56,9 @@ impl PeerCache {
     /// order; a blob never holds peers of two id spaces, so the key ranges of the blobs leave
     /// room for new ids above each space's last. Each blob has the layout of the whole cache's
     /// (a count, then the peers; see the `Serialize` impl), so storage can write a large cache in
-    /// pieces and read them back with [`SortedPeers::extend_from_blob`]. An empty cache gives no
-    /// blob.
+    /// pieces and read them back with
+    /// [`SortedPeers::extend_from_blob`](crate::SortedPeers::extend_from_blob). An empty cache
+    /// gives no blob.
     pub fn encode_blobs(&self, per_blob: usize) -> Vec<PeerBlob> {
         // A freshly loaded cache is encoded straight from its vector; otherwise the merge of
         // both parts is laid out once.
