@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+mod conn;
+mod keys;
+mod lease;
+mod scripts;
+mod url;
+mod writer;
+
+pub use backend::{RedisBackend, RedisOptions};
+pub use conn::DEFAULT_CALL_TIMEOUT;
+pub use keys::{DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
+pub use lease::RedisLeases;

@@ -1,0 +1,181 @@
+//! The write path: a batch of changes (or a whole session) becomes one [`Plan`], the arguments
+//! of the fenced `WRITE` script, so one change costs the fields it touches and nothing more.
+
+use std::collections::BTreeSet;
+
+use session_core::{Change, DcKey, PeerCache, PeerKey, SessionData, SessionError, UpdateStateChange};
+
+use crate::keys::{bucket_of, dc_field, encode_dc, encode_meta, encode_peer, peer_field, push_record, FORMAT};
+
+/// Fields to set and remove in one hash.
+#[derive(Default)]
+pub(crate) struct HashOps {
+    pub set: Vec<(Vec<u8>, Vec<u8>)>,
+    pub del: Vec<Vec<u8>>,
+}
+
+/// One atomic write: which hashes to empty first, then the fields of each.
+#[derive(Default)]
+pub(crate) struct Plan {
+    pub clear_data: bool,
+    pub clear_peers: bool,
+    pub clear_chan: bool,
+    pub data: HashOps,
+    pub peers: HashOps,
+    pub chan: HashOps,
+    /// Peer operations, sorted by bucket: bucket, key, value (empty: remove).
+    pub peer_ops: Vec<Vec<u8>>,
+}
+
+impl Plan {
+    /// The whole session, replacing whatever was stored.
+    pub(crate) fn full(data: &SessionData) -> Result<Plan, SessionError> {
+        let mut plan = Plan { clear_data: true, clear_peers: true, clear_chan: true, ..Plan::default() };
+        plan.meta(data)?;
+        for key in data.dcs.keys() {
+            plan.dc(data, *key)?;
+        }
+        plan.chan.set = data.updates.channels.iter().map(|(id, pts)| chan_pair(*id, *pts)).collect();
+        plan.peers.set = peer_pairs(&data.peers);
+        Ok(plan)
+    }
+
+    /// Forgets the session (the lease stays).
+    pub(crate) fn delete() -> Plan {
+        Plan { clear_data: true, clear_peers: true, clear_chan: true, ..Plan::default() }
+    }
+
+    /// `changes`, already applied to `full`: the fields they touched, read from `full`.
+    /// `meta_known` says whether the store already holds the `meta` field (written by this
+    /// owner); if not it is written too, so a session is never peers without its header.
+    pub(crate) fn changes(changes: &[Change], full: &SessionData, meta_known: bool) -> Result<Plan, SessionError> {
+        // A log out wipes everything before it: start from the state it left.
+        if changes.iter().any(|c| matches!(c, Change::LogOut)) {
+            return Plan::full(full);
+        }
+        let mut meta = !meta_known;
+        let mut all_channels = false;
+        let mut dcs = BTreeSet::<DcKey>::new();
+        let mut channels = BTreeSet::<i64>::new();
+        let mut peers = BTreeSet::<PeerKey>::new();
+        for change in changes {
+            match change {
+                Change::SetDc(option) => {
+                    dcs.insert(option.key());
+                }
+                Change::RemoveDc(key) => {
+                    dcs.insert(*key);
+                }
+                Change::SetAuthKey { dc_id, .. } => dcs.extend(full.dcs.keys().filter(|k| k.id == *dc_id)),
+                Change::UpsertPeer(peer) => {
+                    peers.insert(peer.key());
+                }
+                Change::RemovePeer(key) => {
+                    peers.insert(*key);
+                }
+                Change::UpdateState(UpdateStateChange::All(_)) => {
+                    meta = true;
+                    all_channels = true;
+                }
+                Change::UpdateState(UpdateStateChange::Channel { id, .. })
+                | Change::UpdateState(UpdateStateChange::RemoveChannel { id }) => {
+                    channels.insert(*id);
+                }
+                // Home DC, user, test mode, api_id, pts/qts/date/seq, min contexts, the future
+                // auth token (and any change kind added later): the small `meta` field.
+                _ => meta = true,
+            }
+        }
+        let mut plan = Plan::default();
+        if meta {
+            plan.meta(full)?;
+        }
+        for key in dcs {
+            plan.dc(full, key)?;
+        }
+        if all_channels {
+            plan.clear_chan = true;
+            plan.chan.set = full.updates.channels.iter().map(|(id, pts)| chan_pair(*id, *pts)).collect();
+        } else {
+            for id in channels {
+                match full.updates.channels.get(&id) {
+                    Some(pts) => plan.chan.set.push(chan_pair(id, *pts)),
+                    None => plan.chan.del.push(id.to_string().into_bytes()),
+                }
+            }
+        }
+        let mut ops: Vec<([u8; 2], Vec<u8>)> = peers
+            .into_iter()
+            .map(|key| {
+                let bucket = bucket_of(key);
+                let mut op = Vec::with_capacity(24);
+                op.extend_from_slice(&bucket);
+                op.extend_from_slice(&peer_field(key));
+                if let Some(peer) = full.peers.get(key) {
+                    op.extend_from_slice(&encode_peer(&peer));
+                }
+                (bucket, op)
+            })
+            .collect();
+        ops.sort_by(|a, b| a.0.cmp(&b.0));
+        plan.peer_ops = ops.into_iter().map(|(_, op)| op).collect();
+        Ok(plan)
+    }
+
+    fn meta(&mut self, data: &SessionData) -> Result<(), SessionError> {
+        self.data.set.push((b"format".to_vec(), FORMAT.to_string().into_bytes()));
+        self.data.set.push((b"meta".to_vec(), encode_meta(data)?));
+        Ok(())
+    }
+
+    fn dc(&mut self, data: &SessionData, key: DcKey) -> Result<(), SessionError> {
+        match encode_dc(data, key)? {
+            Some(bytes) => self.data.set.push((dc_field(key), bytes)),
+            None => self.data.del.push(dc_field(key)),
+        }
+        Ok(())
+    }
+
+    /// Fields written or removed, for spans.
+    pub(crate) fn size(&self) -> usize {
+        [&self.data, &self.peers, &self.chan].iter().map(|h| h.set.len() + h.del.len()).sum::<usize>() + self.peer_ops.len()
+    }
+
+    /// Adds the script's arguments after the token.
+    pub(crate) fn add_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        let mut clear = String::from("-");
+        for (on, c) in [(self.clear_data, 'd'), (self.clear_peers, 'p'), (self.clear_chan, 'c')] {
+            if on {
+                clear.push(c);
+            }
+        }
+        inv.arg(clear);
+        for h in [&self.data, &self.peers, &self.chan] {
+            inv.arg(h.set.len());
+            for (f, v) in &h.set {
+                inv.arg(f.as_slice()).arg(v.as_slice());
+            }
+            inv.arg(h.del.len());
+            for f in &h.del {
+                inv.arg(f.as_slice());
+            }
+        }
+        inv.arg(self.peer_ops.len());
+        for op in &self.peer_ops {
+            inv.arg(op.as_slice());
+        }
+    }
+}
+
+fn chan_pair(id: i64, pts: i32) -> (Vec<u8>, Vec<u8>) {
+    (id.to_string().into_bytes(), pts.to_string().into_bytes())
+}
+
+/// Every peer, as whole buckets.
+fn peer_pairs(cache: &PeerCache) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut buckets: std::collections::HashMap<[u8; 2], Vec<u8>> = std::collections::HashMap::new();
+    for peer in cache.iter() {
+        push_record(buckets.entry(bucket_of(peer.key())).or_default(), &peer);
+    }
+    buckets.into_iter().map(|(b, blob)| (b.to_vec(), blob)).collect()
+}
