@@ -144,10 +144,12 @@ fn bench(args: &[&str]) -> Result<(), String> {
 fn soak(args: &[&str]) -> Result<(), String> {
     let kills = args.first().copied().unwrap_or("5000");
     let env = [("LAYER_SOAK_KILLS", kills)];
-    cargo(&["test", "--release", "-p", "session-file", "--test", "processes", "--", "--nocapture"], &env)?;
+    // session-file's process tests and their child programs need its internal feature.
+    let file = ["test", "--release", "-p", "session-file", "--features", "test-children", "--test"];
+    cargo(&[&file[..], &["processes", "--", "--nocapture"]].concat(), &env)?;
     // Every bit of every byte flipped, and 10x the lock races.
     let adversarial = [("LAYER_SOAK_ADVERSARIAL", "1")];
-    cargo(&["test", "--release", "-p", "session-file", "--test", "adversarial", "--", "--nocapture"], &adversarial)?;
+    cargo(&[&file[..], &["adversarial", "--", "--nocapture"]].concat(), &adversarial)?;
     cargo(&["test", "--release", "-p", "session-sqlite", "--test", "crash", "--", "--nocapture"], &env)?;
     // Every bit of every byte of the SQLite sample flipped (CI flips one bit per byte).
     let bits = [("LAYER_SOAK_SQLITE_BITS", "8")];

@@ -4,12 +4,16 @@
 //! length cut; inputs that are not session files (FIFO, devices, directory, empty, huge);
 //! modes of pre-existing 0644 files under umask 022; secrets in `Debug` and error messages.
 //!
-//! Child processes are this test binary re-executed with `ADVERSARIAL_CHILD` set (the
-//! `child_entry` test plays their part). `LAYER_SOAK_ADVERSARIAL=1` (set by `cargo xtask soak`)
-//! flips every bit of every byte instead of one bit per byte, and races more rounds.
+//! Child processes are `session-file-adversarial-child` (`tests/bin/adversarial_child.rs`), a
+//! program built with the internal `test-children` feature, as is this test.
+//! `LAYER_SOAK_ADVERSARIAL=1` (set by `cargo xtask soak`) flips every bit of every byte instead
+//! of one bit per byte, and races more rounds.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "bin/adversarial_shared.rs"]
+mod shared;
+
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,11 +23,10 @@ use std::time::Duration;
 use session_core::{Change, Peer, PeerKind, SessionBackend, SessionData, SessionError};
 use session_file::{read_snapshot, BinaryFileBackend};
 use session_testkit::sample_session;
+use shared::{now_nanos, outcome, RACES};
 
-const CHILD: &str = "ADVERSARIAL_CHILD";
-const TARGET: &str = "ADVERSARIAL_PATH";
-const START_AT: &str = "ADVERSARIAL_START_AT";
-const CHILD_ARGS: [&str; 5] = ["--exact", "child_entry", "--nocapture", "--test-threads=1", "-q"];
+/// The child program (see `tests/bin/adversarial_child.rs` for its modes).
+const CHILD: &str = env!("CARGO_BIN_EXE_session-file-adversarial-child");
 
 fn soak() -> bool {
     std::env::var_os("LAYER_SOAK_ADVERSARIAL").is_some()
@@ -34,12 +37,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn child(mode: &str, path: &Path) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(CHILD_ARGS).env(CHILD, mode).env(TARGET, path).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut cmd = Command::new(CHILD);
+    cmd.arg(mode).arg(path).stdin(Stdio::piped()).stdout(Stdio::piped());
     cmd
 }
 
-/// The child's answer among the test harness's own lines.
+/// A line that is the child's answer (not a panic message or other output).
 fn answer(line: &str) -> bool {
     ["locked ", "opened", "error ", "owner ", "holding ", "race ", "done"].iter().any(|p| line.starts_with(p))
 }
@@ -50,7 +53,7 @@ fn said(out: &std::process::Output) -> String {
 }
 
 /// The first answer a running child prints; the rest of its output is read to the end on the
-/// same thread (a closed pipe would fail the child's harness).
+/// same thread (a closed pipe would fail the child's next `println!`).
 fn first_answer(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -61,70 +64,6 @@ fn first_answer(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Stri
         }
     });
     rx
-}
-
-/// What an open attempt came to, as one line.
-fn outcome(result: Result<BinaryFileBackend, SessionError>) -> String {
-    match result {
-        Ok(_) => "opened".into(),
-        Err(SessionError::Locked { pid, .. }) => format!("locked {}", pid.unwrap_or(0)),
-        Err(e) => format!("error {e}"),
-    }
-}
-
-/// The child's part; a no-op in a normal test run.
-#[test]
-fn child_entry() {
-    let Ok(mode) = std::env::var(CHILD) else { return };
-    let path = PathBuf::from(std::env::var(TARGET).expect("path"));
-    runtime().block_on(async move {
-        match mode.as_str() {
-            // Try to open; say what happened.
-            "try" => println!("{}", outcome(BinaryFileBackend::open(&path).await)),
-            // Race for RACES fresh locks in turn, starting at one instant (racing children run
-            // in near lockstep); hold what was won until stdin closes.
-            "race" => {
-                wait_until(std::env::var(START_AT).expect("start instant").parse().expect("nanoseconds"));
-                let mut won = Vec::new();
-                for i in 0..RACES {
-                    match BinaryFileBackend::open(race_path(&path, i)).await {
-                        Ok(backend) => {
-                            println!("race {i} owner {}", std::process::id());
-                            won.push(backend);
-                        }
-                        other => println!("race {i} {}", outcome(other)),
-                    }
-                }
-                println!("done");
-                std::io::stdout().flush().expect("flush");
-                let mut line = String::new();
-                let _ = std::io::stdin().read_line(&mut line);
-                drop(won);
-            }
-            // Hold the lock until stdin closes.
-            "hold" => {
-                let backend = BinaryFileBackend::open(&path).await.expect("child open");
-                println!("holding {}", std::process::id());
-                std::io::stdout().flush().expect("flush");
-                let mut line = String::new();
-                let _ = std::io::stdin().read_line(&mut line);
-                drop(backend);
-            }
-            other => panic!("unknown child mode {other}"),
-        }
-    });
-}
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos()
-}
-
-/// Spins until the wall clock reaches `at` (ns since the epoch), so that racing processes
-/// started milliseconds apart contend within microseconds.
-fn wait_until(at: u128) {
-    while now_nanos() < at {
-        std::hint::spin_loop();
-    }
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -305,15 +244,6 @@ fn a_bind_mounted_directory_reaches_the_same_lock() {
     drop(bind);
 }
 
-/// How many locks the racing children race for, one after the other.
-const RACES: usize = 25;
-
-fn race_path(prefix: &Path, i: usize) -> PathBuf {
-    let mut name = prefix.as_os_str().to_owned();
-    name.push(format!("-{i}.session"));
-    PathBuf::from(name)
-}
-
 #[test]
 fn racing_processes_get_one_owner_and_every_loser_its_pid() {
     let rounds = if soak() { 40 } else { 4 };
@@ -324,7 +254,7 @@ fn racing_processes_get_one_owner_and_every_loser_its_pid() {
         let prefix = dir.path().join(format!("race-{round}"));
         let at = now_nanos() + 250_000_000;
         let mut children: Vec<_> = (0..children_per_round)
-            .map(|_| child("race", &prefix).env(START_AT, at.to_string()).spawn().expect("spawn"))
+            .map(|_| child("race", &prefix).arg(at.to_string()).spawn().expect("spawn"))
             .collect();
         let answers: Vec<_> = children.iter_mut().map(|c| first_answer(c.stdout.take().expect("stdout"))).collect();
         // Per race: what each child said.
@@ -596,7 +526,6 @@ fn pre_existing_0644_files_are_made_private_and_everything_created_is_0600_under
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
     // A child under umask 022 opens it and writes (append, rewrite, torn cut, damage copy).
-    let exe = std::env::current_exe().expect("exe");
     let mut full = std::fs::read(&path).expect("read");
     full.extend_from_slice(&[2, 9, 0, 0, 0, 0, 0, 0, 0, 1]);
     std::fs::write(&path, &full).expect("torn tail");
@@ -604,10 +533,9 @@ fn pre_existing_0644_files_are_made_private_and_everything_created_is_0600_under
     let out = Command::new("sh")
         .arg("-c")
         .arg("umask 022 && exec \"$0\" \"$@\"")
-        .arg(&exe)
-        .args(CHILD_ARGS)
-        .env(CHILD, "try")
-        .env(TARGET, &path)
+        .arg(CHILD)
+        .arg("try")
+        .arg(&path)
         .output()
         .expect("child");
     assert_eq!(said(&out), "opened");

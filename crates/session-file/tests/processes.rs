@@ -1,38 +1,37 @@
 //! Tests that need other processes: kill -9 in a loop, two owners, file modes under a umask.
 //!
-//! The child processes are this test binary itself, re-executed with `SESSION_FILE_CHILD` set:
-//! the `child_process_entry` test then plays the child's part (and does nothing otherwise).
+//! The child processes are `session-file-processes-child` (`tests/bin/processes_child.rs`), a
+//! program built with the internal `test-children` feature, as is this test.
 #![cfg(unix)]
+
+#[path = "bin/processes_steps.rs"]
+mod steps;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use session_core::{Change, Peer, PeerKey, PeerKind, SessionBackend, SessionData, SessionError, UpdateStateChange};
-use session_file::failpoint::Failpoints;
+use session_core::{PeerKey, SessionBackend, SessionError};
 use session_file::BinaryFileBackend;
 use session_testkit::Rng;
+use steps::peer;
 
-const CHILD: &str = "SESSION_FILE_CHILD";
-const PATH: &str = "SESSION_FILE_PATH";
-const START: &str = "SESSION_FILE_START";
-const CHILD_ARGS: [&str; 5] = ["--exact", "child_process_entry", "--nocapture", "--test-threads=1", "-q"];
+/// The child program (see `tests/bin/processes_child.rs` for its modes).
+const CHILD: &str = env!("CARGO_BIN_EXE_session-file-processes-child");
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
 fn child(mode: &str, path: &Path, start: u64) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(CHILD_ARGS)
-        .env(CHILD, mode)
-        .env(PATH, path)
-        .env(START, start.to_string())
+    let mut cmd = Command::new(CHILD);
+    cmd.arg(mode)
+        .arg(path)
+        .arg(start.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -52,94 +51,6 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
         }
     });
     rx
-}
-
-fn peer(i: u64) -> Peer {
-    let id = i64::try_from(i).expect("id") + 1;
-    Peer::new(id, PeerKind::User, id * 7).with_usernames(vec![format!("user_{i}_{}", "x".repeat(120))])
-}
-
-fn changes(i: u64) -> Vec<Change> {
-    vec![
-        Change::UpsertPeer(peer(i)),
-        Change::UpdateState(UpdateStateChange::Primary { pts: i32::try_from(i).expect("pts"), date: 1, seq: 2 }),
-    ]
-}
-
-/// The child's part; a no-op in a normal test run.
-#[test]
-fn child_process_entry() {
-    let Ok(mode) = std::env::var(CHILD) else { return };
-    let path = PathBuf::from(std::env::var(PATH).expect("path"));
-    let start: u64 = std::env::var(START).expect("start").parse().expect("start number");
-    runtime().block_on(async move {
-        match mode.as_str() {
-            "writer" | "owner" => {
-                let stop = Arc::new(AtomicBool::new(false));
-                if mode == "owner" {
-                    let stop = Arc::clone(&stop);
-                    std::thread::spawn(move || {
-                        let mut line = String::new();
-                        let _ = std::io::stdin().read_line(&mut line);
-                        stop.store(true, Ordering::SeqCst);
-                    });
-                }
-                let backend = BinaryFileBackend::open(&path).await.expect("child open");
-                let mut full = backend.load_session().await.expect("child load").unwrap_or_default();
-                println!("ready {}", std::process::id());
-                let mut i = start;
-                while !stop.load(Ordering::SeqCst) {
-                    let mut batch = changes(i);
-                    if i.is_multiple_of(7) {
-                        // A large record (the same peers again): a kill can land in the middle of
-                        // its write and leave a torn tail.
-                        batch.extend((i.saturating_sub(400)..i).map(|j| Change::UpsertPeer(peer(j))));
-                    }
-                    full.apply_all(&batch);
-                    if i.is_multiple_of(97) {
-                        backend.save_session(&full).await.expect("child save");
-                    } else {
-                        backend.persist(&batch, &full).await.expect("child persist");
-                    }
-                    // Printed only once the flush returned: an acknowledged change.
-                    println!("ack {i}");
-                    std::io::stdout().flush().expect("flush");
-                    i += 1;
-                }
-                println!("done");
-            }
-            "second" => match BinaryFileBackend::open(&path).await {
-                Err(SessionError::Locked { pid, .. }) => println!("locked {}", pid.map_or(0, |p| p)),
-                Ok(_) => println!("opened"),
-                Err(e) => println!("error {e}"),
-            },
-            "modes" => {
-                let failpoints = Failpoints::new();
-                let backend =
-                    BinaryFileBackend::open_with_failpoints(&path, Arc::clone(&failpoints)).await.expect("open");
-                let mut full = SessionData::default();
-                for i in 0..3 {
-                    let batch = changes(i);
-                    full.apply_all(&batch);
-                    backend.persist(&batch, &full).await.expect("persist");
-                }
-                backend.save_session(&full).await.expect("save");
-                for mode in failpoints.temp_modes() {
-                    println!("temp {mode:o}");
-                }
-                // A damaged file: its preserved copy must be private too.
-                let damaged = path.with_file_name("damaged.session");
-                std::fs::write(&damaged, b"LYSF this is not a session").expect("write damaged");
-                match BinaryFileBackend::open(&damaged).await {
-                    Err(SessionError::Corrupt { preserved_at: Some(copy), .. }) => {
-                        println!("preserved {}", copy.display())
-                    }
-                    other => println!("unexpected {other:?}"),
-                }
-            }
-            other => panic!("unknown child mode {other}"),
-        }
-    });
 }
 
 fn acks(rx: &mpsc::Receiver<String>, into: &mut BTreeSet<u64>) {
@@ -265,7 +176,7 @@ fn a_second_owner_is_refused_and_the_first_keeps_writing() {
     );
     // A second backend in this process is refused too, naming the owner.
     match runtime().block_on(BinaryFileBackend::open(&path)) {
-        Err(SessionError::Locked { pid, resource }) => {
+        Err(SessionError::Locked { pid, resource, .. }) => {
             assert_eq!(pid, Some(owner_pid));
             assert!(resource.contains("owned.session"), "{resource}");
         }
@@ -293,15 +204,8 @@ fn mode(path: &Path) -> u32 {
 fn files_are_private_under(umask: &str) {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("private.session");
-    let exe = std::env::current_exe().expect("exe");
     let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-        .arg(&exe)
-        .args(CHILD_ARGS)
-        .env(CHILD, "modes")
-        .env(PATH, &path)
-        .env(START, "0");
+    sh.arg("-c").arg(format!("umask {umask} && exec \"$0\" \"$@\"")).arg(CHILD).arg("modes").arg(&path).arg("0");
     let out = sh.output().expect("run child under umask");
     assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
