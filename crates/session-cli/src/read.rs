@@ -5,11 +5,12 @@ use std::io::Read;
 use std::path::Path;
 
 use session_core::{SessionBackend, SessionData, SessionError};
-use session_file::legacy::{self, LegacyFormat};
 use session_file::StoredFormat;
-use session_sqlite::foreign::{self, ForeignFormat};
+use session_interop::binary::{self as legacy, LegacyFormat};
+use session_interop::ForeignFormat;
+use session_interop::StringFormat;
+use session_sqlite::foreign;
 use session_sqlite::read_only::{self, ReadOnly};
-use session_string::StringFormat;
 
 use crate::blocking;
 use crate::error::{CliError, CliResult};
