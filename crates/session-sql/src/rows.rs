@@ -35,7 +35,7 @@ pub const LOAD_PEER_CHUNKS: &str =
 pub const LOAD_PEER_CHUNKS_AFTER: &str = "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc \
      FROM peer_chunks WHERE pos > ?1 ORDER BY pos LIMIT ?2";
 /// The key range of every chunk (first and last key), in order: a driver that keeps them knows
-/// which removed keys need a `peer_removals` row ([`Known::chunk_ranges`]).
+/// which removed keys need a `peer_removals` row ([`Known::chunk_ranges`](crate::Known::chunk_ranges)).
 pub const LOAD_CHUNK_RANGES: &str = "SELECT lo_class, lo_id, hi_class, hi_id FROM peer_chunks ORDER BY pos";
 /// Every peer written since the chunks, in key order.
 pub const LOAD_PEERS: &str =

@@ -54,7 +54,7 @@ fn chunk_statements(peers: &PeerCache) -> impl Iterator<Item = Statement> {
 }
 
 /// The statements that fold the peer cache into chunks: every `peers` and `peer_removals` row
-/// is deleted and `peers` (the cache as [`SessionRows::finish_peers`] read it, inside the same
+/// is deleted and `peers` (the cache as [`SessionRows::finish_peers`](crate::SessionRows::finish_peers) read it, inside the same
 /// transaction) is written as chunks. Only a driver that is the database's one writer may run
 /// it (another client's row written between the read and this would be lost).
 pub fn compact_plan(peers: &PeerCache) -> impl Iterator<Item = Statement> + '_ {
