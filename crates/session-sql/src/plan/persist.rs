@@ -1,8 +1,10 @@
 //! The persist plan: a change set written over what is stored, O(size of the changes), every
-//! write an upsert or a keyed delete with the statement that moves its table's sum.
+//! write an upsert or a keyed delete with the statement that moves its table's sum. A run of
+//! consecutive peer upserts (or removals) is a constant number of statements (`batch`).
 
 use session_core::{Change, DcFlags, DcKey, MinPeerContext, PeerKey, SessionData, SessionError, UpdateStateChange};
 
+use super::batch;
 use super::*;
 use crate::checksum::sum_of;
 
@@ -137,7 +139,10 @@ pub fn may_be_chunked(chunk_ranges: Option<&[(PeerKey, PeerKey)]>, key: PeerKey)
 }
 
 /// The statements that persist `changes` (in order) on top of what is stored: O(size of the
-/// changes), every write an upsert or a keyed delete. Run them in one transaction. `full` is
+/// changes), every write an upsert or a keyed delete. Run them in one transaction. A run of two
+/// or more consecutive [`Change::UpsertPeer`] (or [`Change::RemovePeer`]) is a few statements
+/// whatever its length, its rows carried as one JSON text parameter (`json_each`, which SQLite
+/// and libSQL have built in); only the last change of a key within a run counts. `full` is
 /// the session with the changes applied (as `SessionBackend::persist` receives it): a change
 /// that sets some columns of a row makes the plan write the row whole, checksum included, as
 /// `full` holds it.
@@ -173,19 +178,61 @@ pub fn persist_plan_known<'a>(
     let ensure = (!known.session_row).then(ensure_session);
     let session = changes.iter().any(touches_session).then(|| Statement::new(WRITE_SESSION, session_params(full)));
     let mut known = known;
-    Ok(ensure
-        .into_iter()
-        .chain(changes.iter().flat_map(move |c| {
-            let out = change_statements(c, known, full);
-            match c {
-                // Nothing is chunked after a log out.
-                Change::LogOut => (known.no_removals, known.chunk_ranges) = (true, Some(&[][..])),
-                Change::RemovePeer(key) if may_be_chunked(known.chunk_ranges, *key) => known.no_removals = false,
-                _ => {}
+    let mut rest = changes;
+    // Built one run at a time, as the driver takes the statements: a plan refused above, or
+    // dropped unused, costs nothing.
+    let runs = std::iter::from_fn(move || {
+        let first = rest.first()?;
+        // A run of consecutive upserts (or removals) is one batch: its changes touch only peer
+        // rows, so the order of the keys within it does not matter, only the last change of
+        // each key.
+        let len = rest.iter().take_while(|c| same_peer_run(first, c)).count().max(1);
+        let (run, after) = rest.split_at(len);
+        rest = after;
+        let mut out = Vec::new();
+        match first {
+            Change::UpsertPeer(_) if run.len() >= batch::BATCH_MIN => {
+                let peers = run.iter().filter_map(|c| match c {
+                    Change::UpsertPeer(p) => Some(p),
+                    _ => None,
+                });
+                out = batch::upsert_run(peers, known.no_removals);
             }
-            out
-        }))
-        .chain(session))
+            Change::RemovePeer(_) if run.len() >= batch::BATCH_MIN => {
+                let keys = run.iter().filter_map(|c| match c {
+                    Change::RemovePeer(k) => Some(*k),
+                    _ => None,
+                });
+                let ranges = known.chunk_ranges;
+                if batch::remove_run(keys, |k| may_be_chunked(ranges, k), &mut out) {
+                    known.no_removals = false;
+                }
+            }
+            _ => {
+                for c in run {
+                    out.extend(change_statements(c, known, full));
+                    match c {
+                        // Nothing is chunked after a log out.
+                        Change::LogOut => (known.no_removals, known.chunk_ranges) = (true, Some(&[][..])),
+                        Change::RemovePeer(key) if may_be_chunked(known.chunk_ranges, *key) => {
+                            known.no_removals = false
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Some(out)
+    });
+    Ok(ensure.into_iter().chain(runs.flatten()).chain(session))
+}
+
+/// Whether `c` continues a run of peer changes that `first` starts.
+fn same_peer_run(first: &Change, c: &Change) -> bool {
+    matches!(
+        (first, c),
+        (Change::UpsertPeer(_), Change::UpsertPeer(_)) | (Change::RemovePeer(_), Change::RemovePeer(_))
+    )
 }
 
 fn is_known(change: &Change) -> bool {
@@ -318,5 +365,114 @@ mod tests {
         assert_eq!(writes[0].params[10], SqlValue::Integer(row_crc(Table::Session, &values)));
         assert_eq!(values[0], SqlValueRef::Integer(2));
         assert_eq!(values[6], SqlValueRef::Integer(9));
+    }
+
+    fn plan_of(changes: &[Change], known: Known<'_>) -> Vec<Statement> {
+        let mut full = SessionData::default();
+        full.apply_all(changes);
+        persist_plan_known(changes, &full, known).expect("plan").collect()
+    }
+
+    #[test]
+    fn a_run_of_peer_changes_is_a_constant_number_of_statements_however_long() {
+        let all = Known { session_row: true, no_removals: true, chunk_ranges: None };
+        let stored = Known { session_row: true, no_removals: false, chunk_ranges: None };
+        for n in [2i64, 10, 1_000, 70_000] {
+            let upserts: Vec<Change> = (0..n).map(|i| Change::UpsertPeer(Peer::new(i, PeerKind::User, i))).collect();
+            let removals: Vec<Change> = (0..n).map(|i| Change::RemovePeer(PeerKey::user(i))).collect();
+            let sqls = |plan: Vec<Statement>| plan.into_iter().map(|st| st.sql).collect::<Vec<_>>();
+            assert_eq!(sqls(plan_of(&upserts, all)), [batch::SUM_PEERS_BATCH, batch::UPSERT_PEERS_BATCH], "{n}");
+            assert_eq!(
+                sqls(plan_of(&upserts, stored)),
+                [batch::SUM_PEERS_UNREMOVE_BATCH, batch::DELETE_REMOVALS_BATCH, batch::UPSERT_PEERS_BATCH],
+                "{n}"
+            );
+            assert_eq!(
+                sqls(plan_of(&removals, all)),
+                [batch::SUM_REMOVE_BATCH, batch::REMOVE_PEERS_BATCH, batch::INSERT_REMOVALS_BATCH],
+                "{n}"
+            );
+            // Keys outside every chunk get no removal row: no insert at all.
+            let none = Known { chunk_ranges: Some(&[]), ..all };
+            assert_eq!(sqls(plan_of(&removals, none)), [batch::SUM_REMOVE_BATCH, batch::REMOVE_PEERS_BATCH], "{n}");
+        }
+        // One change keeps its one-row statements.
+        let one = [Change::UpsertPeer(Peer::new(1, PeerKind::User, 1))];
+        assert_eq!(plan_of(&one, all).into_iter().map(|st| st.sql).collect::<Vec<_>>(), [SUM_PEER, UPSERT_PEER]);
+        // Runs are consecutive changes only: other changes split them, in order; a removal run
+        // makes the next upsert run delete the removals it recorded.
+        let mixed = [
+            Change::UpsertPeer(Peer::new(1, PeerKind::User, 1)),
+            Change::UpsertPeer(Peer::new(2, PeerKind::User, 2)),
+            Change::RemovePeer(PeerKey::user(1)),
+            Change::RemovePeer(PeerKey::user(2)),
+            Change::SetHomeDc(2),
+            Change::UpsertPeer(Peer::new(1, PeerKind::User, 3)),
+            Change::UpsertPeer(Peer::new(3, PeerKind::User, 3)),
+        ];
+        let sqls: Vec<&str> = plan_of(&mixed, all).into_iter().map(|st| st.sql).collect();
+        assert_eq!(
+            sqls,
+            [
+                batch::SUM_PEERS_BATCH,
+                batch::UPSERT_PEERS_BATCH,
+                batch::SUM_REMOVE_BATCH,
+                batch::REMOVE_PEERS_BATCH,
+                batch::INSERT_REMOVALS_BATCH,
+                batch::SUM_PEERS_UNREMOVE_BATCH,
+                batch::DELETE_REMOVALS_BATCH,
+                batch::UPSERT_PEERS_BATCH,
+                WRITE_SESSION,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batched_run_keeps_the_last_change_of_each_key_and_the_sum_of_its_rows() {
+        let peers = [
+            Peer::new(5, PeerKind::User, 1),
+            Peer::new(7, PeerKind::Channel, i64::MIN).with_usernames(vec!["it's".into(), "\"q\"\u{e9}\0".into()]),
+            Peer::new(5, PeerKind::User, i64::MAX).with_phone(Some("+1'2".into())),
+        ];
+        let changes: Vec<Change> = peers.iter().cloned().map(Change::UpsertPeer).collect();
+        let all = Known { session_row: true, no_removals: true, chunk_ranges: None };
+        let plan = plan_of(&changes, all);
+        let [SqlValue::Text(keys), SqlValue::Integer(sum)] = plan[0].params.as_slice() else { panic!("{plan:?}") };
+        let [SqlValue::Text(rows)] = plan[1].params.as_slice() else { panic!("{plan:?}") };
+        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(rows).expect("rows are JSON");
+        let keys: Vec<Vec<i64>> = serde_json::from_str(keys).expect("keys are JSON");
+        // One row per key (the last upsert of 5), in key order, as the one-row statements have them.
+        let expected: Vec<Vec<SqlValue>> = [&peers[2], &peers[1]].into_iter().map(peer_params).collect();
+        assert_eq!(keys, expected.iter().map(|p| vec![int_of(&p[0]), int_of(&p[1])]).collect::<Vec<_>>());
+        assert_eq!(rows.len(), 2);
+        for (row, want) in rows.iter().zip(&expected) {
+            for (v, w) in row.iter().zip(want) {
+                match w {
+                    SqlValue::Integer(n) => assert_eq!(v.as_i64(), Some(*n)),
+                    SqlValue::Text(t) => assert_eq!(v.as_str(), Some(t.as_str())),
+                    SqlValue::Null => assert!(v.is_null()),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        let crcs = expected.iter().map(|p| int_of(p.last().expect("crc"))).sum::<i64>() % (1 << 32);
+        assert_eq!(*sum, crcs);
+        // Removals: one row per key too.
+        let removals = [Change::RemovePeer(PeerKey::user(5)), Change::RemovePeer(PeerKey::user(5))];
+        let plan = plan_of(&removals, all);
+        let [SqlValue::Text(keys), SqlValue::Text(recorded), SqlValue::Integer(sum)] = plan[0].params.as_slice() else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(keys, "[[0,5]]");
+        let crc = int_of(removal_params(PeerKey::user(5)).last().expect("crc"));
+        assert_eq!(recorded, &format!("[[0,5,{crc}]]"));
+        assert_eq!(*sum, crc);
+    }
+
+    fn int_of(v: &SqlValue) -> i64 {
+        match v {
+            SqlValue::Integer(n) => *n,
+            other => panic!("{other:?}"),
+        }
     }
 }

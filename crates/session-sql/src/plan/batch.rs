@@ -1,0 +1,170 @@
+//! Runs of peer changes as a constant number of statements: the rows of a run travel as one JSON
+//! text parameter (`json_each(?)`), so 1,000 cached peers cost the same four statements as ten,
+//! where one statement pair per peer (a sum and a write) made a flush thousands of statements
+//! long, each parsed, prepared (and, over a network, inlined and sent) on its own.
+//!
+//! Every statement is keyed: the old checksums are read by joining the run's keys to the table's
+//! primary key (`json_each` first, by `CROSS JOIN`, so the planner cannot turn it into a scan),
+//! and deletes look the keys up the same way. SQLite's JSON keeps 64-bit integers exact (an
+//! access hash of `i64::MIN` reads back as itself), and strings are JSON strings, so the values
+//! written are the values of the single-row statements, checksums included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use session_core::{Peer, PeerKey};
+
+use super::*;
+
+// The sum of the stored `crc` of the rows of `table` keyed by the `[class, id, ...]` arrays of
+// the JSON parameter `param`, reduced mod 2^32 (a plain sum of thousands of checksums would not
+// be, and SQLite's `%` keeps the sign of a negative left side).
+macro_rules! old_sum {
+    ($table:literal, $param:literal) => {
+        concat!(
+            "(coalesce((SELECT sum(t.crc) FROM json_each(",
+            $param,
+            ") AS j CROSS JOIN ",
+            $table,
+            " AS t ON t.class = json_extract(j.value, '$[0]') AND t.id = json_extract(j.value, '$[1]')), 0) \
+             % 4294967296)"
+        )
+    };
+}
+
+// The keys of the JSON parameter `param`, as a subquery for `(class, id) IN`.
+macro_rules! keys_of {
+    ($param:literal) => {
+        concat!("(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(", $param, "))")
+    };
+}
+
+/// Moves `peers_sum` from the stored rows of the keys ?1 to the new rows' sum ?2.
+pub(crate) const SUM_PEERS_BATCH: &str = concat!(
+    "UPDATE session SET peers_sum = (peers_sum - ",
+    old_sum!("peers", "?1"),
+    " + ?2 + 4294967296) % 4294967296 WHERE id = 0"
+);
+/// [`SUM_PEERS_BATCH`], and takes the removals of the same keys out of `removals_sum`.
+pub(crate) const SUM_PEERS_UNREMOVE_BATCH: &str = concat!(
+    "UPDATE session SET peers_sum = (peers_sum - ",
+    old_sum!("peers", "?1"),
+    " + ?2 + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
+    old_sum!("peer_removals", "?1"),
+    " + 4294967296) % 4294967296 WHERE id = 0"
+);
+/// Takes the rows of the keys ?1 out of `peers_sum`, and moves `removals_sum` from the stored
+/// removals of the keys ?2 to their new sum ?3.
+pub(crate) const SUM_REMOVE_BATCH: &str = concat!(
+    "UPDATE session SET peers_sum = (peers_sum - ",
+    old_sum!("peers", "?1"),
+    " + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
+    old_sum!("peer_removals", "?2"),
+    " + ?3 + 4294967296) % 4294967296 WHERE id = 0"
+);
+pub(crate) const DELETE_REMOVALS_BATCH: &str =
+    concat!("DELETE FROM peer_removals WHERE (class, id) IN ", keys_of!("?1"));
+pub(crate) const REMOVE_PEERS_BATCH: &str = concat!("DELETE FROM peers WHERE (class, id) IN ", keys_of!("?1"));
+// `WHERE true`: an `INSERT ... SELECT` needs a clause before `ON CONFLICT` to parse it as the
+// upsert's and not as a join constraint.
+pub(crate) const UPSERT_PEERS_BATCH: &str =
+    "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone, crc) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+     json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+     json_extract(value, '$[6]'), json_extract(value, '$[7]') FROM json_each(?1) WHERE true \
+     ON CONFLICT (class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
+     min = excluded.min, usernames = excluded.usernames, phone = excluded.phone, crc = excluded.crc";
+pub(crate) const INSERT_REMOVALS_BATCH: &str = "INSERT INTO peer_removals (class, id, crc) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') \
+     FROM json_each(?1) WHERE true ON CONFLICT (class, id) DO UPDATE SET crc = excluded.crc";
+
+/// Runs at least this long are batched. A single change keeps its one-row statements, which a
+/// driver has prepared already and which need no JSON.
+pub(crate) const BATCH_MIN: usize = 2;
+
+/// The statements of a run of upserts (the last upsert of a key wins, as applying them in order
+/// would leave it). `no_removals`: no removal is stored, so none is deleted.
+pub(crate) fn upsert_run<'a>(peers: impl IntoIterator<Item = &'a Peer>, no_removals: bool) -> Vec<Statement> {
+    let last: BTreeMap<PeerKey, &Peer> = peers.into_iter().map(|p| (p.key(), p)).collect();
+    let (mut keys, mut rows, mut sum) = (String::from("["), String::from("["), 0u32);
+    for peer in last.values() {
+        let params = peer_params(peer);
+        if let Some(SqlValue::Integer(crc)) = params.last() {
+            sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
+        }
+        push_json_row(&mut keys, params.get(..2).unwrap_or_default());
+        push_json_row(&mut rows, &params);
+    }
+    keys.push(']');
+    rows.push(']');
+    let keys = SqlValue::Text(keys);
+    let sum = int(sum);
+    if no_removals {
+        vec![
+            Statement::new(SUM_PEERS_BATCH, vec![keys, sum]),
+            Statement::new(UPSERT_PEERS_BATCH, vec![SqlValue::Text(rows)]),
+        ]
+    } else {
+        vec![
+            Statement::new(SUM_PEERS_UNREMOVE_BATCH, vec![keys.clone(), sum]),
+            Statement::new(DELETE_REMOVALS_BATCH, vec![keys]),
+            Statement::new(UPSERT_PEERS_BATCH, vec![SqlValue::Text(rows)]),
+        ]
+    }
+}
+
+/// The statements of a run of removals; `recorded` says which keys get a removal row (see
+/// [`may_be_chunked`](super::may_be_chunked)). Returns whether any was recorded.
+pub(crate) fn remove_run(
+    keys: impl IntoIterator<Item = PeerKey>,
+    recorded: impl Fn(PeerKey) -> bool,
+    out: &mut Vec<Statement>,
+) -> bool {
+    let keys: BTreeSet<PeerKey> = keys.into_iter().collect();
+    let (mut all, mut removals, mut sum, mut any) = (String::from("["), String::from("["), 0u32, false);
+    for key in keys {
+        let params = removal_params(key);
+        push_json_row(&mut all, params.get(..2).unwrap_or_default());
+        if recorded(key) {
+            if let Some(SqlValue::Integer(crc)) = params.last() {
+                sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
+            }
+            push_json_row(&mut removals, &params);
+            any = true;
+        }
+    }
+    all.push(']');
+    removals.push(']');
+    let all = SqlValue::Text(all);
+    let removals = SqlValue::Text(removals);
+    out.push(Statement::new(SUM_REMOVE_BATCH, vec![all.clone(), removals.clone(), int(sum)]));
+    out.push(Statement::new(REMOVE_PEERS_BATCH, vec![all]));
+    if any {
+        out.push(Statement::new(INSERT_REMOVALS_BATCH, vec![removals]));
+    }
+    any
+}
+
+/// Appends `params` as a JSON array (after a `,` unless it is the first in `out`'s array):
+/// integers in decimal (exact, whatever their size), text as JSON strings, anything else null
+/// (a peer or removal row holds no other value).
+fn push_json_row(out: &mut String, params: &[SqlValue]) {
+    if !out.ends_with('[') {
+        out.push(',');
+    }
+    out.push('[');
+    for (i, v) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match v {
+            SqlValue::Integer(n) => {
+                let _ = write!(out, "{n}");
+            }
+            // Serializing a string cannot fail.
+            SqlValue::Text(t) => out.push_str(&serde_json::to_string(t).unwrap_or_default()),
+            SqlValue::Null | SqlValue::Real(_) | SqlValue::Blob(_) => out.push_str("null"),
+        }
+    }
+    out.push(']');
+}
