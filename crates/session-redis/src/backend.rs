@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_core::{
-    async_trait, codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData,
-    SessionError, SortedPeers,
+    async_trait, codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
+    SortedPeers,
 };
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -209,13 +209,19 @@ impl RedisBackend {
             )));
         }
         self.meta_known.store(op != "delete", Ordering::Relaxed);
-        tracing::debug!(backend = "redis", op, fields = size, elapsed_us = started.elapsed().as_micros() as u64, "written");
+        tracing::debug!(
+            backend = "redis",
+            op,
+            fields = size,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "written"
+        );
         Ok(())
     }
 
     async fn read(&self) -> Result<Option<SessionData>, SessionError> {
         let keys = self.keys.clone();
-        let (data, chan, peers): (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, Vec<u8>)>) = self
+        let (data, chan, peers): (Fields, Fields, Fields) = self
             .conn
             .run(|mut c| async move {
                 // One MULTI/EXEC: the three hashes as of one instant.
@@ -268,8 +274,7 @@ impl RedisBackend {
         }
         let mut all = Vec::new();
         for (field, blob) in &peers {
-            read_bucket(field, blob, &mut all)
-                .ok_or_else(|| corrupt(format!("peer bucket {field:?} is damaged")))?;
+            read_bucket(field, blob, &mut all).ok_or_else(|| corrupt(format!("peer bucket {field:?} is damaged")))?;
         }
         all.sort_unstable_by_key(|p| p.key());
         let mut builder = SortedPeers::with_capacity(all.len());
@@ -301,6 +306,9 @@ impl Drop for RedisBackend {
         }
     }
 }
+
+/// A hash as `HGETALL` returns it.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Refuses (unless allowed) a server that keeps nothing on disk; warns about weaker settings.
 /// A server that will not say (`CONFIG` refused by ACL or renamed, as on managed services) is
@@ -422,4 +430,3 @@ impl SessionBackend for RedisBackend {
         Some(self.lease.watch())
     }
 }
-

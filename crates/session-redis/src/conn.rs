@@ -35,7 +35,10 @@ impl Conn {
         let client = redis::Client::open(url).map_err(|e| {
             // The driver's message may quote the URL: only our redacted form is shown.
             let _ = e;
-            SessionError::invalid("Redis URL", format!("{} is not a redis://, rediss:// or redis+unix:// URL", shown.shown))
+            SessionError::invalid(
+                "Redis URL",
+                format!("{} is not a redis://, rediss:// or redis+unix:// URL", shown.shown),
+            )
         })?;
         Ok(Conn { client, current: Mutex::new(None), timeout, url: shown })
     }

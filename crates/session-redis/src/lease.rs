@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
-use tracing::Instrument;
 use session_core::{async_trait, LeaseGrant, LeaseHolder, LeaseStore, SessionError};
+use tracing::Instrument;
 
 use crate::conn::Conn;
 use crate::keys::{Keys, DEFAULT_KEY_PREFIX};

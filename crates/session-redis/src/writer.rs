@@ -117,7 +117,7 @@ impl Plan {
                 (bucket, op)
             })
             .collect();
-        ops.sort_by(|a, b| a.0.cmp(&b.0));
+        ops.sort_by_key(|op| op.0);
         plan.peer_ops = ops.into_iter().map(|(_, op)| op).collect();
         Ok(plan)
     }
@@ -138,7 +138,8 @@ impl Plan {
 
     /// Fields written or removed, for spans.
     pub(crate) fn size(&self) -> usize {
-        [&self.data, &self.peers, &self.chan].iter().map(|h| h.set.len() + h.del.len()).sum::<usize>() + self.peer_ops.len()
+        [&self.data, &self.peers, &self.chan].iter().map(|h| h.set.len() + h.del.len()).sum::<usize>()
+            + self.peer_ops.len()
     }
 
     /// Adds the script's arguments after the token.

@@ -114,7 +114,8 @@ async fn close_and_drop_hand_over_at_once() {
 async fn a_frozen_server_suspends_the_lease_before_it_could_expire() {
     let redis = Redis::durable();
     let ttl = Duration::from_millis(1500);
-    let b = RedisOptions::new().lease_ttl(ttl).call_timeout(Duration::from_millis(200)).open(&redis.url()).await.unwrap();
+    let b =
+        RedisOptions::new().lease_ttl(ttl).call_timeout(Duration::from_millis(200)).open(&redis.url()).await.unwrap();
     let mut watch = b.lease().unwrap();
     let valid_until = match b.lease_handle().status() {
         LeaseStatus::Held { valid_until, .. } => valid_until,
