@@ -10,9 +10,9 @@ mod url;
 mod writer;
 
 pub use backend::{RedisBackend, RedisOptions};
-/// The core crate, so that users of this backend need no other dependency.
-pub use session_core;
-pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
 pub use conn::DEFAULT_CALL_TIMEOUT;
 pub use keys::{DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
 pub use lease::RedisLeases;
+/// The core crate, so that users of this backend need no other dependency.
+pub use session_core;
+pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
