@@ -1,6 +1,8 @@
 //! Turning a plan's parameterised statements into SQL text: a Hrana batch (one request, one
 //! transaction) takes text only, so parameters are written as literals, and runs of the same
 //! insert are merged into one statement (multi-row `VALUES`, or one JSON text for long runs).
+//! A persist plan's runs of peer changes arrive batched already (session-sql carries their rows
+//! as one JSON text parameter): that parameter is inlined as one string literal like any text.
 
 use std::fmt::Write as _;
 
@@ -304,5 +306,34 @@ mod tests {
         assert!(out.ends_with("]') WHERE true ON CONFLICT (a) DO UPDATE SET b = excluded.b;\n"), "{out}");
         // Statements that are not one `VALUES` tuple are left alone.
         assert!(split_values("INSERT INTO t SELECT ?1 WHERE NOT EXISTS (SELECT 1)").is_none());
+    }
+
+    #[test]
+    fn a_batched_run_of_peers_is_a_few_statements_with_its_json_quoted_as_one_literal() {
+        use session_core::{Change, Peer, PeerKind, SessionData};
+        let changes: Vec<Change> = (0..1_000i64)
+            .map(|i| {
+                let peer = Peer::new(i, PeerKind::User, i64::MIN + i);
+                Change::UpsertPeer(if i == 7 {
+                    peer.with_usernames(vec!["it's".into(), "a'';--".into()])
+                } else {
+                    peer
+                })
+            })
+            .collect();
+        let mut full = SessionData::default();
+        full.apply_all(&changes);
+        let mut out = String::new();
+        inline_all(&mut out, session_sql::persist_plan(&changes, &full).expect("plan")).expect("inline");
+        // Ensure the session row, the sums, delete the removals, upsert: not one per peer.
+        assert_eq!(out.lines().count(), 4, "{}", &out[..out.len().min(2000)]);
+        // The usernames are a JSON string inside the JSON rows inside one SQL literal: every
+        // `'` doubled once, for SQL; `"` escaped once, for the JSON rows.
+        assert!(out.contains(r#"[0,7,0,-9223372036854775801,0,"[\"it''s\",\"a'''';--\"]",null,"#), "{out}");
+        // Outside the literals no parameter is left, and every quote is balanced.
+        assert!(!out.contains('?'));
+        for line in out.lines() {
+            assert_eq!(line.matches('\'').count() % 2, 0, "{line}");
+        }
     }
 }
