@@ -19,7 +19,7 @@ pub enum SessionError {
         /// The holder's pid, when it could be found (on this machine; see `holder` for others).
         pid: Option<u32>,
         /// The holder of a lease (machine, pid, instance), for sessions kept in a server.
-        holder: Option<crate::lease::LeaseHolder>,
+        holder: Option<crate::holder::LeaseHolder>,
         /// How long the holder's lease has left by the store's clock (if it is not renewed).
         expires_in: Option<std::time::Duration>,
     },
@@ -102,7 +102,7 @@ pub enum SessionError {
     Closed,
 }
 
-fn locker(pid: Option<u32>, holder: &Option<crate::lease::LeaseHolder>) -> String {
+fn locker(pid: Option<u32>, holder: &Option<crate::holder::LeaseHolder>) -> String {
     match (holder, pid) {
         (Some(h), _) => h.to_string(),
         (None, Some(pid)) => format!("pid {pid}"),

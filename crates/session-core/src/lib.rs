@@ -8,6 +8,7 @@ pub mod codec;
 pub mod dc_table;
 mod error;
 pub mod fs;
+mod holder;
 pub mod lease;
 mod memory;
 mod model;

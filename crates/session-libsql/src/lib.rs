@@ -7,10 +7,11 @@ mod replica;
 mod trace;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{codec, BoxError};
+use session_core::{codec, BoxError, Lease};
 #[cfg(feature = "local")]
 use session_sqlite::SqliteBackend;
 use tracing::field::Empty;
@@ -23,8 +24,11 @@ pub use session_sqlite::Durability;
 /// The model, trait and store this crate plugs into, re-exported so that depending on this crate
 /// alone is enough (`session_core` is the same crate the other backends use).
 pub use session_core;
-pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
+pub use session_core::{
+    AuthKey, Change, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError, SessionStore,
+};
 
+pub use crate::remote::LibSqlLeases;
 use crate::remote::Remote;
 #[cfg(feature = "local")]
 use crate::replica::Replica;
@@ -52,6 +56,8 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct LibSqlBackend {
     inner: Inner,
+    /// The lease on the session, for the modes that reach a server (remote, replica).
+    lease: Option<Lease>,
 }
 
 #[derive(Debug)]
@@ -91,7 +97,7 @@ impl LibSqlBackend {
             elapsed_us = Empty
         );
         let local = trace::timed(span, SqliteBackend::open_with(path, durability)).await?;
-        Ok(Self { inner: Inner::Local(local, Mode::Local) })
+        Ok(Self { inner: Inner::Local(local, Mode::Local), lease: None })
     }
 
     /// A session database in memory: same schema and rules, nothing survives the backend.
@@ -100,41 +106,68 @@ impl LibSqlBackend {
     pub async fn in_memory() -> Result<Self, SessionError> {
         let span = tracing::info_span!("open", backend = "libsql-memory", path = ":memory:", elapsed_us = Empty);
         let local = trace::timed(span, SqliteBackend::in_memory()).await?;
-        Ok(Self { inner: Inner::Local(local, Mode::Memory) })
+        Ok(Self { inner: Inner::Local(local, Mode::Memory), lease: None })
     }
 
-    /// Connects to a libSQL server and brings its schema up to date.
+    /// Connects to a libSQL server, takes the session's lease and brings the schema up to date.
     ///
     /// `url` is `libsql://host` (HTTPS, as Turso hands them out), `https://host[:port]` or
     /// `http://host:port` (a local sqld). `auth_token` is the JWT the server expects (empty for a
     /// server without authentication). The server must answer: a server that is down gives
     /// [`SessionError::Unavailable`], a refused token [`SessionError::Unauthorized`].
+    ///
+    /// The session has one owner at a time, wherever the owners run: this call takes its lease
+    /// (see [`RemoteOptions`]) and fails with [`SessionError::Locked`], naming the holder's host,
+    /// pid and when its lease expires, while another backend holds it. The lease is renewed in
+    /// the background, checked inside every write (a writer that lost it gets
+    /// [`SessionError::LeaseLost`] and the server keeps nothing of that write), and released by
+    /// [`SessionStore::close`] (a client's shutdown) or, after a crash, expires after its time
+    /// to live (30 s by default).
     pub async fn open_remote(url: &str, auth_token: &str) -> Result<Self, SessionError> {
-        Self::open_remote_with_timeout(url, auth_token, remote::DEFAULT_TIMEOUT).await
+        Self::open_remote_with(url, auth_token, RemoteOptions::default()).await
     }
 
-    /// [`open_remote`](Self::open_remote) with a limit on how long one call may wait for the
-    /// server before it fails with [`SessionError::Unavailable`] (default 60 s).
+    /// [`open_remote`](Self::open_remote) with a limit on how long one call may take (waiting
+    /// behind this process's other calls included) before it fails with
+    /// [`SessionError::Unavailable`] (default 10 s).
     pub async fn open_remote_with_timeout(
         url: &str,
         auth_token: &str,
         timeout: Duration,
     ) -> Result<Self, SessionError> {
+        Self::open_remote_with(url, auth_token, RemoteOptions::default().timeout(timeout)).await
+    }
+
+    /// [`open_remote`](Self::open_remote) with options: the call timeout, the lease's time to
+    /// live, waiting for a previous owner.
+    pub async fn open_remote_with(url: &str, auth_token: &str, options: RemoteOptions) -> Result<Self, SessionError> {
         // The URL as shown in errors: no `user:password@`, no query (`authToken=`); the token
         // itself is never a field.
         let span = tracing::info_span!(
             "open",
             backend = "libsql-remote",
             url = %remote::shown_url(url),
-            timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout_ms = u64::try_from(options.timeout.as_millis()).unwrap_or(u64::MAX),
+            lease_token = Empty,
             elapsed_us = Empty
         );
-        let remote = trace::timed(span, Remote::open(url, auth_token, timeout)).await?;
-        Ok(Self { inner: Inner::Remote(remote) })
+        let open = async {
+            // Nothing is written (the lease included) to a database that is not ours.
+            let remote = Remote::connect(url, auth_token, options.timeout).await?;
+            remote.check().await?;
+            let lease = take_lease(url, auth_token, &options).await?;
+            Span::current().record("lease_token", lease.token());
+            match remote.setup().await {
+                Ok(()) => Ok(Self { inner: Inner::Remote(remote), lease: Some(lease) }),
+                Err(e) => Err(give_back(lease, e).await),
+            }
+        };
+        trace::timed(span, open).await
     }
 
     /// Opens an embedded replica: a local SQLite file at `path` (a [`SqliteBackend`], with its
-    /// single-owner lock) holding a copy of the session on the server at `url`.
+    /// single-owner lock) holding a copy of the session on the server at `url`, and takes the
+    /// session's lease on the server (as [`open_remote`](Self::open_remote) does).
     ///
     /// Reads are served by the copy; writes go to the server first and then to the copy. The
     /// copy is brought up to date now (the server must answer), on every write, and by
@@ -142,6 +175,18 @@ impl LibSqlBackend {
     #[cfg(feature = "local")]
     #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
     pub async fn open_replica(path: impl AsRef<Path>, url: &str, auth_token: &str) -> Result<Self, SessionError> {
+        Self::open_replica_with(path, url, auth_token, RemoteOptions::default()).await
+    }
+
+    /// [`open_replica`](Self::open_replica) with options.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn open_replica_with(
+        path: impl AsRef<Path>,
+        url: &str,
+        auth_token: &str,
+        options: RemoteOptions,
+    ) -> Result<Self, SessionError> {
         // The copy is pulled whole on every open, so it needs no fsync: a copy cut short by a
         // crash is replaced before anything reads it.
         let path = path.as_ref();
@@ -150,15 +195,41 @@ impl LibSqlBackend {
             backend = "libsql-replica",
             path = %path.display(),
             url = %remote::shown_url(url),
+            lease_token = Empty,
             elapsed_us = Empty
         );
         let open = async {
             let local = SqliteBackend::open_with(path, Durability::ProcessCrash).await?;
-            let remote = Remote::open(url, auth_token, remote::DEFAULT_TIMEOUT).await?;
-            Replica::open(local, remote).await
+            let remote = Remote::connect(url, auth_token, options.timeout).await?;
+            remote.check().await?;
+            let lease = take_lease(url, auth_token, &options).await?;
+            Span::current().record("lease_token", lease.token());
+            let replica = async {
+                remote.setup().await?;
+                Replica::open(local, remote).await
+            };
+            match replica.await {
+                Ok(replica) => Ok(Self { inner: Inner::Replica(replica), lease: Some(lease) }),
+                Err(e) => Err(give_back(lease, e).await),
+            }
         };
-        let replica = trace::timed(span, open).await?;
-        Ok(Self { inner: Inner::Replica(replica) })
+        trace::timed(span, open).await
+    }
+
+    /// The token a write passes to its transaction (`None` without a lease), or `LeaseLost`.
+    fn fence(&self) -> Result<Option<(&str, u64)>, SessionError> {
+        match &self.lease {
+            Some(lease) => Ok(Some((session_sql::lease::DEFAULT_SESSION, lease.fence()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// A write the server's fence refused ends the lease for good (another owner has it).
+    fn fenced<T>(&self, result: Result<T, SessionError>) -> Result<T, SessionError> {
+        match (result, &self.lease) {
+            (Err(SessionError::LeaseLost { reason, .. }), Some(lease)) => Err(lease.lost(reason)),
+            (result, _) => result,
+        }
     }
 
     /// Which mode this backend runs in.
@@ -266,22 +337,82 @@ impl LibSqlBackend {
     }
 
     async fn save_data(&self, data: &SessionData) -> Result<(), SessionError> {
+        // Refused here (lease not held, or too close to expiry), the write is not attempted and
+        // the lease keeps its status; only the server's fence refusing it ends the lease.
+        let fence = self.fence()?;
         let span = self.span("save", None);
         span.record("peers", data.peers.len());
         let save = async {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(session_sql::save_plan(data)).await.map(drop),
+                Inner::Remote(r) => r.write(fence, session_sql::save_plan(data)).await.map(drop),
                 #[cfg(feature = "local")]
-                Inner::Replica(r) => r.save_session(data).await,
+                Inner::Replica(r) => r.save_session(fence, data).await,
             }
         };
-        trace::timed(span, save).await
+        self.fenced(trace::timed(span, save).await)
     }
 }
 
 /// The `path` field of a span: the local file, or `:memory:`.
+/// How a remote or replica backend reaches its server and owns its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteOptions {
+    /// How long one call may take, waiting behind this process's other calls included, before
+    /// it fails with [`SessionError::Unavailable`]. Default 10 s: well inside the lease's time to
+    /// live, so a frozen server is noticed before the lease could expire.
+    pub timeout: Duration,
+    /// The lease: its time to live (default 30 s) and how long opening waits for a previous
+    /// owner (default: not at all, `Locked` at once).
+    pub lease: LeaseOptions,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions { timeout: remote::DEFAULT_TIMEOUT, lease: LeaseOptions::default() }
+    }
+}
+
+impl RemoteOptions {
+    /// Sets the per-call timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the lease options.
+    pub fn lease(mut self, lease: LeaseOptions) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Waits up to `wait` for a previous owner to release or lose the session (a rolling
+    /// deploy: the new process starts while the old one shuts down).
+    pub fn wait_for_owner(mut self, wait: Duration) -> Self {
+        self.lease = self.lease.waiting(wait);
+        self
+    }
+}
+
+async fn take_lease(url: &str, auth_token: &str, options: &RemoteOptions) -> Result<Lease, SessionError> {
+    // The lease's calls end (and reset their connection) by themselves before the keeper's own
+    // bound on a lease call would cancel them mid-request.
+    let timeout = options.timeout.min(options.lease.call_timeout() * 4 / 5);
+    let store = LibSqlLeases::connect(url, auth_token, timeout, session_sql::lease::DEFAULT_SESSION).await?;
+    Lease::acquire(Arc::new(store), options.lease).await
+}
+
+/// Releases a lease taken by an open that failed afterwards, so that a retry is not locked out
+/// for the time to live; returns the open's error.
+async fn give_back(lease: Lease, error: SessionError) -> SessionError {
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the lease of a failed open; it expires on its own");
+    }
+    error
+}
+
 enum PathField<'a> {
     File(&'a Path),
     Memory,
@@ -314,16 +445,17 @@ impl SessionBackend for LibSqlBackend {
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
+        let fence = self.fence().map_err(boxed)?;
         let delete = async {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.delete().await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(session_sql::delete_plan()).await.map(drop),
+                Inner::Remote(r) => r.write(fence, session_sql::delete_plan()).await.map(drop),
                 #[cfg(feature = "local")]
-                Inner::Replica(r) => r.delete().await,
+                Inner::Replica(r) => r.delete(fence).await,
             }
         };
-        trace::timed(self.span("delete", None), delete).await.map_err(boxed)
+        self.fenced(trace::timed(self.span("delete", None), delete).await).map_err(boxed)
     }
 
     fn name(&self) -> &str {
@@ -343,18 +475,30 @@ impl SessionBackend for LibSqlBackend {
         self.save_data(data).await.map_err(boxed)
     }
 
+    fn lease(&self) -> Option<tokio::sync::watch::Receiver<LeaseStatus>> {
+        self.lease.as_ref().map(Lease::watch)
+    }
+
+    async fn close(&self) -> Result<(), BoxError> {
+        match &self.lease {
+            Some(lease) => lease.release().await.map_err(boxed),
+            None => Ok(()),
+        }
+    }
+
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
+        let fence = self.fence().map_err(boxed)?;
         let persist = async {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => {
                     l.persist(changes, full).await.map_err(|e| SessionError::from_boxed(e, self.name()))
                 }
-                Inner::Remote(r) => r.write(session_sql::persist_plan(changes, full)?).await.map(drop),
+                Inner::Remote(r) => r.write(fence, session_sql::persist_plan(changes, full)?).await.map(drop),
                 #[cfg(feature = "local")]
-                Inner::Replica(r) => r.persist(changes, full).await,
+                Inner::Replica(r) => r.persist(fence, changes, full).await,
             }
         };
-        trace::timed(self.span("persist", Some(changes.len())), persist).await.map_err(boxed)
+        self.fenced(trace::timed(self.span("persist", Some(changes.len())), persist).await).map_err(boxed)
     }
 }

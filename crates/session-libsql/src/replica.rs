@@ -52,29 +52,43 @@ impl Replica {
         Ok(())
     }
 
+    /// Reads the copy. A write of this process in progress (waiting on the server) does not
+    /// hold the read up: the copy is read as it stands, which is every write acknowledged so far
+    /// (the lease makes this process the only writer). Only a copy known to be stale is pulled
+    /// first.
     pub(crate) async fn load(&self) -> Result<Option<SessionData>, SessionError> {
-        let mut synced = self.synced.lock().await;
-        if synced.is_none() {
-            self.pull(&mut synced).await?;
+        if let Ok(mut synced) = self.synced.try_lock() {
+            if synced.is_none() {
+                self.pull(&mut synced).await?;
+            }
         }
         self.local.load_session().await.map_err(unbox)
     }
 
-    pub(crate) async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), SessionError> {
+    pub(crate) async fn persist(
+        &self,
+        fence: Option<(&str, u64)>,
+        changes: &[Change],
+        full: &SessionData,
+    ) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(session_sql::persist_plan(changes, full)?).await?;
+        let written = self.remote.write(fence, session_sql::persist_plan(changes, full)?).await?;
         self.settle(&mut synced, written, Local::Persist(changes, full)).await
     }
 
-    pub(crate) async fn save_session(&self, data: &SessionData) -> Result<(), SessionError> {
+    pub(crate) async fn save_session(
+        &self,
+        fence: Option<(&str, u64)>,
+        data: &SessionData,
+    ) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(session_sql::save_plan(data)).await?;
+        let written = self.remote.write(fence, session_sql::save_plan(data)).await?;
         self.settle(&mut synced, written, Local::Save(data)).await
     }
 
-    pub(crate) async fn delete(&self) -> Result<(), SessionError> {
+    pub(crate) async fn delete(&self, fence: Option<(&str, u64)>) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(session_sql::delete_plan()).await?;
+        let written = self.remote.write(fence, session_sql::delete_plan()).await?;
         self.settle(&mut synced, written, Local::Delete).await
     }
 

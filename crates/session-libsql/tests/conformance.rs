@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use session_core::BoxError;
-use session_libsql::{LibSqlBackend, Mode};
+use session_libsql::{LibSqlBackend, Mode, RemoteOptions};
 use session_testkit::{run_all, Fresh, Harness};
 use support::Sqld;
 
@@ -47,9 +47,12 @@ impl Harness for Servers {
         let url = old.url().unwrap().to_owned();
         let path = old.path().map(|p| p.to_path_buf());
         drop(old);
+        // Dropping the old backend releases its lease in the background; the new owner waits
+        // for that (a few milliseconds), as a restarted process would.
+        let options = RemoteOptions::default().wait_for_owner(std::time::Duration::from_secs(5));
         Ok(Arc::new(match path {
-            Some(path) => LibSqlBackend::open_replica(path, &url, "").await?,
-            None => LibSqlBackend::open_remote(&url, "").await?,
+            Some(path) => LibSqlBackend::open_replica_with(path, &url, "", options).await?,
+            None => LibSqlBackend::open_remote_with(&url, "", options).await?,
         }))
     }
 }

@@ -25,7 +25,9 @@ async fn libsql_then_sqlite() {
     let memory = LibSqlBackend::in_memory().await.unwrap();
     memory.save_session(&data).await.unwrap();
 
+    assert_eq!(memory.load_session().await.unwrap(), remote.load_session().await.unwrap());
+    // One owner per session: the remote backend hands it to the replica.
+    remote.close().await.unwrap();
     let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
     assert_eq!(replica.load_session().await.unwrap().as_ref(), Some(&data));
-    assert_eq!(memory.load_session().await.unwrap(), remote.load_session().await.unwrap());
 }

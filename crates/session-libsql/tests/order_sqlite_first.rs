@@ -22,11 +22,13 @@ async fn sqlite_then_libsql() {
     let remote = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
     remote.save_session(&data).await.unwrap();
     assert_eq!(remote.load_session().await.unwrap().as_ref(), Some(&data));
+    // One owner per session: the remote backend hands it to the replica.
+    remote.close().await.unwrap();
     let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
     assert_eq!(replica.load_session().await.unwrap().as_ref(), Some(&data));
 
-    // Both keep working side by side.
+    // Both engines keep working side by side.
     let memory = LibSqlBackend::in_memory().await.unwrap();
     memory.save_session(&data).await.unwrap();
-    assert_eq!(memory.load_session().await.unwrap(), remote.load_session().await.unwrap());
+    assert_eq!(memory.load_session().await.unwrap(), replica.load_session().await.unwrap());
 }

@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use session_core::{Change, PeerKey, SessionBackend, SessionData, SessionError};
-use session_libsql::{LibSqlBackend, Mode};
+use session_libsql::{LibSqlBackend, Mode, RemoteOptions};
 use session_testkit::{sample_peer, sample_session, Rng};
 use support::{JwtKey, Sqld};
 
@@ -31,48 +29,43 @@ async fn raw(url: &str, token: &str) -> libsql::Connection {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_through_one_replica_reaches_another_after_sync() {
+async fn replicas_hand_the_session_over_and_each_catches_up_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let sqld = Sqld::start(&dir.path().join("server"), None);
     let a = LibSqlBackend::open_replica(dir.path().join("a.db"), &sqld.url(), "").await.unwrap();
-    let b = LibSqlBackend::open_replica(dir.path().join("b.db"), &sqld.url(), "").await.unwrap();
     assert_eq!(a.mode(), Mode::Replica);
     assert_eq!(a.name(), "libsql-replica");
-    assert!(load(&a).await.is_none() && load(&b).await.is_none());
+    assert!(load(&a).await.is_none());
+    // One owner: a second replica of the same session is refused while `a` holds it.
+    let e = LibSqlBackend::open_replica(dir.path().join("b.db"), &sqld.url(), "").await.unwrap_err();
+    assert!(
+        matches!(&e, SessionError::Locked { holder: Some(h), .. } if h.pid == std::process::id()),
+        "a second replica opened the session: {e}"
+    );
 
     let mut data = sample_session(100);
     a.save_session(&data).await.unwrap();
-    // `b` reads its local copy: not there until it syncs.
-    assert!(load(&b).await.is_none(), "a replica reads its copy, which is synced on open, write and sync()");
-    assert!(b.sync().await.unwrap(), "the server changed, so sync pulls");
-    assert_eq!(load(&b).await.as_ref(), Some(&data));
-    assert!(!b.sync().await.unwrap(), "nothing changed since");
-
     let mut rng = Rng::new(7);
     let peer = sample_peer(1_000_001, &mut rng);
     persist(&a, &mut data, vec![Change::UpsertPeer(peer.clone()), Change::SetHomeDc(4)]).await;
-    b.sync().await.unwrap();
-    assert_eq!(load(&b).await.as_ref(), Some(&data));
+    assert!(!a.sync().await.unwrap(), "nobody else wrote");
+    let a_path = a.path().unwrap().to_path_buf();
+    a.close().await.unwrap();
+    drop(a);
 
-    // A write through `b` while `a` is behind: `b` pulls `a`'s write first (its copy is behind),
-    // and `a`'s next write notices `b`'s and pulls too.
-    persist(&a, &mut data, vec![Change::RemovePeer(peer.key())]).await;
-    let mut b_view = load(&b).await.unwrap();
-    persist(&b, &mut b_view, vec![Change::SetApiId(Some(99))]).await;
-    data.apply(&Change::SetApiId(Some(99)));
-    assert_eq!(load(&b).await.as_ref(), Some(&data), "b's copy has a's removal and its own change");
-    let extra = vec![Change::UpdateState(session_core::UpdateStateChange::Secondary { qts: 42 })];
-    persist(&a, &mut data, extra).await;
-    assert_eq!(load(&a).await.as_ref(), Some(&data), "a pulled b's change when its write saw another writer");
-    // And a remote client sees the same.
+    // `b` takes over: its copy is pulled on open.
+    let b = LibSqlBackend::open_replica(dir.path().join("b.db"), &sqld.url(), "").await.unwrap();
+    assert_eq!(load(&b).await.as_ref(), Some(&data));
+    persist(&b, &mut data, vec![Change::RemovePeer(peer.key()), Change::SetApiId(Some(99))]).await;
+    b.close().await.unwrap();
+    drop(b);
+
+    // A remote client sees the same, and `a`'s old copy catches up when it opens again.
     let r = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
     assert_eq!(load(&r).await.as_ref(), Some(&data));
-
-    // A replica closed while others write catches up when it opens again (sync on open).
-    let path = a.path().unwrap().to_path_buf();
-    drop(a);
     persist(&r, &mut data, vec![Change::SetTestMode(true)]).await;
-    let a = LibSqlBackend::open_replica(&path, &sqld.url(), "").await.unwrap();
+    r.close().await.unwrap();
+    let a = LibSqlBackend::open_replica(&a_path, &sqld.url(), "").await.unwrap();
     assert_eq!(load(&a).await.as_ref(), Some(&data));
 }
 
@@ -88,6 +81,7 @@ async fn a_refused_token_is_unauthorized_never_an_empty_session() {
     let data = sample_session(10);
     good.save_session(&data).await.unwrap();
     assert_eq!(load(&good).await.as_ref(), Some(&data));
+    good.close().await.unwrap();
 
     let other_key = JwtKey::random().token();
     for token in ["", "not-a-jwt", other_key.as_str()] {
@@ -105,40 +99,48 @@ async fn a_stopped_server_is_unavailable_and_the_session_survives_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut sqld = Sqld::start(&dir.path().join("server"), None);
     let remote = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
-    let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
     let data = sample_session(1000);
     remote.save_session(&data).await.unwrap();
-    replica.sync().await.unwrap();
+    let changes = vec![Change::SetHomeDc(5)];
+    let mut changed = data.clone();
+    changed.apply_all(&changes);
 
     sqld.stop();
     let e = kind(remote.load_session().await.unwrap_err());
     assert!(matches!(e, SessionError::Unavailable { .. }), "load: {e}");
     let e = kind(remote.load().await.unwrap_err());
     assert!(matches!(e, SessionError::Unavailable { .. }), "load bytes: {e}");
-    let changes = vec![Change::SetHomeDc(5)];
-    let mut changed = data.clone();
-    changed.apply_all(&changes);
     let e = kind(remote.persist(&changes, &changed).await.unwrap_err());
     assert!(matches!(e, SessionError::Unavailable { .. }), "persist: {e}");
-    let e = kind(replica.persist(&changes, &changed).await.unwrap_err());
-    assert!(matches!(e, SessionError::Unavailable { .. }), "replica persist: {e}");
-    let e = replica.sync().await.unwrap_err();
-    assert!(matches!(e, SessionError::Unavailable { .. }), "replica sync: {e}");
-    // The replica still reads its copy while the primary is down.
-    assert_eq!(load(&replica).await.as_ref(), Some(&data));
     let e = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap_err();
     assert!(matches!(e, SessionError::Unavailable { .. }), "open: {e}");
     let e = LibSqlBackend::open_replica(dir.path().join("r2.db"), &sqld.url(), "").await.unwrap_err();
     assert!(matches!(e, SessionError::Unavailable { .. }), "open replica: {e}");
 
     sqld.restart();
-    // The same backends work again, and the server has exactly what was acknowledged.
+    // The same backend works again (its lease held through the short outage), and the server
+    // has exactly what was acknowledged.
     assert_eq!(load(&remote).await.as_ref(), Some(&data));
-    let fresh = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
-    assert_eq!(load(&fresh).await.as_ref(), Some(&data));
     remote.persist(&changes, &changed).await.unwrap();
-    replica.sync().await.unwrap();
+    remote.close().await.unwrap();
+
+    // The embedded replica: its copy keeps serving reads while the primary is down.
+    let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
     assert_eq!(load(&replica).await.as_ref(), Some(&changed));
+    sqld.stop();
+    let mut again = changed.clone();
+    let more = vec![Change::SetHomeDc(2)];
+    again.apply_all(&more);
+    let e = kind(replica.persist(&more, &again).await.unwrap_err());
+    assert!(matches!(e, SessionError::Unavailable { .. }), "replica persist: {e}");
+    let e = replica.sync().await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "replica sync: {e}");
+    assert_eq!(load(&replica).await.as_ref(), Some(&changed));
+    sqld.restart();
+    replica.persist(&more, &again).await.unwrap();
+    replica.close().await.unwrap();
+    let fresh = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    assert_eq!(load(&fresh).await.as_ref(), Some(&again));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,42 +166,38 @@ async fn an_unreachable_address_is_unavailable() {
 /// deletes, so writes of different rows never undo each other; for the same row the last
 /// committed write wins. No acknowledged change is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_clients_on_one_session_lose_no_acknowledged_change() {
+async fn a_second_client_is_refused_and_clients_taking_turns_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sqld = Sqld::start(&dir.path().join("server"), None);
-    let a = Arc::new(LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap());
-    let b = Arc::new(LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap());
-    let base = sample_session(50);
-    a.save_session(&base).await.unwrap();
-
-    let writer = |backend: Arc<LibSqlBackend>, seed: u64| {
-        let mut view = base.clone();
-        tokio::spawn(async move {
-            let mut rng = Rng::new(seed);
-            let mut written = Vec::new();
-            for i in 0..40 {
-                let peer = sample_peer(seed * 1_000_000 + i, &mut rng);
-                let changes = vec![Change::UpsertPeer(peer.clone())];
-                view.apply_all(&changes);
-                backend.persist(&changes, &view).await.unwrap();
-                written.push(peer);
-            }
-            written
-        })
-    };
-    let (wa, wb) = tokio::join!(writer(Arc::clone(&a), 1), writer(Arc::clone(&b), 2));
-    let stored = load(&a).await.unwrap();
-    for peer in wa.unwrap().into_iter().chain(wb.unwrap()) {
+    let a = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    // Before leases, both opened and the last writer won; now the second is told who owns it.
+    let e = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap_err();
+    assert!(
+        matches!(&e, SessionError::Locked { holder: Some(h), expires_in: Some(_), .. } if h.pid == std::process::id()),
+        "{e}"
+    );
+    let mut view = sample_session(50);
+    a.save_session(&view).await.unwrap();
+    let mut written = Vec::new();
+    let mut rng = Rng::new(1);
+    for i in 0..40 {
+        let peer = sample_peer(1_000_000 + i, &mut rng);
+        persist(&a, &mut view, vec![Change::UpsertPeer(peer.clone())]).await;
+        written.push(peer);
+    }
+    a.close().await.unwrap();
+    let b = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    for i in 0..40 {
+        let peer = sample_peer(2_000_000 + i, &mut rng);
+        persist(&b, &mut view, vec![Change::UpsertPeer(peer.clone())]).await;
+        written.push(peer);
+    }
+    let stored = load(&b).await.unwrap();
+    for peer in written {
         assert_eq!(stored.peers.get(peer.key()), Some(peer), "an acknowledged peer was lost");
     }
     assert_eq!(stored.peers.len(), 50 + 80);
-
-    // Same row: the last committed write wins.
-    let mut view = stored.clone();
-    persist(&a, &mut view, vec![Change::SetHomeDc(2)]).await;
-    persist(&b, &mut view, vec![Change::SetHomeDc(4)]).await;
-    assert_eq!(load(&a).await.unwrap().home_dc, 4);
-    assert_eq!(load(&b).await.as_ref(), Some(&view));
+    assert_eq!(stored, view);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,16 +256,22 @@ async fn schema_versions_and_foreign_databases() {
     let conn = raw(&sqld.url(), "").await;
     // Clients racing to create the schema: one migrates, the others see its work.
     let url = sqld.url();
+    // (One owner at a time: each waits for the previous to close.)
     let opens = (0..4).map(|_| {
         let url = url.clone();
-        tokio::spawn(async move { LibSqlBackend::open_remote(&url, "").await })
+        tokio::spawn(async move {
+            let options = RemoteOptions::default().wait_for_owner(std::time::Duration::from_secs(30));
+            let backend = LibSqlBackend::open_remote_with(&url, "", options).await?;
+            let empty = load(&backend).await.is_none();
+            backend.close().await.map_err(kind)?;
+            Ok::<bool, SessionError>(empty)
+        })
     });
     for open in opens.collect::<Vec<_>>() {
-        let backend = open.await.unwrap().unwrap();
-        assert!(load(&backend).await.is_none());
+        assert!(open.await.unwrap().unwrap());
     }
     // A second open of an up-to-date database does not migrate again.
-    LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap().close().await.unwrap();
     let version = session_sql::SCHEMA_VERSION;
     conn.execute(&format!("PRAGMA user_version = {}", version + 1), ()).await.unwrap();
     let e = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap_err();
@@ -277,6 +281,14 @@ async fn schema_versions_and_foreign_databases() {
     raw(&other.url(), "").await.execute("CREATE TABLE invoices (id INTEGER)", ()).await.unwrap();
     let e = LibSqlBackend::open_remote(&other.url(), "").await.unwrap_err();
     assert!(matches!(e, SessionError::Invalid { .. }), "{e}");
+    // Refused before anything was written to it: not even the lease's tables.
+    let mut rows =
+        raw(&other.url(), "").await.query("SELECT name FROM sqlite_master WHERE type = 'table'", ()).await.unwrap();
+    let mut tables = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        tables.push(row.get::<String>(0).unwrap());
+    }
+    assert_eq!(tables, ["invoices"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,6 +368,7 @@ async fn pages_shrink_under_a_small_response_limit() {
         .unwrap_err();
     assert!(e.to_string().contains("RESPONSE_TOO_LARGE"), "{e}");
     assert_eq!(load(&backend).await.as_ref(), Some(&data));
+    backend.close().await.unwrap();
     let replica = LibSqlBackend::open_replica(dir.path().join("r.db"), &sqld.url(), "").await.unwrap();
     assert_eq!(load(&replica).await.as_ref(), Some(&data));
 }

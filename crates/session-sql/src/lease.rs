@@ -44,6 +44,9 @@ macro_rules! now_ms {
 /// within one statement).
 pub const NOW_MS: &str = now_ms!();
 
+/// The tables of the lease (beside the session schema; not part of a session).
+pub const TABLES: [&str; 2] = ["layer_session_leases", "layer_session_fence"];
+
 /// Creates the lease tables when they are missing.
 pub const CREATE_LEASES: &str = "CREATE TABLE IF NOT EXISTS layer_session_leases (\
     name TEXT PRIMARY KEY NOT NULL, token INTEGER NOT NULL, holder TEXT, expires_ms INTEGER NOT NULL)";

@@ -478,8 +478,10 @@ impl Db {
         let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         if version == 0 {
             let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
-            let tables = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            let mut tables = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
             drop(stmt);
+            // A lease taken before the schema was made is ours too.
+            tables.retain(|t| !session_sql::lease::TABLES.contains(&t.as_str()));
             if !tables.is_empty() {
                 return Err(foreign_database(&self.resource, &tables).into());
             }
@@ -1119,9 +1121,7 @@ pub(crate) fn map_sql(e: rusqlite::Error, resource: &str) -> SessionError {
     match code {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => SessionError::corrupt(resource, e.to_string()),
         _ if unknown_format => SessionError::corrupt(resource, e.to_string()),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            SessionError::Locked { resource: resource.to_owned(), pid: None }
-        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => SessionError::locked(resource, None),
         Some(ErrorCode::DiskFull) => {
             SessionError::io(resource, std::io::Error::new(std::io::ErrorKind::StorageFull, e))
         }

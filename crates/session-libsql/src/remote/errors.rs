@@ -11,6 +11,13 @@ pub(crate) fn map_error(e: libsql::Error, resource: &str) -> SessionError {
         || text.contains("stream closed")
         || text.contains("Received an invalid baton");
     let status = http_status(&text);
+    if session_sql::lease::is_fence_violation(&text) {
+        // The write's fence found another owner's token: nothing of the transaction was applied.
+        return SessionError::LeaseLost {
+            resource: resource.to_owned(),
+            reason: "the write was refused: another owner took the session over".to_owned(),
+        };
+    }
     let source: session_core::BoxError = Box::new(e);
     match status {
         Some(401 | 403) => SessionError::Unauthorized { resource: resource.to_owned(), source },

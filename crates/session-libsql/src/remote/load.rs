@@ -17,7 +17,7 @@ impl Remote {
     /// page built by the server (`json_group_array`), which is several times cheaper to move and
     /// decode than Hrana's per-value encoding.
     pub(crate) async fn load(&self) -> Result<(Option<SessionData>, Generation), SessionError> {
-        let conn = self.conn.lock().await;
+        let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
             let mut out = SessionRows::new(self.resource.clone());

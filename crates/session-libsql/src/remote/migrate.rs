@@ -12,27 +12,40 @@ use super::transport::{collect, value_ref};
 use super::{Remote, CREATE_GENERATION, GENERATION_TABLE};
 
 impl Remote {
-    pub(super) async fn setup(&self) -> Result<(), SessionError> {
+    /// Reads (writes nothing) whether the database is one this build may use: ours at a version
+    /// it knows, or empty. Run before anything is written to it, the lease included.
+    pub(crate) async fn check(&self) -> Result<(), SessionError> {
+        let (version, tables) = self.inspect().await?;
+        self.refuse_foreign(version, &tables)?;
+        session_sql::migrations_from(version).map(drop)
+    }
+
+    fn refuse_foreign(&self, version: u32, tables: &[String]) -> Result<(), SessionError> {
+        if version != 0 {
+            return Ok(());
+        }
+        let foreign: Vec<&str> = tables
+            .iter()
+            .map(String::as_str)
+            .filter(|t| *t != GENERATION_TABLE && !session_sql::lease::TABLES.contains(t) && !t.starts_with("sqlite_"))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        Err(SessionError::invalid(
+            format!("session database {}", self.resource),
+            format!("it holds other tables ({}) and no layer-client schema; use an empty database", foreign.join(", ")),
+        ))
+    }
+
+    pub(crate) async fn setup(&self) -> Result<(), SessionError> {
         // Two clients may migrate at once: the loser's transaction fails and rolls back, and the
         // next round sees the winner's version.
         let mut attempts = 0;
         loop {
             attempts += 1;
             let (version, tables) = self.inspect().await?;
-            if version == 0 {
-                let foreign: Vec<&String> =
-                    tables.iter().filter(|t| t.as_str() != GENERATION_TABLE && !t.starts_with("sqlite_")).collect();
-                if !foreign.is_empty() {
-                    let names: Vec<&str> = foreign.iter().map(|s| s.as_str()).collect();
-                    return Err(SessionError::invalid(
-                        format!("session database {}", self.resource),
-                        format!(
-                            "it holds other tables ({}) and no layer-client schema; use an empty database",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-            }
+            self.refuse_foreign(version, &tables)?;
             let to = session_sql::migrations_from(version)?.last().map(|(t, _)| t);
             let migrate = match to {
                 Some(to) => tracing::info_span!(
@@ -90,7 +103,7 @@ impl Remote {
     /// columns need values computed from the rows (the checksums of version 3) reads them and
     /// writes those values before the step's version is recorded.
     async fn migrate_with_backfill(&self, version: u32) -> Result<(), SessionError> {
-        let conn = self.conn.lock().await;
+        let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
             for (target, migration) in session_sql::migrations_from(version)? {
@@ -122,7 +135,7 @@ impl Remote {
 
     /// `PRAGMA user_version` and the tables, from one snapshot.
     async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
-        let conn = self.conn.lock().await;
+        let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
             let mut version = 0;

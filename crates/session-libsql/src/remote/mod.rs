@@ -9,6 +9,7 @@
 
 mod errors;
 mod inline;
+mod lease;
 mod load;
 mod migrate;
 mod transport;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+pub use lease::LibSqlLeases;
 pub(crate) use url::shown_url;
 
 /// The auxiliary table: a counter every write transaction through this crate increments, so
@@ -32,8 +34,10 @@ pub(crate) const CREATE_GENERATION: &str = "CREATE TABLE IF NOT EXISTS write_gen
 pub(crate) const BUMP_GENERATION: &str = "UPDATE write_generation SET value = value + 1 WHERE id = 0;\n";
 pub(crate) const READ_GENERATION: &str = "SELECT value FROM write_generation WHERE id = 0";
 
-/// How long one call may take before the server counts as unreachable.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one call may take before the server counts as unreachable: well inside the lease's
+/// default time to live (30 s), so that a frozen server is noticed long before the lease could
+/// expire.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's generation counter after a write, or as of a load.
 pub(crate) type Generation = i64;

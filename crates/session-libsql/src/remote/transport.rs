@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use session_core::SessionError;
 use session_sql::SqlValueRef;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::Instant;
 use tracing::instrument::WithSubscriber as _;
 use tracing::Dispatch;
 
@@ -15,8 +16,8 @@ use super::url::http_url;
 use super::Remote;
 
 impl Remote {
-    /// Connects and brings the schema up to date (one round trip when it already is).
-    pub(crate) async fn open(url: &str, auth_token: &str, timeout: Duration) -> Result<Remote, SessionError> {
+    /// Connects without touching the schema (the lease's own connection).
+    pub(crate) async fn connect(url: &str, auth_token: &str, timeout: Duration) -> Result<Remote, SessionError> {
         let http = http_url(url)?;
         let resource = http.split(['?', '#']).next().unwrap_or_default().to_owned();
         let db = libsql::Builder::new_remote(http, auth_token.to_owned())
@@ -26,25 +27,38 @@ impl Remote {
             .map_err(|e| map_error(e, &resource))?;
         let conn = tracing::dispatcher::with_default(&Dispatch::none(), || db.connect())
             .map_err(|e| map_error(e, &resource))?;
-        let remote = Remote { conn: Mutex::new(conn), _db: db, resource, timeout };
-        remote.setup().await?;
-        Ok(remote)
+        Ok(Remote { conn: Mutex::new(conn), _db: db, resource, timeout })
+    }
+
+    /// The connection, for one call whose time starts now: waiting for the connection (behind
+    /// other calls of this process) counts against the call's timeout, so five calls queued
+    /// behind a frozen server all fail after one timeout, not after one, two, ... five.
+    pub(super) async fn lock(&self) -> Result<Held<'_>, SessionError> {
+        let deadline = Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.conn.lock()).await {
+            Ok(conn) => Ok(Held { conn, deadline }),
+            Err(_) => Err(self.no_answer()),
+        }
+    }
+
+    fn no_answer(&self) -> SessionError {
+        SessionError::Unavailable {
+            resource: self.resource.clone(),
+            source: format!("no answer within {:?}", self.timeout).into(),
+        }
     }
 
     pub(super) async fn timed<T>(
         &self,
-        conn: &libsql::Connection,
+        conn: &Held<'_>,
         f: impl std::future::Future<Output = Result<T, SessionError>>,
     ) -> Result<T, SessionError> {
         // The libsql client logs every SQL text it sends at TRACE, and a write's text carries the
         // auth keys as literals (see `inline`): its own events are silenced for our calls, so
         // that no subscriber, at any level, ever sees a key. Ours are emitted outside.
-        let result = match tokio::time::timeout(self.timeout, f.with_subscriber(Dispatch::none())).await {
+        let result = match tokio::time::timeout_at(conn.deadline, f.with_subscriber(Dispatch::none())).await {
             Ok(r) => r,
-            Err(_) => Err(SessionError::Unavailable {
-                resource: self.resource.clone(),
-                source: format!("no answer within {:?}", self.timeout).into(),
-            }),
+            Err(_) => Err(self.no_answer()),
         };
         if result.is_err() {
             // Forget any half-open Hrana stream, so the next call starts clean.
@@ -56,24 +70,63 @@ impl Remote {
     /// Runs `sql` (several statements) as one transaction: all or nothing. Returns the rows of
     /// the last statement, when the server sent them.
     pub(super) async fn batch(&self, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
-        let conn = self.conn.lock().await;
+        let conn = self.lock().await?;
         self.timed(&conn, async {
-            let mut results = conn.execute_transactional_batch(sql).await.map_err(|e| self.map(e))?;
-            let mut last = None;
-            while let Some(rows) = results.next_stmt_row() {
-                last = rows;
-            }
-            match last {
-                Some(rows) => Ok(Some(collect(rows).await.map_err(|e| self.map(e))?)),
-                None => Ok(None),
+            // Another connection's write transaction (our own lease renewal, another process's
+            // acquire) makes the server answer "database is locked" at once instead of waiting:
+            // the batch was rolled back whole, so it is tried again until the call's deadline.
+            let mut pause = Duration::from_millis(2);
+            loop {
+                match Self::attempt(&conn, sql).await {
+                    Err(e) if is_busy(&e) => {
+                        tracing::trace!(
+                            pause_ms = u64::try_from(pause.as_millis()).unwrap_or(0),
+                            "server busy, retrying"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                    result => return result.map_err(|e| self.map(e)),
+                }
             }
         })
         .await
     }
 
+    async fn attempt(conn: &libsql::Connection, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, libsql::Error> {
+        let mut results = conn.execute_transactional_batch(sql).await?;
+        let mut last = None;
+        while let Some(rows) = results.next_stmt_row() {
+            last = rows;
+        }
+        match last {
+            Some(rows) => Ok(Some(collect(rows).await?)),
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn map(&self, e: libsql::Error) -> SessionError {
         map_error(e, &self.resource)
     }
+}
+
+/// The connection, held for one call until `deadline`.
+pub(super) struct Held<'a> {
+    conn: MutexGuard<'a, libsql::Connection>,
+    deadline: Instant,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = libsql::Connection;
+
+    fn deref(&self) -> &libsql::Connection {
+        &self.conn
+    }
+}
+
+/// SQLITE_BUSY, as the server reports it.
+fn is_busy(e: &libsql::Error) -> bool {
+    e.to_string().contains("database is locked")
 }
 
 pub(super) async fn collect(mut rows: libsql::Rows) -> Result<Vec<Vec<libsql::Value>>, libsql::Error> {

@@ -13,12 +13,18 @@ impl Remote {
     /// Runs `plan` in one transaction (one HTTP request), bumping the generation with it.
     /// Returns the generation the write produced when the server reported it (see
     /// [`Remote::generation`] otherwise).
+    ///
+    /// With a `fence` (session name, lease token), the transaction's first statement checks that
+    /// the token is still the session's current one; when it is not, the server applies nothing
+    /// and the call fails with [`SessionError::LeaseLost`].
     pub(crate) async fn write(
         &self,
+        fence: Option<(&str, u64)>,
         plan: impl Iterator<Item = Statement>,
     ) -> Result<Option<Generation>, SessionError> {
         let mut sql = String::new();
-        inline_all(&mut sql, plan)?;
+        let fence = fence.map(|(name, token)| session_sql::lease::fence(name, token));
+        inline_all(&mut sql, fence.into_iter().chain(plan))?;
         sql.push_str(BUMP_GENERATION);
         sql.push_str(READ_GENERATION);
         // The SQL text carries the rows' values (keys included): its size is logged, never it.
@@ -35,7 +41,7 @@ impl Remote {
     /// The server's generation counter now (the embedded replica's check for other writers).
     #[cfg(feature = "local")]
     pub(crate) async fn generation(&self) -> Result<Generation, SessionError> {
-        let conn = self.conn.lock().await;
+        let conn = self.lock().await?;
         self.timed(&conn, async {
             let mut rows = conn.query(READ_GENERATION, ()).await.map_err(|e| self.map(e))?;
             let row = rows.next().await.map_err(|e| self.map(e))?;

@@ -118,6 +118,11 @@ impl Sqld {
         format!("http://{}", self.addr)
     }
 
+    /// The server's process id while it runs (to freeze it with SIGSTOP in a test).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (the database stays on disk).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
