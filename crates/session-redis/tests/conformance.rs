@@ -72,7 +72,10 @@ async fn one_change_is_flat_in_the_session_size() {
         }
         times.sort();
         medians.push(times[10]);
-        assert!(b.load_session().await.unwrap().as_ref() == Some(&data), "{n} peers and 21 more did not round-trip");
+        let t = Instant::now();
+        let loaded = b.load_session().await.unwrap();
+        eprintln!("load of {n} peers: {:?}", t.elapsed());
+        assert!(loaded.as_ref() == Some(&data), "{n} peers and 21 more did not round-trip");
     }
     eprintln!("one new peer: {:?} beside 1,000 peers, {:?} beside 100,000", medians[0], medians[1]);
     assert!(medians[1] < Duration::from_millis(50), "one change beside 100,000 peers took {:?}", medians[1]);
