@@ -112,6 +112,7 @@ pub struct ClientBuilder {
     flush_policy: FlushPolicy,
     params: Option<ConnectionParams>,
     use_ipv6: bool,
+    wait_for_owner: Option<std::time::Duration>,
     #[cfg(feature = "proxy")]
     proxy: Option<String>,
 }
@@ -136,6 +137,7 @@ impl Default for ClientBuilder {
             flush_policy: FlushPolicy::default(),
             params: None,
             use_ipv6: false,
+            wait_for_owner: None,
             #[cfg(feature = "proxy")]
             proxy: None,
         }
@@ -222,6 +224,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Waits up to `wait` for a previous owner of the session to let it go before giving up with
+    /// [`SessionError::Locked`](session_core::SessionError::Locked) (a rolling deploy: the new
+    /// process starts while the old one shuts down). Applies to sessions this builder opens
+    /// (a path); a backend passed with [`session`](Self::session) was opened by the caller,
+    /// whose backend options say how long it waits (e.g. `RemoteOptions::wait_for_owner`).
+    pub fn wait_for_owner(mut self, wait: std::time::Duration) -> Self {
+        self.wait_for_owner = Some(wait);
+        self
+    }
+
     /// Loads the session and starts the client.
     ///
     /// Fails when the session cannot be loaded (locked by another process, corrupt, a store
@@ -232,7 +244,7 @@ impl ClientBuilder {
             Some(id) if id > 0 => id,
             _ => return Err(ClientError::Config("api_id is required (get one at https://my.telegram.org)".into())),
         };
-        let backend = open_source(self.source).await?;
+        let backend = open_source(self.source, self.wait_for_owner).await?;
         let store = SessionStore::open(backend, self.flush_policy).await?;
         let mut params = self.params.unwrap_or_default();
         params.use_ipv6 |= self.use_ipv6;
@@ -244,11 +256,28 @@ impl ClientBuilder {
     }
 }
 
-async fn open_source(source: Source) -> Result<Arc<dyn SessionBackend>, ClientError> {
+async fn open_source(
+    source: Source,
+    wait_for_owner: Option<std::time::Duration>,
+) -> Result<Arc<dyn SessionBackend>, ClientError> {
     Ok(match source {
         Source::Backend(b) => b,
         Source::Memory => Arc::new(session_core::InMemoryBackend::new()),
-        Source::Path(path) => crate::session_backend::open_path(path).await?,
+        Source::Path(path) => {
+            let deadline = wait_for_owner.map(|w| tokio::time::Instant::now() + w);
+            loop {
+                match crate::session_backend::open_path(path.clone()).await {
+                    Err(ClientError::Session(session_core::SessionError::Locked { .. }))
+                        if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
+                    {
+                        // The owner lock goes with its process: poll often enough that a
+                        // handover takes a fraction of a second.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    other => break other?,
+                }
+            }
+        }
         Source::String(s) => crate::session_backend::open_string(&s)?,
     })
 }

@@ -213,3 +213,30 @@ async fn shutdown_hands_the_session_over_at_once() {
     assert!(stopped.elapsed() < Duration::from_secs(1), "handover took {:?}", stopped.elapsed());
     assert!(next.fence().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_waiting_for_the_owner_gets_a_file_session_at_shutdown() {
+    let dc = resolving_dc().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bot.session");
+    {
+        let file = layer_client::session_backend::BinaryFileBackend::open(&path).await.unwrap();
+        file.save_session(&session_for(&[&dc], 2, Some(SelfUser::new(77, false)))).await.unwrap();
+    }
+    let builder = || Client::builder().session_path(&path).api_id(API_ID).api_hash("hash");
+    let (first, shutdown) = builder().connect().await.unwrap();
+    // Without waiting, a second owner is refused at once.
+    let refused = builder().connect().await.expect_err("two owners of one file");
+    assert!(matches!(refused, ClientError::Session(SessionError::Locked { .. })), "{refused:?}");
+    let waiting = tokio::spawn(builder().wait_for_owner(Duration::from_secs(20)).connect());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second client got in while the first ran");
+    drop(first);
+    let stopped = Instant::now();
+    shutdown.shutdown().await.unwrap();
+    let (second, second_shutdown) = waiting.await.unwrap().expect("the waiting client");
+    assert!(stopped.elapsed() < Duration::from_secs(1), "handover took {:?}", stopped.elapsed());
+    assert!(second.raw().resolve_username("user5").await.unwrap().is_some());
+    drop(second);
+    second_shutdown.shutdown().await.unwrap();
+}
