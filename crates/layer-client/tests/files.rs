@@ -1,5 +1,6 @@
 //! The client on real files: backend selection by path, one owner, reopen after a restart, and
-//! a client process killed mid-run.
+//! a client process killed mid-run (`layer-client-test-child`, `tests/bin/child.rs`, built with
+//! the internal `test-children` feature, as is this test).
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grammers_tl_types::{self as tl, Identifiable};
-use layer_client::core::{Change, Peer, PeerKind, SelfUser, SessionBackend, SessionData, SessionError};
+use layer_client::core::{Change, SelfUser, SessionBackend, SessionData, SessionError};
 use layer_client::session_backend::BinaryFileBackend;
 use layer_client::{Client, ClientError, Config};
 use support::{routes, session_for, state, Dc, Handler, Reply};
@@ -154,28 +155,9 @@ async fn a_db_path_selects_sqlite() {
     assert_eq!((stored.home_dc, stored.user), (4, Some(SelfUser::new(1001, true))));
 }
 
-const CHILD_ENV: &str = "LAYER_CLIENT_KILL_CHILD";
-
-/// The child side of `killed_client_leaves_a_loadable_session` (does nothing in a normal run):
-/// signs in, then caches peers without end, printing `ACK n` each time `n` peers are durable.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_child_entry() {
-    let Ok(path) = std::env::var(CHILD_ENV) else { return };
-    let (client, _shutdown) = Client::connect(config(Path::new(&path))).await.unwrap();
-    client.bot_sign_in("1001:token").await.unwrap();
-    println!("SIGNED_IN");
-    let base = client.session().read(|d| d.peers.len());
-    let mut n = 0i64;
-    loop {
-        n += 1;
-        let id = 10_000_000 + i64::try_from(base).unwrap() + n;
-        client.session().apply(Change::UpsertPeer(Peer::new(id, PeerKind::User, id ^ 0x55))).await.unwrap();
-        if n % 16 == 0 {
-            client.flush().await.unwrap();
-            println!("ACK {}", base + usize::try_from(n).unwrap());
-        }
-    }
-}
+/// The child program; in mode `kill` it signs in, then caches peers without end, printing
+/// `ACK n` each time `n` peers are durable.
+const CHILD: &str = env!("CARGO_BIN_EXE_layer-client-test-child");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_client_leaves_a_loadable_session() {
@@ -185,9 +167,10 @@ async fn killed_client_leaves_a_loadable_session() {
     seed(&path, &session_for(&[&dc2, &dc4], 2, None)).await;
 
     for round in 0..6u64 {
-        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "kill_child_entry", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, &path)
+        let mut child = tokio::process::Command::new(CHILD)
+            .arg("kill")
+            .arg(&path)
+            .args([&API_ID.to_string(), API_HASH])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -200,7 +183,6 @@ async fn killed_client_leaves_a_loadable_session() {
         loop {
             let next = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
             let line = next.expect("child made progress").unwrap().expect("child is running");
-            // The harness prints "test kill_child_entry ... " before the child's first line.
             if line.ends_with("SIGNED_IN") {
                 signed_in = true;
             } else if let Some(n) = line.split("ACK ").nth(1) {

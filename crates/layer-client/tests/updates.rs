@@ -1,6 +1,8 @@
 //! The update state grammers advances is kept in the session: pushed updates move the stored
 //! pts/qts/seq and channel pts, and a client killed with SIGKILL resumes (`updates.getDifference`)
-//! from what it had handed out at most one flush interval before the kill.
+//! from what it had handed out at most one flush interval before the kill. The killed client is
+//! `layer-client-test-child` (`tests/bin/child.rs`), built with the internal `test-children`
+//! feature, as is this test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,14 +15,16 @@ use std::time::Duration;
 use grammers_tl_types::{self as tl, Identifiable};
 use layer_client::core::{Change, SelfUser, SessionBackend, SessionData, UpdateState};
 use layer_client::session_backend::{BinaryFileBackend, InMemoryBackend};
-use layer_client::{Client, FlushPolicy};
+use layer_client::Client;
 use support::{routes, session_for, Dc, Handler, Reply};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const API_ID: i32 = 424242;
 const API_HASH: &str = "0123456789abcdef0123456789abcdef";
 const DATE: i32 = 1_700_000_000;
-const CHILD_ENV: &str = "LAYER_TEST_UPDATES_CHILD";
+/// The child program; in mode `updates` it handles updates and prints the pts recorded after
+/// each one, until it is killed.
+const CHILD: &str = env!("CARGO_BIN_EXE_layer-client-test-child");
 const FLUSH: Duration = Duration::from_millis(100);
 
 fn handler<F: Fn(&support::Call) -> Reply + Send + Sync + 'static>(f: F) -> Handler {
@@ -132,26 +136,6 @@ async fn pushed_updates_move_the_stored_state_and_channel_pts() {
     shutdown.shutdown().await.unwrap();
 }
 
-/// Runs in a child process started by `sigkill_resumes_from_the_state_handled_before_the_kill`:
-/// handles updates and prints the pts recorded after each one, until it is killed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn child_update_loop() {
-    let Ok(path) = std::env::var(CHILD_ENV) else { return };
-    let (client, _shutdown) = Client::builder()
-        .session_path(&path)
-        .api_id(API_ID)
-        .api_hash(API_HASH)
-        .flush_policy(FlushPolicy::new(FLUSH, 512))
-        .connect()
-        .await
-        .unwrap();
-    let mut updates = client.stream_updates(true).await.unwrap();
-    loop {
-        updates.next().await.unwrap();
-        println!("handled pts {}", client.session().snapshot().updates.pts);
-    }
-}
-
 /// Reads the child's output until it reports pts `want` handled.
 async fn handled(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, want: i32) {
     loop {
@@ -173,9 +157,10 @@ async fn sigkill_resumes_from_the_state_handled_before_the_kill() {
     let dc = dc_with_state(100, 5, 10).await;
     BinaryFileBackend::open(&path).await.unwrap().save_session(&logged_in(&dc, 100, 5, 10)).await.unwrap();
 
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["child_update_loop", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &path)
+    let mut child = tokio::process::Command::new(CHILD)
+        .arg("updates")
+        .arg(&path)
+        .args([API_ID.to_string(), API_HASH.to_owned(), FLUSH.as_millis().to_string()])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

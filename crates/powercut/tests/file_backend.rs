@@ -6,96 +6,17 @@
 //! `LAYER_SOAK_CUTS` sets the cuts per loop (`cargo xtask soak`); `POWERCUT_SEED` replays one.
 
 mod common;
+#[path = "bin/file_steps.rs"]
+mod steps;
 
 use std::path::Path;
 
-use common::{Figures, Rig, CHILD, PATH, START};
-use session_core::{Change, Peer, PeerKey, PeerKind, SessionBackend, UpdateStateChange};
+use common::{Figures, Rig};
+use session_core::{PeerKey, SessionBackend};
 use session_file::BinaryFileBackend;
 use session_powercut::LossMode;
 use session_testkit::Rng;
-
-fn peer(i: u64) -> Peer {
-    let id = i64::try_from(i).expect("id") + 1;
-    Peer::new(id, PeerKind::User, id * 7).with_usernames(vec![format!("user_{i}")])
-}
-
-fn pts(i: u64) -> i32 {
-    i32::try_from(i).expect("pts")
-}
-
-/// Step `i`: peer `i` and pts `i` in one flush; every 7th also rewrites the 300 peers before it
-/// (a record of several sectors, for torn writes to tear).
-fn changes(i: u64) -> Vec<Change> {
-    let mut batch = vec![
-        Change::UpsertPeer(peer(i)),
-        Change::UpdateState(UpdateStateChange::Primary { pts: pts(i), date: 1, seq: 2 }),
-    ];
-    if i.is_multiple_of(7) {
-        batch.extend((i.saturating_sub(300)..i).map(|j| Change::UpsertPeer(peer(j))));
-    }
-    batch
-}
-
-/// The writers' part; a no-op in a normal test run.
-#[test]
-fn child_process_entry() {
-    let Ok(mode) = std::env::var(CHILD) else { return };
-    let path = std::path::PathBuf::from(std::env::var(PATH).expect("path"));
-    let start: u64 = std::env::var(START).expect("start").parse().expect("start number");
-    match mode.as_str() {
-        "ours" => ours_writer(&path, start),
-        "layer05" => reference_writer(&path, start),
-        other => panic!("unknown writer {other}"),
-    }
-}
-
-fn ours_writer(path: &Path, start: u64) {
-    common::runtime().block_on(async {
-        let backend = match BinaryFileBackend::open(path).await {
-            Ok(b) => b,
-            Err(e) => return println!("stop open: {e}"),
-        };
-        let mut full = match backend.load_session().await {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => return println!("stop load: {e}"),
-        };
-        let mut i = start.max(u64::try_from(full.updates.pts).unwrap_or(0) + 1);
-        loop {
-            let batch = changes(i);
-            full.apply_all(&batch);
-            // Every 50th step a full save: a new file, fsync, rename, fsync of the directory.
-            let result = if i.is_multiple_of(50) {
-                backend.save_session(&full).await
-            } else {
-                backend.persist(&batch, &full).await
-            };
-            if let Err(e) = result {
-                return println!("stop {e}");
-            }
-            println!("ack {i}");
-            i += 1;
-        }
-    });
-}
-
-fn reference_writer(path: &Path, start: u64) {
-    use layer_client_05::SessionBackend as _;
-    let backend = layer_client_05::BinaryFileBackend::new(path);
-    let stored = match backend.load() {
-        Ok(s) => s.map_or(0, |s| u64::try_from(s.updates_state.pts).unwrap_or(0)),
-        Err(e) => return println!("stop load: {e}"),
-    };
-    let mut i = start.max(stored + 1);
-    loop {
-        let change = layer_client_05::UpdateStateChange::Primary { pts: pts(i), date: 1, seq: 2 };
-        if let Err(e) = backend.apply_update_state(change) {
-            return println!("stop {e}");
-        }
-        println!("ack {i}");
-        i += 1;
-    }
-}
+use steps::peer;
 
 /// Opens our session after a restart: `Err` when it does not load; the acknowledged steps
 /// missing otherwise, and the stored pts.

@@ -11,102 +11,17 @@
 //! `LAYER_SOAK_CUTS` sets the cuts per loop (`cargo xtask soak`); `POWERCUT_SEED` replays one.
 
 mod common;
+#[path = "bin/sqlite_steps.rs"]
+mod steps;
 
 use std::path::Path;
 
-use common::{Figures, Rig, CHILD, PATH, START};
-use session_core::{Change, Peer, PeerKind, SelfUser, SessionBackend, UpdateStateChange};
+use common::{Figures, Rig};
+use session_core::{PeerKind, SessionBackend};
 use session_powercut::LossMode;
 use session_sqlite::{Durability, SqliteBackend};
 use session_testkit::Rng;
-
-/// Basic groups 1..=FILLER, upserted at steps 10, 110, 210, ...: more rows than the overlay
-/// holds, so that the persist folds the overlay into chunks in its transaction.
-const FILLER: i64 = 5_000;
-
-/// A critical step (the user changes with it) every this many steps.
-const CRITICAL_EVERY: u64 = 9;
-/// A full save every this many steps.
-const SAVE_EVERY: u64 = 25;
-
-fn peer(i: u64) -> Peer {
-    let i = i64::try_from(i).expect("id");
-    let kind = if i % 3 == 0 { PeerKind::Megagroup } else { PeerKind::User };
-    let mut p = Peer::new(i, kind, i.wrapping_mul(-7_046_029_254_386_353_131));
-    if i % 4 == 0 {
-        p = p.with_usernames(vec![format!("peer{i}")]);
-    }
-    p
-}
-
-/// A step whose transaction is committed with `synchronous = FULL` under `Balanced`.
-fn full_commit(i: u64) -> bool {
-    i.is_multiple_of(CRITICAL_EVERY) || i.is_multiple_of(SAVE_EVERY)
-}
-
-/// Step `i`: peer `i` and pts `i` in one transaction (so the stored pts says which steps are
-/// there); every 9th also sets the user to `i` (critical); steps 10, 110, ... carry the filler.
-fn step(i: u64) -> Vec<Change> {
-    let pts = i32::try_from(i).expect("pts");
-    let mut changes =
-        vec![Change::UpsertPeer(peer(i)), Change::UpdateState(UpdateStateChange::Primary { pts, date: pts, seq: pts })];
-    if i.is_multiple_of(CRITICAL_EVERY) {
-        changes.push(Change::SetUser(Some(SelfUser::new(i64::try_from(i).expect("id"), false))));
-    }
-    if i % 100 == 10 {
-        changes.extend((1..=FILLER).map(|id| Change::UpsertPeer(Peer::new(id, PeerKind::BasicGroup, id))));
-    }
-    changes
-}
-
-fn durability(mode: &str) -> Durability {
-    match mode {
-        "powerloss" => Durability::PowerLoss,
-        "balanced" => Durability::Balanced,
-        other => panic!("unknown writer {other}"),
-    }
-}
-
-/// The writers' part; a no-op in a normal test run.
-#[test]
-fn child_process_entry() {
-    let Ok(mode) = std::env::var(CHILD) else { return };
-    let path = std::path::PathBuf::from(std::env::var(PATH).expect("path"));
-    let start: u64 = std::env::var(START).expect("start").parse().expect("start number");
-    common::runtime().block_on(async {
-        let backend = match SqliteBackend::open_with(&path, durability(&mode)).await {
-            Ok(b) => b,
-            Err(e) => return println!("stop open: {e}"),
-        };
-        let mut full = match backend.load_session().await {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => return println!("stop load: {e}"),
-        };
-        let mut i = start.max(u64::try_from(full.updates.pts).unwrap_or(0) + 1);
-        let first = i;
-        loop {
-            let changes = step(i);
-            full.apply_all(&changes);
-            let result = if i.is_multiple_of(SAVE_EVERY) {
-                backend.save_session(&full).await
-            } else {
-                backend.persist(&changes, &full).await
-            };
-            if let Err(e) = result {
-                return println!("stop {e}");
-            }
-            println!("ack {i}");
-            if i == first {
-                // WAL mode as shipped, its index mapped through FUSE: both files are there.
-                let side = |suffix: &str| path.with_file_name(format!("power.db{suffix}")).exists();
-                if side("-wal") && side("-shm") {
-                    println!("wal");
-                }
-            }
-            i += 1;
-        }
-    });
-}
+use steps::{durability, full_commit, peer, CRITICAL_EVERY, FILLER};
 
 /// What a restart finds: the stored pts, whether every step up to it is whole, and the user.
 struct Found {

@@ -143,39 +143,15 @@ fn exit_codes_for_usage_corrupt_sources_and_existing_destinations() {
     assert_eq!(back["user_id"], "111222333");
 }
 
-const CHILD: &str = "LAYER_SESSION_TEST_HOLD";
+/// The holder program (`tests/bin/holder.rs`): opens a session with our backend, taking the
+/// owner lock, says `READY` and holds it until its stdin closes.
+const HOLDER: &str = env!("CARGO_BIN_EXE_session-cli-holder");
 const READY: &str = "holder-is-ready";
 
-/// Run by a child process: opens the session with our backend (taking the owner lock), says
-/// `ready`, and holds it until its stdin closes.
-#[test]
-fn holder_child_process() {
-    let Ok(spec) = std::env::var(CHILD) else { return };
-    let (kind, path) = spec.split_once('=').expect("kind=path");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let held: Box<dyn std::any::Any> = match kind {
-            "file" => Box::new(session_file::BinaryFileBackend::open(PathBuf::from(path)).await.expect("open file")),
-            _ => {
-                use session_core::SessionBackend;
-                let b = session_sqlite::SqliteBackend::open(path).await.expect("open sqlite");
-                // Write once so that the database is in WAL with a live -wal file.
-                let data = b.load_session().await.expect("load").expect("a session");
-                b.save_session(&data).await.expect("save");
-                Box::new(b)
-            }
-        };
-        println!("{READY}");
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        drop(held);
-    });
-}
-
 fn hold(kind: &str, path: &Path) -> Child {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "holder_child_process", "--nocapture", "--test-threads=1"])
-        .env(CHILD, format!("{kind}={}", s(path)))
+    let mut child = Command::new(HOLDER)
+        .arg(kind)
+        .arg(path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -184,13 +160,12 @@ fn hold(kind: &str, path: &Path) -> Child {
     let mut lines = BufReader::new(stdout).lines();
     loop {
         match lines.next() {
-            // The test harness prints `test holder_child_process ... ` on the same line.
             Some(Ok(l)) if l.contains(READY) => break,
             Some(Ok(_)) => continue,
             other => panic!("holder did not start: {other:?}"),
         }
     }
-    // Keep reading, so that the holder can still write its test report when it exits.
+    // Keep reading, so that the holder never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
     child
 }

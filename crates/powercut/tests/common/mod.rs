@@ -1,8 +1,8 @@
 //! What the crash loops share: the mount, the writer child processes, the cut of one round, and
 //! the figures each loop prints.
 //!
-//! A writer is this test binary itself, re-executed with `POWERCUT_CHILD` set: its
-//! `child_process_entry` test plays the writer and prints `ack N` once step N was acknowledged.
+//! A writer is `powercut-writer` (`tests/bin/writer.rs`), a program of this package: it prints
+//! `ack N` once step N was acknowledged.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -15,12 +15,8 @@ use std::time::{Duration, Instant};
 use session_powercut::{Disk, LossMode};
 use session_testkit::Rng;
 
-/// The writer's mode (set only in a child).
-pub const CHILD: &str = "POWERCUT_CHILD";
-/// The session path the writer opens.
-pub const PATH: &str = "POWERCUT_PATH";
-/// The first step the writer may use.
-pub const START: &str = "POWERCUT_START";
+/// The writer program.
+pub const WRITER: &str = env!("CARGO_BIN_EXE_powercut-writer");
 
 /// Cuts of one loop: `LAYER_SOAK_CUTS` (set by `cargo xtask soak`) or the CI default.
 pub fn cuts(default: u64) -> u64 {
@@ -72,11 +68,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Starts a writer child in `mode` on `path`, from step `start` on.
 pub fn spawn(mode: &str, path: &Path, start: u64) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1", "-q"])
-        .env(CHILD, mode)
-        .env(PATH, path)
-        .env(START, start.to_string())
+    let mut child = Command::new(WRITER)
+        .arg(mode)
+        .arg(path)
+        .arg(start.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
