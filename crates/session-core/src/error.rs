@@ -43,6 +43,24 @@ pub enum SessionError {
         /// Where a copy of the damaged data was kept.
         preserved_at: Option<PathBuf>,
     },
+    /// The session is sealed (encrypted at rest) with a key the keyring given does not hold: a
+    /// wrong key or passphrase, or a key rotated away. Nothing was changed; this is not damage.
+    #[error("session {resource} is sealed with key {key_id}, which the keyring given does not hold (wrong key or passphrase?)")]
+    WrongKey {
+        /// The file, database or input.
+        resource: String,
+        /// The id of the key it was sealed with (never the key).
+        key_id: crate::key::KeyId,
+    },
+    /// The session is sealed (encrypted at rest) and was opened without a key. Nothing was
+    /// changed; open it again with its key.
+    #[error("session {resource} is sealed{}: open it with its key", sealed_with(.key_id))]
+    Sealed {
+        /// The file, database or input.
+        resource: String,
+        /// The id of the key it was sealed with, when it could be read.
+        key_id: Option<crate::key::KeyId>,
+    },
     /// The data was written by a newer version of this format than this build knows.
     #[error("{what} format version {found} is newer than this build supports (up to {supported})")]
     UnsupportedVersion {
@@ -113,6 +131,13 @@ fn locker(pid: Option<u32>, holder: &Option<crate::holder::LeaseHolder>) -> Stri
 fn expiry(expires_in: &Option<std::time::Duration>) -> String {
     match expires_in {
         Some(d) => format!(" (its lease expires in {:.1} s unless renewed)", d.as_secs_f64()),
+        None => String::new(),
+    }
+}
+
+fn sealed_with(id: &Option<crate::key::KeyId>) -> String {
+    match id {
+        Some(id) => format!(" with key {id}"),
         None => String::new(),
     }
 }

@@ -9,10 +9,12 @@ pub mod dc_table;
 mod error;
 pub mod fs;
 mod holder;
+mod key;
 pub mod lease;
 mod memory;
 mod model;
 mod peers;
+pub mod seal;
 mod source;
 mod store;
 mod trace_macro;
@@ -21,6 +23,7 @@ pub use auth_key::{AuthKey, AUTH_KEY_LEN};
 pub use backend::SessionBackend;
 pub use change::{Change, UpdateStateChange};
 pub use error::{BoxError, Result, SessionError};
+pub use key::{KdfParams, KdfRecord, KeyId, Keyring, Passphrase, SealingKey, KEY_ID_LEN, KEY_LEN, SALT_LEN};
 pub use lease::{
     Lease, LeaseGrant, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, MemoryLeases, DEFAULT_LEASE_TTL,
 };

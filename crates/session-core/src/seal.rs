@@ -1,0 +1,214 @@
+//! Sealing: authenticated encryption of stored values (XChaCha20-Poly1305, RustCrypto), each
+//! bound to where it belongs.
+//!
+//! A sealed value is an envelope:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 1 | envelope version ([`ENVELOPE_VERSION`]) |
+//! | 8 | [`KeyId`] of the key that sealed it |
+//! | 24 | random nonce (from the operating system) |
+//! | n + 16 | ciphertext and Poly1305 tag |
+//!
+//! The associated data is a constant label, the version and key id bytes, and a [`Binding`]:
+//! the parts that say where the value belongs (session name, DC id, row key, file generation
+//! and offset). The binding is not stored: the reader rebuilds it from where it found the value,
+//! so a value copied to another row, session or offset does not open.
+//!
+//! Errors, decided so that a wrong key is never taken for damage and damage never for a wrong
+//! key:
+//! - the envelope names a key id the keyring does not hold: [`SessionError::WrongKey`] (the
+//!   id is a MAC of the key, so a keyring that holds the key recognises the id);
+//! - the keyring holds the named key and the tag fails: [`SessionError::Corrupt`]. With the
+//!   right key, the tag fails only if the bytes changed or the value was moved (its binding
+//!   differs); which one cannot be told, and both mean the stored data is not what was sealed;
+//! - an envelope too short to hold its header and tag, or of an unknown version:
+//!   [`SessionError::Corrupt`] / [`SessionError::UnsupportedVersion`].
+
+use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+use crate::error::SessionError;
+use crate::key::{KdfRecord, KeyId, Keyring, SealingKey, KEY_ID_LEN};
+
+/// The envelope layout this build writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Bytes of envelope header before the ciphertext.
+pub const ENVELOPE_HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
+/// How many bytes sealing adds to a value.
+pub const OVERHEAD: usize = ENVELOPE_HEADER_LEN + TAG_LEN;
+const AAD_LABEL: &[u8] = b"layer-session seal v1\0";
+
+/// Where a sealed value belongs, as the associated data of its seal: a context naming the kind
+/// of place (`"file-record"`, `"sql-row"`, `"string"`, ...) and parts (session name, DC id, row
+/// key, ...). Each part is length-prefixed, so `("ab", "c")` and `("a", "bc")` differ.
+///
+/// Sealing and opening must build the same binding; anything that changes between them (a
+/// different row, session or offset) makes the value fail to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding(Vec<u8>);
+
+impl Binding {
+    /// A binding for values of the kind `context`.
+    pub fn new(context: &str) -> Binding {
+        Binding(Vec::with_capacity(64)).part(context)
+    }
+
+    /// Adds a part.
+    pub fn part(mut self, bytes: impl AsRef<[u8]>) -> Binding {
+        let bytes = bytes.as_ref();
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    /// Adds the session's name (or another identifier of the session in its store).
+    pub fn session(self, name: &str) -> Binding {
+        self.part(b"session").part(name)
+    }
+
+    /// Adds a DC id.
+    pub fn dc(self, id: i32) -> Binding {
+        self.part(b"dc").part(id.to_le_bytes())
+    }
+
+    /// Adds a row or record key.
+    pub fn row(self, key: impl AsRef<[u8]>) -> Binding {
+        self.part(b"row").part(key)
+    }
+
+    /// The encoded parts.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn cipher(key: &SealingKey) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(Key::from_slice(key.bytes()))
+}
+
+fn aad(header: &[u8], binding: &Binding) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_LABEL.len() + 1 + KEY_ID_LEN + binding.0.len());
+    aad.extend_from_slice(AAD_LABEL);
+    aad.extend_from_slice(&header[..1 + KEY_ID_LEN]);
+    aad.extend_from_slice(&binding.0);
+    aad
+}
+
+/// Seals `plaintext` with `key`, bound to `binding`, under a fresh random nonce.
+pub fn seal(key: &SealingKey, binding: &Binding, plaintext: &[u8]) -> Result<Vec<u8>, SessionError> {
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    out.push(ENVELOPE_VERSION);
+    out.extend_from_slice(&key.id().0);
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    out.extend_from_slice(&nonce);
+    let aad = aad(&out, binding);
+    out.extend_from_slice(plaintext);
+    let tag = cipher(key)
+        .encrypt_in_place_detached(&nonce, &aad, &mut out[ENVELOPE_HEADER_LEN..])
+        .map_err(|_| SessionError::invalid("sealed value", "too long to seal"))?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Fills `out` with random bytes from the operating system (salts, file ids).
+pub fn random_bytes(out: &mut [u8]) {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    OsRng.fill_bytes(out);
+}
+
+/// The key id an envelope names, if `sealed` is long enough to hold one and of a known version.
+pub fn key_id_of(sealed: &[u8]) -> Option<KeyId> {
+    if sealed.len() < OVERHEAD || sealed[0] != ENVELOPE_VERSION {
+        return None;
+    }
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&sealed[1..1 + KEY_ID_LEN]);
+    Some(KeyId(id))
+}
+
+/// Checks an envelope's frame and returns the key id it names.
+fn frame(resource: &str, sealed: &[u8]) -> Result<KeyId, SessionError> {
+    if sealed.len() < OVERHEAD {
+        return Err(SessionError::corrupt(
+            resource,
+            format!("a sealed value of {} bytes is shorter than its {OVERHEAD}-byte envelope", sealed.len()),
+        ));
+    }
+    if sealed[0] > ENVELOPE_VERSION {
+        return Err(SessionError::UnsupportedVersion {
+            what: "sealed value envelope",
+            found: u32::from(sealed[0]),
+            supported: u32::from(ENVELOPE_VERSION),
+        });
+    }
+    key_id_of(sealed).ok_or_else(|| SessionError::corrupt(resource, "a sealed value has envelope version 0"))
+}
+
+/// Opens an envelope with `key`, which must be the key it names (else
+/// [`SessionError::WrongKey`]). `resource` names the store in errors.
+pub fn open_with(
+    key: &SealingKey,
+    resource: &str,
+    binding: &Binding,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+    let id = frame(resource, sealed)?;
+    if id != key.id() {
+        return Err(SessionError::WrongKey { resource: resource.to_owned(), key_id: id });
+    }
+    let (header, rest) = sealed.split_at(ENVELOPE_HEADER_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut plain = Zeroizing::new(ciphertext.to_vec());
+    cipher(key)
+        .decrypt_in_place_detached(
+            XNonce::from_slice(&header[1 + KEY_ID_LEN..]),
+            &aad(header, binding),
+            &mut plain,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| {
+            SessionError::corrupt(
+                resource,
+                format!(
+                    "a value sealed with key {id} does not authenticate: its bytes were changed, or it was moved from another place"
+                ),
+            )
+        })?;
+    Ok(plain)
+}
+
+impl Keyring {
+    /// Seals `plaintext` with this keyring's sealing key ([`Keyring::sealing_key`] with
+    /// `stored`, the derivation recorded in the store, if any).
+    pub fn seal(
+        &self,
+        stored: Option<&KdfRecord>,
+        binding: &Binding,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SessionError> {
+        seal(&*self.sealing_key(stored)?, binding, plaintext)
+    }
+
+    /// Opens an envelope with whichever key of this keyring it names (`kdf`: the derivation
+    /// stored beside it, for passphrase entries). [`SessionError::WrongKey`] when the keyring
+    /// holds no such key; [`SessionError::Corrupt`] when it does and the value does not
+    /// authenticate (see the module docs).
+    pub fn open(
+        &self,
+        kdf: Option<&KdfRecord>,
+        resource: &str,
+        binding: &Binding,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+        let id = frame(resource, sealed)?;
+        let key = self
+            .opening_key(id, kdf)?
+            .ok_or_else(|| SessionError::WrongKey { resource: resource.to_owned(), key_id: id })?;
+        open_with(&key, resource, binding, sealed)
+    }
+}
