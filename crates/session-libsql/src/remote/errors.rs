@@ -18,6 +18,10 @@ pub(crate) fn map_error(e: libsql::Error, resource: &str) -> SessionError {
             reason: "the write was refused: another owner took the session over".to_owned(),
         };
     }
+    if text.contains("InvalidUri") {
+        // The URL passed the first checks but the HTTP layer cannot use it: retrying cannot help.
+        return SessionError::invalid(format!("libSQL URL {resource}"), "not a valid http(s) URL");
+    }
     let source: session_core::BoxError = Box::new(e);
     match status {
         Some(401 | 403) => SessionError::Unauthorized { resource: resource.to_owned(), source },

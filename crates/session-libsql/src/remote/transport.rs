@@ -56,8 +56,18 @@ impl Remote {
         // The libsql client logs every SQL text it sends at TRACE, and a write's text carries the
         // auth keys as literals (see `inline`): its own events are silenced for our calls, so
         // that no subscriber, at any level, ever sees a key. Ours are emitted outside.
-        let result = match tokio::time::timeout_at(conn.deadline, f.with_subscriber(Dispatch::none())).await {
-            Ok(r) => r,
+        let guarded = CatchPanic(Box::pin(f.with_subscriber(Dispatch::none())));
+        let result = match tokio::time::timeout_at(conn.deadline, guarded).await {
+            Ok(Ok(r)) => r,
+            // libsql 0.9 and 0.10 unwrap the body of a non-200 answer as UTF-8, and panic when it
+            // is not (a proxy's error page, a server that is not sqld): the answer was an error,
+            // so it is reported as one instead of taking the caller's task down.
+            Ok(Err(())) => Err(SessionError::Unavailable {
+                resource: self.resource.clone(),
+                source: "the server answered with an error whose body is not UTF-8 (not a libSQL server, or a proxy \
+                         in front of it); the libsql client could not read it"
+                    .into(),
+            }),
             Err(_) => Err(self.no_answer()),
         };
         if result.is_err() {
@@ -107,6 +117,22 @@ impl Remote {
 
     pub(super) fn map(&self, e: libsql::Error) -> SessionError {
         map_error(e, &self.resource)
+    }
+}
+
+/// A future whose panics become `Err(())`: the guard around the libsql client's calls.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
     }
 }
 

@@ -29,6 +29,32 @@ pub(crate) fn http_url(url: &str) -> Result<String, SessionError> {
     if host.contains('@') {
         return Err(bad("credentials belong in the auth token, not in the URL"));
     }
+    // host, [v6]:port or host:port; a port is 1 to 65535 (anything else would be looked up as a
+    // host name and come back as "unreachable", which a caller retries forever).
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or_else(|| bad("an IPv6 address without its closing ]"))?;
+            if addr.is_empty() {
+                return Err(bad("an empty IPv6 address"));
+            }
+            match after {
+                "" => ("v6", None),
+                p => ("v6", Some(p.strip_prefix(':').ok_or_else(|| bad("text after the IPv6 address"))?)),
+            }
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    if name.is_empty() {
+        return Err(bad("no host"));
+    }
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err(bad("the port is not a number from 1 to 65535"));
+        }
+    }
     match scheme.to_ascii_lowercase().as_str() {
         "libsql" | "https" => Ok(format!("https://{rest}")),
         "http" => Ok(format!("http://{rest}")),
@@ -45,7 +71,19 @@ mod tests {
         assert_eq!(http_url("libsql://db-org.turso.io").ok().as_deref(), Some("https://db-org.turso.io"));
         assert_eq!(http_url("https://h:8080/x").ok().as_deref(), Some("https://h:8080/x"));
         assert_eq!(http_url("http://127.0.0.1:1").ok().as_deref(), Some("http://127.0.0.1:1"));
-        for bad in ["db.turso.io", "ws://h", "https://", "https://user:pw@h"] {
+        assert_eq!(http_url("http://[::1]:8080").ok().as_deref(), Some("http://[::1]:8080"));
+        for bad in [
+            "db.turso.io",
+            "ws://h",
+            "https://",
+            "https://user:pw@h",
+            "http://h:notaport",
+            "http://h:0",
+            "http://h:65536",
+            "http://[::1",
+            "http://[]:1",
+            "http://:80",
+        ] {
             assert!(matches!(http_url(bad), Err(SessionError::Invalid { .. })), "{bad}");
         }
     }
