@@ -1,0 +1,306 @@
+//! The connection layer: a pool of `tokio-postgres` connections, the per-call timeout (which
+//! covers waiting for a connection), session-sql's statements translated to PostgreSQL's dialect
+//! and bound by the types the server inferred, and the driver's errors mapped to the
+//! `SessionError` kind a caller acts on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use session_core::SessionError;
+use session_sql::dialect::Dialect;
+use session_sql::{SqlValue, SqlValueRef, Statement};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::{Row, Socket};
+
+/// One pool of connections to the database, with the session's schema as `search_path`.
+pub(crate) struct Db {
+    pool: Pool,
+    /// `postgres://user@host:port/db#session`: never the password.
+    pub(crate) resource: String,
+    pub(crate) timeout: Duration,
+    /// PostgreSQL texts of session-sql's statements, by their SQLite text.
+    texts: Mutex<HashMap<&'static str, Arc<str>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("resource", &self.resource).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// A pool of at most `size` connections made from `config` (connections are opened on first
+    /// use, not here).
+    pub(crate) fn new<T>(
+        config: tokio_postgres::Config,
+        tls: T,
+        size: usize,
+        resource: String,
+        timeout: Duration,
+    ) -> Result<Db, SessionError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        // Fast recycling: a connection the server closed is noticed by `is_closed` and replaced;
+        // one a call gave up on mid-way is never returned to the pool (see `Checked`).
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| SessionError::Backend { backend: "postgres".to_owned(), source: Box::new(e) })?;
+        Ok(Db { pool, resource, timeout, texts: Mutex::new(HashMap::new()) })
+    }
+
+    /// The PostgreSQL text of a session-sql statement.
+    pub(crate) fn text(&self, sql: &'static str) -> Arc<str> {
+        let mut texts = self.texts.lock().unwrap_or_else(|p| p.into_inner());
+        texts.entry(sql).or_insert_with(|| Arc::from(Dialect::Postgres.translate(sql).as_ref())).clone()
+    }
+
+    /// Runs `call`, bounded by the timeout (waiting for a connection included).
+    pub(crate) async fn bounded<T>(&self, call: impl Future<Output = Result<T, SessionError>>) -> Result<T, SessionError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(self.unavailable(&format!("no answer within {} ms", self.timeout.as_millis()))),
+        }
+    }
+
+    /// A pooled connection (inside [`bounded`](Db::bounded)).
+    pub(crate) async fn conn(&self) -> Result<Checked, SessionError> {
+        Ok(Checked { obj: Some(self.pool.get().await.map_err(|e| self.pool_error(e))?), done: false })
+    }
+
+    pub(crate) fn unavailable(&self, why: &str) -> SessionError {
+        SessionError::Unavailable { resource: self.resource.clone(), source: why.to_owned().into() }
+    }
+
+    fn pool_error(&self, e: PoolError) -> SessionError {
+        match e {
+            PoolError::Backend(e) => self.map(e),
+            PoolError::Timeout(_) | PoolError::Closed | PoolError::NoRuntimeSpecified => {
+                self.unavailable(&e.to_string())
+            }
+            PoolError::PostCreateHook(e) => {
+                SessionError::Backend { backend: "postgres".to_owned(), source: e.to_string().into() }
+            }
+        }
+    }
+
+    /// Maps a driver error to the kind a caller acts on.
+    pub(crate) fn map(&self, e: tokio_postgres::Error) -> SessionError {
+        map_error(e, &self.resource)
+    }
+}
+
+/// A pooled connection that is detached from the pool (closed) unless its call finished: one a
+/// timeout abandoned mid-transaction, or whose connection broke, is never handed to the next call.
+pub(crate) struct Checked {
+    obj: Option<Object>,
+    done: bool,
+}
+
+impl Checked {
+    /// The connection.
+    pub(crate) fn client(&mut self) -> Result<&mut Object, SessionError> {
+        self.obj.as_mut().ok_or_else(|| SessionError::Unavailable {
+            resource: String::new(),
+            source: "the connection was given up".into(),
+        })
+    }
+
+    /// Ends the call: the connection goes back to the pool unless the call found it unusable.
+    pub(crate) fn finish<T>(mut self, result: Result<T, SessionError>) -> Result<T, SessionError> {
+        self.done = !matches!(&result, Err(SessionError::Unavailable { .. }));
+        result
+    }
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(obj) = self.obj.take() {
+                drop(Object::take(obj));
+            }
+        }
+    }
+}
+
+/// Runs `statement` (translated, prepared once per connection) in `tx`; returns its rows.
+pub(crate) async fn query(
+    tx: &deadpool_postgres::Transaction<'_>,
+    db: &Db,
+    statement: &Statement,
+) -> Result<Vec<Row>, SessionError> {
+    let text = db.text(statement.sql);
+    let prepared = tx.prepare_cached(&text).await.map_err(|e| db.map(e))?;
+    let params = bind(&statement.params, prepared.params(), &db.resource)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+    tx.query(&prepared, &refs).await.map_err(|e| db.map(e))
+}
+
+/// Runs `statement` in `tx`.
+pub(crate) async fn execute(
+    tx: &deadpool_postgres::Transaction<'_>,
+    db: &Db,
+    statement: &Statement,
+) -> Result<u64, SessionError> {
+    let text = db.text(statement.sql);
+    let prepared = tx.prepare_cached(&text).await.map_err(|e| db.map(e))?;
+    let params = bind(&statement.params, prepared.params(), &db.resource)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+    tx.execute(&prepared, &refs).await.map_err(|e| db.map(e))
+}
+
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+
+/// The parameters as the Rust types of the server's inferred parameter types.
+fn bind<'a>(values: &'a [SqlValue], types: &[Type], resource: &str) -> Result<Vec<Param<'a>>, SessionError> {
+    if values.len() != types.len() {
+        return Err(SessionError::Backend {
+            backend: "postgres".to_owned(),
+            source: format!("{} parameters for a statement of {}", values.len(), types.len()).into(),
+        });
+    }
+    values.iter().zip(types).map(|(v, ty)| one(v, ty, resource)).collect()
+}
+
+fn one<'a>(value: &'a SqlValue, ty: &Type, resource: &str) -> Result<Param<'a>, SessionError> {
+    let out_of_range = || SessionError::invalid(resource, format!("a value out of range for a {ty} parameter"));
+    Ok(match (value, ty) {
+        (SqlValue::Null, &Type::INT8) => Box::new(None::<i64>),
+        (SqlValue::Null, &Type::INT4) => Box::new(None::<i32>),
+        (SqlValue::Null, &Type::INT2) => Box::new(None::<i16>),
+        (SqlValue::Null, &Type::BOOL) => Box::new(None::<bool>),
+        (SqlValue::Null, &Type::FLOAT8) => Box::new(None::<f64>),
+        (SqlValue::Null, &Type::BYTEA) => Box::new(None::<&[u8]>),
+        (SqlValue::Null, _) => Box::new(None::<&str>),
+        (SqlValue::Integer(v), &Type::INT4) => Box::new(i32::try_from(*v).map_err(|_| out_of_range())?),
+        (SqlValue::Integer(v), &Type::INT2) => Box::new(i16::try_from(*v).map_err(|_| out_of_range())?),
+        (SqlValue::Integer(v), &Type::BOOL) => Box::new(*v != 0),
+        (SqlValue::Integer(v), &Type::TEXT | &Type::VARCHAR) => Box::new(v.to_string()),
+        (SqlValue::Integer(v), _) => Box::new(*v),
+        (SqlValue::Real(v), _) => Box::new(*v),
+        (SqlValue::Text(v), _) => Box::new(v.as_str()),
+        (SqlValue::Blob(v), _) => Box::new(v.as_slice()),
+    })
+}
+
+/// A column value, borrowed from the row's buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cell<'a>(pub(crate) SqlValueRef<'a>);
+
+impl<'a> FromSql<'a> for Cell<'a> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Cell(match *ty {
+            Type::INT8 => SqlValueRef::Integer(i64::from_sql(ty, raw)?),
+            Type::INT4 => SqlValueRef::Integer(i64::from(i32::from_sql(ty, raw)?)),
+            Type::INT2 => SqlValueRef::Integer(i64::from(i16::from_sql(ty, raw)?)),
+            Type::BOOL => SqlValueRef::Integer(i64::from(bool::from_sql(ty, raw)?)),
+            Type::FLOAT8 => SqlValueRef::Real(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => SqlValueRef::Real(f64::from(f32::from_sql(ty, raw)?)),
+            Type::BYTEA => SqlValueRef::Blob(raw),
+            _ => SqlValueRef::Text(<&str>::from_sql(ty, raw)?),
+        }))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Cell(SqlValueRef::Null))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(
+            *ty,
+            Type::INT8
+                | Type::INT4
+                | Type::INT2
+                | Type::BOOL
+                | Type::FLOAT8
+                | Type::FLOAT4
+                | Type::BYTEA
+                | Type::TEXT
+                | Type::VARCHAR
+                | Type::NAME
+                | Type::BPCHAR
+        )
+    }
+}
+
+/// The values of `row`, borrowed.
+pub(crate) fn cells<'r>(row: &'r Row, resource: &str) -> Result<Vec<SqlValueRef<'r>>, SessionError> {
+    (0..row.len())
+        .map(|i| {
+            row.try_get::<_, Cell<'r>>(i)
+                .map(|c| c.0)
+                .map_err(|e| SessionError::corrupt(resource, format!("column {i}: {e}")))
+        })
+        .collect()
+}
+
+/// Maps a driver error to the kind a caller acts on: refused credentials are `Unauthorized`,
+/// anything that a retry may cure (the server down, restarting, out of connections, a broken
+/// connection) `Unavailable`, a server that does not speak PostgreSQL's protocol `Invalid`, the
+/// fence tripping `LeaseLost`.
+pub(crate) fn map_error(e: tokio_postgres::Error, resource: &str) -> SessionError {
+    let db_error = e.as_db_error().map(|db| {
+        let fence =
+            db.constraint() == Some("layer_session_fence") || session_sql::lease::is_fence_violation(db.message());
+        (db.code().code().to_owned(), fence)
+    });
+    if let Some((code, fence)) = db_error {
+        if fence {
+            return SessionError::LeaseLost {
+                resource: resource.to_owned(),
+                reason: "the write was refused: another owner took the session over".to_owned(),
+            };
+        }
+        let source: session_core::BoxError = Box::new(e);
+        return match code.as_str() {
+            c if c.starts_with("28") || c == "42501" => {
+                SessionError::Unauthorized { resource: resource.to_owned(), source }
+            }
+            c if c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+                || c == "55P03" =>
+            {
+                SessionError::Unavailable { resource: resource.to_owned(), source }
+            }
+            "3D000" => SessionError::Invalid { what: resource.to_owned(), reason: source.to_string() },
+            _ => SessionError::Backend { backend: "postgres".to_owned(), source },
+        };
+    }
+    let text = e.to_string();
+    let io = {
+        let mut source = std::error::Error::source(&e);
+        let mut found = false;
+        while let Some(s) = source {
+            if s.is::<std::io::Error>() {
+                found = true;
+                break;
+            }
+            source = s.source();
+        }
+        found
+    };
+    if text.contains("unexpected message") || text.contains("error parsing") || text.contains("invalid message") {
+        return SessionError::Invalid {
+            what: resource.to_owned(),
+            reason: format!("the server does not speak PostgreSQL's protocol ({text})"),
+        };
+    }
+    let source: session_core::BoxError = Box::new(e);
+    if io || text.contains("closed") || text.contains("timeout") || text.contains("connect") {
+        return SessionError::Unavailable { resource: resource.to_owned(), source };
+    }
+    SessionError::Backend { backend: "postgres".to_owned(), source }
+}

@@ -1,0 +1,389 @@
+#![doc = include_str!("../README.md")]
+
+mod db;
+mod lease;
+mod schema;
+mod trace;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::async_trait;
+use session_core::{
+    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
+};
+use session_sql::{SessionId, SessionRows, SqlValue, Statement, LOAD_QUERIES};
+use tokio_postgres::config::Host;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{IsolationLevel, Socket};
+use tracing::field::Empty;
+use tracing::Instrument as _;
+
+use crate::db::{cells, execute, query, Db};
+pub use crate::lease::PostgresLeases;
+pub use crate::schema::DEFAULT_SCHEMA;
+pub use session_sql::lease::DEFAULT_SESSION;
+
+/// How long one call may take before the server counts as unreachable (waiting for a pooled
+/// connection included): well inside the lease's default time to live (30 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections a backend keeps for its session's data (its lease has one more of its own).
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// A TLS connector `tokio-postgres` accepts (`tokio_postgres::NoTls`, or the `MakeTlsConnector`
+/// of `postgres-native-tls` or `tokio-postgres-rustls`).
+pub trait Tls: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static {}
+impl<T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static> Tls for T {}
+
+/// How a [`PostgresBackend`] reaches its server and owns its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The session's name (default [`DEFAULT_SESSION`]).
+    pub session: String,
+    /// The bound on one call, waiting for a connection included (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+    /// The lease: its time to live (default 30 s) and how long opening waits for a previous
+    /// owner (default: not at all).
+    pub lease: LeaseOptions,
+    /// Connections for the session's data (default [`DEFAULT_POOL_SIZE`]).
+    pub pool_size: usize,
+    /// The PostgreSQL schema the tables live in (default [`DEFAULT_SCHEMA`]).
+    pub schema: String,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            session: DEFAULT_SESSION.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            lease: LeaseOptions::default(),
+            pool_size: DEFAULT_POOL_SIZE,
+            schema: DEFAULT_SCHEMA.to_owned(),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the tables in PostgreSQL schema `schema` (1 to 63 ASCII letters, digits or `_`).
+    pub fn schema(mut self, schema: &str) -> Self {
+        schema.clone_into(&mut self.schema);
+        self
+    }
+
+    /// Opens session `name` (1 to 255 bytes without control characters).
+    pub fn session(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.session);
+        self
+    }
+
+    /// Sets the bound on one call.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the lease options.
+    pub fn lease(mut self, lease: LeaseOptions) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Waits up to `wait` for a previous owner to release or lose the session (a rolling deploy).
+    pub fn wait_for_owner(mut self, wait: Duration) -> Self {
+        self.lease = self.lease.waiting(wait);
+        self
+    }
+
+    /// Sets the number of pooled connections (at least 1).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Opens the session in the database at `url` without TLS (a unix socket, or a trusted
+    /// network); see [`open_with_tls`](Self::open_with_tls).
+    pub async fn open(&self, url: &str) -> Result<PostgresBackend, SessionError> {
+        self.open_with_tls(url, tokio_postgres::NoTls).await
+    }
+
+    /// Opens the session in the database at `url` (a `postgres://` URL or a `key=value`
+    /// connection string, as `tokio-postgres` reads them), connecting through `tls`.
+    ///
+    /// In order, and nothing written before the first step passed: checks that the session's
+    /// schema is ours or empty ([`SessionError::Invalid`] otherwise), takes the session's lease
+    /// ([`SessionError::Locked`] naming the holder while another backend has it), and brings the
+    /// schema up to date.
+    pub async fn open_with_tls<T>(&self, url: &str, tls: T) -> Result<PostgresBackend, SessionError>
+    where
+        T: Tls,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let db = connect(url, self, tls.clone(), self.pool_size)?;
+        let span =
+            tracing::info_span!("open", backend = "postgres", url = %db.resource, lease_token = Empty, elapsed_us = Empty);
+        let open = async {
+            schema::check(&db, &self.schema).await?;
+            // The lease's calls end by themselves before the keeper's own bound would cancel them.
+            let mut lease_options = self.clone();
+            lease_options.timeout = self.timeout.min(self.lease.call_timeout() * 4 / 5);
+            let store = PostgresLeases::with(url, &lease_options, tls)?;
+            let lease = Lease::acquire(Arc::new(store), self.lease).await?;
+            tracing::Span::current().record("lease_token", lease.token());
+            match schema::migrate(&db, &self.schema, &self.session).await {
+                Ok((sid, migrated)) => {
+                    if let Some((from, to)) = migrated {
+                        tracing::info!(url = %db.resource, from, to, "migrated the session schema");
+                    }
+                    Ok(PostgresBackend { db, session: self.session.clone(), sid, lease })
+                }
+                Err(e) => {
+                    if let Err(release) = lease.release().await {
+                        tracing::warn!(error = %release, "could not release the lease of a failed open; it expires");
+                    }
+                    Err(e)
+                }
+            }
+        };
+        trace::timed(span, open).await
+    }
+}
+
+/// The pool for `url` with the session's schema as `search_path`.
+pub(crate) fn connect<T>(url: &str, options: &PostgresOptions, tls: T, size: usize) -> Result<Db, SessionError>
+where
+    T: Tls,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    session_sql::check_name(&options.session)?;
+    schema::check_schema(&options.schema)?;
+    // The parser's message may quote the string, password included: it is not passed on.
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|_| {
+        SessionError::invalid("PostgreSQL URL", "not a postgres:// URL or key=value connection string")
+    })?;
+    let resource = format!("{}#{}", shown(&config), options.session);
+    let mut startup = config.get_options().map(str::to_owned).unwrap_or_default();
+    if !startup.is_empty() {
+        startup.push(' ');
+    }
+    startup.push_str(&format!("-c search_path={}", options.schema));
+    config.options(&startup);
+    if config.get_application_name().is_none() {
+        config.application_name("layer-session");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.timeout);
+    }
+    Db::new(config, tls, size, resource, options.timeout)
+}
+
+/// `postgres://user@host:port/db`, without the password.
+fn shown(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().copied().chain(std::iter::repeat(5432)))
+        .map(|(h, port)| match h {
+            Host::Tcp(name) => format!("{name}:{port}"),
+            Host::Unix(dir) => format!("[{}]:{port}", dir.display()),
+        })
+        .collect();
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    format!("postgres://{user}{}/{}", hosts.join(","), config.get_dbname().unwrap_or(""))
+}
+
+/// A named session in a PostgreSQL database: session-sql's tables (in the schema
+/// [`DEFAULT_SCHEMA`] unless [`PostgresOptions::schema`] says otherwise), written by the same plans as the SQLite and libSQL backends, and
+/// owned through a fenced lease on the server's clock.
+///
+/// One change costs a few keyed statements in one transaction, a run of cached peers a constant
+/// number of statements. Every write transaction starts with the lease's fence: a backend whose
+/// lease was taken over gets [`SessionError::LeaseLost`] and the server keeps nothing of that
+/// write. Every call is bounded by [`PostgresOptions::timeout`]; a server that is down or
+/// restarting is [`SessionError::Unavailable`], refused credentials
+/// [`SessionError::Unauthorized`], never "no session".
+pub struct PostgresBackend {
+    db: Db,
+    session: String,
+    /// The session's id in the database (`sid` of its rows).
+    sid: SessionId,
+    lease: Lease,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("resource", &self.db.resource)
+            .field("lease_token", &self.lease.token())
+            .finish_non_exhaustive()
+    }
+}
+
+fn boxed(e: SessionError) -> BoxError {
+    Box::new(e)
+}
+
+impl PostgresBackend {
+    /// Opens the default session of the database at `url` with the default options (see
+    /// [`PostgresOptions::open`]).
+    pub async fn open(url: &str) -> Result<Self, SessionError> {
+        PostgresOptions::new().open(url).await
+    }
+
+    /// The session's name.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The database and session, for messages (`postgres://user@host:port/db#session`, never the
+    /// password).
+    pub fn resource(&self) -> &str {
+        &self.db.resource
+    }
+
+    /// The fencing token of this backend's ownership.
+    pub fn lease_token(&self) -> u64 {
+        self.lease.token()
+    }
+
+    fn span(&self, name: &'static str, changes: Option<usize>) -> tracing::Span {
+        macro_rules! span {
+            ($name:literal) => {
+                tracing::debug_span!(
+                    $name,
+                    backend = "postgres",
+                    url = %self.db.resource,
+                    changes,
+                    peers = Empty,
+                    elapsed_us = Empty
+                )
+            };
+        }
+        match name {
+            "load" => span!("load"),
+            "save" => span!("save"),
+            "delete" => span!("delete"),
+            _ => span!("persist"),
+        }
+    }
+
+    async fn load_data(&self) -> Result<Option<SessionData>, SessionError> {
+        let span = self.span("load", None);
+        let db = &self.db;
+        let load = db.bounded(async {
+            let mut conn = db.conn().await?;
+            let result = async {
+                let client = conn.client()?;
+                // One snapshot for every table, so the sums check rows of one moment.
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(|e| db.map(e))?;
+                let mut rows = SessionRows::new(&db.resource);
+                for (table, sql) in LOAD_QUERIES {
+                    for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(self.sid)] }).await? {
+                        rows.row(table, &cells(&row, &db.resource)?)?;
+                    }
+                }
+                tx.commit().await.map_err(|e| db.map(e))?;
+                rows.finish()
+            }
+            .await;
+            conn.finish(result)
+        });
+        let data = trace::timed(span.clone(), load).await?;
+        if let Some(data) = &data {
+            span.record("peers", data.peers.len());
+        }
+        Ok(data)
+    }
+
+    /// Runs `plan` in one transaction that starts with the lease's fence.
+    async fn write(&self, span: tracing::Span, plan: Vec<Statement>) -> Result<(), SessionError> {
+        // Refused here (lease not held, or too close to expiry), the write is not attempted and
+        // the lease keeps its status; only the server's fence refusing it ends the lease.
+        let token = self.lease.fence()?;
+        let db = &self.db;
+        let fence = session_sql::lease::fence(&self.session, token);
+        let write = db.bounded(async {
+            let mut conn = db.conn().await?;
+            let result = async {
+                let client = conn.client()?;
+                let tx = client.transaction().await.map_err(|e| db.map(e))?;
+                execute(&tx, db, &fence).await?;
+                for st in &plan {
+                    execute(&tx, db, st).await?;
+                }
+                tx.commit().await.map_err(|e| db.map(e))
+            }
+            .await;
+            conn.finish(result)
+        });
+        match trace::timed(span, write.in_current_span()).await {
+            Err(SessionError::LeaseLost { reason, .. }) => Err(self.lease.lost(reason)),
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionBackend for PostgresBackend {
+    async fn load(&self) -> Result<Option<Vec<u8>>, BoxError> {
+        match self.load_data().await.map_err(boxed)? {
+            Some(data) => Ok(Some(codec::encode(&data)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, data: &[u8]) -> Result<(), BoxError> {
+        if data.is_empty() {
+            return self.delete().await;
+        }
+        let data = codec::decode(data)?;
+        self.save_session(&data).await
+    }
+
+    async fn delete(&self) -> Result<(), BoxError> {
+        self.write(self.span("delete", None), session_sql::delete_plan(self.sid).collect()).await.map_err(boxed)
+    }
+
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn load_session(&self) -> Result<Option<SessionData>, BoxError> {
+        self.load_data().await.map_err(boxed)
+    }
+
+    async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
+        let span = self.span("save", None);
+        span.record("peers", data.peers.len());
+        self.write(span, session_sql::save_plan(self.sid, data).collect()).await.map_err(boxed)
+    }
+
+    async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
+        let plan: Vec<Statement> = session_sql::persist_plan(self.sid, changes, full).map_err(boxed)?.collect();
+        self.write(self.span("persist", Some(changes.len())), plan).await.map_err(boxed)
+    }
+
+    fn lease(&self) -> Option<tokio::sync::watch::Receiver<LeaseStatus>> {
+        Some(self.lease.watch())
+    }
+
+    async fn close(&self) -> Result<(), BoxError> {
+        self.lease.release().await.map_err(boxed)
+    }
+}
