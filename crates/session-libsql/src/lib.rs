@@ -58,6 +58,8 @@ pub struct LibSqlBackend {
     inner: Inner,
     /// The lease on the session, for the modes that reach a server (remote, replica).
     lease: Option<Lease>,
+    /// The name of the session this backend owns.
+    session: String,
 }
 
 #[derive(Debug)]
@@ -88,6 +90,28 @@ impl LibSqlBackend {
     #[cfg(feature = "local")]
     #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
     pub async fn open_local_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
+        Self::open_local_named_with(path, session_sql::lease::DEFAULT_SESSION, durability).await
+    }
+
+    /// Opens (or creates) the local database at `path` and owns its session called `name`:
+    /// exactly [`SqliteBackend::open_named`] (one database holds any number of named
+    /// sessions; each has one owner at a time on this machine, through its own owner lock, and
+    /// another process may own another session of the same file at the same time).
+    /// [`open_local`](Self::open_local) is `open_local_named(path, "default")`.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn open_local_named(path: impl AsRef<Path>, name: &str) -> Result<Self, SessionError> {
+        Self::open_local_named_with(path, name, Durability::default()).await
+    }
+
+    /// [`open_local_named`](Self::open_local_named) with another durability level.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn open_local_named_with(
+        path: impl AsRef<Path>,
+        name: &str,
+        durability: Durability,
+    ) -> Result<Self, SessionError> {
         let path = path.as_ref();
         let span = tracing::info_span!(
             "open",
@@ -96,8 +120,8 @@ impl LibSqlBackend {
             durability = ?durability,
             elapsed_us = Empty
         );
-        let local = trace::timed(span, SqliteBackend::open_with(path, durability)).await?;
-        Ok(Self { inner: Inner::Local(local, Mode::Local), lease: None })
+        let local = trace::timed(span, SqliteBackend::open_named_with(path, name, durability)).await?;
+        Ok(Self { inner: Inner::Local(local, Mode::Local), lease: None, session: name.to_owned() })
     }
 
     /// A session database in memory: same schema and rules, nothing survives the backend.
@@ -106,7 +130,11 @@ impl LibSqlBackend {
     pub async fn in_memory() -> Result<Self, SessionError> {
         let span = tracing::info_span!("open", backend = "libsql-memory", path = ":memory:", elapsed_us = Empty);
         let local = trace::timed(span, SqliteBackend::in_memory()).await?;
-        Ok(Self { inner: Inner::Local(local, Mode::Memory), lease: None })
+        Ok(Self {
+            inner: Inner::Local(local, Mode::Memory),
+            lease: None,
+            session: session_sql::lease::DEFAULT_SESSION.to_owned(),
+        })
     }
 
     /// Connects to a libSQL server, takes the session's lease and brings the schema up to date.
@@ -138,9 +166,11 @@ impl LibSqlBackend {
         Self::open_remote_with(url, auth_token, RemoteOptions::default().timeout(timeout)).await
     }
 
-    /// [`open_remote`](Self::open_remote) with options: the call timeout, the lease's time to
-    /// live, waiting for a previous owner.
+    /// [`open_remote`](Self::open_remote) with options: the session's name
+    /// ([`RemoteOptions::session`]: one database holds any number of named sessions, each with
+    /// its own lease), the call timeout, the lease's time to live, waiting for a previous owner.
     pub async fn open_remote_with(url: &str, auth_token: &str, options: RemoteOptions) -> Result<Self, SessionError> {
+        session_sql::check_name(&options.session)?;
         // The URL as shown in errors: no `user:password@`, no query (`authToken=`); the token
         // itself is never a field.
         let span = tracing::info_span!(
@@ -153,12 +183,18 @@ impl LibSqlBackend {
         );
         let open = async {
             // Nothing is written (the lease included) to a database that is not ours.
-            let remote = Remote::connect(url, auth_token, options.timeout).await?;
+            let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
             remote.check().await?;
             let lease = take_lease(url, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
-            match remote.setup().await {
-                Ok(()) => Ok(Self { inner: Inner::Remote(remote), lease: Some(lease) }),
+            let setup = async {
+                remote.setup().await?;
+                remote.register(&options.session).await
+            };
+            match setup.await {
+                Ok(()) => {
+                    Ok(Self { inner: Inner::Remote(remote), lease: Some(lease), session: options.session.clone() })
+                }
                 Err(e) => Err(give_back(lease, e).await),
             }
         };
@@ -199,17 +235,21 @@ impl LibSqlBackend {
             elapsed_us = Empty
         );
         let open = async {
-            let local = SqliteBackend::open_with(path, Durability::ProcessCrash).await?;
-            let remote = Remote::connect(url, auth_token, options.timeout).await?;
+            session_sql::check_name(&options.session)?;
+            let local = SqliteBackend::open_named_with(path, &options.session, Durability::ProcessCrash).await?;
+            let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
             remote.check().await?;
             let lease = take_lease(url, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
             let replica = async {
                 remote.setup().await?;
+                remote.register(&options.session).await?;
                 Replica::open(local, remote).await
             };
             match replica.await {
-                Ok(replica) => Ok(Self { inner: Inner::Replica(replica), lease: Some(lease) }),
+                Ok(replica) => {
+                    Ok(Self { inner: Inner::Replica(replica), lease: Some(lease), session: options.session.clone() })
+                }
                 Err(e) => Err(give_back(lease, e).await),
             }
         };
@@ -219,7 +259,7 @@ impl LibSqlBackend {
     /// The token a write passes to its transaction (`None` without a lease), or `LeaseLost`.
     fn fence(&self) -> Result<Option<(&str, u64)>, SessionError> {
         match &self.lease {
-            Some(lease) => Ok(Some((session_sql::lease::DEFAULT_SESSION, lease.fence()?))),
+            Some(lease) => Ok(Some((&self.session, lease.fence()?))),
             None => Ok(None),
         }
     }
@@ -230,6 +270,11 @@ impl LibSqlBackend {
             (Err(SessionError::LeaseLost { reason, .. }), Some(lease)) => Err(lease.lost(reason)),
             (result, _) => result,
         }
+    }
+
+    /// The name of the session this backend owns (`default` for the documented calls).
+    pub fn session_name(&self) -> &str {
+        &self.session
     }
 
     /// Which mode this backend runs in.
@@ -346,7 +391,7 @@ impl LibSqlBackend {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(fence, session_sql::save_plan(data)).await.map(drop),
+                Inner::Remote(r) => r.write(fence, session_sql::save_plan(r.sid, data)).await.map(drop),
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.save_session(fence, data).await,
             }
@@ -356,10 +401,14 @@ impl LibSqlBackend {
 }
 
 /// The `path` field of a span: the local file, or `:memory:`.
-/// How a remote or replica backend reaches its server and owns its session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a remote or replica backend reaches its server and which session it owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RemoteOptions {
+    /// The name of the session to open (default `"default"`, the one the documented calls
+    /// open). A database holds any number of named sessions; each has its own rows and its own
+    /// lease, so one owner per session, wherever the owners run.
+    pub session: String,
     /// How long one call may take, waiting behind this process's other calls included, before
     /// it fails with [`SessionError::Unavailable`]. Default 10 s: well inside the lease's time to
     /// live, so a frozen server is noticed before the lease could expire.
@@ -371,11 +420,22 @@ pub struct RemoteOptions {
 
 impl Default for RemoteOptions {
     fn default() -> Self {
-        RemoteOptions { timeout: remote::DEFAULT_TIMEOUT, lease: LeaseOptions::default() }
+        RemoteOptions {
+            session: session_sql::lease::DEFAULT_SESSION.to_owned(),
+            timeout: remote::DEFAULT_TIMEOUT,
+            lease: LeaseOptions::default(),
+        }
     }
 }
 
 impl RemoteOptions {
+    /// Opens the session called `name` instead of `default` (1 to 255 bytes without control
+    /// characters): its lease, its fence and its rows are its own.
+    pub fn session(mut self, name: impl Into<String>) -> Self {
+        self.session = name.into();
+        self
+    }
+
     /// Sets the per-call timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -400,7 +460,7 @@ async fn take_lease(url: &str, auth_token: &str, options: &RemoteOptions) -> Res
     // The lease's calls end (and reset their connection) by themselves before the keeper's own
     // bound on a lease call would cancel them mid-request.
     let timeout = options.timeout.min(options.lease.call_timeout() * 4 / 5);
-    let store = LibSqlLeases::connect(url, auth_token, timeout, session_sql::lease::DEFAULT_SESSION).await?;
+    let store = LibSqlLeases::connect(url, auth_token, timeout, &options.session).await?;
     Lease::acquire(Arc::new(store), options.lease).await
 }
 
@@ -450,7 +510,7 @@ impl SessionBackend for LibSqlBackend {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.delete().await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(fence, session_sql::delete_plan()).await.map(drop),
+                Inner::Remote(r) => r.write(fence, session_sql::delete_plan(r.sid)).await.map(drop),
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.delete(fence).await,
             }
@@ -494,7 +554,7 @@ impl SessionBackend for LibSqlBackend {
                 Inner::Local(l, _) => {
                     l.persist(changes, full).await.map_err(|e| SessionError::from_boxed(e, self.name()))
                 }
-                Inner::Remote(r) => r.write(fence, session_sql::persist_plan(changes, full)?).await.map(drop),
+                Inner::Remote(r) => r.write(fence, session_sql::persist_plan(r.sid, changes, full)?).await.map(drop),
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.persist(fence, changes, full).await,
             }

@@ -72,7 +72,7 @@ impl Replica {
         full: &SessionData,
     ) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(fence, session_sql::persist_plan(changes, full)?).await?;
+        let written = self.remote.write(fence, session_sql::persist_plan(self.remote.sid, changes, full)?).await?;
         self.settle(&mut synced, written, Local::Persist(changes, full)).await
     }
 
@@ -82,13 +82,13 @@ impl Replica {
         data: &SessionData,
     ) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(fence, session_sql::save_plan(data)).await?;
+        let written = self.remote.write(fence, session_sql::save_plan(self.remote.sid, data)).await?;
         self.settle(&mut synced, written, Local::Save(data)).await
     }
 
     pub(crate) async fn delete(&self, fence: Option<(&str, u64)>) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(fence, session_sql::delete_plan()).await?;
+        let written = self.remote.write(fence, session_sql::delete_plan(self.remote.sid)).await?;
         self.settle(&mut synced, written, Local::Delete).await
     }
 

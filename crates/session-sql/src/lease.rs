@@ -39,6 +39,7 @@ macro_rules! now_ms {
         "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
     };
 }
+pub(crate) use now_ms;
 
 /// The database's clock in Unix milliseconds, as an SQL expression (SQLite and libSQL: stable
 /// within one statement).

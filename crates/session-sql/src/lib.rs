@@ -1,15 +1,20 @@
 #![doc = include_str!("../README.md")]
-//! ## Tables (schema version 3)
+//! ## Tables (schema version 4)
+//!
+//! A database holds any number of named sessions. `sessions` maps each name to its id, and
+//! every other table is keyed by that id first (`sid`): every statement of a plan and every
+//! load query takes it as `?1`, so the rows of two sessions never meet (see [`SessionId`]).
 //!
 //! | table | key | holds |
 //! | --- | --- | --- |
-//! | `session` | `id` = 0 (one row) | home DC, user, test mode, api_id, common update state, future auth token; the row's `crc`, and one checksum sum per other table (`dcs_sum`, `channels_sum`, `chunks_sum`, `peers_sum`, `removals_sum`, `contexts_sum`, since version 3). No row: no session. |
-//! | `dcs` | (`id`, `key_flags`) | one row per DC option: flags, `ip` text, `port`, `auth_key` (256 bytes or NULL), salt, time offset |
-//! | `channels` | bare channel `id` | per-channel pts |
-//! | `peer_chunks` | `pos` | the bulk of the peer cache: up to 4,096 peers per row in key order, packed in a checksummed blob (`data`), with their count (`peers`) and the keys of the first and last (`lo_class`, `lo_id`, `hi_class`, `hi_id`) (since version 2) |
-//! | `peers` | (`class`, `id`) | peers written since the chunks were: bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
-//! | `peer_removals` | (`class`, `id`) | peers removed since the chunks were written (since version 2) |
-//! | `min_contexts` | `pos` | the ordered "min" peer contexts |
+//! | `sessions` | `id` | `name` (unique); `default` is id 0 (since version 4) |
+//! | `session` | `sid` (one row per session) | home DC, user, test mode, api_id, common update state, future auth token; the row's `crc`, and one checksum sum per other table (`dcs_sum`, `channels_sum`, `chunks_sum`, `peers_sum`, `removals_sum`, `contexts_sum`, since version 3). No row: no session. |
+//! | `dcs` | (`sid`, `id`, `key_flags`) | one row per DC option: flags, `ip` text, `port`, `auth_key` (256 bytes or NULL), salt, time offset |
+//! | `channels` | (`sid`, bare channel `id`) | per-channel pts |
+//! | `peer_chunks` | (`sid`, `pos`) | the bulk of the peer cache: up to 4,096 peers per row in key order, packed in a checksummed blob (`data`), with their count (`peers`) and the keys of the first and last (`lo_class`, `lo_id`, `hi_class`, `hi_id`) (since version 2) |
+//! | `peers` | (`sid`, `class`, `id`) | peers written since the chunks were: bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
+//! | `peer_removals` | (`sid`, `class`, `id`) | peers removed since the chunks were written (since version 2) |
+//! | `min_contexts` | (`sid`, `pos`) | the ordered "min" peer contexts |
 //!
 //! ## Checksums (since version 3)
 //!
@@ -39,6 +44,13 @@
 //! `peer_removals` rows back into chunks when they grow past an eighth of the chunked peers
 //! ([`compact_plan`]); the libSQL backend, where several clients may write, never does.
 //!
+//! A row's `crc` does not cover its `sid`, and each session row holds the sums of its own
+//! session's rows: a row that moved to another session (a damaged key) breaks the sums of both.
+//!
+//! Version 4 keyed every table by the session: its migration makes `sessions` with `default`
+//! as id 0, and rebuilds each table with a `sid` column, moving every row of the older database
+//! to session 0 as it is (checksums and sums stay valid, so nothing is recomputed).
+//!
 //! Version 1 had only `peers`; its rows are read as they are (an overlay over no chunks).
 //! Version 3 added the checksums: its migration ([`MIGRATIONS`] entry 2, then
 //! [`backfill_queries`] and [`backfill_statement`] for every existing row, then
@@ -52,9 +64,13 @@
 //!   its own transaction together with [`set_version_sql`] and, for every query of
 //!   [`backfill_queries`] of the version it reaches, the [`backfill_statement`] of each row,
 //!   then [`backfill_sums`].
+//!   Migrations of concurrent openers: read the version again inside the write transaction.
+//! - Name: [`register_session`] gives the session's id ([`DEFAULT_SESSION_ID`] for `default`).
 //! - Persist: run [`persist_plan`] in one transaction; save: [`save_plan`]; delete: [`delete_plan`].
-//! - Load: run each query of [`LOAD_QUERIES`] and hand every row to a [`SessionRows`], then
-//!   [`SessionRows::finish`] checks the sums.
+//! - Load: run each query of [`LOAD_QUERIES`] (the session's id as `?1`) and hand every row to
+//!   a [`SessionRows`], then [`SessionRows::finish`] checks the sums.
+//! - List: [`LIST_SESSIONS_WITH_LEASES`] (or [`LIST_SESSIONS`] when the lease tables do not
+//!   exist), each row read by [`SessionInfo::from_row`].
 
 mod checksum;
 mod chunks;
@@ -64,6 +80,7 @@ pub mod lease;
 mod migrations;
 mod plan;
 mod rows;
+mod sessions;
 mod table;
 mod value;
 
@@ -77,6 +94,10 @@ pub use plan::{compact_plan, delete_plan, may_be_chunked, persist_plan, persist_
 pub use rows::{
     chunk_range, load_queries, SessionRows, LOAD_CHANNELS, LOAD_CHUNK_RANGES, LOAD_DCS, LOAD_MIN_CONTEXTS, LOAD_PEERS,
     LOAD_PEER_CHUNKS, LOAD_PEER_CHUNKS_AFTER, LOAD_PEER_QUERIES, LOAD_PEER_REMOVALS, LOAD_QUERIES, LOAD_SESSION,
+};
+pub use sessions::{
+    check_name, is_default, register_session, session_id, SessionId, SessionInfo, DEFAULT_SESSION_ID, LIST_SESSIONS,
+    LIST_SESSIONS_WITH_LEASES, REGISTER_SESSION, SESSION_ID,
 };
 pub use table::Table;
 pub use value::{SqlValue, SqlValueRef, Statement};

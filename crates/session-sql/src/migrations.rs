@@ -10,7 +10,7 @@ use crate::table::Table;
 use crate::value::{SqlValue, SqlValueRef, Statement};
 
 /// The schema version this build writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `PRAGMA application_id` of our databases ("LYSS"), so that tools such as `file(1)` and our
 /// own importer tell them from other SQLite files.
@@ -97,10 +97,126 @@ ALTER TABLE peers ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE peer_removals ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE min_contexts ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+CREATE TABLE sessions (
+    id   INTEGER PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL
+);
+INSERT INTO sessions (id, name) VALUES (0, 'default');
+CREATE TABLE session_v4 (
+    sid               INTEGER PRIMARY KEY,
+    home_dc           INTEGER NOT NULL DEFAULT 0,
+    user_id           INTEGER,
+    user_bot          INTEGER,
+    test_mode         INTEGER NOT NULL DEFAULT 0,
+    api_id            INTEGER,
+    pts               INTEGER NOT NULL DEFAULT 0,
+    qts               INTEGER NOT NULL DEFAULT 0,
+    date              INTEGER NOT NULL DEFAULT 0,
+    seq               INTEGER NOT NULL DEFAULT 0,
+    future_auth_token BLOB,
+    crc               INTEGER NOT NULL DEFAULT 0,
+    dcs_sum           INTEGER NOT NULL DEFAULT 0,
+    channels_sum      INTEGER NOT NULL DEFAULT 0,
+    chunks_sum        INTEGER NOT NULL DEFAULT 0,
+    peers_sum         INTEGER NOT NULL DEFAULT 0,
+    removals_sum      INTEGER NOT NULL DEFAULT 0,
+    contexts_sum      INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO session_v4 (sid, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token,
+    crc, dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum)
+    SELECT 0, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token,
+    crc, dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum FROM session;
+DROP TABLE session;
+ALTER TABLE session_v4 RENAME TO session;
+CREATE TABLE dcs_v4 (
+    sid         INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    key_flags   INTEGER NOT NULL,
+    flags       INTEGER NOT NULL,
+    ip          TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    auth_key    BLOB,
+    server_salt INTEGER NOT NULL,
+    time_offset INTEGER NOT NULL,
+    crc         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sid, id, key_flags)
+) WITHOUT ROWID;
+INSERT INTO dcs_v4 (sid, id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc)
+    SELECT 0, id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc FROM dcs;
+DROP TABLE dcs;
+ALTER TABLE dcs_v4 RENAME TO dcs;
+CREATE TABLE channels_v4 (
+    sid INTEGER NOT NULL,
+    id  INTEGER NOT NULL,
+    pts INTEGER NOT NULL,
+    crc INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sid, id)
+) WITHOUT ROWID;
+INSERT INTO channels_v4 (sid, id, pts, crc) SELECT 0, id, pts, crc FROM channels;
+DROP TABLE channels;
+ALTER TABLE channels_v4 RENAME TO channels;
+CREATE TABLE peer_chunks_v4 (
+    sid      INTEGER NOT NULL,
+    pos      INTEGER NOT NULL,
+    peers    INTEGER NOT NULL,
+    lo_class INTEGER NOT NULL,
+    lo_id    INTEGER NOT NULL,
+    hi_class INTEGER NOT NULL,
+    hi_id    INTEGER NOT NULL,
+    data     BLOB NOT NULL,
+    crc      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sid, pos)
+);
+INSERT INTO peer_chunks_v4 (sid, pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc)
+    SELECT 0, pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc FROM peer_chunks;
+DROP TABLE peer_chunks;
+ALTER TABLE peer_chunks_v4 RENAME TO peer_chunks;
+CREATE TABLE peers_v4 (
+    sid         INTEGER NOT NULL,
+    class       INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    access_hash INTEGER NOT NULL,
+    min         INTEGER NOT NULL,
+    usernames   TEXT,
+    phone       TEXT,
+    crc         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sid, class, id)
+) WITHOUT ROWID;
+INSERT INTO peers_v4 (sid, class, id, kind, access_hash, min, usernames, phone, crc)
+    SELECT 0, class, id, kind, access_hash, min, usernames, phone, crc FROM peers;
+DROP TABLE peers;
+ALTER TABLE peers_v4 RENAME TO peers;
+CREATE TABLE peer_removals_v4 (
+    sid   INTEGER NOT NULL,
+    class INTEGER NOT NULL,
+    id    INTEGER NOT NULL,
+    crc   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sid, class, id)
+) WITHOUT ROWID;
+INSERT INTO peer_removals_v4 (sid, class, id, crc) SELECT 0, class, id, crc FROM peer_removals;
+DROP TABLE peer_removals;
+ALTER TABLE peer_removals_v4 RENAME TO peer_removals;
+CREATE TABLE min_contexts_v4 (
+    sid     INTEGER NOT NULL,
+    pos     INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    peer_id INTEGER NOT NULL,
+    msg_id  INTEGER NOT NULL,
+    crc     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sid, pos)
+) WITHOUT ROWID;
+INSERT INTO min_contexts_v4 (sid, pos, user_id, peer_id, msg_id, crc)
+    SELECT 0, pos, user_id, peer_id, msg_id, crc FROM min_contexts;
+DROP TABLE min_contexts;
+ALTER TABLE min_contexts_v4 RENAME TO min_contexts
+"#,
 ];
 
 /// The tables of the current schema, for telling our database from someone else's.
-pub const TABLES: &[&str] = &["session", "dcs", "channels", "peer_chunks", "peers", "peer_removals", "min_contexts"];
+pub const TABLES: &[&str] =
+    &["sessions", "session", "dcs", "channels", "peer_chunks", "peers", "peer_removals", "min_contexts"];
 
 // The same reads for databases of versions 1 and 2, which have no checksums (a reader that
 // does not migrate, such as a read-only inspection, may meet one).
@@ -114,6 +230,21 @@ pub(crate) const LOAD_PEERS_V2: &str =
     "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
 pub(crate) const LOAD_PEER_REMOVALS_V2: &str = "SELECT class, id FROM peer_removals ORDER BY class, id";
 pub(crate) const LOAD_MIN_CONTEXTS_V2: &str = "SELECT user_id, peer_id, msg_id FROM min_contexts ORDER BY pos";
+
+// The reads of a version 3 database, which holds one session (no `sid` column).
+pub(crate) const LOAD_QUERIES_V3: [(Table, &str); 7] = [
+    (
+        Table::Session,
+        "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token, crc, \
+         dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum FROM session WHERE id = 0",
+    ),
+    (Table::Dcs, "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc FROM dcs"),
+    (Table::Channels, "SELECT id, pts, crc FROM channels"),
+    (Table::PeerChunks, "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc FROM peer_chunks ORDER BY pos"),
+    (Table::Peers, "SELECT class, id, kind, access_hash, min, usernames, phone, crc FROM peers ORDER BY class, id"),
+    (Table::PeerRemovals, "SELECT class, id, crc FROM peer_removals ORDER BY class, id"),
+    (Table::MinContexts, "SELECT pos, user_id, peer_id, msg_id, crc FROM min_contexts ORDER BY pos"),
+];
 
 /// The statement that records `version` as the schema version (run inside the migration's
 /// transaction).
@@ -210,8 +341,8 @@ mod tests {
             migrations_from(SCHEMA_VERSION + 1).map(|m| m.count()),
             Err(SessionError::UnsupportedVersion { found, supported: SCHEMA_VERSION, .. }) if found == SCHEMA_VERSION + 1
         ));
-        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1, 2, 3]));
-        assert_eq!(migrations_from(1).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![2, 3]));
+        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1, 2, 3, 4]));
+        assert_eq!(migrations_from(1).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![2, 3, 4]));
         assert_eq!(migrations_from(SCHEMA_VERSION).map(|m| m.count()).ok(), Some(0));
     }
 

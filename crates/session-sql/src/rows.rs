@@ -14,41 +14,47 @@ use crate::chunks;
 use crate::codes::{class_code, class_from_code, kind_from_code};
 use crate::migrations::{
     LOAD_CHANNELS_V2, LOAD_DCS_V2, LOAD_MIN_CONTEXTS_V2, LOAD_PEERS_V2, LOAD_PEER_CHUNKS_V2, LOAD_PEER_REMOVALS_V2,
-    LOAD_SESSION_V2, SCHEMA_VERSION,
+    LOAD_QUERIES_V3, LOAD_SESSION_V2, SCHEMA_VERSION,
 };
 use crate::table::{Table, SUMMED};
 use crate::value::SqlValueRef;
 
 /// The session row: its values, its `crc`, then the sums of the other tables.
+///
+/// Every load query takes the session's id (see [`SESSION_ID`](crate::SESSION_ID)) as `?1`.
 pub const LOAD_SESSION: &str = "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, \
      future_auth_token, crc, dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum \
-     FROM session WHERE id = 0";
+     FROM session WHERE sid = ?1";
 /// Every DC option.
-pub const LOAD_DCS: &str = "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc FROM dcs";
+pub const LOAD_DCS: &str =
+    "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc FROM dcs WHERE sid = ?1";
 /// Every channel's pts.
-pub const LOAD_CHANNELS: &str = "SELECT id, pts, crc FROM channels";
+pub const LOAD_CHANNELS: &str = "SELECT id, pts, crc FROM channels WHERE sid = ?1";
 /// The peer chunks, in order.
 pub const LOAD_PEER_CHUNKS: &str =
-    "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc FROM peer_chunks ORDER BY pos";
-/// The peer chunks after position `?1`, at most `?2` of them, in order (a driver that reads
+    "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc FROM peer_chunks WHERE sid = ?1 ORDER BY pos";
+/// The peer chunks after position `?2`, at most `?3` of them, in order (a driver that reads
 /// them in pages).
 pub const LOAD_PEER_CHUNKS_AFTER: &str = "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc \
-     FROM peer_chunks WHERE pos > ?1 ORDER BY pos LIMIT ?2";
+     FROM peer_chunks WHERE sid = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3";
 /// The key range of every chunk (first and last key), in order: a driver that keeps them knows
 /// which removed keys need a `peer_removals` row ([`Known::chunk_ranges`](crate::Known::chunk_ranges)).
-pub const LOAD_CHUNK_RANGES: &str = "SELECT lo_class, lo_id, hi_class, hi_id FROM peer_chunks ORDER BY pos";
+pub const LOAD_CHUNK_RANGES: &str =
+    "SELECT lo_class, lo_id, hi_class, hi_id FROM peer_chunks WHERE sid = ?1 ORDER BY pos";
 /// Every peer written since the chunks, in key order.
 pub const LOAD_PEERS: &str =
-    "SELECT class, id, kind, access_hash, min, usernames, phone, crc FROM peers ORDER BY class, id";
+    "SELECT class, id, kind, access_hash, min, usernames, phone, crc FROM peers WHERE sid = ?1 ORDER BY class, id";
 /// Every peer removed since the chunks, in key order.
-pub const LOAD_PEER_REMOVALS: &str = "SELECT class, id, crc FROM peer_removals ORDER BY class, id";
+pub const LOAD_PEER_REMOVALS: &str = "SELECT class, id, crc FROM peer_removals WHERE sid = ?1 ORDER BY class, id";
 /// The "min" contexts, in order.
-pub const LOAD_MIN_CONTEXTS: &str = "SELECT pos, user_id, peer_id, msg_id, crc FROM min_contexts ORDER BY pos";
+pub const LOAD_MIN_CONTEXTS: &str =
+    "SELECT pos, user_id, peer_id, msg_id, crc FROM min_contexts WHERE sid = ?1 ORDER BY pos";
 
 /// The queries that load a session from a database at schema `version`, in the order of
 /// [`LOAD_QUERIES`] (a reader that does not migrate, such as a read-only inspection, may meet an
 /// older database: it gets the queries of that version, without the tables it lacks). Hand the
-/// rows to a [`SessionRows::at_version`] of the same version.
+/// rows to a [`SessionRows::at_version`] of the same version. From version 4 on every query
+/// takes the session's id as `?1`; before, a database holds one session and they take none.
 pub fn load_queries(version: u32) -> impl Iterator<Item = (Table, &'static str)> {
     let old = [
         (Table::Session, LOAD_SESSION_V2),
@@ -59,7 +65,11 @@ pub fn load_queries(version: u32) -> impl Iterator<Item = (Table, &'static str)>
         (Table::PeerRemovals, LOAD_PEER_REMOVALS_V2),
         (Table::MinContexts, LOAD_MIN_CONTEXTS_V2),
     ];
-    let queries = if version >= 3 { LOAD_QUERIES } else { old };
+    let queries = match version {
+        4.. => LOAD_QUERIES,
+        3 => LOAD_QUERIES_V3,
+        _ => old,
+    };
     queries.into_iter().filter(move |(t, _)| t.since() <= version)
 }
 
@@ -491,7 +501,7 @@ mod tests {
 
     /// The row [`LOAD_PEER_CHUNKS`] reads back for a chunk insert: every column, crc last.
     fn chunk_row_of(st: &Statement) -> Vec<SqlValueRef<'_>> {
-        st.params.iter().map(SqlValue::as_ref).collect()
+        st.params.iter().skip(1).map(SqlValue::as_ref).collect()
     }
 
     #[test]
@@ -499,9 +509,9 @@ mod tests {
         let chunked: PeerCache = (0..10_000).map(|i| Peer::new(i, PeerKind::User, i * 3)).collect();
         let mut rows = SessionRows::new("test");
         let mut chunks = 0;
-        for st in compact_plan(&chunked).filter(|st| st.sql == INSERT_CHUNK) {
+        for st in compact_plan(0, &chunked).filter(|st| st.sql == INSERT_CHUNK) {
             rows.row(Table::PeerChunks, &chunk_row_of(&st)).expect("chunk");
-            let range: Vec<SqlValueRef<'_>> = st.params[2..6].iter().map(SqlValue::as_ref).collect();
+            let range: Vec<SqlValueRef<'_>> = st.params[3..7].iter().map(SqlValue::as_ref).collect();
             let (lo, hi) = chunk_range("test", &range).expect("range");
             assert_eq!(hi.id - lo.id + 1, i64::try_from(chunks::CHUNK_PEERS).unwrap_or(0).min(10_000 - lo.id));
             chunks += 1;
@@ -522,14 +532,14 @@ mod tests {
     #[test]
     fn a_damaged_chunk_is_corrupt() {
         let chunked: PeerCache = (0..100).map(|i| Peer::new(i, PeerKind::User, i)).collect();
-        let mut st = compact_plan(&chunked).find(|st| st.sql == INSERT_CHUNK).expect("a chunk");
-        if let Some(SqlValue::Blob(b)) = st.params.get_mut(6) {
+        let mut st = compact_plan(0, &chunked).find(|st| st.sql == INSERT_CHUNK).expect("a chunk");
+        if let Some(SqlValue::Blob(b)) = st.params.get_mut(7) {
             b[20] ^= 4;
         }
         let err = SessionRows::new("t").row(Table::PeerChunks, &chunk_row_of(&st)).expect_err("damaged");
         assert!(matches!(err, SessionError::Corrupt { .. }) && err.to_string().contains("peer_chunks"), "{err}");
         // With the row's checksum made to match, the blob's own checksum still catches it.
-        let values: Vec<SqlValueRef<'_>> = st.params[..7].iter().map(SqlValue::as_ref).collect();
+        let values: Vec<SqlValueRef<'_>> = st.params[1..8].iter().map(SqlValue::as_ref).collect();
         let crc = row_crc(Table::PeerChunks, &values);
         let mut row = values.clone();
         row.push(SqlValueRef::Integer(crc));

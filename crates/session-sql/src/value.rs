@@ -62,6 +62,13 @@ impl Statement {
     pub(crate) fn new(sql: &'static str, params: Vec<SqlValue>) -> Self {
         Self { sql, params }
     }
+
+    /// The statement with the session's id put first among its parameters (`?1` of every
+    /// statement a plan makes).
+    pub(crate) fn in_session(mut self, session: i64) -> Self {
+        self.params.insert(0, SqlValue::Integer(session));
+        self
+    }
 }
 
 pub(crate) fn int(v: impl Into<i64>) -> SqlValue {

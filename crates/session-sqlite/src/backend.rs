@@ -16,7 +16,8 @@ use tracing::field::Empty;
 use tracing::Span;
 
 use crate::trace::{micros, timed, timed_sync};
-use session_sql::{Known, SessionRows, SqlValue, SqlValueRef, Statement, Table};
+use session_sql::lease::DEFAULT_SESSION;
+use session_sql::{Known, SessionId, SessionInfo, SessionRows, SqlValue, SqlValueRef, Statement, Table};
 
 const NAME: &str = "sqlite";
 
@@ -68,6 +69,7 @@ pub struct SqliteBackend {
     db: Arc<Mutex<Db>>,
     resource: Arc<str>,
     path: Option<Arc<Path>>,
+    session: Arc<str>,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -106,14 +108,61 @@ impl SqliteBackend {
 
     /// [`SqliteBackend::open`] with a chosen durability level.
     pub async fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, SessionError> {
+        Self::open_named_with(path, DEFAULT_SESSION, durability).await
+    }
+
+    /// Opens (or creates) the database at `path` and becomes the only owner of its session
+    /// called `name` (created on first use). A database holds any number of named sessions,
+    /// each with its own rows and its own owner: two processes may own two sessions of one
+    /// file at once, and write at the same time (SQLite serializes their transactions, each
+    /// waits up to 5 s for the other's). Everything [`SqliteBackend::open`] says holds per
+    /// session; `open(path)` is `open_named(path, "default")`.
+    ///
+    /// One owner per session: a second backend (in this process or another) opening the same
+    /// name of the same file fails at once with [`SessionError::Locked`] naming the holder's pid.
+    /// The `default` session's owner lock is the one [`SqliteBackend::open`] always took
+    /// (`<db>.lock` and the database file's inode); another name's is `<db>.session-<hash>.lock`
+    /// beside the real file (symlinks resolved), where `<hash>` is a stable 64-bit hash of the
+    /// name. Both are `flock`s, released by the kernel when the owner exits however it exits.
+    /// The locks hold on one machine (a local file system); see `SqliteLeases` for a database
+    /// that several machines reach.
+    ///
+    /// A name is 1 to 255 bytes without control characters ([`SessionError::Invalid`]
+    /// otherwise). List a database's sessions with [`SqliteBackend::list_sessions`].
+    pub async fn open_named(path: impl AsRef<Path>, name: &str) -> Result<Self, SessionError> {
+        Self::open_named_with(path, name, Durability::default()).await
+    }
+
+    /// [`SqliteBackend::open_named`] with a chosen durability level.
+    pub async fn open_named_with(
+        path: impl AsRef<Path>,
+        name: &str,
+        durability: Durability,
+    ) -> Result<Self, SessionError> {
+        session_sql::check_name(name)?;
         let path: Arc<Path> = Arc::from(path.as_ref());
-        let resource: Arc<str> = Arc::from(path.display().to_string());
+        let session: Arc<str> = Arc::from(name);
+        let resource: Arc<str> = Arc::from(resource_of(&path, name));
         let p = Arc::clone(&path);
+        let n = Arc::clone(&session);
         let span =
             tracing::info_span!("open", backend = NAME, path = %resource, durability = ?durability, elapsed_us = Empty);
         let entered = span.clone();
-        let db = timed(span, blocking(move || entered.in_scope(|| Db::open_file(&p, durability)))).await?;
-        Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path) })
+        let db = timed(span, blocking(move || entered.in_scope(|| Db::open_file(&p, durability, &n)))).await?;
+        Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path), session })
+    }
+
+    /// The sessions of the database at `path`, by name, with who holds each one's lease where
+    /// one was taken (see [`SessionInfo`]; a local owner lock is not a lease and shows no
+    /// holder). Reads only: takes no lock, migrates nothing, creates nothing.
+    pub async fn list_sessions(path: impl AsRef<Path>) -> Result<Vec<SessionInfo>, SessionError> {
+        let path = path.as_ref().to_path_buf();
+        blocking(move || crate::read_only::ReadOnly::open(&path)?.sessions()).await
+    }
+
+    /// The name of the session this backend owns (`default` for [`SqliteBackend::open`]).
+    pub fn session_name(&self) -> &str {
+        &self.session
     }
 
     /// A database in memory: same schema and rules, nothing survives the backend.
@@ -121,7 +170,12 @@ impl SqliteBackend {
         let span = tracing::info_span!("open", backend = NAME, path = ":memory:", elapsed_us = Empty);
         let entered = span.clone();
         let db = timed(span, blocking(move || entered.in_scope(Db::open_memory))).await?;
-        Ok(Self { db: Arc::new(Mutex::new(db)), resource: Arc::from(":memory:"), path: None })
+        Ok(Self {
+            db: Arc::new(Mutex::new(db)),
+            resource: Arc::from(":memory:"),
+            path: None,
+            session: Arc::from(DEFAULT_SESSION),
+        })
     }
 
     /// The database file (`None` in memory).
@@ -277,7 +331,7 @@ impl SessionBackend for SqliteBackend {
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
         // Refuse unknown changes here, before the blocking hop.
-        drop(session_sql::persist_plan(changes, full)?);
+        drop(session_sql::persist_plan(0, changes, full)?);
         let critical = changes.iter().any(Change::is_critical);
         let span = tracing::debug_span!(
             "persist",
@@ -344,6 +398,8 @@ impl From<SessionError> for DbError {
 struct Db {
     // Declared first: dropped (closed) before the owner lock below is released.
     conn: Connection,
+    /// The id of the session this backend owns (`sid` of its rows).
+    sid: SessionId,
     resource: String,
     path: Option<PathBuf>,
     preserved: Option<PathBuf>,
@@ -412,30 +468,33 @@ fn sync_level(durability: Durability, critical: bool) -> &'static str {
 }
 
 impl Db {
-    fn open_file(path: &Path, durability: Durability) -> Result<Db, SessionError> {
+    fn open_file(path: &Path, durability: Durability, name: &str) -> Result<Db, SessionError> {
         // The lock follows the file, whatever name reaches it (a symlink, a hard link, a `..`
         // path): it is taken on the real path's lock file and, once the database exists, on the
         // database file's inode. Everything below works on the real path, so SQLite's `-wal`
         // and `-shm` are the same files for every name.
-        let span = tracing::debug_span!("lock", backend = NAME, path = %path.display(), elapsed_us = Empty);
-        let mut lock = timed_sync(&span, || OwnerLock::acquire(path))?;
+        let resource = resource_of(path, name);
+        let span = tracing::debug_span!("lock", backend = NAME, path = %resource, elapsed_us = Empty);
+        let (mut lock, real) = timed_sync(&span, || session_lock(path, name, &resource))?;
         drop(span);
-        let real = lock.session_path().to_path_buf();
-        let resource = path.display().to_string();
         match existing(&real, &resource)? {
             Existing::Missing => {
-                create(&real, &resource)?;
-                tracing::debug!(path = %resource, "created a new session database");
+                if create_once(&real, &resource)? {
+                    tracing::debug!(path = %resource, "created a new session database");
+                }
             }
             Existing::Database => make_private(&real, &resource)?,
         }
-        // A database created just now has its inode only now; no SQLite connection is open on
-        // it yet, so the lock's own descriptor disturbs none of SQLite's POSIX locks.
-        lock.lock_session_file()?;
+        if session_sql::is_default(name) {
+            // A database created just now has its inode only now; no SQLite connection is open
+            // on it yet, so the lock's own descriptor disturbs none of SQLite's POSIX locks.
+            lock.lock_session_file()?;
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&real, flags).map_err(|e| map_sql(e, &resource))?;
         let mut db = Db {
             conn,
+            sid: session_sql::DEFAULT_SESSION_ID,
             resource,
             path: Some(real),
             preserved: None,
@@ -445,7 +504,25 @@ impl Db {
             _lock: Some(lock),
         };
         db.setup(Some(durability)).map_err(|e| db.fail(e))?;
+        if !session_sql::is_default(name) {
+            db.sid = db.register(name).map_err(|e| db.fail(e))?;
+            db.rows = count_rows(&db.conn, db.sid).map_err(|e| db.fail(e))?;
+            db.ranges = read_ranges(&db.conn, db.sid, &db.resource).map_err(|e| db.fail(e))?;
+        }
         Ok(db)
+    }
+
+    /// The id of session `name`, registered when it is new.
+    fn register(&mut self, name: &str) -> Result<SessionId, DbError> {
+        if session_sql::is_default(name) {
+            return Ok(session_sql::DEFAULT_SESSION_ID);
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let [register, id] = session_sql::register_session(name)?;
+        execute(&tx, std::iter::once(register))?;
+        let sid: i64 = tx.query_row(id.sql, params_from_iter(id.params.iter().map(Param)), |r| r.get(0))?;
+        tx.commit()?;
+        Ok(sid)
     }
 
     fn open_memory() -> Result<Db, SessionError> {
@@ -453,6 +530,7 @@ impl Db {
         let conn = Connection::open_in_memory().map_err(|e| map_sql(e, &resource))?;
         let mut db = Db {
             conn,
+            sid: session_sql::DEFAULT_SESSION_ID,
             resource,
             path: None,
             preserved: None,
@@ -468,9 +546,10 @@ impl Db {
     /// `file`: the durability of a file database (`None` in memory).
     fn setup(&mut self, file: Option<Durability>) -> Result<(), DbError> {
         let conn = &mut self.conn;
-        // We are the only owner (the lock file says so); someone else's SQLite lock is reported
-        // at once as `Locked`, never waited on.
-        conn.busy_timeout(std::time::Duration::ZERO)?;
+        // The owner lock makes us the only writer of our session's rows, not of the file: the
+        // owners of the file's other sessions write too, and SQLite serializes the transactions,
+        // so a write waits (a bounded time) for theirs.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Reading the header first turns "not a database" into an error here, not later.
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -530,6 +609,13 @@ impl Db {
         for (target, sql) in steps {
             let _entered = migrate.enter();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The owner of another session of this file may have migrated it since the version
+            // was read: read again under the write lock.
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if u32::try_from(now).unwrap_or(u32::MAX) >= target {
+                from = target;
+                continue;
+            }
             tx.execute_batch(sql)?;
             backfill(&tx, target, &self.resource)?;
             tx.execute_batch(&session_sql::set_version_sql(target))?;
@@ -541,8 +627,8 @@ impl Db {
             migrate.record("elapsed_us", micros(start));
         }
         check_tables(&self.conn, &self.resource)?;
-        self.rows = count_rows(&self.conn)?;
-        self.ranges = read_ranges(&self.conn, &self.resource)?;
+        self.rows = count_rows(&self.conn, self.sid)?;
+        self.ranges = read_ranges(&self.conn, self.sid, &self.resource)?;
         tracing::debug!(
             path = %self.resource,
             schema_version = from,
@@ -556,10 +642,10 @@ impl Db {
     }
 
     fn save(&mut self, data: &SessionData) -> Result<(), DbError> {
-        let resource = self.resource.clone();
+        let (resource, sid) = (self.resource.clone(), self.sid);
         let mut ranges = Vec::new();
-        self.write(session_sql::save_plan(data), true, |tx| {
-            ranges = read_ranges(tx, &resource)?;
+        self.write(session_sql::save_plan(sid, data), true, |tx| {
+            ranges = read_ranges(tx, sid, &resource)?;
             Ok(())
         })?;
         self.rows = RowCounts::saved(data.peers.len());
@@ -568,7 +654,7 @@ impl Db {
     }
 
     fn delete(&mut self) -> Result<(), DbError> {
-        self.write(session_sql::delete_plan(), true, |_| Ok(()))?;
+        self.write(session_sql::delete_plan(self.sid), true, |_| Ok(()))?;
         self.rows = RowCounts::default();
         self.ranges.clear();
         Ok(())
@@ -584,7 +670,8 @@ impl Db {
             chunk_ranges: Some(&self.ranges),
         };
         // The plan borrows the ranges: built into statements before the write borrows `self`.
-        let plan: Vec<Statement> = session_sql::persist_plan_known(changes, full, known)?.collect();
+        let sid = self.sid;
+        let plan: Vec<Statement> = session_sql::persist_plan_known(sid, changes, full, known)?.collect();
         let mut after = self.rows.after(changes, &self.ranges);
         let fold = after.fold_due();
         let logout = changes.iter().any(|c| matches!(c, Change::LogOut));
@@ -592,10 +679,10 @@ impl Db {
         let mut ranges = None;
         self.write(plan.into_iter(), critical, |tx| {
             if fold {
-                after = fold_overlay(tx, &resource)?;
+                after = fold_overlay(tx, sid, &resource)?;
             }
             if fold || logout {
-                ranges = Some(read_ranges(tx, &resource)?);
+                ranges = Some(read_ranges(tx, sid, &resource)?);
             }
             Ok(())
         })?;
@@ -655,7 +742,7 @@ impl Db {
         // One read transaction: every table is read from the same snapshot.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let mut rows = SessionRows::new(self.resource.clone());
-        read_rows(&tx, session_sql::LOAD_QUERIES, &mut rows, &self.resource)?;
+        read_rows(&tx, self.sid, session_sql::LOAD_QUERIES, &mut rows, &self.resource)?;
         tx.commit()?;
         Ok(rows.finish()?)
     }
@@ -808,6 +895,70 @@ fn check_tables(conn: &Connection, resource: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// How long a write waits for another session's owner's transaction on the same file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How a session is named in messages: the path, and `#name` for a session other than the
+/// default one.
+fn resource_of(path: &Path, name: &str) -> String {
+    if session_sql::is_default(name) {
+        path.display().to_string()
+    } else {
+        format!("{}#{name}", path.display())
+    }
+}
+
+/// A stable 64-bit hash of a session name (two CRC-32s), for its lock file's name: stable
+/// across builds and platforms, so that every build agrees on which file locks which session.
+fn name_hash(name: &str) -> u64 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[0xA5]);
+    h.update(name.as_bytes());
+    (u64::from(crc32fast::hash(name.as_bytes())) << 32) | u64::from(h.finalize())
+}
+
+/// The owner lock of session `name` of the database at `path`, and the database's real path.
+///
+/// `default` keeps the lock every build took (`<db>.lock` and the database file's inode), so
+/// older builds and the CLI exclude it as before. Another name is locked through
+/// `<real db>.session-<hash>.lock`: its own file, so owners of different sessions of one file
+/// never exclude each other, and the owners of one session always do.
+fn session_lock(path: &Path, name: &str, resource: &str) -> Result<(OwnerLock, PathBuf), SessionError> {
+    if session_sql::is_default(name) {
+        let lock = OwnerLock::acquire(path)?;
+        let real = lock.session_path().to_path_buf();
+        return Ok((lock, real));
+    }
+    let real = session_core::fs::resolve(path).map_err(|e| SessionError::io(resource, e))?;
+    session_core::fs::check_regular(&real)?;
+    let mut pseudo = real.as_os_str().to_os_string();
+    pseudo.push(format!(".session-{:016x}", name_hash(name)));
+    match OwnerLock::acquire(Path::new(&pseudo)) {
+        Ok(lock) => Ok((lock, real)),
+        Err(SessionError::Locked { pid, holder, expires_in, .. }) => {
+            Err(SessionError::Locked { resource: resource.to_owned(), pid, holder, expires_in })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the database at `path` unless someone else did first: the owners of different
+/// sessions of one new file may open it at once, so the creation runs under an exclusive
+/// `flock` of the directory (held for the few milliseconds it takes) and looks again under it.
+/// Returns whether this call created it.
+fn create_once(path: &Path, resource: &str) -> Result<bool, SessionError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    // A directory this process may not read (no `r` bit) cannot be opened to lock; the owner
+    // lock alone then guards the creation, as it did before named sessions.
+    let dir_lock = std::fs::File::open(dir).ok().filter(|d| d.lock().is_ok());
+    let result = match existing(path, resource)? {
+        Existing::Missing => create(path, &resource_of(path, DEFAULT_SESSION)).map(|()| true),
+        Existing::Database => make_private(path, resource).map(|()| false),
+    };
+    drop(dir_lock);
+    result
+}
+
 /// What is at a database path before it is opened.
 enum Existing {
     Missing,
@@ -914,6 +1065,7 @@ fn create(path: &Path, resource: &str) -> Result<(), SessionError> {
     let conn = Connection::open_with_flags(&temp, flags).map_err(|e| map_sql(e, &temp_resource))?;
     let mut db = Db {
         conn,
+        sid: session_sql::DEFAULT_SESSION_ID,
         resource: temp_resource,
         path: None,
         preserved: None,
@@ -949,22 +1101,23 @@ fn execute(conn: &Connection, plan: impl Iterator<Item = Statement>) -> Result<(
     Ok(())
 }
 
-/// The exact counts of the stored rows.
-fn count_rows(conn: &Connection) -> Result<RowCounts, DbError> {
+/// The exact counts of the stored rows of session `sid`.
+fn count_rows(conn: &Connection, sid: SessionId) -> Result<RowCounts, DbError> {
     let (session, chunked, overlay, removals): (i64, i64, i64, i64) = conn.query_row(
-        "SELECT (SELECT count(*) FROM session), (SELECT coalesce(sum(peers), 0) FROM peer_chunks), \
-         (SELECT count(*) FROM peers), (SELECT count(*) FROM peer_removals)",
-        [],
+        "SELECT (SELECT count(*) FROM session WHERE sid = ?1), \
+         (SELECT coalesce(sum(peers), 0) FROM peer_chunks WHERE sid = ?1), \
+         (SELECT count(*) FROM peers WHERE sid = ?1), (SELECT count(*) FROM peer_removals WHERE sid = ?1)",
+        [sid],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let n = |v: i64| u64::try_from(v).unwrap_or(0);
     Ok(RowCounts { session_row: session > 0, chunked: n(chunked), overlay: n(overlay), removals: n(removals) })
 }
 
-/// The key range of every chunk, in order.
-fn read_ranges(conn: &Connection, resource: &str) -> Result<Vec<(PeerKey, PeerKey)>, DbError> {
+/// The key range of every chunk of session `sid`, in order.
+fn read_ranges(conn: &Connection, sid: SessionId, resource: &str) -> Result<Vec<(PeerKey, PeerKey)>, DbError> {
     let mut stmt = conn.prepare_cached(session_sql::LOAD_CHUNK_RANGES)?;
-    let mut query = stmt.query([])?;
+    let mut query = stmt.query([sid])?;
     let mut out = Vec::new();
     while let Some(row) = query.next()? {
         let mut values = [SqlValueRef::Null; 4];
@@ -976,9 +1129,10 @@ fn read_ranges(conn: &Connection, resource: &str) -> Result<Vec<(PeerKey, PeerKe
     Ok(out)
 }
 
-/// Hands every row of `queries` to `rows`.
+/// Hands every row of `queries` (of session `sid`) to `rows`.
 fn read_rows(
     conn: &Connection,
+    sid: SessionId,
     queries: impl IntoIterator<Item = (Table, &'static str)>,
     rows: &mut SessionRows,
     resource: &str,
@@ -986,7 +1140,7 @@ fn read_rows(
     for (table, sql) in queries {
         let mut stmt = conn.prepare_cached(sql)?;
         let n = stmt.column_count();
-        let mut query = stmt.query([])?;
+        let mut query = stmt.query([sid])?;
         while let Some(row) = query.next()? {
             let mut values = [SqlValueRef::Null; 17];
             for (i, slot) in values.iter_mut().enumerate().take(n) {
@@ -1026,8 +1180,8 @@ fn backfill(conn: &Connection, target: u32, resource: &str) -> Result<(), DbErro
 
 /// Inside a write transaction: when the overlay really is past its limit (the counts may
 /// overcount), reads the peer cache and writes it back as chunks. Returns the exact counts after.
-fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError> {
-    let exact = count_rows(conn)?;
+fn fold_overlay(conn: &Connection, sid: SessionId, resource: &str) -> Result<RowCounts, DbError> {
+    let exact = count_rows(conn, sid)?;
     if !exact.fold_due() {
         return Ok(exact);
     }
@@ -1044,9 +1198,9 @@ fn fold_overlay(conn: &Connection, resource: &str) -> Result<RowCounts, DbError>
     let start = (!span.is_disabled()).then(std::time::Instant::now);
     let _entered = span.enter();
     let mut rows = SessionRows::new(resource);
-    read_rows(conn, session_sql::LOAD_PEER_QUERIES, &mut rows, resource)?;
+    read_rows(conn, sid, session_sql::LOAD_PEER_QUERIES, &mut rows, resource)?;
     let peers = rows.finish_peers()?;
-    execute(conn, session_sql::compact_plan(&peers))?;
+    execute(conn, session_sql::compact_plan(sid, &peers))?;
     if let Some(start) = start {
         span.record("peers", peers.len());
         span.record("elapsed_us", micros(start));

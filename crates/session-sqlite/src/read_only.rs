@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 use session_core::{SessionData, SessionError};
-use session_sql::{load_queries, SessionRows, APPLICATION_ID, SCHEMA_VERSION};
+use session_sql::lease::DEFAULT_SESSION;
+use session_sql::{load_queries, SessionInfo, SessionRows, APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::backend::value_ref;
 
@@ -171,7 +172,54 @@ impl ReadOnly {
     /// with the database's schema version. An older schema is read as it is, without the tables
     /// later versions added; a newer one is [`SessionError::UnsupportedVersion`]. Every value,
     /// row checksum and table sum is checked as by the backend's own load.
+    ///
+    /// The session is the database's `default` one (the only one before schema version 4); see
+    /// [`ReadOnly::load_named`] for the others.
     pub fn load(&mut self) -> Result<Option<Snapshot>, SessionError> {
+        self.load_named(DEFAULT_SESSION)
+    }
+
+    /// [`ReadOnly::load`] of the session called `name` (`None`: no such session, or nothing
+    /// stored under it).
+    pub fn load_named(&mut self, name: &str) -> Result<Option<Snapshot>, SessionError> {
+        let resource = self.resource.as_str();
+        let version = self.version()?;
+        let tx = self.conn.transaction().map_err(|e| sql(resource, e))?;
+        // Before version 4 a database holds the default session only.
+        let sid = if version >= 4 {
+            match tx.query_row(session_sql::SESSION_ID, [name], |r| r.get::<_, i64>(0)) {
+                Ok(sid) => Some(sid),
+                Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+                Err(e) => return Err(sql(resource, e)),
+            }
+        } else if session_sql::is_default(name) {
+            None
+        } else {
+            return Ok(None);
+        };
+        let mut rows = SessionRows::at_version(resource, version);
+        for (table, query) in load_queries(version) {
+            let mut stmt = tx.prepare(query).map_err(|e| sql(resource, e))?;
+            let n = stmt.column_count();
+            let mut result = match sid {
+                Some(sid) => stmt.query([sid]),
+                None => stmt.query([]),
+            }
+            .map_err(|e| sql(resource, e))?;
+            while let Some(row) = result.next().map_err(|e| sql(resource, e))? {
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    values.push(value_ref(row.get_ref(i).map_err(|e| sql(resource, e))?, resource)?);
+                }
+                rows.row(table, &values)?;
+            }
+        }
+        drop(tx);
+        Ok(rows.finish()?.map(|data| Snapshot { data, version }))
+    }
+
+    /// The schema version, refused when newer than this build's.
+    fn version(&self) -> Result<u32, SessionError> {
         let resource = self.resource.as_str();
         let version: i64 =
             self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| sql(resource, e))?;
@@ -183,22 +231,56 @@ impl ReadOnly {
                 supported: SCHEMA_VERSION,
             });
         }
-        let tx = self.conn.transaction().map_err(|e| sql(resource, e))?;
-        let mut rows = SessionRows::at_version(resource, version);
-        for (table, query) in load_queries(version) {
-            let mut stmt = tx.prepare(query).map_err(|e| sql(resource, e))?;
-            let n = stmt.column_count();
-            let mut result = stmt.query([]).map_err(|e| sql(resource, e))?;
-            while let Some(row) = result.next().map_err(|e| sql(resource, e))? {
-                let mut values = Vec::with_capacity(n);
-                for i in 0..n {
-                    values.push(value_ref(row.get_ref(i).map_err(|e| sql(resource, e))?, resource)?);
-                }
-                rows.row(table, &values)?;
-            }
+        Ok(version)
+    }
+
+    /// The sessions of one of our databases, by name, with who holds each one's lease (see
+    /// [`SessionInfo`]). A database older than schema version 4 holds one session, `default`
+    /// (listed when it is stored). The owner lock of a local file is not a lease: a session
+    /// opened by a local [`SqliteBackend`](crate::SqliteBackend) shows no holder here.
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let resource = self.resource.as_str();
+        let version = self.version()?;
+        let has = |table: &str| -> Result<bool, SessionError> {
+            self.conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n > 0)
+                .map_err(|e| sql(resource, e))
+        };
+        if version < 4 {
+            let stored = has("session")? && {
+                let n: i64 = self
+                    .conn
+                    .query_row("SELECT count(*) FROM session", [], |r| r.get(0))
+                    .map_err(|e| sql(resource, e))?;
+                n > 0
+            };
+            let row = [
+                session_sql::SqlValueRef::Text(DEFAULT_SESSION),
+                session_sql::SqlValueRef::Integer(i64::from(stored)),
+                session_sql::SqlValueRef::Null,
+                session_sql::SqlValueRef::Null,
+            ];
+            return Ok(if stored { vec![SessionInfo::from_row(resource, &row)?] } else { Vec::new() });
         }
-        drop(tx);
-        Ok(rows.finish()?.map(|data| Snapshot { data, version }))
+        let query = if has(session_sql::lease::TABLES[0])? {
+            session_sql::LIST_SESSIONS_WITH_LEASES
+        } else {
+            session_sql::LIST_SESSIONS
+        };
+        let mut stmt = self.conn.prepare(query).map_err(|e| sql(resource, e))?;
+        let mut result = stmt.query([]).map_err(|e| sql(resource, e))?;
+        let mut out = Vec::new();
+        while let Some(row) = result.next().map_err(|e| sql(resource, e))? {
+            let mut values = Vec::with_capacity(4);
+            for i in 0..4 {
+                values.push(value_ref(row.get_ref(i).map_err(|e| sql(resource, e))?, resource)?);
+            }
+            out.push(SessionInfo::from_row(resource, &values)?);
+        }
+        Ok(out)
     }
 
     /// SQLite's `PRAGMA integrity_check` over the whole file: the problems it lists (empty:

@@ -292,13 +292,13 @@ async fn every_truncation_is_the_saved_session_or_a_typed_error() {
 
 /// The key columns of each table, for deleting one row at a time.
 const KEYS: [(&str, &str); 7] = [
-    ("session", "id"),
-    ("dcs", "id, key_flags"),
-    ("channels", "id"),
-    ("peer_chunks", "pos"),
-    ("peers", "class, id"),
-    ("peer_removals", "class, id"),
-    ("min_contexts", "pos"),
+    ("session", "sid"),
+    ("dcs", "sid, id, key_flags"),
+    ("channels", "sid, id"),
+    ("peer_chunks", "sid, pos"),
+    ("peers", "sid, class, id"),
+    ("peer_removals", "sid, class, id"),
+    ("min_contexts", "sid, pos"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +342,17 @@ async fn a_row_deleted_or_changed_behind_our_back_is_corrupt() {
         ("another pts", "UPDATE session SET pts = pts + 1"),
         ("another channel pts", "UPDATE channels SET pts = 1 WHERE id = 1001"),
         ("a removal undone", "UPDATE peer_removals SET id = 40"),
-        ("a row added", "INSERT INTO channels (id, pts, crc) SELECT 9, pts, crc FROM channels WHERE id = 1001"),
+        (
+            "a row added",
+            "INSERT INTO channels (sid, id, pts, crc) SELECT sid, 9, pts, crc FROM channels WHERE id = 1001",
+        ),
+        // Schema version 4: the session id is not under the row's checksum, the sums catch it.
+        ("a peer moved to another session", "UPDATE peers SET sid = 1 WHERE id = 5000"),
+        (
+            "a channel of another session moved in",
+            "UPDATE channels SET sid = 0, id = 9 WHERE sid = 0 AND id = 1001; \
+          INSERT INTO channels (sid, id, pts, crc) VALUES (0, 1001, 5, 0)",
+        ),
         ("a chunk dropped", "DELETE FROM peer_chunks"),
         ("the sums zeroed", "UPDATE session SET dcs_sum = 0"),
     ] {

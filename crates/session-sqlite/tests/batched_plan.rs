@@ -112,7 +112,7 @@ async fn batched_statements_look_rows_up_by_primary_key() {
     let mut statements: Vec<Statement> = Vec::new();
     for changes in [&upserts, &removals] {
         let known = Known { session_row: true, no_removals: false, chunk_ranges: None };
-        statements.extend(session_sql::persist_plan_known(changes, &data, known).expect("plan"));
+        statements.extend(session_sql::persist_plan_known(0, changes, &data, known).expect("plan"));
     }
     let mut checked = 0;
     for st in statements.iter().filter(|st| st.sql.contains("json_each")) {

@@ -324,7 +324,7 @@ mod tests {
         let mut full = SessionData::default();
         full.apply_all(&changes);
         let mut out = String::new();
-        inline_all(&mut out, session_sql::persist_plan(&changes, &full).expect("plan")).expect("inline");
+        inline_all(&mut out, session_sql::persist_plan(0, &changes, &full).expect("plan")).expect("inline");
         // Ensure the session row, the sums, delete the removals, upsert: not one per peer.
         assert_eq!(out.lines().count(), 4, "{}", &out[..out.len().min(2000)]);
         // The usernames are a JSON string inside the JSON rows inside one SQL literal: every

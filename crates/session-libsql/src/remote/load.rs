@@ -6,6 +6,7 @@ use session_core::{SessionData, SessionError};
 use session_sql::{SessionRows, SqlValueRef, Table, LOAD_PEER_CHUNKS_AFTER, LOAD_QUERIES};
 
 use super::errors::too_large;
+use super::inline::inline;
 use super::transport::{collect, value_ref};
 use super::{Generation, Remote, GENERATION_TABLE, READ_GENERATION};
 
@@ -26,7 +27,7 @@ impl Remote {
             let mut sql = String::from(READ_GENERATION);
             for (_, q) in &small {
                 sql.push_str(";\n");
-                sql.push_str(q);
+                sql.push_str(&self.bound(q)?);
             }
             let mut results = tx.execute_batch(&sql).await.map_err(|e| self.map(e))?;
             let mut sets = Vec::new();
@@ -50,8 +51,9 @@ impl Remote {
                 // batch (it may: batches ask for none). Read each query on its own instead.
                 None => {
                     sets.clear();
-                    for q in std::iter::once(READ_GENERATION).chain(small.iter().map(|(_, q)| *q)) {
-                        let rows = tx.query(q, ()).await.map_err(|e| self.map(e))?;
+                    let queries = small.iter().map(|(_, q)| self.bound(q)).collect::<Result<Vec<_>, _>>()?;
+                    for q in std::iter::once(READ_GENERATION.to_owned()).chain(queries) {
+                        let rows = tx.query(&q, ()).await.map_err(|e| self.map(e))?;
                         sets.push(Some(collect(rows).await.map_err(|e| self.map(e))?));
                     }
                     match sets.first().and_then(|s| s.as_ref()).and_then(|r| r.first()).and_then(|r| r.first()) {
@@ -96,17 +98,18 @@ impl Remote {
         &self,
         tx: &libsql::Transaction,
         table: Table,
-        query: &str,
+        query: &'static str,
         out: &mut SessionRows,
     ) -> Result<(), SessionError> {
         let Some(columns) = select_columns(query) else {
             return self.load_plain(tx, table, query, out).await;
         };
+        let bound = self.bound(query)?;
         let mut offset: u64 = 0;
         let mut page: u64 = PAGE_ROWS;
         loop {
             let sql = format!(
-                "SELECT count(*), json_group_array(json_array({})) FROM ({query} LIMIT {page} OFFSET {offset})",
+                "SELECT count(*), json_group_array(json_array({})) FROM ({bound} LIMIT {page} OFFSET {offset})",
                 columns.join(", ")
             );
             let rows = match tx.execute_batch(&sql).await {
@@ -160,7 +163,7 @@ impl Remote {
         let mut after: i64 = -1;
         let mut page: i64 = CHUNKS_PER_PAGE;
         loop {
-            let rows = match tx.query(LOAD_PEER_CHUNKS_AFTER, libsql::params![after, page]).await {
+            let rows = match tx.query(LOAD_PEER_CHUNKS_AFTER, libsql::params![self.sid, after, page]).await {
                 Ok(rows) => collect(rows).await,
                 Err(e) => Err(e),
             };
@@ -202,8 +205,8 @@ impl Remote {
         let rows = tx
             .query(
                 "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, crc, length(data) FROM peer_chunks \
-                 WHERE pos > ?1 ORDER BY pos LIMIT 1",
-                libsql::params![after],
+                 WHERE sid = ?1 AND pos > ?2 ORDER BY pos LIMIT 1",
+                libsql::params![self.sid, after],
             )
             .await
             .map_err(|e| self.map(e))?;
@@ -220,7 +223,10 @@ impl Remote {
         while i64::try_from(data.len()).unwrap_or(i64::MAX) < *len {
             let from = i64::try_from(data.len()).unwrap_or(i64::MAX) + 1;
             let result = match tx
-                .query("SELECT substr(data, ?1, ?2) FROM peer_chunks WHERE pos = ?3", libsql::params![from, piece, pos])
+                .query(
+                    "SELECT substr(data, ?1, ?2) FROM peer_chunks WHERE sid = ?3 AND pos = ?4",
+                    libsql::params![from, piece, self.sid, pos],
+                )
                 .await
             {
                 Ok(rows) => collect(rows).await,
@@ -252,6 +258,17 @@ impl Remote {
         Ok(Some(pos))
     }
 
+    /// A load query with this connection's session id written in for its `?1` (batches and
+    /// the paged reads take SQL text only).
+    fn bound(&self, query: &'static str) -> Result<String, SessionError> {
+        let mut sql = String::new();
+        inline(
+            &mut sql,
+            &session_sql::Statement { sql: query, params: vec![session_sql::SqlValue::Integer(self.sid)] },
+        )?;
+        Ok(sql)
+    }
+
     fn next_pos(&self, pos: Option<&libsql::Value>, after: i64) -> Result<i64, SessionError> {
         match pos {
             Some(libsql::Value::Integer(pos)) if *pos > after => Ok(*pos),
@@ -267,7 +284,7 @@ impl Remote {
         query: &str,
         out: &mut SessionRows,
     ) -> Result<(), SessionError> {
-        let rows = tx.query(query, ()).await.map_err(|e| self.map(e))?;
+        let rows = tx.query(query, libsql::params![self.sid]).await.map_err(|e| self.map(e))?;
         for row in collect(rows).await.map_err(|e| self.map(e))? {
             let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
             out.row(table, &refs)?;

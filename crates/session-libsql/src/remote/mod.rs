@@ -49,6 +49,9 @@ pub(crate) struct Remote {
     /// The URL without credentials, for messages.
     pub(crate) resource: String,
     timeout: Duration,
+    /// The id of the session this connection reads and writes (`session_sql::SessionId`; the
+    /// default session's until [`Remote::register`] names another).
+    pub(crate) sid: session_sql::SessionId,
 }
 
 impl std::fmt::Debug for Remote {

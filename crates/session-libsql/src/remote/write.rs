@@ -38,6 +38,23 @@ impl Remote {
         }))
     }
 
+    /// Registers session `name` (after the migrations) and makes it the one this connection
+    /// reads and writes. The default session needs no registration (the migration made it).
+    pub(crate) async fn register(&mut self, name: &str) -> Result<(), SessionError> {
+        if session_sql::is_default(name) {
+            return Ok(());
+        }
+        let mut sql = String::new();
+        inline_all(&mut sql, session_sql::register_session(name)?.into_iter())?;
+        let rows = self.batch(&sql).await?;
+        let row = rows.and_then(|rows| rows.into_iter().next());
+        self.sid = match row.as_deref() {
+            Some([libsql::Value::Integer(sid)]) => *sid,
+            _ => return Err(SessionError::corrupt(&self.resource, format!("sessions: no id for {name:?}"))),
+        };
+        Ok(())
+    }
+
     /// The server's generation counter now (the embedded replica's check for other writers).
     #[cfg(feature = "local")]
     pub(crate) async fn generation(&self) -> Result<Generation, SessionError> {

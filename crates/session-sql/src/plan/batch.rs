@@ -16,9 +16,9 @@ use session_core::{Peer, PeerKey};
 
 use super::*;
 
-// The sum of the stored `crc` of the rows of `table` keyed by the `[class, id, ...]` arrays of
-// the JSON parameter `param`, reduced mod 2^32 (a plain sum of thousands of checksums would not
-// be, and SQLite's `%` keeps the sign of a negative left side).
+// The sum of the stored `crc` of the rows of `table` of the session ?1 keyed by the
+// `[class, id, ...]` arrays of the JSON parameter `param`, reduced mod 2^32 (a plain sum of
+// thousands of checksums would not be, and SQLite's `%` keeps the sign of a negative left side).
 macro_rules! old_sum {
     ($table:literal, $param:literal) => {
         concat!(
@@ -26,8 +26,8 @@ macro_rules! old_sum {
             $param,
             ") AS j CROSS JOIN ",
             $table,
-            " AS t ON t.class = json_extract(j.value, '$[0]') AND t.id = json_extract(j.value, '$[1]')), 0) \
-             % 4294967296)"
+            " AS t ON t.sid = ?1 AND t.class = json_extract(j.value, '$[0]') \
+             AND t.id = json_extract(j.value, '$[1]')), 0) % 4294967296)"
         )
     };
 }
@@ -39,44 +39,45 @@ macro_rules! keys_of {
     };
 }
 
-/// Moves `peers_sum` from the stored rows of the keys ?1 to the new rows' sum ?2.
+/// Moves `peers_sum` from the stored rows of the keys ?2 to the new rows' sum ?3.
 pub(crate) const SUM_PEERS_BATCH: &str = concat!(
     "UPDATE session SET peers_sum = (peers_sum - ",
-    old_sum!("peers", "?1"),
-    " + ?2 + 4294967296) % 4294967296 WHERE id = 0"
+    old_sum!("peers", "?2"),
+    " + ?3 + 4294967296) % 4294967296 WHERE sid = ?1"
 );
 /// [`SUM_PEERS_BATCH`], and takes the removals of the same keys out of `removals_sum`.
 pub(crate) const SUM_PEERS_UNREMOVE_BATCH: &str = concat!(
     "UPDATE session SET peers_sum = (peers_sum - ",
-    old_sum!("peers", "?1"),
-    " + ?2 + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
-    old_sum!("peer_removals", "?1"),
-    " + 4294967296) % 4294967296 WHERE id = 0"
+    old_sum!("peers", "?2"),
+    " + ?3 + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
+    old_sum!("peer_removals", "?2"),
+    " + 4294967296) % 4294967296 WHERE sid = ?1"
 );
-/// Takes the rows of the keys ?1 out of `peers_sum`, and moves `removals_sum` from the stored
-/// removals of the keys ?2 to their new sum ?3.
+/// Takes the rows of the keys ?2 out of `peers_sum`, and moves `removals_sum` from the stored
+/// removals of the keys ?3 to their new sum ?4.
 pub(crate) const SUM_REMOVE_BATCH: &str = concat!(
     "UPDATE session SET peers_sum = (peers_sum - ",
-    old_sum!("peers", "?1"),
+    old_sum!("peers", "?2"),
     " + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
-    old_sum!("peer_removals", "?2"),
-    " + ?3 + 4294967296) % 4294967296 WHERE id = 0"
+    old_sum!("peer_removals", "?3"),
+    " + ?4 + 4294967296) % 4294967296 WHERE sid = ?1"
 );
 pub(crate) const DELETE_REMOVALS_BATCH: &str =
-    concat!("DELETE FROM peer_removals WHERE (class, id) IN ", keys_of!("?1"));
-pub(crate) const REMOVE_PEERS_BATCH: &str = concat!("DELETE FROM peers WHERE (class, id) IN ", keys_of!("?1"));
+    concat!("DELETE FROM peer_removals WHERE sid = ?1 AND (class, id) IN ", keys_of!("?2"));
+pub(crate) const REMOVE_PEERS_BATCH: &str =
+    concat!("DELETE FROM peers WHERE sid = ?1 AND (class, id) IN ", keys_of!("?2"));
 // `WHERE true`: an `INSERT ... SELECT` needs a clause before `ON CONFLICT` to parse it as the
 // upsert's and not as a join constraint.
 pub(crate) const UPSERT_PEERS_BATCH: &str =
-    "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone, crc) \
-     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+    "INSERT INTO peers (sid, class, id, kind, access_hash, min, usernames, phone, crc) \
+     SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
      json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
-     json_extract(value, '$[6]'), json_extract(value, '$[7]') FROM json_each(?1) WHERE true \
-     ON CONFLICT (class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
+     json_extract(value, '$[6]'), json_extract(value, '$[7]') FROM json_each(?2) WHERE true \
+     ON CONFLICT (sid, class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
      min = excluded.min, usernames = excluded.usernames, phone = excluded.phone, crc = excluded.crc";
-pub(crate) const INSERT_REMOVALS_BATCH: &str = "INSERT INTO peer_removals (class, id, crc) \
-     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') \
-     FROM json_each(?1) WHERE true ON CONFLICT (class, id) DO UPDATE SET crc = excluded.crc";
+pub(crate) const INSERT_REMOVALS_BATCH: &str = "INSERT INTO peer_removals (sid, class, id, crc) \
+     SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') \
+     FROM json_each(?2) WHERE true ON CONFLICT (sid, class, id) DO UPDATE SET crc = excluded.crc";
 
 /// Runs at least this long are batched. A single change keeps its one-row statements, which a
 /// driver has prepared already and which need no JSON.

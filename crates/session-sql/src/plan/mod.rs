@@ -10,72 +10,76 @@ use session_core::{DcOption, Peer, PeerKey, SessionData};
 
 use crate::checksum::{crc_param, with_crc};
 use crate::codes::{class_code, kind_code};
+use crate::sessions::SessionId;
 use crate::table::Table;
 use crate::value::{int, key_blob, opt_blob, opt_int, SqlValue, Statement};
 
 pub use persist::{may_be_chunked, persist_plan, persist_plan_known, Known};
 pub use replace::{compact_plan, delete_plan, save_plan};
 
+// Every statement of a plan takes the session's id as `?1` (prepended to its parameters by
+// `in_session` once the plan is built); the row's own parameters follow from `?2`.
 // The row a persist makes when there is none: the columns' defaults, with their checksum.
-pub(crate) const ENSURE_SESSION: &str = "INSERT INTO session (id, crc) VALUES (0, ?1) ON CONFLICT (id) DO NOTHING";
-// The whole row (but the sums, which the triggers keep), as the changes left it.
-pub(crate) const WRITE_SESSION: &str = "UPDATE session SET home_dc = ?1, user_id = ?2, user_bot = ?3, test_mode = ?4, \
-     api_id = ?5, pts = ?6, qts = ?7, date = ?8, seq = ?9, future_auth_token = ?10, crc = ?11 WHERE id = 0";
+pub(crate) const ENSURE_SESSION: &str = "INSERT INTO session (sid, crc) VALUES (?1, ?2) ON CONFLICT (sid) DO NOTHING";
+// The whole row (but the sums, which the plans keep), as the changes left it.
+pub(crate) const WRITE_SESSION: &str = "UPDATE session SET home_dc = ?2, user_id = ?3, user_bot = ?4, test_mode = ?5, \
+     api_id = ?6, pts = ?7, qts = ?8, date = ?9, seq = ?10, future_auth_token = ?11, crc = ?12 WHERE sid = ?1";
 pub(crate) const UPSERT_DC: &str =
-    "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-     ON CONFLICT (id, key_flags) DO UPDATE SET flags = excluded.flags, ip = excluded.ip, port = excluded.port, \
-     auth_key = excluded.auth_key, server_salt = excluded.server_salt, time_offset = excluded.time_offset, \
-     crc = excluded.crc";
+    "INSERT INTO dcs (sid, id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (sid, id, key_flags) DO UPDATE SET flags = excluded.flags, ip = excluded.ip, \
+     port = excluded.port, auth_key = excluded.auth_key, server_salt = excluded.server_salt, \
+     time_offset = excluded.time_offset, crc = excluded.crc";
 pub(crate) const INSERT_DC: &str =
-    "INSERT INTO dcs (id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-pub(crate) const REMOVE_DC: &str = "DELETE FROM dcs WHERE id = ?1 AND key_flags = ?2";
+    "INSERT INTO dcs (sid, id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+pub(crate) const REMOVE_DC: &str = "DELETE FROM dcs WHERE sid = ?1 AND id = ?2 AND key_flags = ?3";
 // Each moves a table's sum from the stored row's `crc` (none: 0) to the new one (?last; 0 for a
 // delete). Run before the statement that writes the row.
 pub(crate) const SUM_DC: &str = "UPDATE session SET dcs_sum = (dcs_sum - coalesce((SELECT crc FROM dcs \
-     WHERE id = ?1 AND key_flags = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE id = 0";
+     WHERE sid = ?1 AND id = ?2 AND key_flags = ?3), 0) + ?4 + 4294967296) % 4294967296 WHERE sid = ?1";
 pub(crate) const SUM_CHANNEL: &str =
     "UPDATE session SET channels_sum = (channels_sum - coalesce((SELECT crc FROM channels \
-     WHERE id = ?1), 0) + ?2 + 4294967296) % 4294967296 WHERE id = 0";
+     WHERE sid = ?1 AND id = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE sid = ?1";
 pub(crate) const SUM_PEER: &str = "UPDATE session SET peers_sum = (peers_sum - coalesce((SELECT crc FROM peers \
-     WHERE class = ?1 AND id = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE id = 0";
+     WHERE sid = ?1 AND class = ?2 AND id = ?3), 0) + ?4 + 4294967296) % 4294967296 WHERE sid = ?1";
 pub(crate) const SUM_REMOVAL: &str =
     "UPDATE session SET removals_sum = (removals_sum - coalesce((SELECT crc FROM peer_removals \
-     WHERE class = ?1 AND id = ?2), 0) + ?3 + 4294967296) % 4294967296 WHERE id = 0";
+     WHERE sid = ?1 AND class = ?2 AND id = ?3), 0) + ?4 + 4294967296) % 4294967296 WHERE sid = ?1";
 // After a table is cleared and written whole: its sum, computed from the rows written.
-pub(crate) const SET_CHANNELS_SUM: &str = "UPDATE session SET channels_sum = ?1 WHERE id = 0";
-pub(crate) const SET_CONTEXTS_SUM: &str = "UPDATE session SET contexts_sum = ?1 WHERE id = 0";
+pub(crate) const SET_CHANNELS_SUM: &str = "UPDATE session SET channels_sum = ?2 WHERE sid = ?1";
+pub(crate) const SET_CONTEXTS_SUM: &str = "UPDATE session SET contexts_sum = ?2 WHERE sid = ?1";
 pub(crate) const SET_PEER_SUMS: &str =
-    "UPDATE session SET chunks_sum = ?1, peers_sum = 0, removals_sum = 0 WHERE id = 0";
-pub(crate) const UPSERT_CHANNEL: &str = "INSERT INTO channels (id, pts, crc) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (id) DO UPDATE SET pts = excluded.pts, crc = excluded.crc";
-pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channels (id, pts, crc) VALUES (?1, ?2, ?3)";
-pub(crate) const REMOVE_CHANNEL: &str = "DELETE FROM channels WHERE id = ?1";
-pub(crate) const UPSERT_PEER: &str = "INSERT INTO peers (class, id, kind, access_hash, min, usernames, phone, crc) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-     ON CONFLICT (class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
+    "UPDATE session SET chunks_sum = ?2, peers_sum = 0, removals_sum = 0 WHERE sid = ?1";
+pub(crate) const UPSERT_CHANNEL: &str = "INSERT INTO channels (sid, id, pts, crc) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (sid, id) DO UPDATE SET pts = excluded.pts, crc = excluded.crc";
+pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channels (sid, id, pts, crc) VALUES (?1, ?2, ?3, ?4)";
+pub(crate) const REMOVE_CHANNEL: &str = "DELETE FROM channels WHERE sid = ?1 AND id = ?2";
+pub(crate) const UPSERT_PEER: &str =
+    "INSERT INTO peers (sid, class, id, kind, access_hash, min, usernames, phone, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+     ON CONFLICT (sid, class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
      min = excluded.min, usernames = excluded.usernames, phone = excluded.phone, crc = excluded.crc";
-pub(crate) const REMOVE_PEER: &str = "DELETE FROM peers WHERE class = ?1 AND id = ?2";
-pub(crate) const INSERT_REMOVAL: &str = "INSERT INTO peer_removals (class, id, crc) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (class, id) DO UPDATE SET crc = excluded.crc";
-pub(crate) const DELETE_REMOVAL: &str = "DELETE FROM peer_removals WHERE class = ?1 AND id = ?2";
+pub(crate) const REMOVE_PEER: &str = "DELETE FROM peers WHERE sid = ?1 AND class = ?2 AND id = ?3";
+pub(crate) const INSERT_REMOVAL: &str = "INSERT INTO peer_removals (sid, class, id, crc) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (sid, class, id) DO UPDATE SET crc = excluded.crc";
+pub(crate) const DELETE_REMOVAL: &str = "DELETE FROM peer_removals WHERE sid = ?1 AND class = ?2 AND id = ?3";
 pub(crate) const INSERT_CHUNK: &str =
-    "INSERT INTO peer_chunks (pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    "INSERT INTO peer_chunks (sid, pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 pub(crate) const INSERT_MIN_CONTEXT: &str =
-    "INSERT INTO min_contexts (pos, user_id, peer_id, msg_id, crc) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO min_contexts (sid, pos, user_id, peer_id, msg_id, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 pub(crate) const INSERT_SESSION: &str = "INSERT INTO session \
-     (id, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token, crc, \
+     (sid, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token, crc, \
      dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum) \
-     VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
-pub(crate) const CLEAR_SESSION: &str = "DELETE FROM session";
-pub(crate) const CLEAR_DCS: &str = "DELETE FROM dcs";
-pub(crate) const CLEAR_CHANNELS: &str = "DELETE FROM channels";
-pub(crate) const CLEAR_PEERS: &str = "DELETE FROM peers";
-pub(crate) const CLEAR_PEER_CHUNKS: &str = "DELETE FROM peer_chunks";
-pub(crate) const CLEAR_PEER_REMOVALS: &str = "DELETE FROM peer_removals";
-pub(crate) const CLEAR_MIN_CONTEXTS: &str = "DELETE FROM min_contexts";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+pub(crate) const CLEAR_SESSION: &str = "DELETE FROM session WHERE sid = ?1";
+pub(crate) const CLEAR_DCS: &str = "DELETE FROM dcs WHERE sid = ?1";
+pub(crate) const CLEAR_CHANNELS: &str = "DELETE FROM channels WHERE sid = ?1";
+pub(crate) const CLEAR_PEERS: &str = "DELETE FROM peers WHERE sid = ?1";
+pub(crate) const CLEAR_PEER_CHUNKS: &str = "DELETE FROM peer_chunks WHERE sid = ?1";
+pub(crate) const CLEAR_PEER_REMOVALS: &str = "DELETE FROM peer_removals WHERE sid = ?1";
+pub(crate) const CLEAR_MIN_CONTEXTS: &str = "DELETE FROM min_contexts WHERE sid = ?1";
 
 /// The statements that make `sql` (with `params`, crc last) write a row, preceded by the one
 /// that moves its table's sum (`sum_sql`, keyed by the first `keys` parameters).

@@ -153,16 +153,21 @@ pub fn may_be_chunked(chunk_ranges: Option<&[(PeerKey, PeerKey)]>, key: PeerKey)
 ///
 /// A change this build does not know (the core's `Change` is non-exhaustive) is refused with
 /// [`SessionError::Invalid`] before anything is written, rather than silently dropped.
+///
+/// Every statement writes the rows of `session` only (its id, [`SessionId`], is each
+/// statement's `?1`).
 pub fn persist_plan<'a>(
+    session: SessionId,
     changes: &'a [Change],
     full: &'a SessionData,
 ) -> Result<impl Iterator<Item = Statement> + 'a, SessionError> {
-    persist_plan_known(changes, full, Known::default())
+    persist_plan_known(session, changes, full, Known::default())
 }
 
 /// [`persist_plan`] for a driver that knows more of the stored rows (see [`Known`]); with
 /// `Known::default()` it is [`persist_plan`].
 pub fn persist_plan_known<'a>(
+    session: SessionId,
     changes: &'a [Change],
     full: &'a SessionData,
     known: Known<'a>,
@@ -176,7 +181,7 @@ pub fn persist_plan_known<'a>(
     // A log out deletes the session row and makes it again; the removals it clears stay clear
     // for the changes after it.
     let ensure = (!known.session_row).then(ensure_session);
-    let session = changes.iter().any(touches_session).then(|| Statement::new(WRITE_SESSION, session_params(full)));
+    let write_row = changes.iter().any(touches_session).then(|| Statement::new(WRITE_SESSION, session_params(full)));
     let mut known = known;
     let mut rest = changes;
     // Built one run at a time, as the driver takes the statements: a plan refused above, or
@@ -224,7 +229,7 @@ pub fn persist_plan_known<'a>(
         }
         Some(out)
     });
-    Ok(ensure.into_iter().chain(runs.flatten()).chain(session))
+    Ok(ensure.into_iter().chain(runs.flatten()).chain(write_row).map(move |st| st.in_session(session)))
 }
 
 /// Whether `c` continues a run of peer changes that `first` starts.
@@ -274,7 +279,7 @@ mod tests {
         let sqls = |changes: &[Change], known| -> Vec<&'static str> {
             let mut full = SessionData::default();
             full.apply_all(changes);
-            persist_plan_known(changes, &full, known)
+            persist_plan_known(7, changes, &full, known)
                 .map(|p| p.map(|st| st.sql).filter(|sql| *sql != WRITE_SESSION && !sql.contains("_sum")).collect())
                 .unwrap_or_default()
         };
@@ -340,7 +345,9 @@ mod tests {
             Change::UpdateState(UpdateStateChange::Secondary { qts: 9 }),
         ];
         full.apply_all(&changes);
-        let plan: Vec<Statement> = persist_plan(&changes, &full).expect("plan").collect();
+        let plan: Vec<Statement> = persist_plan(7, &changes, &full).expect("plan").collect();
+        assert!(plan.iter().all(|st| st.params.first() == Some(&SqlValue::Integer(7)) && st.sql.contains("sid = ?1")
+            || st.sql.contains("(sid,")));
         let keyed = [
             UPSERT_DC,
             REMOVE_DC,
@@ -361,8 +368,8 @@ mod tests {
         let writes: Vec<&Statement> = plan.iter().filter(|st| st.sql == WRITE_SESSION).collect();
         assert_eq!(writes.len(), 1);
         assert_eq!(plan.last().map(|st| st.sql), Some(WRITE_SESSION));
-        let values: Vec<SqlValueRef<'_>> = writes[0].params[..10].iter().map(SqlValue::as_ref).collect();
-        assert_eq!(writes[0].params[10], SqlValue::Integer(row_crc(Table::Session, &values)));
+        let values: Vec<SqlValueRef<'_>> = writes[0].params[1..11].iter().map(SqlValue::as_ref).collect();
+        assert_eq!(writes[0].params[11], SqlValue::Integer(row_crc(Table::Session, &values)));
         assert_eq!(values[0], SqlValueRef::Integer(2));
         assert_eq!(values[6], SqlValueRef::Integer(9));
     }
@@ -370,7 +377,13 @@ mod tests {
     fn plan_of(changes: &[Change], known: Known<'_>) -> Vec<Statement> {
         let mut full = SessionData::default();
         full.apply_all(changes);
-        persist_plan_known(changes, &full, known).expect("plan").collect()
+        persist_plan_known(3, changes, &full, known)
+            .expect("plan")
+            .map(|mut st| {
+                assert_eq!(st.params.remove(0), SqlValue::Integer(3), "{}", st.sql);
+                st
+            })
+            .collect()
     }
 
     #[test]

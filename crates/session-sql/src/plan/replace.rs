@@ -8,8 +8,9 @@ use super::*;
 use crate::checksum::sum_of;
 use crate::chunks;
 
-/// The statements that replace whatever is stored with `data`. Run them in one transaction.
-pub fn save_plan(data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
+/// The statements that replace whatever `session` holds with `data`. Run them in one
+/// transaction.
+pub fn save_plan(session: SessionId, data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
     let dcs: Vec<Statement> = data.dcs.values().map(|dc| Statement::new(INSERT_DC, dc_params(dc))).collect();
     let channels: Vec<Statement> = data
         .updates
@@ -27,6 +28,7 @@ pub fn save_plan(data: &SessionData) -> impl Iterator<Item = Statement> + '_ {
         .chain(channels)
         .chain(chunks)
         .chain(contexts)
+        .map(move |st| st.in_session(session))
 }
 
 /// The statements that write `peers` as `peer_chunks` rows from position 0.
@@ -57,7 +59,7 @@ fn chunk_statements(peers: &PeerCache) -> impl Iterator<Item = Statement> {
 /// is deleted and `peers` (the cache as [`SessionRows::finish_peers`](crate::SessionRows::finish_peers) read it, inside the same
 /// transaction) is written as chunks. Only a driver that is the database's one writer may run
 /// it (another client's row written between the read and this would be lost).
-pub fn compact_plan(peers: &PeerCache) -> impl Iterator<Item = Statement> + '_ {
+pub fn compact_plan(session: SessionId, peers: &PeerCache) -> impl Iterator<Item = Statement> + '_ {
     let chunks: Vec<Statement> = chunk_statements(peers).collect();
     let sums = Statement::new(SET_PEER_SUMS, vec![sum_of(&chunks)]);
     [CLEAR_PEER_CHUNKS, CLEAR_PEERS, CLEAR_PEER_REMOVALS]
@@ -65,9 +67,10 @@ pub fn compact_plan(peers: &PeerCache) -> impl Iterator<Item = Statement> + '_ {
         .map(|sql| Statement::new(sql, Vec::new()))
         .chain(std::iter::once(sums))
         .chain(chunks)
+        .map(move |st| st.in_session(session))
 }
 
-/// The statements that forget the session (a later load finds none).
-pub fn delete_plan() -> impl Iterator<Item = Statement> {
-    clear_all()
+/// The statements that forget `session` (a later load finds none; other sessions keep theirs).
+pub fn delete_plan(session: SessionId) -> impl Iterator<Item = Statement> {
+    clear_all().map(move |st| st.in_session(session))
 }
