@@ -66,7 +66,10 @@ impl Db {
     }
 
     /// Runs `call`, bounded by the timeout (waiting for a connection included).
-    pub(crate) async fn bounded<T>(&self, call: impl Future<Output = Result<T, SessionError>>) -> Result<T, SessionError> {
+    pub(crate) async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(self.unavailable(&format!("no answer within {} ms", self.timeout.as_millis()))),

@@ -128,8 +128,7 @@ impl PostgresOptions {
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
         let db = connect(url, self, tls.clone(), self.pool_size)?;
-        let span =
-            tracing::info_span!("open", backend = "postgres", url = %db.resource, lease_token = Empty, elapsed_us = Empty);
+        let span = tracing::info_span!("open", backend = "postgres", url = %db.resource, lease_token = Empty, elapsed_us = Empty);
         let open = async {
             schema::check(&db, &self.schema).await?;
             // The lease's calls end by themselves before the keeper's own bound would cancel them.
@@ -168,9 +167,8 @@ where
     session_sql::check_name(&options.session)?;
     schema::check_schema(&options.schema)?;
     // The parser's message may quote the string, password included: it is not passed on.
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|_| {
-        SessionError::invalid("PostgreSQL URL", "not a postgres:// URL or key=value connection string")
-    })?;
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|_| SessionError::invalid("PostgreSQL URL", "not a postgres:// URL or key=value connection string"))?;
     let resource = format!("{}#{}", shown(&config), options.session);
     let mut startup = config.get_options().map(str::to_owned).unwrap_or_default();
     if !startup.is_empty() {

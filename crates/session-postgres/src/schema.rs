@@ -126,7 +126,9 @@ pub(crate) async fn migrate(
             let client = conn.client()?;
             let tx = client.transaction().await.map_err(|e| db.map(e))?;
             lock(&tx, db).await?;
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema))).await.map_err(|e| db.map(e))?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema)))
+                .await
+                .map_err(|e| db.map(e))?;
             let (version, tables) = inspect(&tx, db, schema).await?;
             refuse_foreign(db, version, &tables)?;
             let mut reached = None;

@@ -430,7 +430,7 @@ mod tests {
             for n in 1..=20 {
                 assert_eq!(sql.contains(&format!("?{n}")), pg.contains(&format!("${n}")), "{pg}");
             }
-                assert_eq!(pg.matches('(').count(), pg.matches(')').count(), "{pg}");
+            assert_eq!(pg.matches('(').count(), pg.matches(')').count(), "{pg}");
         }
     }
 

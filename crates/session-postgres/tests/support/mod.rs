@@ -129,17 +129,37 @@ impl Postgres {
         panic!("postgres did not listen within 30 s");
     }
 
-    /// SIGKILL to every process of the server (postmaster and backends).
+    /// SIGKILL to every process of the server (postmaster and backends: its process group,
+    /// which `runuser` may have made apart from the child we spawned).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // The child leads its own process group (process_group(0)): the whole server goes.
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
-            let _ = child.wait();
-            // The backends are in the group too; wait until the port is free.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+        let Some(mut child) = self.child.take() else { return };
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let postmaster = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+        let mut groups = vec![child.id()];
+        if let Some(pid) = postmaster {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Field 5 (after the parenthesized name) is the process group.
+            if let Some(pgid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)) {
+                if let Ok(pgid) = pgid.parse::<u32>() {
+                    groups.push(pgid);
+                }
+            }
+        }
+        for group in groups {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).stderr(Stdio::null()).status();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(pid) = postmaster {
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
