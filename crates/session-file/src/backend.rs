@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use session_core::fs::{
     check_regular, check_regular_file, make_private, open_nonblocking, private_options, sync_dir, OwnerLock,
 };
-use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
+use session_core::{codec, BoxError, Change, KeyId, Keyring, SessionBackend, SessionData, SessionError};
 
 use crate::copies::{self, Kind};
 use crate::failpoint::{Failpoints, Step};
 use crate::legacy::{self, LegacyFormat};
-use crate::log::{self, ParseError, TornKind, MAGIC};
+use crate::log::{self, FileSeal, ParseError, TornKind, MAGIC};
 use crate::mark::Mark;
 use crate::trace::{micros, timed};
 use tracing::field::Empty;
@@ -74,6 +74,8 @@ struct Inner {
     failpoints: Option<Arc<Failpoints>>,
     opened_legacy: Option<LegacyFormat>,
     cut: Option<CutTail>,
+    /// The keys of a sealed session ([`BinaryFileBackend::open_with_key`]).
+    keys: Option<Keyring>,
 }
 
 struct State {
@@ -93,7 +95,7 @@ enum Stored {
     /// A layer/ferogram file, not yet rewritten; `backup` is where it was kept once we did.
     Legacy { format: LegacyFormat, backup: Option<PathBuf> },
     /// Our log, open for appending; `snapshot_crc` and `snapshot_end` name its generation.
-    Log { file: File, log_len: u64, snapshot_end: u64, snapshot_crc: u32 },
+    Log { file: File, log_len: u64, snapshot_end: u64, snapshot_crc: u32, sealed: Option<Arc<FileSeal>> },
 }
 
 impl fmt::Debug for BinaryFileBackend {
@@ -116,8 +118,38 @@ impl BinaryFileBackend {
     /// A layer-client / ferogram file is read ([`crate::legacy`]) and kept beside the new file
     /// the first time it is rewritten. An existing file (and its lock file) readable by others
     /// is tightened to 0600.
+    ///
+    /// A sealed file (one written with [`open_with_key`](Self::open_with_key)) is refused with
+    /// [`SessionError::Sealed`], naming its key id; nothing is changed on disk.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, SessionError> {
-        Self::open_inner(path.into(), None).await
+        Self::open_inner(path.into(), None, None).await
+    }
+
+    /// Opens the session file at `path` sealed (encrypted at rest) with `keys`: every record
+    /// written is sealed with the keyring's sealing key, bound to this file's generation and to
+    /// its offset (see the book's page on encryption).
+    ///
+    /// - A file sealed with a key the keyring holds (the sealing key or an older one) opens.
+    ///   When it is sealed with an older key, or is a plain (or layer-client 0.5 / ferogram)
+    ///   file, it is read as it is and the first write rewrites it whole, sealed with the
+    ///   sealing key: that first write is what encrypts or re-keys it (and until then the plain
+    ///   bytes stay on disk).
+    /// - A file sealed with a key the keyring lacks is [`SessionError::WrongKey`] (with its key
+    ///   id), and a record that does not authenticate with the right key is
+    ///   [`SessionError::Corrupt`], handled as any damage. A wrong key changes nothing on disk
+    ///   and keeps no copy.
+    ///
+    /// Deriving a passphrase's key (Argon2id) happens here, on the blocking pool.
+    pub async fn open_with_key(path: impl Into<PathBuf>, keys: Keyring) -> Result<Self, SessionError> {
+        Self::open_inner(path.into(), None, Some(keys)).await
+    }
+
+    /// The id of the key the file is sealed with now (`None`: plain, or nothing written yet).
+    pub fn sealed_with(&self) -> Option<KeyId> {
+        match &self.inner.lock().stored {
+            Stored::Log { sealed: Some(fs), .. } => Some(fs.key_id()),
+            _ => None,
+        }
     }
 
     #[doc(hidden)]
@@ -126,15 +158,29 @@ impl BinaryFileBackend {
         path: impl Into<PathBuf>,
         failpoints: Arc<Failpoints>,
     ) -> Result<Self, SessionError> {
-        Self::open_inner(path.into(), Some(failpoints)).await
+        Self::open_inner(path.into(), Some(failpoints), None).await
     }
 
-    async fn open_inner(path: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<Self, SessionError> {
+    #[doc(hidden)]
+    /// Opens sealed, with fault injection (tests of the write protocol only).
+    pub async fn open_with_key_and_failpoints(
+        path: impl Into<PathBuf>,
+        keys: Keyring,
+        failpoints: Arc<Failpoints>,
+    ) -> Result<Self, SessionError> {
+        Self::open_inner(path.into(), Some(failpoints), Some(keys)).await
+    }
+
+    async fn open_inner(
+        path: PathBuf,
+        failpoints: Option<Arc<Failpoints>>,
+        keys: Option<Keyring>,
+    ) -> Result<Self, SessionError> {
         let span = tracing::info_span!("open", backend = "file", path = %path.display(), elapsed_us = Empty);
         let entered = span.clone();
         let open = async move {
             let joined =
-                tokio::task::spawn_blocking(move || entered.in_scope(|| open_blocking(path, failpoints))).await;
+                tokio::task::spawn_blocking(move || entered.in_scope(|| open_blocking(path, failpoints, keys))).await;
             match joined {
                 Ok(r) => r.map_err(|e| -> BoxError { Box::new(e) }),
                 Err(e) => {
@@ -210,7 +256,13 @@ impl Inner {
 
     /// Writes `bytes` as the whole new file: temp file, fsync, rename over, fsync of the
     /// directory.
-    fn write_file(&self, state: &mut State, bytes: &[u8], snapshot_end: u64) -> Result<(), SessionError> {
+    fn write_file(
+        &self,
+        state: &mut State,
+        bytes: &[u8],
+        snapshot_end: u64,
+        sealed: Option<Arc<FileSeal>>,
+    ) -> Result<(), SessionError> {
         let tmp = self.temp_path();
         let before = |e: SessionError| {
             let _ = std::fs::remove_file(&tmp);
@@ -236,7 +288,7 @@ impl Inner {
             // even if this fails.
             let _ = state.lock.follow(dup);
         }
-        state.stored = Stored::Log { file, log_len: bytes.len() as u64, snapshot_end, snapshot_crc };
+        state.stored = Stored::Log { file, log_len: bytes.len() as u64, snapshot_end, snapshot_crc, sealed };
         // Until the directory is synced the rename may not survive power loss, and appends to
         // the new file would be lost with it: keep rewriting until a sync succeeds.
         state.needs_rewrite = true;
@@ -291,11 +343,23 @@ impl Inner {
                 &encoded
             }
         };
-        let file = log::snapshot_file(codec_bytes);
+        let sealed = self.new_seal(state)?;
+        let file = log::snapshot_file(codec_bytes, sealed.as_deref())?;
         let snapshot_end = file.len() as u64;
         state.opened = None;
         drop(data);
-        self.write_file(state, &file, snapshot_end)
+        self.write_file(state, &file, snapshot_end, sealed)
+    }
+
+    /// The seal of a new generation of the file, when this backend has keys: a passphrase keeps
+    /// the salt of the file it replaces, so its key id does not change with every rewrite.
+    fn new_seal(&self, state: &State) -> Result<Option<Arc<FileSeal>>, SessionError> {
+        let Some(keys) = &self.keys else { return Ok(None) };
+        let stored = match &state.stored {
+            Stored::Log { sealed: Some(fs), .. } => fs.kdf().copied(),
+            _ => None,
+        };
+        FileSeal::new(keys, stored.as_ref()).map(|fs| Some(Arc::new(fs)))
     }
 
     /// Appends `changes`, or rewrites the whole file from `full` when a new file is due
@@ -311,8 +375,9 @@ impl Inner {
             return Ok(Persisted::Done);
         }
         let rewrite = state.needs_rewrite || changes.iter().any(|c| matches!(c, Change::LogOut));
-        if let (Stored::Log { file, log_len, snapshot_end, snapshot_crc }, false) = (&mut state.stored, rewrite) {
-            let record = log::change_record(changes)?;
+        if let (Stored::Log { file, log_len, snapshot_end, snapshot_crc, sealed }, false) = (&mut state.stored, rewrite)
+        {
+            let record = log::change_record(changes, sealed.as_deref(), *log_len)?;
             let snapshot = *snapshot_end;
             let limit = COMPACT_FACTOR.saturating_mul(snapshot).saturating_add(COMPACT_FLOOR);
             // Past the limit: fall through to compaction.
@@ -372,10 +437,11 @@ impl Inner {
         let start = (!span.is_disabled()).then(std::time::Instant::now);
         let result = span.in_scope(|| {
             codec::encode(full).and_then(|codec_bytes| {
-                let file = log::snapshot_file(&codec_bytes);
+                let sealed = self.new_seal(state)?;
+                let file = log::snapshot_file(&codec_bytes, sealed.as_deref())?;
                 let snapshot_end = file.len() as u64;
                 span.record("bytes", snapshot_end);
-                self.write_file(state, &file, snapshot_end)
+                self.write_file(state, &file, snapshot_end, sealed)
             })
         });
         if let Some(start) = start {
@@ -404,19 +470,21 @@ impl Inner {
         };
         match &state.stored {
             Stored::Legacy { .. } => legacy::decode(&bytes).map(|s| Some(s.data)),
-            Stored::Log { log_len, .. } => match log::parse(&bytes) {
-                // We own the file and wrote every byte of it: anything unreadable is damage.
-                Ok(parsed) if parsed.valid_len < *log_len => {
-                    let reason = format!(
-                        "the log was acknowledged up to byte {log_len}, but only {} bytes of it read back",
-                        parsed.valid_len
-                    );
-                    Err(corrupt(&self.real, &bytes, reason))
+            Stored::Log { log_len, .. } => {
+                match log::parse(&bytes, self.keys.as_ref(), &self.real.display().to_string()) {
+                    // We own the file and wrote every byte of it: anything unreadable is damage.
+                    Ok(parsed) if parsed.valid_len < *log_len => {
+                        let reason = format!(
+                            "the log was acknowledged up to byte {log_len}, but only {} bytes of it read back",
+                            parsed.valid_len
+                        );
+                        Err(corrupt(&self.real, &bytes, reason))
+                    }
+                    Ok(parsed) => Ok(Some(parsed.data)),
+                    Err(ParseError::Corrupt(reason)) => Err(corrupt(&self.real, &bytes, reason)),
+                    Err(ParseError::Other(e)) => Err(e),
                 }
-                Ok(parsed) => Ok(Some(parsed.data)),
-                Err(ParseError::Corrupt(reason)) => Err(corrupt(&self.real, &bytes, reason)),
-                Err(ParseError::Other(e)) => Err(e),
-            },
+            }
             Stored::Nothing => Ok(None),
         }
     }
@@ -569,7 +637,11 @@ fn read_session_file(path: &Path, write: bool) -> Result<Option<(File, Vec<u8>)>
     Ok(Some((file, bytes)))
 }
 
-fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<Inner, SessionError> {
+fn open_blocking(
+    given: PathBuf,
+    failpoints: Option<Arc<Failpoints>>,
+    keys: Option<Keyring>,
+) -> Result<Inner, SessionError> {
     if file_name(&given).is_empty() {
         return Err(SessionError::invalid("session file path", format!("{} names no file", given.display())));
     }
@@ -605,6 +677,7 @@ fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<
         failpoints: failpoints.clone(),
         opened_legacy,
         cut,
+        keys: keys.clone(),
     };
     let Some((file, bytes)) = read_session_file(&path, true)? else {
         return Ok(done(state, opened_legacy, cut));
@@ -618,7 +691,7 @@ fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<
             "the file is empty (0 bytes): a session file is never written empty".into(),
         ));
     } else if bytes.starts_with(&MAGIC) {
-        let parsed = match log::parse(&bytes) {
+        let parsed = match log::parse(&bytes, keys.as_ref(), &path.display().to_string()) {
             Ok(p) => p,
             Err(ParseError::Corrupt(reason)) => return Err(corrupt(&path, &bytes, reason)),
             Err(ParseError::Other(e)) => return Err(e),
@@ -648,12 +721,26 @@ fn open_blocking(given: PathBuf, failpoints: Option<Arc<Failpoints>>) -> Result<
         }
         let mark = Mark::of(parsed.snapshot_end, parsed.snapshot_crc, parsed.valid_len);
         let _ = state.lock.write_note(&mark.encode(), false);
+        // Appends go on under the file's own seal only when it is the keyring's sealing key;
+        // a plain file opened with keys, or one sealed with an older key, is rewritten whole
+        // (sealed with the sealing key) by the first write.
+        let sealed = match (&keys, parsed.sealed) {
+            (Some(keys), Some(fs)) => {
+                let current = keys.sealing_key(fs.kdf())?;
+                (current.id() == fs.key_id()).then(|| Arc::new(fs))
+            }
+            _ => None,
+        };
+        if keys.is_some() && sealed.is_none() {
+            state.needs_rewrite = true;
+        }
         state.opened = Some(parsed.data);
         state.stored = Stored::Log {
             file,
             log_len: parsed.valid_len,
             snapshot_end: parsed.snapshot_end,
             snapshot_crc: parsed.snapshot_crc,
+            sealed,
         };
     } else if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) {
         return Err(corrupt(&path, &bytes, format!("only {} bytes of a file header", bytes.len())));

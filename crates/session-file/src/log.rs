@@ -1,6 +1,19 @@
 //! The on-disk layout of a session log: header, snapshot record, change records, and how a
 //! damaged record is told from a torn append.
 //!
+//! A sealed log (encryption at rest, [`FileSeal`]) has file version 2 and a longer header that
+//! names the key; each record's payload is then a [`session_core::seal`] envelope bound to the
+//! header and to the record's kind and offset. The frame and its CRC are over the envelope, so
+//! torn appends are told from damage exactly as in a plain log.
+//!
+//! ```text
+//! plain (version 1):  magic | 1 (u16) | model version (u16) | CRC-32 of the 8 bytes before
+//! sealed (version 2): magic | 2 (u16) | model version (u16) | extension length (u16) |
+//!                     file id (16, random per generation) | key id (8) | KDF record length (u8) |
+//!                     KDF record (0 or 29: Argon2id parameters and salt) |
+//!                     CRC-32 of everything before
+//! ```
+//!
 //! A record at the end of the log that cannot be read is one of:
 //!
 //! - **incomplete**: fewer bytes remain than a frame, or than the length its frame states. Only
@@ -14,14 +27,20 @@
 //! the high-water mark ([`crate::mark`]): a candidate that starts below the length the owner had
 //! acknowledged is damage, never cut. A bad record followed by a valid one is always damage.
 
-use session_core::{codec, Change, SessionData, SessionError};
+use std::sync::Arc;
+
+use session_core::seal::{self, Binding};
+use session_core::{codec, Change, KdfRecord, KeyId, Keyring, SealingKey, SessionData, SessionError};
 
 /// Magic bytes at the start of a session log.
 pub(crate) const MAGIC: [u8; 4] = *b"LYSF";
-/// The log layout version this build writes and the newest it reads.
+/// The layout version of a plain log (what this build writes without a key).
 pub(crate) const FILE_VERSION: u16 = 1;
-/// magic, file version, model version, CRC-32 of the previous 8 bytes.
+/// The layout version of a sealed log; also the newest this build reads.
+pub(crate) const SEALED_VERSION: u16 = 2;
+/// magic, file version, model version, CRC-32 of the previous 8 bytes (a plain log's header).
 pub(crate) const HEADER_LEN: usize = 4 + 2 + 2 + 4;
+const FILE_ID_LEN: usize = 16;
 /// kind, payload length (u64), CRC-32 of kind, length and payload.
 pub(crate) const FRAME_LEN: usize = 1 + 8 + 4;
 const KIND_SNAPSHOT: u8 = 1;
@@ -32,8 +51,105 @@ const KIND_CHANGES: u8 = 2;
 pub(crate) enum ParseError {
     /// The bytes are damaged (reason).
     Corrupt(String),
-    /// A newer format, or another error that is not damage.
+    /// A newer format, a sealed log without its key, or another error that is not damage.
     Other(SessionError),
+}
+
+/// The seal of one generation of a sealed log: its header (which every record's binding
+/// includes) and the key its records are sealed with.
+pub(crate) struct FileSeal {
+    key: Arc<SealingKey>,
+    header: Vec<u8>,
+}
+
+impl std::fmt::Debug for FileSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSeal").field("key_id", &self.key.id()).finish_non_exhaustive()
+    }
+}
+
+impl FileSeal {
+    /// The seal of a new generation: a fresh file id, and the keyring's sealing key (reusing
+    /// `stored`, the derivation of the file it replaces, for a passphrase).
+    pub(crate) fn new(keys: &Keyring, stored: Option<&KdfRecord>) -> Result<FileSeal, SessionError> {
+        let key = keys.sealing_key(stored)?;
+        let mut file_id = [0u8; FILE_ID_LEN];
+        session_core::seal::random_bytes(&mut file_id);
+        let kdf = key.kdf().map(KdfRecord::to_bytes);
+        let kdf: &[u8] = kdf.as_ref().map_or(&[], |k| k.as_slice());
+        let ext_len = FILE_ID_LEN + session_core::KEY_ID_LEN + 1 + kdf.len();
+        let mut header = Vec::with_capacity(10 + ext_len + 4);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&SEALED_VERSION.to_le_bytes());
+        header.extend_from_slice(&codec::FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&u16::try_from(ext_len).unwrap_or(u16::MAX).to_le_bytes());
+        header.extend_from_slice(&file_id);
+        header.extend_from_slice(&key.id().0);
+        header.push(u8::try_from(kdf.len()).unwrap_or(u8::MAX));
+        header.extend_from_slice(kdf);
+        let crc = crc32fast::hash(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        Ok(FileSeal { key, header })
+    }
+
+    /// The key this generation is sealed with.
+    pub(crate) fn key_id(&self) -> KeyId {
+        self.key.id()
+    }
+
+    /// The passphrase derivation of the key, if it was derived.
+    pub(crate) fn kdf(&self) -> Option<&KdfRecord> {
+        self.key.kdf()
+    }
+
+    fn binding(&self, kind: u8, offset: usize) -> Binding {
+        Binding::new("layer-session file record").part(&self.header).part([kind]).part((offset as u64).to_le_bytes())
+    }
+
+    fn seal(&self, kind: u8, offset: usize, plain: &[u8]) -> Result<Vec<u8>, SessionError> {
+        seal::seal(&self.key, &self.binding(kind, offset), plain)
+    }
+}
+
+/// A sealed header, read: where it ends, the key id and derivation it names.
+struct SealedHeader {
+    len: usize,
+    key_id: KeyId,
+    kdf: Option<KdfRecord>,
+}
+
+/// Reads a version-2 header; `Err` is the reason it is damaged.
+fn sealed_header(bytes: &[u8]) -> Result<SealedHeader, String> {
+    let short = || format!("{} bytes is shorter than the sealed file header", bytes.len());
+    let ext = bytes.get(8..10).ok_or_else(short)?;
+    let ext_len = usize::from(u16::from_le_bytes([ext[0], ext[1]]));
+    let len = 10 + ext_len + 4;
+    let head = bytes.get(..len).ok_or_else(short)?;
+    let stored = u32::from_le_bytes([head[len - 4], head[len - 3], head[len - 2], head[len - 1]]);
+    if crc32fast::hash(&head[..len - 4]) != stored {
+        return Err("the sealed file header's checksum does not match".into());
+    }
+    let ext = &head[10..len - 4];
+    let id_at = FILE_ID_LEN;
+    let kdf_at = id_at + session_core::KEY_ID_LEN;
+    let bad = || "the sealed file header's fields do not fit its length".to_owned();
+    let mut key_id = [0u8; session_core::KEY_ID_LEN];
+    key_id.copy_from_slice(ext.get(id_at..kdf_at).ok_or_else(bad)?);
+    let kdf_len = usize::from(*ext.get(kdf_at).ok_or_else(bad)?);
+    let kdf_bytes = ext.get(kdf_at + 1..).filter(|k| k.len() == kdf_len).ok_or_else(bad)?;
+    let kdf = match kdf_len {
+        0 => None,
+        _ => Some(KdfRecord::from_bytes(kdf_bytes).ok_or("the sealed file header names an unknown key derivation")?),
+    };
+    Ok(SealedHeader { len, key_id: KeyId(key_id), kdf })
+}
+
+/// Length of the header of `log` (0 when it is too short to say).
+pub(crate) fn header_len(log: &[u8]) -> usize {
+    match log.get(4..6).map(|v| u16::from_le_bytes([v[0], v[1]])) {
+        Some(SEALED_VERSION) => sealed_header(log).map_or(0, |h| h.len),
+        _ => HEADER_LEN,
+    }
 }
 
 /// Why the end of a log could not be read as a record.
@@ -67,6 +183,8 @@ pub(crate) struct Torn {
 #[derive(Debug)]
 pub(crate) struct Parsed {
     pub data: SessionData,
+    /// The seal of a sealed log (its header and the key that opened it).
+    pub sealed: Option<FileSeal>,
     /// Length of header plus snapshot record.
     pub snapshot_end: u64,
     /// The snapshot record's checksum: with `snapshot_end`, the identity of this file's
@@ -97,7 +215,7 @@ fn record_crc(kind: u8, len: u64, payload: &[u8]) -> u32 {
 }
 
 /// Fills in the frame of a record whose payload follows `FRAME_LEN` placeholder bytes.
-fn seal(kind: u8, record: &mut [u8]) {
+fn frame(kind: u8, record: &mut [u8]) {
     let (frame, payload) = record.split_at_mut(FRAME_LEN);
     let len = payload.len() as u64;
     frame[0] = kind;
@@ -105,30 +223,54 @@ fn seal(kind: u8, record: &mut [u8]) {
     frame[9..13].copy_from_slice(&record_crc(kind, len, payload).to_le_bytes());
 }
 
-/// A whole new log file: header and a snapshot record holding `codec_bytes`.
-pub(crate) fn snapshot_file(codec_bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + FRAME_LEN + codec_bytes.len());
-    out.extend_from_slice(&header());
+/// A whole new log file: header and a snapshot record holding `codec_bytes` (sealed with
+/// `sealed`, when given).
+pub(crate) fn snapshot_file(codec_bytes: &[u8], sealed: Option<&FileSeal>) -> Result<Vec<u8>, SessionError> {
+    let Some(fs) = sealed else {
+        let mut out = Vec::with_capacity(HEADER_LEN + FRAME_LEN + codec_bytes.len());
+        out.extend_from_slice(&header());
+        out.extend_from_slice(&[0u8; FRAME_LEN]);
+        out.extend_from_slice(codec_bytes);
+        frame(KIND_SNAPSHOT, &mut out[HEADER_LEN..]);
+        return Ok(out);
+    };
+    let head = fs.header.len();
+    let payload = fs.seal(KIND_SNAPSHOT, head, codec_bytes)?;
+    let mut out = Vec::with_capacity(head + FRAME_LEN + payload.len());
+    out.extend_from_slice(&fs.header);
     out.extend_from_slice(&[0u8; FRAME_LEN]);
-    out.extend_from_slice(codec_bytes);
-    seal(KIND_SNAPSHOT, &mut out[HEADER_LEN..]);
-    out
+    out.extend_from_slice(&payload);
+    frame(KIND_SNAPSHOT, &mut out[head..]);
+    Ok(out)
 }
 
 /// The stored checksum of the snapshot record of a log (0 when the log is too short to hold
 /// one): with the snapshot's end, the identity of the log's generation.
 pub(crate) fn snapshot_crc(log: &[u8]) -> u32 {
-    match log.get(HEADER_LEN + 9..HEADER_LEN + FRAME_LEN) {
+    let at = header_len(log);
+    match log.get(at + 9..at + FRAME_LEN) {
         Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         None => 0,
     }
 }
 
-/// One change record, ready to append.
-pub(crate) fn change_record(changes: &[Change]) -> Result<Vec<u8>, SessionError> {
-    let mut record = postcard::to_extend(changes, vec![0u8; FRAME_LEN])
-        .map_err(|e| SessionError::invalid("session changes", format!("cannot encode: {e}")))?;
-    seal(KIND_CHANGES, &mut record);
+/// One change record, ready to append at offset `at` (sealed with `sealed`, when given: the
+/// offset is part of its binding).
+pub(crate) fn change_record(changes: &[Change], sealed: Option<&FileSeal>, at: u64) -> Result<Vec<u8>, SessionError> {
+    let encode = |e: postcard::Error| SessionError::invalid("session changes", format!("cannot encode: {e}"));
+    let mut record = match sealed {
+        None => postcard::to_extend(changes, vec![0u8; FRAME_LEN]).map_err(encode)?,
+        Some(fs) => {
+            let plain = zeroize::Zeroizing::new(postcard::to_allocvec(changes).map_err(encode)?);
+            let at = usize::try_from(at).map_err(|_| SessionError::invalid("session log", "offset out of range"))?;
+            let payload = fs.seal(KIND_CHANGES, at, &plain)?;
+            let mut record = Vec::with_capacity(FRAME_LEN + payload.len());
+            record.extend_from_slice(&[0u8; FRAME_LEN]);
+            record.extend_from_slice(&payload);
+            record
+        }
+    };
+    frame(KIND_CHANGES, &mut record);
     Ok(record)
 }
 
@@ -175,7 +317,11 @@ fn record_at(bytes: &[u8], pos: usize) -> Option<(u8, &[u8])> {
 /// checksum holds, or a bad record followed by a good one is corruption; a bad record with
 /// nothing valid after it may be a torn append and is reported in [`Parsed::torn`] (the caller
 /// checks it against the high-water mark before treating it as one).
-pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+///
+/// A sealed log needs `keys`: without them it is [`SessionError::Sealed`], and when they do not
+/// hold the key the header names, [`SessionError::WrongKey`] (both before any record is read,
+/// as `ParseError::Other`, so nothing is taken for damage). `resource` names the file in them.
+pub(crate) fn parse(bytes: &[u8], keys: Option<&Keyring>, resource: &str) -> Result<Parsed, ParseError> {
     let corrupt = |reason: String| ParseError::Corrupt(reason);
     let head = bytes
         .get(..HEADER_LEN)
@@ -183,16 +329,33 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     if head[..4] != MAGIC {
         return Err(corrupt("the file header's magic bytes are damaged".into()));
     }
-    let stored = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-    if crc32fast::hash(&head[..8]) != stored {
-        return Err(corrupt("the file header's checksum does not match".into()));
-    }
     let version = u16::from_le_bytes([head[4], head[5]]);
-    if version > FILE_VERSION {
+    let mut sealed = None;
+    let header_len = if version == SEALED_VERSION {
+        let h = sealed_header(bytes).map_err(corrupt)?;
+        let Some(keys) = keys else {
+            return Err(ParseError::Other(SessionError::Sealed {
+                resource: resource.to_owned(),
+                key_id: Some(h.key_id),
+            }));
+        };
+        let key = keys.opening_key(h.key_id, h.kdf.as_ref()).map_err(ParseError::Other)?.ok_or_else(|| {
+            ParseError::Other(SessionError::WrongKey { resource: resource.to_owned(), key_id: h.key_id })
+        })?;
+        sealed = Some(FileSeal { key, header: bytes[..h.len].to_vec() });
+        h.len
+    } else {
+        let stored = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        if crc32fast::hash(&head[..8]) != stored {
+            return Err(corrupt("the file header's checksum does not match".into()));
+        }
+        HEADER_LEN
+    };
+    if version > SEALED_VERSION {
         return Err(ParseError::Other(SessionError::UnsupportedVersion {
             what: "session log file",
             found: u32::from(version),
-            supported: u32::from(FILE_VERSION),
+            supported: u32::from(SEALED_VERSION),
         }));
     }
     let model = u16::from_le_bytes([head[6], head[7]]);
@@ -207,23 +370,41 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
         return Err(corrupt("the file header names version 0, which does not exist".into()));
     }
 
-    let (kind, snapshot) = record_at(bytes, HEADER_LEN)
+    let (kind, snapshot) = record_at(bytes, header_len)
         .ok_or_else(|| corrupt("the snapshot record is damaged (bad checksum or length)".into()))?;
     if kind != KIND_SNAPSHOT {
         return Err(corrupt(format!("the first record has kind {kind}, not a snapshot")));
     }
-    let mut data = match codec::decode(snapshot) {
+    let opened;
+    let snapshot_plain = match &sealed {
+        None => snapshot,
+        Some(fs) => {
+            opened = seal::open_with(&fs.key, resource, &fs.binding(KIND_SNAPSHOT, header_len), snapshot)
+                .map_err(|e| open_error(e, "the snapshot record"))?;
+            opened.as_slice()
+        }
+    };
+    let mut data = match codec::decode(snapshot_plain) {
         Ok(d) => d,
         Err(e @ SessionError::UnsupportedVersion { .. }) => return Err(ParseError::Other(e)),
         Err(e) => return Err(corrupt(format!("the snapshot does not decode: {e}"))),
     };
-    let snapshot_end = HEADER_LEN + FRAME_LEN + snapshot.len();
+    let snapshot_end = header_len + FRAME_LEN + snapshot.len();
     let mut pos = snapshot_end;
     let mut torn = None;
     while pos < bytes.len() {
         match read_at(bytes, pos) {
             At::Record(KIND_CHANGES, payload) => {
-                let changes: Vec<Change> = postcard::from_bytes(payload).map_err(|e| {
+                let opened;
+                let plain = match &sealed {
+                    None => payload,
+                    Some(fs) => {
+                        opened = seal::open_with(&fs.key, resource, &fs.binding(KIND_CHANGES, pos), payload)
+                            .map_err(|e| open_error(e, &format!("the change record at offset {pos}")))?;
+                        opened.as_slice()
+                    }
+                };
+                let changes: Vec<Change> = postcard::from_bytes(plain).map_err(|e| {
                     corrupt(format!("the change record at offset {pos} has a valid checksum but does not decode: {e}"))
                 })?;
                 data.apply_all(&changes);
@@ -245,11 +426,22 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     }
     Ok(Parsed {
         data,
+        sealed,
         snapshot_end: snapshot_end as u64,
         snapshot_crc: snapshot_crc(bytes),
         valid_len: pos as u64,
         torn,
     })
+}
+
+/// A record whose checksum holds but whose seal does not open: damage (or a record moved from
+/// elsewhere), unless the envelope is of a newer version.
+fn open_error(e: SessionError, what: &str) -> ParseError {
+    match e {
+        SessionError::Corrupt { reason, .. } => ParseError::Corrupt(format!("{what}: {reason}")),
+        other @ SessionError::UnsupportedVersion { .. } => ParseError::Other(other),
+        other => ParseError::Corrupt(format!("{what} does not open: {other}")),
+    }
 }
 
 #[cfg(test)]
@@ -259,15 +451,15 @@ mod tests {
 
     #[test]
     fn records_append_and_tail_is_dropped() {
-        let mut bytes = snapshot_file(&codec::encode(&SessionData::default()).expect("encode"));
-        let first = change_record(&[Change::SetHomeDc(2)]).expect("record");
+        let mut bytes = snapshot_file(&codec::encode(&SessionData::default()).expect("encode"), None).expect("file");
+        let first = change_record(&[Change::SetHomeDc(2)], None, 0).expect("record");
         bytes.extend_from_slice(&first);
         let acknowledged = bytes.len();
-        let second = change_record(&[Change::UpsertPeer(Peer::new(1, PeerKind::User, 5))]).expect("record");
+        let second = change_record(&[Change::UpsertPeer(Peer::new(1, PeerKind::User, 5))], None, 0).expect("record");
         for cut in 1..second.len() {
             let mut torn = bytes.clone();
             torn.extend_from_slice(&second[..cut]);
-            let parsed = parse(&torn).expect("torn tail is not corruption");
+            let parsed = parse(&torn, None, "t").expect("torn tail is not corruption");
             assert_eq!(parsed.valid_len, acknowledged as u64);
             let torn = parsed.torn.expect("torn");
             assert_eq!((torn.at, torn.kind), (acknowledged as u64, TornKind::Incomplete));
@@ -275,25 +467,25 @@ mod tests {
             assert!(parsed.data.peers.is_empty());
         }
         bytes.extend_from_slice(&second);
-        let parsed = parse(&bytes).expect("complete");
+        let parsed = parse(&bytes, None, "t").expect("complete");
         assert_eq!(parsed.torn, None);
         assert_eq!(parsed.data.peers.len(), 1);
         // A flipped bit inside the complete last record is not an incomplete append.
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        let torn = parse(&bytes).expect("parsed").torn.expect("bad last record");
+        let torn = parse(&bytes, None, "t").expect("parsed").torn.expect("bad last record");
         assert_eq!((torn.at, torn.kind), (acknowledged as u64, TornKind::BadChecksum));
     }
 
     #[test]
     fn damaged_record_followed_by_a_good_one_is_corruption() {
-        let mut bytes = snapshot_file(&codec::encode(&SessionData::default()).expect("encode"));
+        let mut bytes = snapshot_file(&codec::encode(&SessionData::default()).expect("encode"), None).expect("file");
         let at = bytes.len();
-        bytes.extend_from_slice(&change_record(&[Change::SetHomeDc(2)]).expect("record"));
-        bytes.extend_from_slice(&change_record(&[Change::SetHomeDc(3)]).expect("record"));
+        bytes.extend_from_slice(&change_record(&[Change::SetHomeDc(2)], None, 0).expect("record"));
+        bytes.extend_from_slice(&change_record(&[Change::SetHomeDc(3)], None, 0).expect("record"));
         // Damage the length field of the first change record: its end moves, yet the second
         // record is still found.
         bytes[at + 3] ^= 0x40;
-        assert!(matches!(parse(&bytes), Err(ParseError::Corrupt(_))));
+        assert!(matches!(parse(&bytes, None, "t"), Err(ParseError::Corrupt(_))));
     }
 }

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use session_core::fs::{check_regular, check_regular_file, lock_path, open_nonblocking, resolve};
-use session_core::{SessionData, SessionError};
+use session_core::{KeyId, Keyring, SessionData, SessionError};
 
 use crate::backend::MAX_FILE_LEN;
 use crate::legacy::{self, LegacyFormat};
@@ -52,6 +52,8 @@ pub struct Snapshot {
     /// How far the owner had acknowledged the log (its high-water mark), when the lock file
     /// records one for this generation of the file.
     pub acknowledged_len: Option<u64>,
+    /// The key id a sealed log is sealed with (`None`: a plain file).
+    pub sealed_with: Option<KeyId>,
 }
 
 /// Reads the session file at `path` without taking the owner lock and without writing anything
@@ -61,7 +63,20 @@ pub struct Snapshot {
 /// changed: the file is not ours to touch); so is an empty file, and a log shorter than its
 /// owner's high-water mark. A newer format is [`SessionError::UnsupportedVersion`]; a path that
 /// is not a regular file, or a file over [`MAX_FILE_LEN`], is [`SessionError::Invalid`].
+///
+/// A sealed file is [`SessionError::Sealed`]: read it with [`read_snapshot_with_key`].
 pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, SessionError> {
+    read(path, None)
+}
+
+/// [`read_snapshot`] of a file that may be sealed, opened with `keys`
+/// ([`SessionError::WrongKey`] when they do not hold its key). A plain file reads as with
+/// [`read_snapshot`]. Blocking, and slow when a passphrase's key is derived.
+pub fn read_snapshot_with_key(path: &Path, keys: &Keyring) -> Result<Option<Snapshot>, SessionError> {
+    read(path, Some(keys))
+}
+
+fn read(path: &Path, keys: Option<&Keyring>) -> Result<Option<Snapshot>, SessionError> {
     let resource = path.display().to_string();
     check_regular(path)?;
     let real = resolve(path).map_err(|e| SessionError::io(&resource, e))?;
@@ -89,7 +104,7 @@ pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, SessionError> {
         ));
     }
     if bytes.starts_with(&MAGIC) || (bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes)) {
-        let parsed = match log::parse(&bytes) {
+        let parsed = match log::parse(&bytes, keys, &resource) {
             Ok(parsed) => parsed,
             Err(ParseError::Corrupt(reason)) => return Err(SessionError::corrupt(resource, reason)),
             Err(ParseError::Other(e)) => return Err(e),
@@ -101,7 +116,9 @@ pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, SessionError> {
             }
             None => None,
         };
+        let sealed_with = parsed.sealed.as_ref().map(log::FileSeal::key_id);
         return Ok(Some(Snapshot {
+            sealed_with,
             data: parsed.data,
             format: StoredFormat::Log,
             torn_at: parsed.torn.map(|t| t.at),
@@ -120,6 +137,7 @@ pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, SessionError> {
             torn: None,
             torn_copies: Vec::new(),
             acknowledged_len: None,
+            sealed_with: None,
         })),
         Err(e) => Err(SessionError::corrupt(resource, format!("neither a session log nor a layer/ferogram file: {e}"))),
     }
