@@ -121,9 +121,11 @@ pub(crate) fn bucket_of(key: PeerKey) -> [u8; 2] {
 /// Appends a peer's record (key, length, value) to a bucket.
 pub(crate) fn push_record(bucket: &mut Vec<u8>, peer: &Peer) {
     bucket.extend_from_slice(&peer_field(peer.key()));
-    let value = encode_peer(peer);
-    bucket.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
-    bucket.extend_from_slice(&value);
+    let at = bucket.len();
+    bucket.extend_from_slice(&[0; 4]);
+    write_peer(bucket, peer);
+    let len = u32::try_from(bucket.len() - at - 4).unwrap_or(u32::MAX);
+    bucket[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// The records of a bucket, each checked to belong to it; `None` when damaged.
@@ -142,8 +144,13 @@ pub(crate) fn read_bucket(field: &[u8], mut blob: &[u8], out: &mut Vec<Peer>) ->
 
 /// The value of a peer's record (layout in the module doc).
 pub(crate) fn encode_peer(peer: &Peer) -> Vec<u8> {
-    let extras = !peer.usernames.is_empty() || peer.phone.is_some();
     let mut out = Vec::with_capacity(9);
+    write_peer(&mut out, peer);
+    out
+}
+
+fn write_peer(out: &mut Vec<u8>, peer: &Peer) {
+    let extras = !peer.usernames.is_empty() || peer.phone.is_some();
     out.push(peer.kind.code() | (u8::from(peer.min) << 4) | (u8::from(extras) << 5));
     out.extend_from_slice(&peer.access_hash.to_le_bytes());
     if extras {
@@ -153,17 +160,16 @@ pub(crate) fn encode_peer(peer: &Peer) -> Vec<u8> {
         };
         out.extend_from_slice(&u32::try_from(peer.usernames.len()).unwrap_or(u32::MAX).to_le_bytes());
         for u in &peer.usernames {
-            put(&mut out, u);
+            put(out, u);
         }
         match &peer.phone {
             Some(p) => {
                 out.push(1);
-                put(&mut out, p);
+                put(out, p);
             }
             None => out.push(0),
         }
     }
-    out
 }
 
 /// Reads [`encode_peer`]'s form back for the peer `key`; `None` when damaged.

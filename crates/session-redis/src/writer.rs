@@ -174,9 +174,15 @@ fn chan_pair(id: i64, pts: i32) -> (Vec<u8>, Vec<u8>) {
 
 /// Every peer, as whole buckets.
 fn peer_pairs(cache: &PeerCache) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut buckets: std::collections::HashMap<[u8; 2], Vec<u8>> = std::collections::HashMap::new();
+    let mut buckets: Vec<Vec<u8>> = vec![Vec::new(); 1 << 16];
     for peer in cache.iter() {
-        push_record(buckets.entry(bucket_of(peer.key())).or_default(), &peer);
+        let b = bucket_of(peer.key());
+        push_record(&mut buckets[usize::from(u16::from_be_bytes(b))], &peer);
     }
-    buckets.into_iter().map(|(b, blob)| (b.to_vec(), blob)).collect()
+    buckets
+        .into_iter()
+        .enumerate()
+        .filter(|(_, blob)| !blob.is_empty())
+        .map(|(b, blob)| (u16::try_from(b).unwrap_or(u16::MAX).to_be_bytes().to_vec(), blob))
+        .collect()
 }

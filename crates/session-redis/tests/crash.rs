@@ -38,8 +38,9 @@ async fn a_killed_server_loses_no_acknowledged_batch_and_keeps_none_in_part() {
     let backend = Arc::new(RedisOptions::new().call_timeout(Duration::from_secs(2)).open(&redis.url()).await.unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let errors = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
     let writer = {
-        let (backend, stop, acked) = (backend.clone(), stop.clone(), acked.clone());
+        let (backend, stop, acked, errors) = (backend.clone(), stop.clone(), acked.clone(), errors.clone());
         tokio::spawn(async move {
             let mut full = SessionData::default();
             full.apply(&Change::SetHomeDc(2));
@@ -52,7 +53,8 @@ async fn a_killed_server_loses_no_acknowledged_batch_and_keeps_none_in_part() {
                     Ok(()) => {
                         acked.lock().unwrap().insert(i);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        errors.lock().unwrap().insert(i, e.to_string());
                         failed += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
@@ -87,7 +89,12 @@ async fn a_killed_server_loses_no_acknowledged_batch_and_keeps_none_in_part() {
     for i in 0..attempted {
         let (peers, channel) = present(&loaded, i);
         let whole = peers == PEERS_PER_BATCH && channel;
-        assert!(whole || (peers == 0 && !channel), "batch {i} is in part: {peers} peers, channel {channel}");
+        assert!(
+            whole || (peers == 0 && !channel),
+            "batch {i} is in part: {peers} peers, channel {channel}; acknowledged: {}, error: {:?}",
+            acked.contains(&i),
+            errors.lock().unwrap().get(&i)
+        );
         if acked.contains(&i) {
             assert!(whole, "acknowledged batch {i} was lost");
         } else if whole {
