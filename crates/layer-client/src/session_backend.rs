@@ -12,6 +12,7 @@
 //! | `SqliteBackend` | `sqlite-session` | `session-sqlite` | production bots, `.db` paths |
 //! | `LibSqlBackend` | `libsql-session` | `session-libsql` | sessions on a libSQL server (Turso, sqld) |
 //! | `RedisBackend` | `redis-session` | `session-redis` | named sessions on a Redis server, one owner each |
+//! | `PostgresBackend` | `postgres-session` | `session-postgres` | named sessions in a PostgreSQL database, one owner each |
 //!
 //! [`Config::session_path`](crate::Config::session_path) picks a backend by file name: a path
 //! ending in `.db` is opened with `SqliteBackend` (an error naming the feature when
@@ -28,6 +29,9 @@ pub use session_libsql::LibSqlBackend;
 #[cfg(feature = "redis-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-session")))]
 pub use session_redis::{RedisBackend, RedisOptions};
+#[cfg(feature = "postgres-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres-session")))]
+pub use session_postgres::{PostgresBackend, PostgresOptions};
 #[cfg(feature = "sqlite-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite-session")))]
 pub use session_sqlite::SqliteBackend;
