@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use session_core::{codec, BoxError, Change, SessionBackend, SessionData, SessionError};
+use session_core::{codec, BoxError, Change, KeyId, Keyring, SessionBackend, SessionData, SessionError};
 use tokio::sync::watch;
 use tracing::field::Empty;
 use tracing::Span;
@@ -29,9 +29,13 @@ use crate::ours;
 /// An invalid string is not treated as "no session": `load` returns the error (so a client does
 /// not start a fresh login and lose the account), [`current`](Self::current) keeps returning the
 /// string as given, and only an explicit `save`/`save_session`/`delete` replaces it.
+///
+/// With a key ([`new_sealed`](Self::new_sealed)) the string is the sealed form (`Le1.…`,
+/// [`crate::encode_sealed`]): encrypted, so it can be stored where others can read it.
 pub struct StringSessionBackend {
     state: Mutex<State>,
     tx: watch::Sender<String>,
+    keys: Option<Keyring>,
 }
 
 struct State {
@@ -50,6 +54,8 @@ enum Broken {
     Invalid { what: String, reason: String },
     Corrupt { resource: String, reason: String },
     Version { what: &'static str, found: u32, supported: u32 },
+    Sealed { resource: String, key_id: Option<KeyId> },
+    WrongKey { resource: String, key_id: KeyId },
 }
 
 impl Broken {
@@ -62,6 +68,10 @@ impl Broken {
             SessionError::UnsupportedVersion { what, found, supported } => {
                 Broken::Version { what, found: *found, supported: *supported }
             }
+            SessionError::Sealed { resource, key_id } => Broken::Sealed { resource: resource.clone(), key_id: *key_id },
+            SessionError::WrongKey { resource, key_id } => {
+                Broken::WrongKey { resource: resource.clone(), key_id: *key_id }
+            }
             other => Broken::Invalid { what: "string session".to_owned(), reason: other.to_string() },
         }
     }
@@ -72,6 +82,10 @@ impl Broken {
             Broken::Corrupt { resource, reason } => SessionError::corrupt(resource.clone(), reason.clone()),
             Broken::Version { what, found, supported } => {
                 SessionError::UnsupportedVersion { what, found: *found, supported: *supported }
+            }
+            Broken::Sealed { resource, key_id } => SessionError::Sealed { resource: resource.clone(), key_id: *key_id },
+            Broken::WrongKey { resource, key_id } => {
+                SessionError::WrongKey { resource: resource.clone(), key_id: *key_id }
             }
         }
     }
@@ -87,10 +101,31 @@ impl StringSessionBackend {
     /// our full form, but receivers are only told about later changes, so save `current()` right
     /// after `new` to migrate the stored string immediately.
     pub fn new(s: &str) -> Self {
+        Self::with_keys(s, None)
+    }
+
+    /// A backend over `s` whose strings are sealed with `keys` ([`crate::encode_sealed`]).
+    ///
+    /// `s` may be a sealed string (opened with `keys`: a key they lack is
+    /// [`SessionError::WrongKey`], reported by `load` / [`error`](Self::error) like any invalid
+    /// string), or any string [`new`](Self::new) accepts, which is then sealed:
+    /// [`current`](Self::current) is already the sealed form. Blocking when a passphrase's key
+    /// is derived (once per keyring): call it off the async runtime.
+    pub fn new_sealed(s: &str, keys: Keyring) -> Self {
+        Self::with_keys(s, Some(keys))
+    }
+
+    fn with_keys(s: &str, keys: Option<Keyring>) -> Self {
+        let read = |s: &str| match &keys {
+            Some(keys) if crate::ours::is_sealed(s) => {
+                crate::ours::decode_sealed(s, keys).map(|d| (d, StringFormat::Full))
+            }
+            _ => foreign::import(s),
+        };
         let (state, initial) = if s.trim().is_empty() {
             (State { data: None, broken: None, format: None, stale: false }, String::new())
         } else {
-            match foreign::import(s) {
+            match read(s) {
                 // The string is not kept: `current` encodes the session again when asked (our
                 // full form is deterministic, so our own full string comes back unchanged, and
                 // anything else comes back as the full form). A million-peer string is not held
@@ -105,7 +140,7 @@ impl StringSessionBackend {
             }
         };
         let (tx, _) = watch::channel(initial);
-        Self { state: Mutex::new(state), tx }
+        Self { state: Mutex::new(state), tx, keys }
     }
 
     /// A backend holding `data` (its string is [`current`](Self::current)).
@@ -113,7 +148,7 @@ impl StringSessionBackend {
         let s = ours::encode_full(data)?;
         let (tx, _) = watch::channel(s);
         let state = State { data: Some(data.clone()), broken: None, format: Some(StringFormat::Full), stale: false };
-        Ok(Self { state: Mutex::new(state), tx })
+        Ok(Self { state: Mutex::new(state), tx, keys: None })
     }
 
     /// The latest string: our full form of the session, empty when there is none (or, while the
@@ -138,7 +173,7 @@ impl StringSessionBackend {
             return;
         }
         let s = match &state.data {
-            Some(d) => match ours::encode_full(d) {
+            Some(d) => match self.encode(d) {
                 Ok(s) => s,
                 Err(e) => {
                     // Encoding into memory does not fail in practice; if it ever did, the last
@@ -161,7 +196,7 @@ impl StringSessionBackend {
             return Ok(());
         }
         let s = match &state.data {
-            Some(d) => ours::encode_full(d)?,
+            Some(d) => self.encode(d)?,
             None => String::new(),
         };
         // Its length only: the string holds the auth key.
@@ -171,8 +206,23 @@ impl StringSessionBackend {
         Ok(())
     }
 
+    /// The string form of `data`: sealed when this backend has keys, else our full form.
+    fn encode(&self, data: &SessionData) -> Result<String, SessionError> {
+        match &self.keys {
+            Some(keys) => ours::encode_sealed(data, keys),
+            None => ours::encode_full(data),
+        }
+    }
+
+    /// The id of the key the strings are sealed with (`None`: not sealed). Blocking the first
+    /// time for a passphrase (its key is derived).
+    pub fn sealed_with(&self) -> Option<KeyId> {
+        self.keys.as_ref().and_then(|k| k.sealing_key(None).ok()).map(|k| k.id())
+    }
+
     /// The session in compact form (home DC, its key, user, test mode); see
-    /// [`crate::encode_compact`] for when this fails.
+    /// [`crate::encode_compact`] for when this fails. Never sealed, even with a key: it is an
+    /// explicit export of the plain key.
     pub fn compact(&self) -> Result<String, SessionError> {
         let state = self.lock();
         match &state.data {
@@ -228,6 +278,7 @@ impl fmt::Debug for StringSessionBackend {
             .field("has_session", &state.data.is_some())
             .field("invalid", &state.broken.is_some())
             .field("stale", &state.stale)
+            .field("sealed", &self.keys.is_some())
             .finish()
     }
 }

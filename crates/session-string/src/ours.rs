@@ -1,9 +1,13 @@
-//! This crate's own string forms: full (`L1.` + the core codec) and compact (`Lc1.`).
+//! This crate's own string forms: full (`L1.` + the core codec), compact (`Lc1.`) and sealed
+//! (`Le1.`: the full form encrypted with a key, see [`encode_sealed`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use base64::Engine;
-use session_core::{codec, dc_table, AuthKey, DcOption, SelfUser, SessionData, SessionError, AUTH_KEY_LEN};
+use session_core::seal::{self, Binding};
+use session_core::{
+    codec, dc_table, AuthKey, DcOption, KdfRecord, Keyring, SelfUser, SessionData, SessionError, AUTH_KEY_LEN,
+};
 
 use session_interop::b64;
 use session_interop::reader::Reader;
@@ -13,7 +17,9 @@ use session_interop::string_format::{parse_our_prefix as parse_prefix, OurForm a
 pub const FULL_PREFIX: &str = "L1.";
 /// The prefix of a compact string (layout version 1).
 pub const COMPACT_PREFIX: &str = "Lc1.";
-/// The newest layout version of either form this build reads and the one it writes.
+/// The prefix of a sealed string (layout version 1).
+pub const SEALED_PREFIX: &str = "Le1.";
+/// The newest layout version of every form this build reads and the one it writes.
 pub const STRING_VERSION: u32 = 1;
 
 const WHAT: &str = "layer string session";
@@ -90,11 +96,106 @@ pub fn encode_compact(data: &SessionData) -> Result<String, SessionError> {
     Ok(out)
 }
 
-/// Decodes either of our forms. Leading and trailing whitespace is ignored; padding and either
-/// base64 alphabet are accepted.
+const SEALED_WHAT: &str = "layer sealed string session";
+
+/// Encodes the whole session sealed with `keys` (encryption at rest): `Le1.` + unpadded
+/// base64url of
+///
+/// ```text
+/// KDF record length (u8: 0, or 29 when the key was derived from a passphrase) | KDF record |
+/// envelope (session_core::seal) of session_core::codec::encode(data)
+/// ```
+///
+/// The envelope is bound to the prefix and the KDF record. Everything the full form holds is
+/// inside; what the string still shows is its length (about the full form's plus 60 bytes
+/// before base64) and, for a passphrase, the salt. Blocking when a passphrase's key is derived
+/// (once per keyring).
+pub fn encode_sealed(data: &SessionData, keys: &Keyring) -> Result<String, SessionError> {
+    let plain = zeroize::Zeroizing::new(codec::encode(data)?);
+    let key = keys.sealing_key(None)?;
+    let kdf = key.kdf().map(KdfRecord::to_bytes);
+    let kdf: &[u8] = kdf.as_ref().map_or(&[], |k| k.as_slice());
+    let envelope = seal::seal(&key, &sealed_binding(kdf), &plain)?;
+    let mut bytes = Vec::with_capacity(1 + kdf.len() + envelope.len());
+    bytes.push(u8::try_from(kdf.len()).unwrap_or(u8::MAX));
+    bytes.extend_from_slice(kdf);
+    bytes.extend_from_slice(&envelope);
+    let mut out = String::with_capacity(SEALED_PREFIX.len() + bytes.len().div_ceil(3) * 4);
+    out.push_str(SEALED_PREFIX);
+    b64::encode_url_no_pad(&bytes, &mut out);
+    Ok(out)
+}
+
+fn sealed_binding(kdf: &[u8]) -> Binding {
+    Binding::new("layer-session string").part(SEALED_PREFIX).part(kdf)
+}
+
+/// True when `s` is (after trimming) a sealed string of any layout version: `Le<digits>.`.
+pub fn is_sealed(s: &str) -> bool {
+    sealed_version(s.trim()).is_some()
+}
+
+/// The layout version and prefix length of a sealed string.
+fn sealed_version(s: &str) -> Option<(u32, usize)> {
+    let rest = s.strip_prefix("Le")?;
+    let dot = rest.bytes().take(12).position(|b| b == b'.')?;
+    let digits = &rest[..dot];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse::<u32>().unwrap_or(u32::MAX), 2 + dot + 1))
+}
+
+/// The parts of a sealed string: the KDF record and the envelope.
+fn sealed_parts(s: &str) -> Result<(Option<KdfRecord>, Vec<u8>), SessionError> {
+    let trimmed = s.trim();
+    let lead = s.len() - s.trim_start().len();
+    let Some((version, skip)) = sealed_version(trimmed) else {
+        return Err(SessionError::invalid(SEALED_WHAT, format!("expected the prefix {SEALED_PREFIX:?}")));
+    };
+    if version > STRING_VERSION {
+        return Err(SessionError::UnsupportedVersion { what: SEALED_WHAT, found: version, supported: STRING_VERSION });
+    }
+    if version == 0 {
+        return Err(SessionError::invalid(SEALED_WHAT, "string layout version 0 does not exist"));
+    }
+    let bytes = b64::decode(&trimmed[skip..], lead + skip, SEALED_WHAT)?;
+    let corrupt = |reason: &str| SessionError::corrupt(SEALED_WHAT, reason);
+    let (&kdf_len, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    let kdf_len = usize::from(kdf_len);
+    let kdf_bytes = rest.get(..kdf_len).ok_or_else(|| corrupt("shorter than its key derivation record"))?;
+    let kdf = match kdf_len {
+        0 => None,
+        _ => Some(KdfRecord::from_bytes(kdf_bytes).ok_or_else(|| corrupt("unknown key derivation record"))?),
+    };
+    Ok((kdf, bytes[1 + kdf_len..].to_vec()))
+}
+
+/// Decodes a sealed string with `keys`; any other of our forms (and only ours) is decoded as
+/// [`decode`] does, so a caller holding a key reads plain strings too. A key the keyring lacks
+/// is [`SessionError::WrongKey`]; a string changed after sealing is [`SessionError::Corrupt`].
+/// Blocking when a passphrase's key is derived.
+pub fn decode_sealed(s: &str, keys: &Keyring) -> Result<SessionData, SessionError> {
+    if !is_sealed(s) {
+        return decode(s);
+    }
+    let (kdf, envelope) = sealed_parts(s)?;
+    let kdf_bytes = kdf.map(|k| k.to_bytes());
+    let binding = sealed_binding(kdf_bytes.as_ref().map_or(&[], |k| k.as_slice()));
+    let plain = keys.open(kdf.as_ref(), SEALED_WHAT, &binding, &envelope)?;
+    codec::decode(&plain)
+}
+
+/// Decodes either of our plain forms. Leading and trailing whitespace is ignored; padding and
+/// either base64 alphabet are accepted. A sealed string (`Le1.`) is [`SessionError::Sealed`]
+/// (naming its key id): read it with [`decode_sealed`].
 pub fn decode(s: &str) -> Result<SessionData, SessionError> {
     let trimmed = s.trim();
     let lead = s.len() - s.trim_start().len();
+    if is_sealed(trimmed) {
+        let (_, envelope) = sealed_parts(s)?;
+        return Err(SessionError::Sealed { resource: SEALED_WHAT.to_owned(), key_id: seal::key_id_of(&envelope) });
+    }
     let Some((form, version, skip)) = parse_prefix(trimmed) else {
         return Err(wrong_prefix(trimmed));
     };
@@ -126,7 +227,9 @@ fn wrong_prefix(s: &str) -> SessionError {
     };
     SessionError::invalid(
         WHAT,
-        format!("wrong prefix {shown:?}: expected {FULL_PREFIX:?} (full) or {COMPACT_PREFIX:?} (compact){hint}"),
+        format!(
+            "wrong prefix {shown:?}: expected {FULL_PREFIX:?} (full), {COMPACT_PREFIX:?} (compact) or {SEALED_PREFIX:?} (sealed){hint}"
+        ),
     )
 }
 

@@ -32,6 +32,10 @@ pub fn import(s: &str) -> Result<(SessionData, StringFormat), SessionError> {
 
 /// [`import`], also saying which values of the string were dropped (see [`Imported::warnings`]).
 pub fn import_with_warnings(s: &str) -> Result<Imported, SessionError> {
+    if ours::is_sealed(s) {
+        // `Sealed`, naming the key id: not a foreign string, and not to be guessed at.
+        return ours::decode(s).map(|d| Imported::new(d, StringFormat::Full));
+    }
     match parse_our_prefix(s.trim()) {
         Some((form, ..)) => {
             let format = match form {
