@@ -105,8 +105,11 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
             let data = backend
                 .load_session()
                 .await
-                .map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, backend.name())))?
-                .ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+                .map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, backend.name())));
+            // Opening took the session's lease: hand it back at once.
+            let closed = backend.close().await;
+            let data = data?.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+            closed.map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, "libsql")))?;
             Loaded::new(data, Format::LibsqlRemote)
         }
     };

@@ -81,9 +81,16 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
                 .await
                 .map_err(|e| CliError::dest(&shown, SessionError::from_boxed(e, backend.name())))?;
             if existing.is_some() && !options.force {
+                let _ = backend.close().await;
                 return Err(CliError::dest(&shown, "already holds a session (pass --force to replace it)"));
             }
-            save(&backend, data, &shown).await?;
+            let saved = save(&backend, data, &shown).await;
+            // Hand the session's lease back now: the next owner (the bot this session is for)
+            // must not wait for it to expire.
+            let closed =
+                backend.close().await.map_err(|e| CliError::dest(&shown, SessionError::from_boxed(e, "libsql")));
+            saved?;
+            closed?;
             Ok(Vec::new())
         }
         Dest::String(format, out) => {

@@ -90,3 +90,32 @@ fn the_token_comes_from_a_file_or_the_environment() {
     assert!(!err.contains(&wrong) && !out.contains(&wrong) && !err.contains(&token), "{err}");
     drop(server);
 }
+
+/// A remote session that a running program owns (its lease) is not replaced by `convert`, even
+/// with `--force`: exit 3 naming the holder, the server unchanged; once the owner closes, the
+/// same command goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_session_held_by_a_running_program_is_not_replaced() {
+    use session_core::{Change, SessionBackend, SessionData};
+    let dir = copy_fixtures();
+    let work = tempfile::tempdir().expect("tempdir");
+    let server = sqld::Sqld::start(&work.path().join("server"), None);
+    let url = server.url().replacen("http://", "libsql+http://", 1);
+    let holder = session_libsql::LibSqlBackend::open_remote(&server.url(), "").await.expect("owner");
+    let mut held = SessionData::default();
+    held.apply(&Change::SetHomeDc(4));
+    holder.save_session(&held).await.expect("save");
+    let src = dir.path().join("ferogram/ferogram-v8-dev.session");
+    let args = vec!["convert".to_owned(), "--force".to_owned(), s(&src).to_owned(), url.clone()];
+    let convert = move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    };
+    let (code, _, err) = tokio::task::spawn_blocking(convert.clone()).await.expect("join");
+    assert_eq!(code, 3, "a held remote session was replaced: {err}");
+    assert!(err.contains(&format!("pid {} ", std::process::id())), "the holder is not named: {err}");
+    assert_eq!(holder.load_session().await.expect("load"), Some(held), "the server changed");
+    holder.close().await.expect("close");
+    let (code, _, err) = tokio::task::spawn_blocking(convert).await.expect("join");
+    assert_eq!(code, 0, "{err}");
+}
