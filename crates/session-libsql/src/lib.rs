@@ -32,6 +32,7 @@ pub use crate::remote::LibSqlLeases;
 use crate::remote::Remote;
 #[cfg(feature = "local")]
 use crate::replica::Replica;
+pub use session_sql::SessionInfo;
 
 /// Where a [`LibSqlBackend`] keeps the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,6 +271,24 @@ impl LibSqlBackend {
             (Err(SessionError::LeaseLost { reason, .. }), Some(lease)) => Err(lease.lost(reason)),
             (result, _) => result,
         }
+    }
+
+    /// The sessions of the database on the server at `url`, by name, with who holds each one's
+    /// lease and for how long (see [`SessionInfo`]). Reads only: takes no lease, migrates
+    /// nothing. `timeout` bounds the call.
+    pub async fn list_remote_sessions(
+        url: &str,
+        auth_token: &str,
+        timeout: Duration,
+    ) -> Result<Vec<SessionInfo>, SessionError> {
+        Remote::connect(url, auth_token, timeout).await?.sessions().await
+    }
+
+    /// The sessions of the local database at `path` ([`SqliteBackend::list_sessions`]).
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn list_local_sessions(path: impl AsRef<Path>) -> Result<Vec<SessionInfo>, SessionError> {
+        SqliteBackend::list_sessions(path).await
     }
 
     /// The name of the session this backend owns (`default` for the documented calls).

@@ -102,3 +102,65 @@ async fn remote_passes_the_suite() {
 async fn replica_passes_the_suite() {
     run_all(&Servers::new(true)).await;
 }
+
+/// Named sessions, all in one database: each backend the suite asks for is a new name beside
+/// the sessions of the earlier ones (so the suite also checks that they never see each other's
+/// rows); a reopen opens the same name.
+struct Named {
+    dir: tempfile::TempDir,
+    next: AtomicUsize,
+    /// `None`: one local file; `Some`: one server.
+    sqld: Option<Sqld>,
+    /// With a server: every session's copy in one local replica file.
+    replica: bool,
+}
+
+impl Named {
+    fn new(remote: bool, replica: bool) -> Named {
+        let dir = tempfile::tempdir().unwrap();
+        let sqld = remote.then(|| Sqld::start(&dir.path().join("server"), None));
+        Named { dir, next: AtomicUsize::new(0), sqld, replica }
+    }
+
+    async fn open(&self, name: &str) -> Result<LibSqlBackend, BoxError> {
+        let options = RemoteOptions::default().session(name).wait_for_owner(std::time::Duration::from_secs(5));
+        Ok(match &self.sqld {
+            Some(sqld) if self.replica => {
+                LibSqlBackend::open_replica_with(self.dir.path().join("copies.db"), &sqld.url(), "", options).await?
+            }
+            Some(sqld) => LibSqlBackend::open_remote_with(&sqld.url(), "", options).await?,
+            None => LibSqlBackend::open_local_named(self.dir.path().join("accounts.db"), name).await?,
+        })
+    }
+}
+
+#[async_trait]
+impl Harness for Named {
+    type Backend = LibSqlBackend;
+
+    async fn fresh(&self) -> Result<LibSqlBackend, BoxError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open(&format!("account {n}")).await
+    }
+
+    async fn reopen(&self, old: Arc<LibSqlBackend>) -> Result<Arc<LibSqlBackend>, BoxError> {
+        let name = old.session_name().to_owned();
+        drop(old);
+        Ok(Arc::new(self.open(&name).await?))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_local_sessions_of_one_file_pass_the_suite() {
+    run_all(&Named::new(false, false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_remote_sessions_of_one_database_pass_the_suite() {
+    run_all(&Named::new(true, false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_replica_sessions_sharing_one_copy_file_pass_the_suite() {
+    run_all(&Named::new(true, true)).await;
+}

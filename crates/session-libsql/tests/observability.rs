@@ -115,7 +115,8 @@ async fn every_mode_is_traced_without_secrets() {
     log.expect_span(T, "delete", &[("backend", Some("libsql-local")), ("elapsed_us", None)]);
     log.expect_span(T, "delete", &[("backend", Some("libsql-remote")), ("url", Some(&url))]);
     // The fresh server's schema is created by the first client, as a migration from 0.
-    log.expect_span(T, "migrate", &[("url", Some(&url)), ("from", Some("0")), ("to", Some("3")), ("elapsed_us", None)]);
+    let to = session_sql::SCHEMA_VERSION.to_string();
+    log.expect_span(T, "migrate", &[("url", Some(&url)), ("from", Some("0")), ("to", Some(&to)), ("elapsed_us", None)]);
     log.expect_event(T, "migrated the session schema", &[("url", Some(&url))]);
     log.expect_event(T, "sending one write transaction", &[("bytes", None)]);
     let refused = log.expect_event(T, "failed", &[("error", None)]);

@@ -134,7 +134,7 @@ impl Remote {
     }
 
     /// `PRAGMA user_version` and the tables, from one snapshot.
-    async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
+    pub(super) async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
         let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;

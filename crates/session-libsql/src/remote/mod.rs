@@ -5,11 +5,13 @@
 //! one connection, the per-call timeout and the batch call; [`migrate`] brings the schema up to
 //! date on open; [`write`] is the write path (a plan as one transaction, one HTTP request);
 //! [`inline`] turns a plan's parameterised statements into the SQL text a batch carries;
-//! [`load`] is the read path, in pages; [`errors`] maps the client's errors to `SessionError`.
+//! [`load`] is the read path, in pages; [`list`] lists a database's named sessions; [`errors`]
+//! maps the client's errors to `SessionError`.
 
 mod errors;
 mod inline;
 mod lease;
+mod list;
 mod load;
 mod migrate;
 mod transport;

@@ -5,6 +5,12 @@
 //! `writer <url> <ttl_ms> <first_id>`: opens with that lease time to live, then caches peer
 //! after peer (`first_id`, `first_id + 1`, ...), printing `ACK <id>` after each acknowledged
 //! write; on the first error prints `ERR <kind>` and exits.
+//! `named <target> <names> <writes> <parallel>` (the other processes of `tests/named.rs`):
+//! opens each session of the comma-separated `names` (`target` is `remote:<url>` or
+//! `local:<path>`), prints `OPEN`, waits for a line on stdin, then writes `writes` changes to
+//! every session, `parallel` sessions at a time (peer `base(name) + i` with access hash `base(name) + i`, and the channel pts `i` of
+//! channel `base(name)`), printing `ACK <name> <i>` after each acknowledged write, then closes
+//! every session and prints `DONE`. On an error: `ERR <name> <kind> <message>`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -37,6 +43,7 @@ fn main() {
         match args.get(1).map(String::as_str) {
             Some("race") => race(&args[2]).await,
             Some("writer") => writer(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap()).await,
+            Some("named") => named(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()).await,
             other => panic!("unknown mode {other:?}"),
         }
     });
@@ -82,4 +89,77 @@ async fn writer(url: &str, ttl_ms: u64, first_id: i64) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The id range of session `name` (`s<k>`): peers and the channel of session k are
+/// `k * 1_000_000 + ...`, so a row that crossed into another session is seen by its id.
+fn base(name: &str) -> i64 {
+    name.trim_start_matches('s').parse::<i64>().unwrap() * 1_000_000
+}
+
+async fn open_named(target: &str, name: &str) -> Result<LibSqlBackend, SessionError> {
+    match target.split_once(':') {
+        Some(("remote", url)) => {
+            // 50 owners of one database write at once, each waiting its turn on the server's
+            // one writer: a longer bound per call than the default (and a lease that outlives it).
+            let options = RemoteOptions::default()
+                .session(name)
+                .timeout(Duration::from_secs(20))
+                .lease(LeaseOptions::default().with_ttl(Duration::from_secs(60)));
+            LibSqlBackend::open_remote_with(url, "", options).await
+        }
+        Some(("local", path)) => LibSqlBackend::open_local_named(path, name).await,
+        _ => panic!("unknown target {target}"),
+    }
+}
+
+async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
+    let mut backends = Vec::new();
+    for name in names.split(',') {
+        match open_named(target, name).await {
+            Ok(b) => backends.push((name.to_owned(), std::sync::Arc::new(b))),
+            Err(e) => return say(format!("ERR {name} {} {e}", kind(&e))),
+        }
+    }
+    say("OPEN".to_owned());
+    let _ = std::io::stdin().lock().lines().next();
+    let mut writers = Vec::new();
+    let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+    for (name, backend) in &backends {
+        let (name, backend) = (name.clone(), std::sync::Arc::clone(backend));
+        let turns = std::sync::Arc::clone(&turns);
+        writers.push(tokio::spawn(async move {
+            let _turn = turns.acquire_owned().await.unwrap();
+            let b = base(&name);
+            let mut full = backend.load_session().await.unwrap().unwrap_or_default();
+            for i in 0..writes {
+                let changes = [
+                    Change::UpsertPeer(Peer::new(b + i, PeerKind::User, b + i)),
+                    Change::UpdateState(session_core::UpdateStateChange::Channel {
+                        id: b,
+                        pts: i32::try_from(i).unwrap(),
+                    }),
+                ];
+                full.apply_all(&changes);
+                match backend.persist(&changes, &full).await {
+                    Ok(()) => {
+                        say(format!("ACK {name} {i}"));
+                        // An account writes now and then, not in a tight loop.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => {
+                        let e = SessionError::from_boxed(e, "libsql");
+                        return say(format!("ERR {name} {} {e}", kind(&e)));
+                    }
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for (_, backend) in backends {
+        backend.close().await.unwrap();
+    }
+    say("DONE".to_owned());
 }
