@@ -302,3 +302,45 @@ async fn a_key_dropped_from_a_plain_open_never_unseals_the_file() {
     assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 2);
     assert_no_secret_on_disk(dir.path(), &data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_passphrase_or_secret_appears_in_any_span_or_event() {
+    use session_testkit::capture::{self, secret_changes, Secrets};
+    let capture = capture::install();
+    let _serial = capture.lock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.session");
+    let raw = [0x5cu8; 32];
+    let passphrase = "a passphrase nobody may log";
+    let mut secrets = Secrets::new();
+    secrets.bytes("sealing key", &raw).text("passphrase", passphrase);
+
+    let backend =
+        BinaryFileBackend::open_with_key(&path, Keyring::new(SealingKey::from_bytes(raw))).await.expect("open");
+    let changes = secret_changes(0x5EA1, 20);
+    let mut data = SessionData::default();
+    data.apply_all(&changes);
+    secrets.session(&data);
+    backend.persist(&changes, &data).await.expect("write");
+    let one = [Change::SetHomeDc(4)];
+    data.apply_all(&one);
+    backend.persist(&one, &data).await.expect("append");
+    drop(backend);
+    let errors = [
+        BinaryFileBackend::open(&path).await.expect_err("no key"),
+        BinaryFileBackend::open_with_key(&path, Keyring::from_passphrase(Passphrase::new(passphrase), FAST))
+            .await
+            .expect_err("wrong passphrase"),
+    ];
+    let pass_path = dir.path().join("p.session");
+    let ring = Keyring::from_passphrase(Passphrase::new(passphrase), FAST);
+    let backend = BinaryFileBackend::open_with_key(&pass_path, ring).await.expect("open");
+    backend.save_session(&data).await.expect("save");
+    tracing::info!(keyring = ?Keyring::new(SealingKey::from_bytes(raw)), errors = ?errors, "what a caller may log");
+
+    let log = capture.take();
+    assert!(!log.spans(T, "open").is_empty(), "the opens were traced");
+    log.assert_no_secret(&secrets);
+}
+
+const T: &str = "session_file";
