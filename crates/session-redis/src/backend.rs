@@ -56,7 +56,7 @@ impl RedisOptions {
     }
 
     /// The prefix of the session's keys (default `layer-session:`): the keys are
-    /// `PREFIX{NAME}:data`, `:peers`, `:chan` and `:lease`.
+    /// `PREFIX{NAME}:s`, `:lease` and `:tmp`.
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = Some(prefix.into());
@@ -197,7 +197,7 @@ impl RedisBackend {
             .conn
             .run(|mut c| {
                 let mut inv = WRITE.prepare_invoke();
-                inv.key(&keys.lease).key(&keys.data).key(&keys.peers).key(&keys.chan).arg(token);
+                inv.key(&keys.lease).key(&keys.session).key(&keys.tmp).arg(token);
                 plan.add_args(&mut inv);
                 async move { inv.invoke_async(&mut c).await }
             })
@@ -220,27 +220,19 @@ impl RedisBackend {
     }
 
     async fn read(&self) -> Result<Option<SessionData>, SessionError> {
-        let keys = self.keys.clone();
-        let (data, chan, peers): (Fields, Fields, Fields) = self
-            .conn
-            .run(|mut c| async move {
-                // One MULTI/EXEC: the three hashes as of one instant.
-                redis::pipe()
-                    .atomic()
-                    .hgetall(&keys.data)
-                    .hgetall(&keys.chan)
-                    .hgetall(&keys.peers)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let key = self.keys.session.clone();
+        // One HGETALL of one hash: the session as of one instant.
+        let fields: Fields =
+            self.conn.run(|mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }).await?;
         let corrupt = |reason: String| SessionError::corrupt(self.resource.clone(), reason);
-        if data.is_empty() && chan.is_empty() && peers.is_empty() {
+        if fields.is_empty() {
             return Ok(None);
         }
-        let mut meta = None;
-        let mut dcs = Vec::new();
-        for (field, value) in &data {
+        let (mut meta, mut dcs, mut chan, mut peers) = (None, Vec::new(), Vec::new(), Vec::new());
+        for (field, value) in &fields {
+            if value.is_empty() {
+                continue; // a tombstone
+            }
             match field.as_slice() {
                 b"format" => {
                     let found: u32 = std::str::from_utf8(value)
@@ -257,15 +249,21 @@ impl RedisBackend {
                 }
                 b"meta" => meta = Some(codec::decode(value)?),
                 f if f.starts_with(b"dc:") => dcs.push(codec::decode(value)?),
+                f if f.starts_with(b"c:") => chan.push((&f[2..], value.as_slice())),
+                [b'p', b':', a, b] => peers.push(([*a, *b], value.as_slice())),
                 other => return Err(corrupt(format!("unknown field {:?}", String::from_utf8_lossy(other)))),
             }
         }
-        let mut session: SessionData =
-            meta.ok_or_else(|| corrupt("the session has data but no `meta` field".to_owned()))?;
+        let Some(mut session): Option<SessionData> = meta else {
+            if dcs.is_empty() && chan.is_empty() && peers.is_empty() {
+                return Ok(None);
+            }
+            return Err(corrupt("the session has data but no `meta` field".to_owned()));
+        };
         for one in dcs {
             session.dcs.extend(one.dcs);
         }
-        for (id, pts) in &chan {
+        for (id, pts) in chan {
             let num = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<i64>().ok());
             let (Some(id), Some(pts)) = (num(id), num(pts).and_then(|p| i32::try_from(p).ok())) else {
                 return Err(corrupt("a channel pts field is not a number".to_owned()));
@@ -273,8 +271,9 @@ impl RedisBackend {
             session.updates.channels.insert(id, pts);
         }
         let mut all = Vec::new();
-        for (field, blob) in &peers {
-            read_bucket(field, blob, &mut all).ok_or_else(|| corrupt(format!("peer bucket {field:?} is damaged")))?;
+        for (bucket, blob) in peers {
+            read_bucket(&bucket, blob, &mut all)
+                .ok_or_else(|| corrupt(format!("peer bucket {bucket:?} is damaged")))?;
         }
         all.sort_unstable_by_key(|p| p.key());
         let mut builder = SortedPeers::with_capacity(all.len());

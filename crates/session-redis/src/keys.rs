@@ -1,15 +1,18 @@
 //! Where a session lives in Redis: its keys, and the layout of the fields inside them.
 //!
-//! A session named `NAME` under the key prefix `P` (default `layer-session:`) is four keys, all
-//! with the hash tag `{NAME}` so that a Redis Cluster keeps them on one slot (a script may only
-//! touch keys of one slot):
+//! A session named `NAME` under the key prefix `P` (default `layer-session:`) is two hashes and a
+//! scratch hash, all with the hash tag `{NAME}` so that a Redis Cluster keeps them on one slot (a
+//! script may only touch keys of one slot):
 //!
-//! | key | type | fields |
-//! | --- | --- | --- |
-//! | `P{NAME}:data` | hash | `format` (layout version, `1`); `meta` (home DC, user, test mode, api_id, update state without channels, min contexts, future auth token); `dc:ID:FLAGS` per DC option |
-//! | `P{NAME}:peers` | hash | peers in 65,536 buckets: the bucket number (2 bytes big-endian) → its peers, one record each |
-//! | `P{NAME}:chan` | hash | channel id (decimal) → its pts (decimal) |
-//! | `P{NAME}:lease` | hash | `token` (the fencing counter, never reset), `holder`, `expires` (ms, Redis' clock) |
+//! | key | fields |
+//! | --- | --- |
+//! | `P{NAME}:s` | `format` (layout version, `1`); `meta` (home DC, user, test mode, api_id, update state without channels, min contexts, future auth token); `dc:ID:FLAGS` per DC option; `c:ID` per channel (its pts, decimal); `p:BB` per peer bucket (BB: the bucket number, 2 bytes big-endian) |
+//! | `P{NAME}:lease` | `token` (the fencing counter, never reset), `holder`, `expires` (ms, Redis' clock) |
+//! | `P{NAME}:tmp` | scratch: a large write is staged here and renamed over `:s` (never read) |
+//!
+//! One hash for the whole session so that every write is committed by one command (see the
+//! `WRITE` script). An empty value is a tombstone (a removed DC option, channel or emptied
+//! bucket); a full save drops them.
 //!
 //! The values of `meta` and `dc:*` are the core codec's bytes (versioned and checksummed) of a
 //! session holding only that part.
@@ -37,12 +40,11 @@ pub const DEFAULT_KEY_PREFIX: &str = "layer-session:";
 /// The name of the session `open` uses.
 pub const DEFAULT_SESSION: &str = "default";
 
-/// The four keys of one session.
+/// The keys of one session.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
-    pub data: String,
-    pub peers: String,
-    pub chan: String,
+    pub session: String,
+    pub tmp: String,
     pub lease: String,
 }
 
@@ -55,12 +57,7 @@ impl Keys {
             ));
         }
         let base = format!("{prefix}{{{name}}}");
-        Ok(Keys {
-            data: format!("{base}:data"),
-            peers: format!("{base}:peers"),
-            chan: format!("{base}:chan"),
-            lease: format!("{base}:lease"),
-        })
+        Ok(Keys { session: format!("{base}:s"), tmp: format!("{base}:tmp"), lease: format!("{base}:lease") })
     }
 }
 
@@ -116,6 +113,11 @@ pub(crate) fn bucket_of(key: PeerKey) -> [u8; 2] {
         .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let top = mixed >> 48;
     [u8::try_from(top >> 8).unwrap_or(0), u8::try_from(top & 0xFF).unwrap_or(0)]
+}
+
+/// The session hash's field of a bucket.
+pub(crate) fn bucket_field(bucket: [u8; 2]) -> Vec<u8> {
+    vec![b'p', b':', bucket[0], bucket[1]]
 }
 
 /// Appends a peer's record (key, length, value) to a bucket.
@@ -277,7 +279,7 @@ mod tests {
         assert!(Keys::new("p:", "a{b").is_err());
         assert!(Keys::new("p:", "").is_err());
         let k = Keys::new("p:", "acct-1").expect("keys");
-        assert_eq!(k.data, "p:{acct-1}:data");
+        assert_eq!(k.session, "p:{acct-1}:s");
         assert_eq!(k.lease, "p:{acct-1}:lease");
     }
 }

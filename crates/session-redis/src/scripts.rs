@@ -4,7 +4,8 @@
 //! Lua runs a script to the end without interleaving other clients, but it does not undo the
 //! writes of a script that fails half-way: so every check (the fence) comes before the first
 //! write, and the writes themselves cannot fail on keys of the types we created (the server's
-//! out-of-memory refusal happens before a script starts).
+//! out-of-memory refusal happens before a script starts). What reaches the AOF is kept whole by
+//! committing each write with one command (see [`WRITE`]).
 
 use std::sync::LazyLock;
 
@@ -59,14 +60,23 @@ return 0"
     ))
 });
 
-/// One fenced write of a session.
+/// One fenced write of a session, committed by **one** write command.
 ///
-/// `KEYS`: lease, data, peers, chan. `ARGV[1]` the token; `ARGV[2]` which hashes to empty first
-/// (a string holding `d`, `p` and/or `c`); then for data, peers and chan in turn: the number of
-/// fields to set, those field/value pairs, the number of fields to remove, those fields; then the
-/// number of peer operations and the operations, sorted by bucket: each is the bucket (2 bytes),
-/// the peer's key (9 bytes) and its value (nothing: remove the peer). A bucket is read once,
-/// changed in a Lua table and written back (removed when it empties).
+/// `KEYS`: lease, the session hash, its scratch hash. `ARGV[1]` the token; `ARGV[2]` `1` to
+/// replace the whole session (save, delete), else `0`; then the number of field/value pairs to
+/// set (an empty value is a tombstone: the field was removed) and the pairs; then the number of
+/// peer operations and the operations, sorted by bucket: each is the bucket (2 bytes), the peer's
+/// key (9 bytes) and its value (nothing: remove the peer). A bucket is read once, changed in a
+/// Lua table and written back.
+///
+/// Why one command: the AOF holds a script's effects as a `MULTI`/`EXEC` block, and a server
+/// killed while writing that block was seen (Redis 7.0.15, `tests/crash.rs`) to bring part of it
+/// back after later restarts. A single command is whole or absent. So a write is one `HSET` of
+/// the session hash when it fits in one call (up to 3,000 fields), else it is staged in the
+/// scratch hash (copied from the session unless replacing it) and committed by one `RENAME`:
+/// whatever part of the staging comes back only touches the scratch hash, which the next large
+/// write empties first and a load never reads.
+///
 /// Returns 1 when written, 0 (and writes nothing) when the token is not the current holder's.
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -74,36 +84,18 @@ pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
 if tonumber(l[1]) ~= tonumber(ARGV[1]) or not l[2] or l[2] == '' then
   return 0
 end
-local clear = ARGV[2]
-local names = {'d', 'p', 'c'}
-for k = 1, 3 do
-  if string.find(clear, names[k], 1, true) then redis.call('DEL', KEYS[k + 1]) end
-end
+local replace = ARGV[2] == '1'
 local i = 3
-for k = 2, 4 do
-  local n = tonumber(ARGV[i]); i = i + 1
-  local j = 0
-  while j < n do
-    local m = math.min(n - j, 2000)
-    redis.call('HSET', KEYS[k], unpack(ARGV, i + 2 * j, i + 2 * (j + m) - 1))
-    j = j + m
-  end
-  i = i + 2 * n
-  n = tonumber(ARGV[i]); i = i + 1
-  j = 0
-  while j < n do
-    local m = math.min(n - j, 4000)
-    redis.call('HDEL', KEYS[k], unpack(ARGV, i + j, i + j + m - 1))
-    j = j + m
-  end
-  i = i + n
-end
 local n = tonumber(ARGV[i]); i = i + 1
+local args = {}
+for j = 0, 2 * n - 1 do args[#args + 1] = ARGV[i + j] end
+i = i + 2 * n
+n = tonumber(ARGV[i]); i = i + 1
 local last = i + n - 1
 while i <= last do
-  local bucket = string.sub(ARGV[i], 1, 2)
+  local field = 'p:' .. string.sub(ARGV[i], 1, 2)
   local recs = {}
-  local blob = redis.call('HGET', KEYS[3], bucket)
+  local blob = redis.call('HGET', KEYS[2], field)
   if blob then
     local pos, len = 1, #blob
     while pos <= len do
@@ -113,7 +105,7 @@ while i <= last do
       pos = pos + 13 + vlen
     end
   end
-  while i <= last and string.sub(ARGV[i], 1, 2) == bucket do
+  while i <= last and 'p:' .. string.sub(ARGV[i], 1, 2) == field do
     local op = ARGV[i]
     local key = string.sub(op, 3, 11)
     if #op > 11 then recs[key] = string.sub(op, 12) else recs[key] = nil end
@@ -121,11 +113,22 @@ while i <= last do
   end
   local out = {}
   for key, v in pairs(recs) do out[#out + 1] = key .. struct.pack('<I4', #v) .. v end
-  if #out == 0 then
-    redis.call('HDEL', KEYS[3], bucket)
-  else
-    redis.call('HSET', KEYS[3], bucket, table.concat(out))
-  end
+  args[#args + 1] = field
+  args[#args + 1] = table.concat(out)
+end
+if not replace and #args <= 6000 then
+  if #args > 0 then redis.call('HSET', KEYS[2], unpack(args)) end
+  return 1
+end
+redis.call('DEL', KEYS[3])
+if not replace then redis.call('COPY', KEYS[2], KEYS[3]) end
+for j = 1, #args, 4000 do
+  redis.call('HSET', KEYS[3], unpack(args, j, math.min(j + 3999, #args)))
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RENAME', KEYS[3], KEYS[2])
+else
+  redis.call('DEL', KEYS[2])
 end
 return 1",
     )

@@ -5,24 +5,16 @@ use std::collections::BTreeSet;
 
 use session_core::{Change, DcKey, PeerCache, PeerKey, SessionData, SessionError, UpdateStateChange};
 
-use crate::keys::{bucket_of, dc_field, encode_dc, encode_meta, encode_peer, peer_field, push_record, FORMAT};
+use crate::keys::{
+    bucket_field, bucket_of, dc_field, encode_dc, encode_meta, encode_peer, peer_field, push_record, FORMAT,
+};
 
-/// Fields to set and remove in one hash.
-#[derive(Default)]
-pub(crate) struct HashOps {
-    pub set: Vec<(Vec<u8>, Vec<u8>)>,
-    pub del: Vec<Vec<u8>>,
-}
-
-/// One atomic write: which hashes to empty first, then the fields of each.
+/// One atomic write of the session hash: replace it or not, the fields to set (an empty value
+/// is a tombstone), and the peer operations.
 #[derive(Default)]
 pub(crate) struct Plan {
-    pub clear_data: bool,
-    pub clear_peers: bool,
-    pub clear_chan: bool,
-    pub data: HashOps,
-    pub peers: HashOps,
-    pub chan: HashOps,
+    pub replace: bool,
+    pub set: Vec<(Vec<u8>, Vec<u8>)>,
     /// Peer operations, sorted by bucket: bucket, key, value (empty: remove).
     pub peer_ops: Vec<Vec<u8>>,
 }
@@ -30,19 +22,19 @@ pub(crate) struct Plan {
 impl Plan {
     /// The whole session, replacing whatever was stored.
     pub(crate) fn full(data: &SessionData) -> Result<Plan, SessionError> {
-        let mut plan = Plan { clear_data: true, clear_peers: true, clear_chan: true, ..Plan::default() };
+        let mut plan = Plan { replace: true, ..Plan::default() };
         plan.meta(data)?;
         for key in data.dcs.keys() {
             plan.dc(data, *key)?;
         }
-        plan.chan.set = data.updates.channels.iter().map(|(id, pts)| chan_pair(*id, *pts)).collect();
-        plan.peers.set = peer_pairs(&data.peers);
+        plan.set.extend(data.updates.channels.iter().map(|(id, pts)| chan_pair(*id, *pts)));
+        plan.set.extend(peer_pairs(&data.peers));
         Ok(plan)
     }
 
     /// Forgets the session (the lease stays).
     pub(crate) fn delete() -> Plan {
-        Plan { clear_data: true, clear_peers: true, clear_chan: true, ..Plan::default() }
+        Plan { replace: true, ..Plan::default() }
     }
 
     /// `changes`, already applied to `full`: the fields they touched, read from `full`.
@@ -94,14 +86,14 @@ impl Plan {
             plan.dc(full, key)?;
         }
         if all_channels {
-            plan.clear_chan = true;
-            plan.chan.set = full.updates.channels.iter().map(|(id, pts)| chan_pair(*id, *pts)).collect();
-        } else {
-            for id in channels {
-                match full.updates.channels.get(&id) {
-                    Some(pts) => plan.chan.set.push(chan_pair(id, *pts)),
-                    None => plan.chan.del.push(id.to_string().into_bytes()),
-                }
+            // The whole state was replaced: every channel stored before is dropped, which the
+            // session hash can only do by rewriting it (rare: a state reset).
+            return Plan::full(full);
+        }
+        for id in channels {
+            match full.updates.channels.get(&id) {
+                Some(pts) => plan.set.push(chan_pair(id, *pts)),
+                None => plan.set.push((chan_field(id), Vec::new())),
             }
         }
         let mut ops: Vec<([u8; 2], Vec<u8>)> = peers
@@ -123,43 +115,28 @@ impl Plan {
     }
 
     fn meta(&mut self, data: &SessionData) -> Result<(), SessionError> {
-        self.data.set.push((b"format".to_vec(), FORMAT.to_string().into_bytes()));
-        self.data.set.push((b"meta".to_vec(), encode_meta(data)?));
+        self.set.push((b"format".to_vec(), FORMAT.to_string().into_bytes()));
+        self.set.push((b"meta".to_vec(), encode_meta(data)?));
         Ok(())
     }
 
     fn dc(&mut self, data: &SessionData, key: DcKey) -> Result<(), SessionError> {
-        match encode_dc(data, key)? {
-            Some(bytes) => self.data.set.push((dc_field(key), bytes)),
-            None => self.data.del.push(dc_field(key)),
-        }
+        let value = encode_dc(data, key)?.unwrap_or_default();
+        self.set.push((dc_field(key), value));
         Ok(())
     }
 
     /// Fields written or removed, for spans.
     pub(crate) fn size(&self) -> usize {
-        [&self.data, &self.peers, &self.chan].iter().map(|h| h.set.len() + h.del.len()).sum::<usize>()
-            + self.peer_ops.len()
+        self.set.len() + self.peer_ops.len()
     }
 
     /// Adds the script's arguments after the token.
     pub(crate) fn add_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        let mut clear = String::from("-");
-        for (on, c) in [(self.clear_data, 'd'), (self.clear_peers, 'p'), (self.clear_chan, 'c')] {
-            if on {
-                clear.push(c);
-            }
-        }
-        inv.arg(clear);
-        for h in [&self.data, &self.peers, &self.chan] {
-            inv.arg(h.set.len());
-            for (f, v) in &h.set {
-                inv.arg(f.as_slice()).arg(v.as_slice());
-            }
-            inv.arg(h.del.len());
-            for f in &h.del {
-                inv.arg(f.as_slice());
-            }
+        inv.arg(if self.replace { "1" } else { "0" });
+        inv.arg(self.set.len());
+        for (f, v) in &self.set {
+            inv.arg(f.as_slice()).arg(v.as_slice());
         }
         inv.arg(self.peer_ops.len());
         for op in &self.peer_ops {
@@ -168,8 +145,12 @@ impl Plan {
     }
 }
 
+fn chan_field(id: i64) -> Vec<u8> {
+    format!("c:{id}").into_bytes()
+}
+
 fn chan_pair(id: i64, pts: i32) -> (Vec<u8>, Vec<u8>) {
-    (id.to_string().into_bytes(), pts.to_string().into_bytes())
+    (chan_field(id), pts.to_string().into_bytes())
 }
 
 /// Every peer, as whole buckets.
@@ -183,6 +164,6 @@ fn peer_pairs(cache: &PeerCache) -> Vec<(Vec<u8>, Vec<u8>)> {
         .into_iter()
         .enumerate()
         .filter(|(_, blob)| !blob.is_empty())
-        .map(|(b, blob)| (u16::try_from(b).unwrap_or(u16::MAX).to_be_bytes().to_vec(), blob))
+        .map(|(b, blob)| (bucket_field(u16::try_from(b).unwrap_or(u16::MAX).to_be_bytes()), blob))
         .collect()
 }
