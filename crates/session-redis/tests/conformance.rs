@@ -91,3 +91,26 @@ async fn redis_leases_conform() {
     })
     .await;
 }
+
+/// A batch too large for one `HSET` (staged in the scratch hash, committed by `RENAME`) merges
+/// into a stored session: what it removes is gone, what it leaves is kept, and a small batch
+/// after it still applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_merges_into_a_stored_session() {
+    let h = Sessions::new(Duration::from_secs(30));
+    let b = h.fresh().await.unwrap();
+    let mut data = session_testkit::sample_session(50);
+    b.save_session(&data).await.unwrap();
+    let old: Vec<_> = data.peers.iter().map(|p| p.key()).take(3).collect();
+    let mut changes: Vec<Change> =
+        (0..8_000i64).map(|i| Change::UpsertPeer(Peer::new(7_000_000 + i, PeerKind::Bot, -i))).collect();
+    changes.extend(old.iter().map(|k| Change::RemovePeer(*k)));
+    changes.push(Change::UpdateState(session_core::UpdateStateChange::RemoveChannel { id: 1 }));
+    data.apply_all(&changes);
+    b.persist(&changes, &data).await.unwrap();
+    let small = [Change::SetHomeDc(5)];
+    data.apply_all(&small);
+    b.persist(&small, &data).await.unwrap();
+    let b = h.reopen(Arc::new(b)).await.unwrap();
+    assert!(b.load_session().await.unwrap().as_ref() == Some(&data), "a large batch did not merge exactly");
+}
