@@ -50,7 +50,7 @@ pub enum SessionError {
         /// The file, database or input.
         resource: String,
         /// The id of the key it was sealed with (never the key).
-        key_id: crate::key::KeyId,
+        key_id: crate::key_id::KeyId,
     },
     /// The session is sealed (encrypted at rest) and was opened without a key. Nothing was
     /// changed; open it again with its key.
@@ -59,7 +59,7 @@ pub enum SessionError {
         /// The file, database or input.
         resource: String,
         /// The id of the key it was sealed with, when it could be read.
-        key_id: Option<crate::key::KeyId>,
+        key_id: Option<crate::key_id::KeyId>,
     },
     /// The data was written by a newer version of this format than this build knows.
     #[error("{what} format version {found} is newer than this build supports (up to {supported})")]
@@ -135,7 +135,7 @@ fn expiry(expires_in: &Option<std::time::Duration>) -> String {
     }
 }
 
-fn sealed_with(id: &Option<crate::key::KeyId>) -> String {
+fn sealed_with(id: &Option<crate::key_id::KeyId>) -> String {
     match id {
         Some(id) => format!(" with key {id}"),
         None => String::new(),

@@ -15,41 +15,16 @@ use chacha20poly1305::aead::OsRng;
 use zeroize::Zeroizing;
 
 use crate::error::SessionError;
+use crate::key_id::{KeyId, KEY_ID_LEN};
 
 /// Length of a [`SealingKey`] in bytes.
 pub const KEY_LEN: usize = 32;
-/// Length of a [`KeyId`] in bytes.
-pub const KEY_ID_LEN: usize = 8;
 /// Length of the salt of a passphrase derivation.
 pub const SALT_LEN: usize = 16;
 
 /// What the key id is a MAC of (under the key): a constant, so the id names the key and the key
 /// cannot be recovered from it.
 const KEY_ID_LABEL: &[u8] = b"layer-session key id v1";
-
-/// The public name of a key: the first 8 bytes of BLAKE2b-MAC(key, a constant label).
-///
-/// Stored beside every sealed value so that the right key of a [`Keyring`] is picked, and so
-/// that a value sealed with a key the keyring lacks is told from damage
-/// ([`SessionError::WrongKey`]). It reveals nothing of the key; two keys share an id with
-/// probability 2^-64.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId(pub [u8; KEY_ID_LEN]);
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({self})")
-    }
-}
 
 /// Argon2id cost parameters of a passphrase derivation. Recorded with the sealed data
 /// ([`KdfRecord`]) so that they can change in later versions without losing older data.

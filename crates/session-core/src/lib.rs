@@ -10,6 +10,7 @@ mod error;
 pub mod fs;
 mod holder;
 mod key;
+mod key_id;
 pub mod lease;
 mod memory;
 mod model;
@@ -23,7 +24,8 @@ pub use auth_key::{AuthKey, AUTH_KEY_LEN};
 pub use backend::SessionBackend;
 pub use change::{Change, UpdateStateChange};
 pub use error::{BoxError, Result, SessionError};
-pub use key::{KdfParams, KdfRecord, KeyId, Keyring, Passphrase, SealingKey, KEY_ID_LEN, KEY_LEN, SALT_LEN};
+pub use key::{KdfParams, KdfRecord, Keyring, Passphrase, SealingKey, KEY_LEN, SALT_LEN};
+pub use key_id::{KeyId, KEY_ID_LEN};
 pub use lease::{
     Lease, LeaseGrant, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, MemoryLeases, DEFAULT_LEASE_TTL,
 };

@@ -30,7 +30,8 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 use crate::error::SessionError;
-use crate::key::{KdfRecord, KeyId, Keyring, SealingKey, KEY_ID_LEN};
+use crate::key::{KdfRecord, Keyring, SealingKey};
+use crate::key_id::{KeyId, KEY_ID_LEN};
 
 /// The envelope layout this build writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
