@@ -344,3 +344,36 @@ async fn no_key_passphrase_or_secret_appears_in_any_span_or_event() {
 }
 
 const T: &str = "session_file";
+
+#[tokio::test]
+async fn a_rotation_that_fails_at_any_step_leaves_a_file_the_rotated_keyring_reads() {
+    use session_file::failpoint::{Failpoints, Step};
+    for step in [Step::TempWrite, Step::TempSync, Step::Rename, Step::DirSync] {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.session");
+        let before = sealed_file(&path, Keyring::new(key(10))).await;
+        let rotated = || Keyring::new(key(11)).with_old_key(key(10));
+        let failpoints = Failpoints::new();
+        failpoints.arm(step, std::io::ErrorKind::Other);
+        let backend =
+            BinaryFileBackend::open_with_key_and_failpoints(&path, rotated(), failpoints.clone()).await.expect("open");
+        let mut after = before.clone();
+        let batch = [Change::SetHomeDc(4)];
+        after.apply_all(&batch);
+        let result = backend.persist(&batch, &after).await;
+        assert_eq!(failpoints.fired(), vec![step], "{step:?}");
+        assert!(result.is_err(), "{step:?}: the failed write is reported");
+        drop(backend);
+        // Old or new, never lost: the rotated keyring opens whatever is there, and what it
+        // reads is the session before or after the change.
+        let reopened = BinaryFileBackend::open_with_key(&path, rotated()).await.expect("reopen");
+        let read = reopened.load_session().await.expect("load").expect("some");
+        assert!(read == before || read == after, "{step:?}: neither the old nor the new session");
+        // The retried write completes the rotation.
+        reopened.persist(&batch, &after).await.expect("retry");
+        assert_eq!(reopened.sealed_with(), Some(key(11).id()), "{step:?}");
+        drop(reopened);
+        let last = BinaryFileBackend::open_with_key(&path, Keyring::new(key(11))).await.expect("new key alone");
+        assert_eq!(last.load_session().await.expect("load"), Some(after));
+    }
+}
