@@ -140,3 +140,10 @@ async fn a_sealed_backend_publishes_sealed_strings_and_reads_them_back() {
     assert_eq!(again.load_session().await.expect("load"), Some(next));
     assert!(!format!("{again:?}").contains(&published[4..20]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_a_sealed_backend() {
+    use session_core::BoxError;
+    use session_testkit::{run_all, Fresh};
+    run_all(&Fresh(|| async { Ok::<_, BoxError>(StringSessionBackend::new_sealed("", Keyring::new(key(9)))) })).await;
+}
