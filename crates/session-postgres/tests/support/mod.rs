@@ -129,32 +129,66 @@ impl Postgres {
         panic!("postgres did not listen within 30 s");
     }
 
-    /// SIGKILL to every process of the server (postmaster and backends: its process group,
-    /// which `runuser` may have made apart from the child we spawned).
-    pub fn kill(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+    /// The postmaster and its children (each backend calls setsid(): they are not in the
+    /// postmaster's process group).
+    fn pids(&self) -> Vec<u32> {
         let pid_file = self.dir.path().join("data").join("postmaster.pid");
-        let postmaster = std::fs::read_to_string(&pid_file)
+        let Some(postmaster) = std::fs::read_to_string(pid_file)
             .ok()
-            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
-        let mut groups = vec![child.id()];
-        if let Some(pid) = postmaster {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Field 5 (after the parenthesized name) is the process group.
-            if let Some(pgid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)) {
-                if let Ok(pgid) = pgid.parse::<u32>() {
-                    groups.push(pgid);
-                }
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return Vec::new();
+        };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(postmaster) {
+                pids.push(pid);
             }
         }
-        for group in groups {
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).stderr(Stdio::null()).status();
+        pids
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to every process of the server.
+    pub fn signal(&self, signal: &str) {
+        let pids = self.pids();
+        assert!(!pids.is_empty(), "no server process to signal");
+        let mut cmd = Command::new("kill");
+        cmd.arg(format!("-{signal}")).arg("--");
+        for pid in pids {
+            cmd.arg(pid.to_string());
         }
-        let _ = child.kill();
+        let _ = cmd.stderr(Stdio::null()).status();
+        // `runuser` stops itself when its child stops: it must go on too, or it never reaps
+        // the postmaster.
+        if signal != "STOP" {
+            if let Some(child) = &self.child {
+                let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).stderr(Stdio::null()).status();
+            }
+        }
+    }
+
+    /// SIGKILL to every process of the server (postmaster and backends), then waits for them.
+    pub fn kill(&mut self) {
+        let pids = self.pids();
+        if !pids.is_empty() {
+            self.signal("KILL");
+        }
+        let Some(mut child) = self.child.take() else { return };
+        if pids.is_empty() {
+            let _ = child.kill();
+        }
+        // `runuser` reaps the postmaster and exits: no zombie keeps its pid (a restart would
+        // take it for a live postmaster).
         let _ = child.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
-        if let Some(pid) = postmaster {
-            while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        for pid in pids {
+            while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
