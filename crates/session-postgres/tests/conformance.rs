@@ -121,3 +121,21 @@ async fn tokio_postgres_admin(pg: &Postgres) -> tokio_postgres::Client {
     tokio::spawn(conn);
     client
 }
+
+/// Twenty races of two backends opening one session (over the socket and over TCP): exactly one
+/// owner each time, the other `Locked` naming it; closing hands the session over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_opens_have_exactly_one_owner() {
+    let pg = Postgres::start();
+    let (unix, tcp) = (pg.url(), pg.tcp_url());
+    for round in 0..20 {
+        let opts = PostgresOptions::new().session(&format!("race{}", round % 3));
+        let (a, b) = tokio::join!(opts.open(&unix), opts.open(&tcp));
+        let (owner, refused) = match (a, b) {
+            (Ok(owner), Err(e)) | (Err(e), Ok(owner)) => (owner, e),
+            (a, b) => panic!("round {round}: not exactly one owner: {:?} / {:?}", a.map(drop), b.map(drop)),
+        };
+        assert!(matches!(refused, SessionError::Locked { holder: Some(_), .. }), "round {round}: {refused:?}");
+        owner.close().await.unwrap();
+    }
+}
