@@ -243,17 +243,18 @@ enum Entry {
 pub struct Keyring {
     primary: Entry,
     older: Vec<Entry>,
-    /// Keys derived so far: (index of the entry, 0 for the primary), record, key.
-    derived: Mutex<Vec<(usize, KdfRecord, Arc<SealingKey>)>>,
+    /// Keys derived so far: (index of the entry, 0 for the primary), record, key. Shared by
+    /// clones, so a backend that keeps a clone does not derive a passphrase's key again.
+    derived: Arc<Mutex<Vec<Derived>>>,
 }
+
+/// A key derived from a passphrase entry of a [`Keyring`]: (index of the entry, 0 for the
+/// primary), the record it was derived under, the key.
+type Derived = (usize, KdfRecord, Arc<SealingKey>);
 
 impl Clone for Keyring {
     fn clone(&self) -> Self {
-        Keyring {
-            primary: self.primary.clone(),
-            older: self.older.clone(),
-            derived: Mutex::new(self.derived.lock().unwrap_or_else(PoisonError::into_inner).clone()),
-        }
+        Keyring { primary: self.primary.clone(), older: self.older.clone(), derived: Arc::clone(&self.derived) }
     }
 }
 
@@ -279,17 +280,13 @@ impl From<SealingKey> for Keyring {
 impl Keyring {
     /// A keyring that seals (and opens) with `key`.
     pub fn new(key: SealingKey) -> Keyring {
-        Keyring { primary: Entry::Key(Arc::new(key)), older: Vec::new(), derived: Mutex::new(Vec::new()) }
+        Keyring { primary: Entry::Key(Arc::new(key)), older: Vec::new(), derived: Arc::default() }
     }
 
     /// A keyring that seals with the key of `passphrase` (Argon2id with `params` when it
     /// derives a new one) and opens whatever that passphrase sealed, under any stored salt.
     pub fn from_passphrase(passphrase: Passphrase, params: KdfParams) -> Keyring {
-        Keyring {
-            primary: Entry::Passphrase { passphrase, params },
-            older: Vec::new(),
-            derived: Mutex::new(Vec::new()),
-        }
+        Keyring { primary: Entry::Passphrase { passphrase, params }, older: Vec::new(), derived: Arc::default() }
     }
 
     /// Adds a key that opens, but never seals (an older key during a rotation).
@@ -374,7 +371,7 @@ impl Keyring {
         passphrase: &Passphrase,
         record: &KdfRecord,
     ) -> Result<Arc<SealingKey>, SessionError> {
-        let cached = |cache: &[(usize, KdfRecord, Arc<SealingKey>)]| {
+        let cached = |cache: &[Derived]| {
             cache.iter().find(|(i, r, _)| *i == index && r == record).map(|(_, _, k)| Arc::clone(k))
         };
         if let Some(k) = cached(&self.derived.lock().unwrap_or_else(PoisonError::into_inner)) {

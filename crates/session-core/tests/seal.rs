@@ -235,3 +235,14 @@ fn key_ids_are_stable_and_distinct() {
     let b = SealingKey::generate();
     assert_ne!(a.id(), b.id());
 }
+
+#[test]
+fn clones_of_a_keyring_share_the_keys_derived_by_any_of_them() {
+    // A backend keeps a clone of the keyring it was given: a passphrase's key derived while
+    // opening must not be derived again (tens of milliseconds) or, for sealing, under a new salt.
+    let ring = Keyring::from_passphrase(Passphrase::new("shared"), FAST);
+    let copy = ring.clone();
+    let key = ring.sealing_key(None).expect("derive");
+    assert!(copy.known_ids().contains(&key.id()));
+    assert_eq!(copy.sealing_key(None).expect("cached").id(), key.id());
+}
