@@ -395,8 +395,15 @@ mod tests {
             all.extend(crate::load_queries(v).map(|(_, s)| s.to_owned()));
         }
         all.extend(
-            [crate::REGISTER_SESSION, crate::SESSION_ID, crate::LIST_SESSIONS, crate::LIST_SESSIONS_WITH_LEASES]
-                .map(str::to_owned),
+            [
+                crate::REGISTER_SESSION,
+                crate::SESSION_ID,
+                crate::LIST_SESSIONS,
+                crate::LIST_SESSIONS_WITH_LEASES,
+                crate::LOAD_PEER_CHUNKS_AFTER,
+                crate::LOAD_CHUNK_RANGES,
+            ]
+            .map(str::to_owned),
         );
         all.extend(LOAD_QUERIES.iter().map(|(_, s)| (*s).to_owned()));
         all.extend(
