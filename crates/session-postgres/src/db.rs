@@ -12,9 +12,85 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use session_core::SessionError;
 use session_sql::dialect::Dialect;
 use session_sql::{SqlValue, SqlValueRef, Statement};
+use std::str::FromStr as _;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{FromSql, ToSql, Type};
+
+use tokio_postgres::config::Host;
 use tokio_postgres::{Row, Socket};
+
+/// A TLS connector `tokio-postgres` accepts (`tokio_postgres::NoTls`, or the `MakeTlsConnector`
+/// of `postgres-native-tls` or `tokio-postgres-rustls`).
+pub trait Tls: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static {}
+impl<T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static> Tls for T {}
+
+/// The pool for `url` with the session's schema as `search_path`.
+pub(crate) fn connect<T>(
+    url: &str,
+    session: &str,
+    schema: &str,
+    timeout: Duration,
+    tls: T,
+    size: usize,
+) -> Result<Db, SessionError>
+where
+    T: Tls,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    session_sql::check_name(session)?;
+    check_schema(schema)?;
+    // The parser's message may quote the string, password included: it is not passed on.
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|_| SessionError::invalid("PostgreSQL URL", "not a postgres:// URL or key=value connection string"))?;
+    let resource = format!("{}#{session}", shown(&config));
+    let mut startup = config.get_options().map(str::to_owned).unwrap_or_default();
+    if !startup.is_empty() {
+        startup.push(' ');
+    }
+    startup.push_str(&format!("-c search_path={schema}"));
+    config.options(&startup);
+    if config.get_application_name().is_none() {
+        config.application_name("layer-session");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
+    Db::new(config, tls, size, resource, timeout)
+}
+
+/// `postgres://user@host:port/db`, without the password.
+fn shown(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().copied().chain(std::iter::repeat(5432)))
+        .map(|(h, port)| match h {
+            Host::Tcp(name) => format!("{name}:{port}"),
+            Host::Unix(dir) => format!("[{}]:{port}", dir.display()),
+        })
+        .collect();
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    format!("postgres://{user}{}/{}", hosts.join(","), config.get_dbname().unwrap_or(""))
+}
+
+/// Checks a schema name: 1 to 63 ASCII letters, digits or `_`, not starting with a digit (it
+/// goes into the connection's `search_path` and into SQL text).
+pub(crate) fn check_schema(schema: &str) -> Result<(), SessionError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SessionError::invalid(
+            "PostgreSQL schema name",
+            format!("{schema:?}: use 1 to 63 ASCII letters, digits or '_'"),
+        ))
+    }
+}
 
 /// One pool of connections to the database, with the session's schema as `search_path`.
 pub(crate) struct Db {

@@ -8,11 +8,11 @@ use session_core::async_trait;
 use session_core::{LeaseGrant, LeaseHolder, LeaseStore, SessionError};
 use session_sql::lease;
 
-use crate::db::{cells, execute, query, Db};
+use crate::db::{cells, connect, execute, query, Db, Tls};
 use crate::schema;
 
 /// One session's lease on a PostgreSQL server: the [`LeaseStore`] a
-/// [`PostgresBackend`](crate::PostgresBackend) holds through a [`session_core::Lease`]. Public
+/// `PostgresBackend` holds through a [`session_core::Lease`]. Public
 /// for tools that look at or manage leases (and for conformance runs); a backend takes its own.
 #[derive(Debug)]
 pub struct PostgresLeases {
@@ -23,24 +23,23 @@ pub struct PostgresLeases {
 
 impl PostgresLeases {
     /// Connects (a pool of one connection of its own) to the lease of session `name` in the
-    /// database at `url`, as [`PostgresOptions::open`](crate::PostgresOptions::open) would; every
+    /// database at `url`, in the default schema (`layer_session`), as a backend would; every
     /// call fails with [`SessionError::Unavailable`] after `timeout`.
     pub fn connect(url: &str, name: &str, timeout: Duration) -> Result<Self, SessionError> {
-        let options = crate::PostgresOptions::new().session(name).call_timeout(timeout);
-        Self::with(url, &options, tokio_postgres::NoTls)
+        Self::with(url, name, schema::DEFAULT_SCHEMA, timeout, tokio_postgres::NoTls)
     }
 
-    pub(crate) fn with<T>(url: &str, options: &crate::PostgresOptions, tls: T) -> Result<Self, SessionError>
+    pub(crate) fn with<T>(url: &str, name: &str, schema: &str, timeout: Duration, tls: T) -> Result<Self, SessionError>
     where
-        T: crate::Tls,
+        T: Tls,
         T::Stream: Sync + Send,
         T::TlsConnect: Sync + Send,
         <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
     {
         Ok(PostgresLeases {
-            db: crate::connect(url, options, tls, 1)?,
-            name: options.session.clone(),
-            schema: options.schema.clone(),
+            db: connect(url, name, schema, timeout, tls, 1)?,
+            name: name.to_owned(),
+            schema: schema.to_owned(),
         })
     }
 }

@@ -5,7 +5,6 @@ mod lease;
 mod schema;
 mod trace;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,13 +13,13 @@ use session_core::{
     codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
 };
 use session_sql::{SessionId, SessionRows, SqlValue, Statement, LOAD_QUERIES};
-use tokio_postgres::config::Host;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::{IsolationLevel, Socket};
 use tracing::field::Empty;
 use tracing::Instrument as _;
 
-use crate::db::{cells, execute, query, Db};
+pub use crate::db::Tls;
+use crate::db::{cells, connect, execute, query, Db};
 pub use crate::lease::PostgresLeases;
 pub use crate::schema::DEFAULT_SCHEMA;
 pub use session_sql::lease::DEFAULT_SESSION;
@@ -31,11 +30,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections a backend keeps for its session's data (its lease has one more of its own).
 pub const DEFAULT_POOL_SIZE: usize = 4;
-
-/// A TLS connector `tokio-postgres` accepts (`tokio_postgres::NoTls`, or the `MakeTlsConnector`
-/// of `postgres-native-tls` or `tokio-postgres-rustls`).
-pub trait Tls: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static {}
-impl<T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static> Tls for T {}
 
 /// How a [`PostgresBackend`] reaches its server and owns its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,14 +121,13 @@ impl PostgresOptions {
         T::TlsConnect: Sync + Send,
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
-        let db = connect(url, self, tls.clone(), self.pool_size)?;
+        let db = connect(url, &self.session, &self.schema, self.timeout, tls.clone(), self.pool_size)?;
         let span = tracing::info_span!("open", backend = "postgres", url = %db.resource, lease_token = Empty, elapsed_us = Empty);
         let open = async {
             schema::check(&db, &self.schema).await?;
             // The lease's calls end by themselves before the keeper's own bound would cancel them.
-            let mut lease_options = self.clone();
-            lease_options.timeout = self.timeout.min(self.lease.call_timeout() * 4 / 5);
-            let store = PostgresLeases::with(url, &lease_options, tls)?;
+            let timeout = self.timeout.min(self.lease.call_timeout() * 4 / 5);
+            let store = PostgresLeases::with(url, &self.session, &self.schema, timeout, tls)?;
             let lease = Lease::acquire(Arc::new(store), self.lease).await?;
             tracing::Span::current().record("lease_token", lease.token());
             match schema::migrate(&db, &self.schema, &self.session).await {
@@ -154,50 +147,6 @@ impl PostgresOptions {
         };
         trace::timed(span, open).await
     }
-}
-
-/// The pool for `url` with the session's schema as `search_path`.
-pub(crate) fn connect<T>(url: &str, options: &PostgresOptions, tls: T, size: usize) -> Result<Db, SessionError>
-where
-    T: Tls,
-    T::Stream: Sync + Send,
-    T::TlsConnect: Sync + Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
-    session_sql::check_name(&options.session)?;
-    schema::check_schema(&options.schema)?;
-    // The parser's message may quote the string, password included: it is not passed on.
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|_| SessionError::invalid("PostgreSQL URL", "not a postgres:// URL or key=value connection string"))?;
-    let resource = format!("{}#{}", shown(&config), options.session);
-    let mut startup = config.get_options().map(str::to_owned).unwrap_or_default();
-    if !startup.is_empty() {
-        startup.push(' ');
-    }
-    startup.push_str(&format!("-c search_path={}", options.schema));
-    config.options(&startup);
-    if config.get_application_name().is_none() {
-        config.application_name("layer-session");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(options.timeout);
-    }
-    Db::new(config, tls, size, resource, options.timeout)
-}
-
-/// `postgres://user@host:port/db`, without the password.
-fn shown(config: &tokio_postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .zip(config.get_ports().iter().copied().chain(std::iter::repeat(5432)))
-        .map(|(h, port)| match h {
-            Host::Tcp(name) => format!("{name}:{port}"),
-            Host::Unix(dir) => format!("[{}]:{port}", dir.display()),
-        })
-        .collect();
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
-    format!("postgres://{user}{}/{}", hosts.join(","), config.get_dbname().unwrap_or(""))
 }
 
 /// A named session in a PostgreSQL database: session-sql's tables (in the schema

@@ -9,29 +9,10 @@ use session_sql::{SessionId, Statement, APPLICATION_ID};
 
 use crate::db::{cells, execute, query, Db};
 
-/// The PostgreSQL schema (namespace) the tables live in unless [`PostgresOptions::schema`]
-/// says otherwise: a schema of their own keeps them apart from an application's tables in
+/// The PostgreSQL schema (namespace) the tables live in unless `PostgresOptions::schema` says
+/// otherwise: a schema of their own keeps them apart from an application's tables in
 /// `public`.
-///
-/// [`PostgresOptions::schema`]: crate::PostgresOptions::schema
 pub const DEFAULT_SCHEMA: &str = "layer_session";
-
-/// Checks a schema name: 1 to 63 ASCII letters, digits or `_`, not starting with a digit (it
-/// goes into the connection's `search_path` and into SQL text).
-pub(crate) fn check_schema(schema: &str) -> Result<(), SessionError> {
-    let ok = !schema.is_empty()
-        && schema.len() <= 63
-        && !schema.starts_with(|c: char| c.is_ascii_digit())
-        && schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(SessionError::invalid(
-            "PostgreSQL schema name",
-            format!("{schema:?}: use 1 to 63 ASCII letters, digits or '_'"),
-        ))
-    }
-}
 
 /// `schema` as a quoted identifier (checked names hold no quote).
 pub(crate) fn quoted(schema: &str) -> String {
