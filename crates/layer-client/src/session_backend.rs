@@ -26,12 +26,12 @@ pub use session_file::BinaryFileBackend;
 #[cfg(feature = "libsql-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "libsql-session")))]
 pub use session_libsql::LibSqlBackend;
-#[cfg(feature = "redis-session")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis-session")))]
-pub use session_redis::{RedisBackend, RedisOptions};
 #[cfg(feature = "postgres-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres-session")))]
 pub use session_postgres::{PostgresBackend, PostgresOptions};
+#[cfg(feature = "redis-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-session")))]
+pub use session_redis::{RedisBackend, RedisOptions};
 #[cfg(feature = "sqlite-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite-session")))]
 pub use session_sqlite::SqliteBackend;
