@@ -79,6 +79,17 @@ async fn two_backends_on_one_session_have_one_owner() {
     data.apply_all(std::slice::from_ref(&change));
     owner.persist(std::slice::from_ref(&change), &data).await.unwrap();
     assert!(other.load_session().await.unwrap().is_none(), "a row crossed into another session");
+    // session-sql's listing, translated, runs on PostgreSQL: both names, each with its holder.
+    let admin = tokio_postgres_admin(&pg).await;
+    admin.batch_execute("SET search_path = layer_session").await.unwrap();
+    let list = session_sql::dialect::Dialect::Postgres.translate(session_sql::LIST_SESSIONS_WITH_LEASES);
+    let rows = admin.query(list.as_ref(), &[]).await.unwrap();
+    let listed: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(2).is_some()))
+        .filter(|(n, _)| n != "default")
+        .collect();
+    assert_eq!(listed, [("other".to_owned(), true), ("shared".to_owned(), true)]);
     // Closing hands over at once.
     owner.close().await.unwrap();
     let next = opts.open(&pg.url()).await.unwrap();
