@@ -127,8 +127,10 @@ async fn fifty_remote_sessions_ten_processes_writing_at_once_stay_apart() {
     let url = sqld.url();
     let open =
         async |name: &str| LibSqlBackend::open_remote_with(&url, "", RemoteOptions::default().session(name)).await;
-    // Each process writes its sessions in turn: ten writers at once on the server.
-    let acked = run_owners(&format!("remote:{url}"), 1, open).await;
+    // Each process writes its sessions in turn: ten writers at once on the server
+    // (`LAYER_SOAK_NAMED_PARALLEL=5`: all fifty at once).
+    let parallel = std::env::var("LAYER_SOAK_NAMED_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let acked = run_owners(&format!("remote:{url}"), parallel, open).await;
     check_sessions(&acked, open).await;
     // Listed by name with their leases, all released by the owners' close.
     let listed = LibSqlBackend::list_remote_sessions(&url, "", Duration::from_secs(10)).await.unwrap();
