@@ -141,15 +141,27 @@ async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
                     }),
                 ];
                 full.apply_all(&changes);
-                match backend.persist(&changes, &full).await {
-                    Ok(()) => {
-                        say(format!("ACK {name} {i}"));
-                        // An account writes now and then, not in a tight loop.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err(e) => {
-                        let e = SessionError::from_boxed(e, "libsql");
-                        return say(format!("ERR {name} {} {e}", kind(&e)));
+                // As the store does: a call that timed out (it may or may not have committed)
+                // is sent again with the same changes, which are idempotent. Only an `Ok` is
+                // acknowledged; the parent counts the retries.
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match backend.persist(&changes, &full).await {
+                        Ok(()) => {
+                            say(format!("ACK {name} {i}"));
+                            // An account writes now and then, not in a tight loop.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            break;
+                        }
+                        Err(e) => {
+                            let e = SessionError::from_boxed(e, "libsql");
+                            if matches!(e, SessionError::Unavailable { .. }) && attempts < 3 {
+                                say(format!("RETRY {name} {i} {e}"));
+                                continue;
+                            }
+                            return say(format!("ERR {name} {} {e}", kind(&e)));
+                        }
                     }
                 }
             }
