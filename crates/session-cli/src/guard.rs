@@ -109,9 +109,7 @@ fn lock_folder(dest: &Path, lock_file: &Path) -> Result<File, CliError> {
         .map_err(|e| CliError::dest(shown_path(dest), format!("cannot open its lock file: {e}")))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => {
-            Err(held(dest, &SessionError::locked(dest.display().to_string(), None)))
-        }
+        Err(TryLockError::WouldBlock) => Err(held(dest, &SessionError::locked(dest.display().to_string(), None))),
         Err(TryLockError::Error(e)) => Err(CliError::dest(shown_path(dest), format!("cannot lock it: {e}"))),
     }
 }

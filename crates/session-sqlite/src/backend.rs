@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
+use rusqlite::types::ValueRef;
+use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use session_core::fs::{private_options, sync_dir, OwnerLock};
 use session_core::{
     codec, BoxError, Change, DcFlags, DcKey, PeerKey, SessionBackend, SessionData, SessionError, UpdateState,
@@ -16,8 +16,9 @@ use tracing::field::Empty;
 use tracing::Span;
 
 use crate::trace::{micros, timed, timed_sync};
+use crate::values::{value_ref, Param};
 use session_sql::lease::DEFAULT_SESSION;
-use session_sql::{Known, SessionId, SessionInfo, SessionRows, SqlValue, SqlValueRef, Statement, Table};
+use session_sql::{Known, SessionId, SessionInfo, SessionRows, SqlValueRef, Statement, Table};
 
 const NAME: &str = "sqlite";
 
@@ -1212,34 +1213,6 @@ fn fold_overlay(conn: &Connection, sid: SessionId, resource: &str) -> Result<Row
         );
     }
     Ok(RowCounts::saved(peers.len()))
-}
-
-pub(crate) fn value_ref<'a>(v: ValueRef<'a>, resource: &str) -> Result<SqlValueRef<'a>, SessionError> {
-    Ok(match v {
-        ValueRef::Null => SqlValueRef::Null,
-        ValueRef::Integer(i) => SqlValueRef::Integer(i),
-        ValueRef::Real(f) => SqlValueRef::Real(f),
-        ValueRef::Text(t) => SqlValueRef::Text(
-            std::str::from_utf8(t).map_err(|_| SessionError::corrupt(resource, "text that is not UTF-8"))?,
-        ),
-        ValueRef::Blob(b) => SqlValueRef::Blob(b),
-    })
-}
-
-/// A plan's parameter bound through rusqlite (a wrapper: `SqlValue` is `session-sql`'s type and
-/// `ToSql` rusqlite's, so neither crate's impl may be written here on the bare type).
-pub(crate) struct Param<'a>(pub(crate) &'a SqlValue);
-
-impl ToSql for Param<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self.0 {
-            SqlValue::Null => ValueRef::Null,
-            SqlValue::Integer(v) => ValueRef::Integer(*v),
-            SqlValue::Real(v) => ValueRef::Real(*v),
-            SqlValue::Text(v) => ValueRef::Text(v.as_bytes()),
-            SqlValue::Blob(v) => ValueRef::Blob(v),
-        }))
-    }
 }
 
 fn foreign_database(resource: &str, tables: &[String]) -> SessionError {

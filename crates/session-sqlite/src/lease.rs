@@ -14,7 +14,8 @@ use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
 use session_core::{LeaseGrant, LeaseHolder, LeaseStore, SessionError};
 use session_sql::{lease, SqlValueRef, Statement};
 
-use crate::backend::{map_sql, value_ref, Param};
+use crate::backend::map_sql;
+use crate::values::{value_ref, Param};
 
 /// The lease of one named session in an existing SQLite database of ours.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@ mod lease;
 pub mod read_only;
 pub mod schema;
 mod trace;
+mod values;
 
 pub use backend::{Durability, SqliteBackend};
 pub use lease::SqliteLeases;

@@ -30,7 +30,7 @@ use session_core::{SessionData, SessionError};
 use session_sql::lease::DEFAULT_SESSION;
 use session_sql::{load_queries, SessionInfo, SessionRows, APPLICATION_ID, SCHEMA_VERSION};
 
-use crate::backend::value_ref;
+use crate::values::value_ref;
 
 /// The first bytes of every SQLite database file (how a tool tells one from other files).
 pub const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";

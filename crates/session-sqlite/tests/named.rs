@@ -28,7 +28,8 @@ async fn sessions_of_one_file_keep_their_rows_apart() {
     bob.save_session(&peers(1_000_000, 10)).await.unwrap();
     let mut full = peers(0, 10_000);
     for i in 0..5_000 {
-        let changes = [Change::UpsertPeer(Peer::new(20_000 + i, PeerKind::User, 7)), Change::RemovePeer(PeerKey::user(i))];
+        let changes =
+            [Change::UpsertPeer(Peer::new(20_000 + i, PeerKind::User, 7)), Change::RemovePeer(PeerKey::user(i))];
         full.apply_all(&changes);
         alice.persist(&changes, &full).await.unwrap();
     }
