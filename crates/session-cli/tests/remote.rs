@@ -106,7 +106,7 @@ async fn a_remote_session_held_by_a_running_program_is_not_replaced() {
     held.apply(&Change::SetHomeDc(4));
     holder.save_session(&held).await.expect("save");
     let src = dir.path().join("ferogram/ferogram-v8-dev.session");
-    let args = vec!["convert".to_owned(), "--force".to_owned(), s(&src).to_owned(), url.clone()];
+    let args = ["convert".to_owned(), "--force".to_owned(), s(&src).to_owned(), url.clone()];
     let convert = move || {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         run(&refs)
