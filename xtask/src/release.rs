@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::{cargo, root, run, setup};
 
 /// The crates published to crates.io, in dependency order (each after what it depends on).
-pub const PUBLISHED: [&str; 10] = [
+pub const PUBLISHED: [&str; 12] = [
     "session-core",
     "session-testkit",
     "session-interop",
@@ -18,6 +18,8 @@ pub const PUBLISHED: [&str; 10] = [
     "session-sql",
     "session-sqlite",
     "session-libsql",
+    "session-redis",
+    "session-postgres",
     "layer-client",
     "session-cli",
 ];
