@@ -26,9 +26,21 @@
 //! A backend implements [`LeaseStore`] (three small operations, usually one statement each) and
 //! gets the keeper, the fence and the status watch from [`Lease`]. `session-testkit` checks a
 //! `LeaseStore` against this contract.
+//!
+//! # Many sessions, one request per renewal
+//!
+//! A process may own many sessions of one database (a bot fleet: 1,000 accounts). Renewing each
+//! lease on its own would send one request per session every renewal interval. A store that can
+//! renew several leases at once says so with [`LeaseStore::batch`] (which database it reaches,
+//! and which session it is in there) and implements [`LeaseStore::renew_many`] (one statement for
+//! all of them); the leases of one group then share one renewer in this process, and each
+//! renewal interval costs one request for the whole group. A lease that the store refuses in the
+//! batch (taken over after it expired) is lost alone; the others stay held. A store without
+//! `batch` keeps one keeper per lease, as before.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -77,6 +89,66 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// Gives the lease of `token` up.
     async fn release(&self, token: u64) -> Result<(), SessionError>;
+
+    /// Where this store's lease can be renewed together with others: stores that return the
+    /// same [`LeaseBatch::group`] reach one database with the same rights, and any of them can
+    /// renew the leases of all of them with [`renew_many`](LeaseStore::renew_many). Default
+    /// `None`: the lease is renewed on its own.
+    fn batch(&self) -> Option<LeaseBatch> {
+        None
+    }
+
+    /// Renews several leases of this store's [`batch`](LeaseStore::batch) group with as few
+    /// requests as the store can (the SQL stores: one statement). Returns one result per
+    /// renewal, in order, each as [`renew`](LeaseStore::renew) would: a grant, or
+    /// [`SessionError::LeaseLost`] for a token that is no longer current. `Err` is for the
+    /// request as a whole (the store unreachable): nothing is known of any lease.
+    ///
+    /// The default renews one by one with [`renew`](LeaseStore::renew), which addresses this
+    /// store's own session only: a store that returns a group from `batch` must implement this.
+    /// A renewal naming another session is refused as a backend error by the default.
+    async fn renew_many(
+        &self,
+        renewals: &[Renewal],
+        ttl: Duration,
+    ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+        let own = self.batch().map(|b| b.session);
+        let mut out = Vec::with_capacity(renewals.len());
+        for r in renewals {
+            match &own {
+                Some(own) if *own != r.session => out.push(Err(SessionError::Backend {
+                    backend: self.resource(),
+                    source: format!(
+                        "this lease store renews only its own session, not {:?} (it must implement renew_many)",
+                        r.session
+                    )
+                    .into(),
+                })),
+                _ => out.push(self.renew(r.token, ttl).await),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Which leases a store can renew in one request (see [`LeaseStore::batch`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseBatch {
+    /// The database and the rights used to reach it (a URL and a digest of the credentials, for
+    /// instance; never shown to anyone, so it may hold what a message may not). Leases whose
+    /// stores return the same group share one renewer.
+    pub group: String,
+    /// This store's session inside the group, as [`Renewal::session`] names it.
+    pub session: String,
+}
+
+/// One lease of a [`LeaseStore::renew_many`] call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// The session, as its store's [`LeaseBatch::session`] names it.
+    pub session: String,
+    /// The token to renew.
+    pub token: u64,
 }
 
 #[async_trait]
@@ -92,6 +164,16 @@ impl<T: LeaseStore + ?Sized> LeaseStore for Arc<T> {
     }
     async fn release(&self, token: u64) -> Result<(), SessionError> {
         (**self).release(token).await
+    }
+    fn batch(&self) -> Option<LeaseBatch> {
+        (**self).batch()
+    }
+    async fn renew_many(
+        &self,
+        renewals: &[Renewal],
+        ttl: Duration,
+    ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+        (**self).renew_many(renewals, ttl).await
     }
 }
 
@@ -202,6 +284,8 @@ pub struct Lease {
     store: Arc<dyn LeaseStore>,
     keeper: Mutex<Option<JoinHandle<()>>>,
     holder: LeaseHolder,
+    /// The shared renewer of the store's batch group, kept alive by its members.
+    _group: Option<Arc<Group>>,
 }
 
 impl fmt::Debug for Lease {
@@ -244,9 +328,12 @@ impl Lease {
         let (tx, _) = watch::channel(LeaseStatus::Held { token: grant.token, valid_until });
         let shared =
             Arc::new(Shared { status: tx, token: grant.token, margin: options.margin(), resource: store.resource() });
-        let keeper = tokio::spawn(keep(Arc::downgrade(&shared), store.clone(), options));
+        let (keeper, group) = match store.batch() {
+            Some(batch) => (None, Some(Group::join(batch, &shared, &store, options))),
+            None => (Some(tokio::spawn(keep(Arc::downgrade(&shared), store.clone(), options))), None),
+        };
         tracing::debug!(resource = %shared.resource, token = grant.token, holder = %holder, "lease acquired");
-        Ok(Lease { shared, store, keeper: Mutex::new(Some(keeper)), holder })
+        Ok(Lease { shared, store, keeper: Mutex::new(keeper), holder, _group: group })
     }
 
     /// The fencing token of this ownership.
@@ -361,44 +448,187 @@ async fn bounded<T>(
     }
 }
 
-/// The keeper: renews every `renew_every`; when a renewal fails, retries every tenth of the time
-/// to live; suspends the lease once the margin before expiry is reached without a success; a
-/// refused token ends it.
-async fn keep(shared: std::sync::Weak<Shared>, store: Arc<dyn LeaseStore>, options: LeaseOptions) {
+/// What one renewal's answer means for the lease.
+enum Renewed {
+    /// Renewed: the next renewal comes after the usual interval.
+    Held,
+    /// Not renewed this time (unreachable): retry soon.
+    Retry,
+    /// Lost or given up: no more renewals.
+    Done,
+}
+
+/// Applies the answer to a renewal sent at `sent`: held again, suspended once the margin before
+/// expiry is reached without a success, lost for a refused token.
+fn settle(
+    shared: &Shared,
+    answer: Result<LeaseGrant, SessionError>,
+    sent: Instant,
+    options: &LeaseOptions,
+    valid_until: Option<Instant>,
+) -> Renewed {
     let retry = options.ttl / 10;
+    match answer {
+        Ok(grant) => {
+            shared.set(LeaseStatus::Held { token: shared.token, valid_until: sent + grant.ttl.min(options.ttl) });
+            Renewed::Held
+        }
+        Err(SessionError::LeaseLost { reason, .. }) => {
+            tracing::warn!(resource = %shared.resource, token = shared.token, reason = %reason, "lease lost");
+            shared.set(LeaseStatus::Lost { reason });
+            Renewed::Done
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let now = Instant::now();
+            let expiring = valid_until.is_none_or(|v| now + options.margin() + retry >= v);
+            if expiring {
+                tracing::warn!(resource = %shared.resource, reason = %reason, "lease suspended: renewals fail");
+                shared.set(LeaseStatus::Suspended { reason });
+            } else {
+                tracing::debug!(resource = %shared.resource, reason = %reason, "lease renewal failed, retrying");
+            }
+            Renewed::Retry
+        }
+    }
+}
+
+/// When the lease would expire (`None`: suspended, unknown), or `Err` when it is final.
+fn renewable(shared: &Shared) -> Result<Option<Instant>, ()> {
+    match &*shared.status.borrow() {
+        LeaseStatus::Held { valid_until, .. } => Ok(Some(*valid_until)),
+        LeaseStatus::Suspended { .. } => Ok(None),
+        LeaseStatus::Lost { .. } | LeaseStatus::Released => Err(()),
+    }
+}
+
+/// The keeper of a lease renewed on its own: renews every `renew_every`; when a renewal fails,
+/// retries every tenth of the time to live.
+async fn keep(shared: Weak<Shared>, store: Arc<dyn LeaseStore>, options: LeaseOptions) {
     let mut pause = options.renew_every();
     loop {
         tokio::time::sleep(pause).await;
         let Some(shared) = shared.upgrade() else { return };
-        let valid_until = match &*shared.status.borrow() {
-            LeaseStatus::Held { valid_until, .. } => Some(*valid_until),
-            LeaseStatus::Suspended { .. } => None,
-            LeaseStatus::Lost { .. } | LeaseStatus::Released => return,
-        };
+        let Ok(valid_until) = renewable(&shared) else { return };
         let sent = Instant::now();
-        match bounded(options.call_timeout(), &shared.resource, store.renew(shared.token, options.ttl)).await {
-            Ok(grant) => {
-                shared.set(LeaseStatus::Held { token: shared.token, valid_until: sent + grant.ttl.min(options.ttl) });
-                pause = options.renew_every();
-            }
-            Err(SessionError::LeaseLost { reason, .. }) => {
-                tracing::warn!(resource = %shared.resource, token = shared.token, reason = %reason, "lease lost");
-                shared.set(LeaseStatus::Lost { reason });
-                return;
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                let now = Instant::now();
-                let expiring = valid_until.is_none_or(|v| now + options.margin() + retry >= v);
-                if expiring {
-                    tracing::warn!(resource = %shared.resource, reason = %reason, "lease suspended: renewals fail");
-                    shared.set(LeaseStatus::Suspended { reason });
-                } else {
-                    tracing::debug!(resource = %shared.resource, reason = %reason, "lease renewal failed, retrying");
-                }
-                pause = retry;
+        let answer = bounded(options.call_timeout(), &shared.resource, store.renew(shared.token, options.ttl)).await;
+        pause = match settle(&shared, answer, sent, &options, valid_until) {
+            Renewed::Held => options.renew_every(),
+            Renewed::Retry => options.ttl / 10,
+            Renewed::Done => return,
+        };
+    }
+}
+
+/// What identifies one shared renewer: the store's group, the lease options (one interval per
+/// renewer) and the runtime its task runs on (a runtime that shut down took its task along).
+type GroupKey = (String, Duration, tokio::runtime::Id);
+
+/// The renewers of this process, by group.
+fn groups() -> &'static Mutex<HashMap<GroupKey, Weak<Group>>> {
+    static GROUPS: OnceLock<Mutex<HashMap<GroupKey, Weak<Group>>>> = OnceLock::new();
+    GROUPS.get_or_init(Default::default)
+}
+
+/// The leases of one batch group in this process, and the task that renews them all with one
+/// [`LeaseStore::renew_many`] per interval. Its members keep it alive; the task ends with it.
+struct Group {
+    members: Mutex<Vec<Member>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Member {
+    shared: Weak<Shared>,
+    store: Arc<dyn LeaseStore>,
+    session: String,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+impl Group {
+    /// Adds a lease to the renewer of its group, starting the renewer when there is none.
+    fn join(batch: LeaseBatch, shared: &Arc<Shared>, store: &Arc<dyn LeaseStore>, options: LeaseOptions) -> Arc<Group> {
+        let member = Member { shared: Arc::downgrade(shared), store: store.clone(), session: batch.session };
+        let key = (batch.group, options.ttl, tokio::runtime::Handle::current().id());
+        let mut all = groups().lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|_, g| g.strong_count() > 0);
+        if let Some(group) = all.get(&key).and_then(Weak::upgrade) {
+            let alive = group.task.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|t| !t.is_finished());
+            if alive {
+                group.members.lock().unwrap_or_else(|p| p.into_inner()).push(member);
+                return group;
             }
         }
+        let group = Arc::new(Group { members: Mutex::new(vec![member]), task: Mutex::new(None) });
+        let task = tokio::spawn(renew_group(Arc::downgrade(&group), options));
+        *group.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        all.insert(key, Arc::downgrade(&group));
+        group
+    }
+}
+
+/// The shared renewer: every interval, one `renew_many` for every lease of the group still held
+/// (through the store of one of them), each answer applied to its own lease.
+async fn renew_group(group: Weak<Group>, options: LeaseOptions) {
+    let mut pause = options.renew_every();
+    loop {
+        tokio::time::sleep(pause).await;
+        let Some(group) = group.upgrade() else { return };
+        let mut batch = Vec::new();
+        group.members.lock().unwrap_or_else(|p| p.into_inner()).retain(|m| {
+            let Some(shared) = m.shared.upgrade() else { return false };
+            match renewable(&shared) {
+                Ok(valid_until) => {
+                    batch.push((shared, valid_until, m.store.clone(), m.session.clone()));
+                    true
+                }
+                Err(()) => false,
+            }
+        });
+        drop(group);
+        let Some((first, _, store, _)) = batch.first() else {
+            pause = options.renew_every();
+            continue;
+        };
+        let resource = first.resource.clone();
+        let store = store.clone();
+        let renewals: Vec<Renewal> = batch
+            .iter()
+            .map(|(shared, _, _, session)| Renewal { session: session.clone(), token: shared.token })
+            .collect();
+        let sent = Instant::now();
+        tracing::trace!(leases = renewals.len(), "renewing a batch of leases");
+        let answers = bounded(options.call_timeout(), &resource, store.renew_many(&renewals, options.ttl)).await;
+        let mut answers: Vec<Result<LeaseGrant, SessionError>> = match answers {
+            Ok(answers) if answers.len() == renewals.len() => answers,
+            Ok(answers) => {
+                let why = format!("the store answered {} of {} renewals", answers.len(), renewals.len());
+                renewals
+                    .iter()
+                    .map(|_| Err(SessionError::Backend { backend: resource.clone(), source: why.clone().into() }))
+                    .collect()
+            }
+            Err(e) => {
+                let why = e.to_string();
+                renewals
+                    .iter()
+                    .map(|_| Err(SessionError::Unavailable { resource: resource.clone(), source: why.clone().into() }))
+                    .collect()
+            }
+        };
+        let mut retry = false;
+        for ((shared, valid_until, _, _), answer) in batch.iter().zip(answers.drain(..)) {
+            if let Renewed::Retry = settle(shared, answer, sent, &options, *valid_until) {
+                retry = true;
+            }
+        }
+        pause = if retry { options.ttl / 10 } else { options.renew_every() };
     }
 }
 
@@ -483,6 +713,33 @@ impl LeaseStore for MemoryLeases {
             }
         });
         Ok(())
+    }
+
+    fn batch(&self) -> Option<LeaseBatch> {
+        Some(LeaseBatch { group: format!("memory:{:p}", Arc::as_ptr(&self.inner)), session: self.session.clone() })
+    }
+
+    /// All the renewals under one lock: the "one request" of this store.
+    async fn renew_many(
+        &self,
+        renewals: &[Renewal],
+        ttl: Duration,
+    ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Ok(renewals
+            .iter()
+            .map(|r| match map.get_mut(&r.session) {
+                Some(l) if l.token == r.token && l.holder.is_some() => {
+                    l.expires = now + ttl;
+                    Ok(LeaseGrant { token: r.token, ttl })
+                }
+                _ => Err(SessionError::LeaseLost {
+                    resource: format!("memory:{}", r.session),
+                    reason: format!("token {} is no longer current", r.token),
+                }),
+            })
+            .collect())
     }
 }
 
@@ -624,5 +881,113 @@ mod tests {
             Lease::acquire(Arc::new(store.inner.clone()), LeaseOptions::default()).await,
             Err(SessionError::Locked { .. })
         ));
+    }
+
+    /// Memory leases that count the renewal requests they are sent.
+    struct Counted {
+        inner: MemoryLeases,
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl LeaseStore for Counted {
+        fn resource(&self) -> String {
+            self.inner.resource()
+        }
+        async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.inner.acquire(holder, ttl).await
+        }
+        async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            self.inner.renew(token, ttl).await
+        }
+        async fn release(&self, token: u64) -> Result<(), SessionError> {
+            self.inner.release(token).await
+        }
+        fn batch(&self) -> Option<LeaseBatch> {
+            self.inner.batch()
+        }
+        async fn renew_many(
+            &self,
+            renewals: &[Renewal],
+            ttl: Duration,
+        ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            self.inner.renew_many(renewals, ttl).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_leases_of_one_group_renew_with_one_request_and_are_lost_alone() {
+        let ttl = Duration::from_millis(1200);
+        let leases = MemoryLeases::new();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut held = Vec::new();
+        for i in 0..200 {
+            let store = Counted { inner: leases.session(&format!("s{i}")), requests: requests.clone() };
+            held.push(Lease::acquire(Arc::new(store), LeaseOptions::default().with_ttl(ttl)).await.expect("acquire"));
+        }
+        // Three intervals: about three requests for all 200 leases (not 600).
+        let start = requests.load(Ordering::SeqCst);
+        tokio::time::sleep(ttl).await;
+        let sent = requests.load(Ordering::SeqCst) - start;
+        assert!((2..=4).contains(&sent), "{sent} renewal requests in three intervals for 200 leases");
+        assert!(held.iter().all(|l| l.fence().is_ok()));
+        // Another owner takes one session over (its lease released behind its owner's back).
+        let victim = &held[17];
+        leases.session("s17").release(victim.token()).await.expect("release");
+        let thief = Lease::acquire(Arc::new(leases.session("s17")), LeaseOptions::default().with_ttl(ttl))
+            .await
+            .expect("takeover");
+        let mut watch = victim.watch();
+        tokio::time::timeout(ttl * 2, watch.wait_for(|s| matches!(s, LeaseStatus::Lost { .. })))
+            .await
+            .expect("lost in time")
+            .expect("watch");
+        tokio::time::sleep(ttl / 2).await;
+        for (i, lease) in held.iter().enumerate() {
+            if i == 17 {
+                assert!(matches!(lease.fence(), Err(SessionError::LeaseLost { .. })));
+            } else {
+                assert!(lease.fence().is_ok(), "session {i}: {:?}", lease.status());
+            }
+        }
+        assert!(thief.fence().is_ok());
+    }
+
+    /// A store that says it batches but keeps the default `renew_many`.
+    struct NoRenewMany(MemoryLeases);
+
+    #[async_trait]
+    impl LeaseStore for NoRenewMany {
+        fn resource(&self) -> String {
+            self.0.resource()
+        }
+        async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.0.acquire(holder, ttl).await
+        }
+        async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.0.renew(token, ttl).await
+        }
+        async fn release(&self, token: u64) -> Result<(), SessionError> {
+            self.0.release(token).await
+        }
+        fn batch(&self) -> Option<LeaseBatch> {
+            self.0.batch()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_renew_many_refuses_other_sessions() {
+        let leases = MemoryLeases::new();
+        let holder = LeaseHolder::current();
+        let a = NoRenewMany(leases.session("a"));
+        let ga = a.acquire(&holder, DEFAULT_LEASE_TTL).await.expect("a");
+        let gb = leases.session("b").acquire(&holder, DEFAULT_LEASE_TTL).await.expect("b");
+        let renewals =
+            [Renewal { session: "a".into(), token: ga.token }, Renewal { session: "b".into(), token: gb.token }];
+        let answers = a.renew_many(&renewals, DEFAULT_LEASE_TTL).await.expect("request");
+        assert!(answers[0].is_ok());
+        assert!(matches!(answers[1], Err(SessionError::Backend { .. })), "{:?}", answers[1]);
     }
 }

@@ -27,7 +27,8 @@ pub use error::{BoxError, Result, SessionError};
 pub use key::{KdfParams, KdfRecord, Keyring, Passphrase, SealingKey, KEY_LEN, SALT_LEN};
 pub use key_id::{KeyId, KEY_ID_LEN};
 pub use lease::{
-    Lease, LeaseGrant, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, MemoryLeases, DEFAULT_LEASE_TTL,
+    Lease, LeaseBatch, LeaseGrant, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, MemoryLeases, Renewal,
+    DEFAULT_LEASE_TTL,
 };
 pub use memory::InMemoryBackend;
 pub use model::{DcFlags, DcKey, DcOption, MinPeerContext, SelfUser, SessionData, UpdateState};
