@@ -19,6 +19,9 @@
 //!   (`token`, `ttl_ms`) when the lease was taken, none when it is held; then run
 //!   [`holder_query`] and build the `Locked` error with [`locked`].
 //! - Renew: [`renew`] returns one row (`token`, `ttl_ms`), or none: [`lost`].
+//! - Renew many (the leases of many sessions of one database, one statement): [`renew_many`]
+//!   returns a row (`name`, `token`, `ttl_ms`) per lease it renewed; [`grants`] matches them to
+//!   the renewals, and a renewal without a row is [`lost`].
 //! - Release: [`release`].
 //! - Write: make [`fence`] the first statement of every write transaction. When the token is no
 //!   longer current it fails with a CHECK constraint error ([`is_fence_violation`] recognizes the
@@ -91,6 +94,21 @@ pub const RENEW: &str = concat!(
     now_ms!()
 );
 
+/// Extends the leases of many sessions in one statement: `?1` is a JSON object mapping each
+/// session's name to its token, `?2` the time to live in milliseconds; returns `name`, `token`,
+/// `ttl_ms` for every lease still current (one primary-key lookup each).
+pub const RENEW_MANY: &str = concat!(
+    "UPDATE layer_session_leases \
+    SET expires_ms = ",
+    now_ms!(),
+    " + ?2 \
+    FROM (SELECT key AS renew_name, value AS renew_token FROM json_each(?1)) AS renewals \
+    WHERE layer_session_leases.name = renewals.renew_name AND layer_session_leases.token = renewals.renew_token \
+    AND layer_session_leases.holder IS NOT NULL \
+    RETURNING name, token, expires_ms - ",
+    now_ms!()
+);
+
 /// Ends the lease of a token that is still current.
 pub const RELEASE: &str = concat!(
     "UPDATE layer_session_leases \
@@ -137,6 +155,41 @@ pub fn holder_query(name: &str) -> Statement {
 /// The renewal of `token`.
 pub fn renew(name: &str, token: u64, ttl: Duration) -> Statement {
     stmt(RENEW, vec![SqlValue::Text(name.to_owned()), token_value(token), SqlValue::Integer(millis(ttl))])
+}
+
+/// The renewal of many sessions' leases in one statement ([`RENEW_MANY`]): `renewals` are
+/// (session name, token) pairs, each name at most once.
+pub fn renew_many<'a>(renewals: impl IntoIterator<Item = (&'a str, u64)>, ttl: Duration) -> Statement {
+    let map: serde_json::Map<String, serde_json::Value> = renewals
+        .into_iter()
+        .map(|(name, token)| (name.to_owned(), serde_json::Value::from(i64::try_from(token).unwrap_or(i64::MAX))))
+        .collect();
+    let json = serde_json::Value::Object(map).to_string();
+    stmt(RENEW_MANY, vec![SqlValue::Text(json), SqlValue::Integer(millis(ttl))])
+}
+
+/// Matches the rows [`RENEW_MANY`] returned to the renewals sent: one result per renewal, in
+/// order; a renewal without a row (its token is no longer current) is [`lost`]. `resource(name)`
+/// names a session in errors.
+pub fn grants<'r>(
+    renewals: &[(&str, u64)],
+    rows: impl IntoIterator<Item = &'r [SqlValueRef<'r>]>,
+    resource: impl Fn(&str) -> String,
+) -> Vec<Result<LeaseGrant, SessionError>> {
+    let mut renewed = std::collections::HashMap::new();
+    for row in rows {
+        if let [SqlValueRef::Text(name), token, ttl] = row {
+            renewed.insert(*name, grant(&resource(name), &[*token, *ttl]));
+        }
+    }
+    renewals
+        .iter()
+        .map(|(name, token)| match renewed.remove(name) {
+            Some(Ok(g)) if g.token == *token => Ok(g),
+            Some(Err(e)) => Err(e),
+            _ => Err(lost(&resource(name), *token)),
+        })
+        .collect()
 }
 
 /// The release of `token`.
@@ -197,7 +250,7 @@ mod tests {
 
     #[test]
     fn every_statement_uses_the_database_clock() {
-        for sql in [ACQUIRE, HOLDER, RENEW, RELEASE] {
+        for sql in [ACQUIRE, HOLDER, RENEW, RENEW_MANY, RELEASE] {
             assert!(sql.contains(NOW_MS), "{sql}");
         }
         assert!(is_fence_violation("CHECK constraint failed: layer_session_fence"));
@@ -220,5 +273,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(locked("r", None), SessionError::Locked { holder: None, .. }));
+    }
+
+    #[test]
+    fn renew_many_sends_names_as_json_and_matches_rows_by_name() {
+        let st = renew_many([("a\"b", 3), ("c", 9)], Duration::from_secs(2));
+        assert_eq!(st.sql, RENEW_MANY);
+        assert_eq!(st.params[0], SqlValue::Text(r#"{"a\"b":3,"c":9}"#.to_owned()));
+        assert_eq!(st.params[1], SqlValue::Integer(2000));
+        // Rows come in any order; "x" was not renewed (taken over), "c" came back with another token.
+        let rows = [
+            vec![SqlValueRef::Text("c"), SqlValueRef::Integer(8), SqlValueRef::Integer(1000)],
+            vec![SqlValueRef::Text("a"), SqlValueRef::Integer(1), SqlValueRef::Integer(1000)],
+        ];
+        let got = grants(&[("a", 1), ("x", 2), ("c", 9)], rows.iter().map(Vec::as_slice), |n| format!("db#{n}"));
+        assert_eq!(got[0].as_ref().expect("a").token, 1);
+        assert!(matches!(&got[1], Err(SessionError::LeaseLost { resource, .. }) if resource == "db#x"));
+        assert!(matches!(&got[2], Err(SessionError::LeaseLost { .. })));
     }
 }
