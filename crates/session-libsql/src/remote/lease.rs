@@ -1,11 +1,15 @@
 //! The lease of a session on the server (`session_sql::lease`'s statements over Hrana), on a
 //! connection of its own: a renewal never waits behind a large write of this process, and a
 //! write never waits behind a renewal.
+//!
+//! The leases of every session this process owns in one database (same URL, same token) form
+//! one batch group: `session_core`'s shared renewer renews them all with one statement
+//! ([`lease::renew_many`]) in one HTTP request per interval, through any one of them.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{LeaseGrant, LeaseHolder, LeaseStore, SessionError};
+use session_core::{LeaseBatch, LeaseGrant, LeaseHolder, LeaseStore, Renewal, SessionError};
 use session_sql::{lease, Statement};
 
 use super::inline::inline_all;
@@ -19,6 +23,9 @@ use super::Remote;
 pub struct LibSqlLeases {
     remote: Remote,
     name: String,
+    /// The batch group: the URL and a digest of the token (two tokens may grant different
+    /// rights, so their leases are not renewed through one another's connection).
+    group: String,
 }
 
 impl LibSqlLeases {
@@ -26,7 +33,21 @@ impl LibSqlLeases {
     /// (URL and token as for [`LibSqlBackend::open_remote`](crate::LibSqlBackend::open_remote));
     /// every call fails with [`SessionError::Unavailable`] after `timeout`.
     pub async fn connect(url: &str, auth_token: &str, timeout: Duration, name: &str) -> Result<Self, SessionError> {
-        Ok(LibSqlLeases { remote: Remote::connect(url, auth_token, timeout).await?, name: name.to_owned() })
+        let remote = Remote::connect(url, auth_token, timeout).await?;
+        let group = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut digest = std::collections::hash_map::DefaultHasher::new();
+            auth_token.hash(&mut digest);
+            format!("libsql:{}:{:016x}", remote.resource, digest.finish())
+        };
+        Ok(LibSqlLeases { remote, name: name.to_owned(), group })
+    }
+
+    /// Runs `statements` as one transaction; every row of the last statement.
+    async fn run_all(&self, statements: Vec<Statement>) -> Result<Vec<Vec<libsql::Value>>, SessionError> {
+        let mut sql = String::new();
+        inline_all(&mut sql, statements.into_iter())?;
+        Ok(self.remote.batch(&sql).await?.unwrap_or_default())
     }
 
     /// Runs `statements` as one transaction; the first row of the last statement, converted.
@@ -76,5 +97,26 @@ impl LeaseStore for LibSqlLeases {
         let statements =
             vec![Statement { sql: lease::CREATE_LEASES, params: Vec::new() }, lease::release(&self.name, token)];
         self.run(statements, |_| ()).await.map(drop)
+    }
+
+    fn batch(&self) -> Option<LeaseBatch> {
+        Some(LeaseBatch { group: self.group.clone(), session: self.name.clone() })
+    }
+
+    /// One statement, one HTTP request, for every lease of the group.
+    async fn renew_many(
+        &self,
+        renewals: &[Renewal],
+        ttl: Duration,
+    ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+        let pairs: Vec<(&str, u64)> = renewals.iter().map(|r| (r.session.as_str(), r.token)).collect();
+        let statements = vec![
+            Statement { sql: lease::CREATE_LEASES, params: Vec::new() },
+            lease::renew_many(pairs.iter().copied(), ttl),
+        ];
+        let rows = self.run_all(statements).await?;
+        let refs: Vec<Vec<_>> = rows.iter().map(|row| row.iter().map(value_ref).collect()).collect();
+        let base = &self.remote.resource;
+        Ok(lease::grants(&pairs, refs.iter().map(Vec::as_slice), |name| format!("{base}#{name}")))
     }
 }
