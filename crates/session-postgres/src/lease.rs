@@ -1,15 +1,27 @@
 //! The lease of a session on the server: session-sql's lease statements in PostgreSQL's dialect
 //! (the server's `clock_timestamp()`), on a pool of its own so that a renewal never waits behind a
 //! large write of this process.
+//!
+//! The leases of every session this process owns in one database and schema form one batch
+//! group: `session_core`'s shared renewer renews them all with one statement per interval
+//! ([`RENEW_MANY`], PostgreSQL's own text of `session_sql::lease::RENEW_MANY`).
 
 use std::time::Duration;
 
 use session_core::async_trait;
-use session_core::{LeaseGrant, LeaseHolder, LeaseStore, SessionError};
-use session_sql::lease;
+use session_core::{LeaseBatch, LeaseGrant, LeaseHolder, LeaseStore, Renewal, SessionError};
+use session_sql::{lease, SqlValue};
 
 use crate::db::{cells, connect, execute, query, Db, Tls};
 use crate::schema;
+
+/// `session_sql::lease::RENEW_MANY` in PostgreSQL's words: `$1` maps each session's name to its
+/// token (a JSON object), `$2` is the time to live in milliseconds; one row per lease renewed.
+const RENEW_MANY: &str = "UPDATE layer_session_leases AS l \
+    SET expires_ms = CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT) + $2 \
+    FROM jsonb_each_text(CAST($1 AS text)::jsonb) AS r(renew_name, renew_token) \
+    WHERE l.name = r.renew_name AND l.token = CAST(r.renew_token AS BIGINT) AND l.holder IS NOT NULL \
+    RETURNING l.name, l.token, l.expires_ms - CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// One session's lease on a PostgreSQL server: the [`LeaseStore`] a
 /// `PostgresBackend` holds through a [`session_core::Lease`]. Public
@@ -19,6 +31,9 @@ pub struct PostgresLeases {
     db: Db,
     name: String,
     schema: String,
+    /// The batch group: the server, database and user (the resource), the schema, and a digest
+    /// of the whole URL (a password may grant other rights).
+    group: String,
 }
 
 impl PostgresLeases {
@@ -36,11 +51,14 @@ impl PostgresLeases {
         T::TlsConnect: Sync + Send,
         <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
     {
-        Ok(PostgresLeases {
-            db: connect(url, name, schema, timeout, tls, 1)?,
-            name: name.to_owned(),
-            schema: schema.to_owned(),
-        })
+        let db = connect(url, name, schema, timeout, tls, 1)?;
+        let group = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut digest = std::collections::hash_map::DefaultHasher::new();
+            url.hash(&mut digest);
+            format!("postgres:{}:{schema}:{:016x}", db.resource, digest.finish())
+        };
+        Ok(PostgresLeases { db, name: name.to_owned(), schema: schema.to_owned(), group })
     }
 }
 
@@ -118,6 +136,41 @@ impl LeaseStore for PostgresLeases {
                 let tx = client.transaction().await.map_err(|e| db.map(e))?;
                 execute(&tx, db, &lease::release(&self.name, token)).await?;
                 tx.commit().await.map_err(|e| db.map(e))
+            }
+            .await;
+            conn.finish(result)
+        })
+        .await
+    }
+
+    fn batch(&self) -> Option<LeaseBatch> {
+        Some(LeaseBatch { group: self.group.clone(), session: self.name.clone() })
+    }
+
+    /// One statement, one round trip, for every lease of the group.
+    async fn renew_many(
+        &self,
+        renewals: &[Renewal],
+        ttl: Duration,
+    ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+        let db = &self.db;
+        let pairs: Vec<(&str, u64)> = renewals.iter().map(|r| (r.session.as_str(), r.token)).collect();
+        let statement = lease::renew_many(pairs.iter().copied(), ttl);
+        let (Some(SqlValue::Text(json)), Some(SqlValue::Integer(ttl_ms))) =
+            (statement.params.first(), statement.params.get(1))
+        else {
+            return Err(db.unavailable("renew_many: unexpected parameters"));
+        };
+        db.bounded(async {
+            let mut conn = db.conn().await?;
+            let result = async {
+                let client = conn.client()?;
+                let tx = client.transaction().await.map_err(|e| db.map(e))?;
+                let rows = tx.query(RENEW_MANY, &[json, ttl_ms]).await.map_err(|e| db.map(e))?;
+                let cells: Vec<Vec<_>> = rows.iter().map(|row| cells(row, &db.resource)).collect::<Result<_, _>>()?;
+                let grants = lease::grants(&pairs, cells.iter().map(Vec::as_slice), |_| db.resource.clone());
+                tx.commit().await.map_err(|e| db.map(e))?;
+                Ok(grants)
             }
             .await;
             conn.finish(result)
