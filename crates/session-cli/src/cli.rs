@@ -185,9 +185,19 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // The passwords of every server URL among the arguments: whatever a driver or clap put into
+    // a message, they are taken out before it is printed.
+    let secrets: Vec<String> = args
+        .iter()
+        .filter_map(|a| a.to_str())
+        .filter_map(location::ServerSession::parse)
+        .filter_map(Result::ok)
+        .flat_map(|s| s.secrets().to_vec())
+        .collect();
     let mut messages = Vec::new();
     let code = run_inner(args, out, &mut messages).await;
-    let text = String::from_utf8_lossy(&messages);
+    let text = crate::server::scrub(&String::from_utf8_lossy(&messages), &secrets);
     let _ = err.write_all(location::redact_message(&text).as_bytes());
     let _ = err.flush();
     code
@@ -269,6 +279,13 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             let src = location::parse_source(&source)?;
             if let Source::Path { path, family: None } = &src {
                 if path.is_dir() && !crate::gramjs_store::is_store(path) {
+                    if let Some(server) = location::ServerSession::parse(&dest) {
+                        let shown = server.map_or_else(|e| e.message, |s| s.to_string());
+                        return Err(CliError::usage(format!(
+                            "{}: is a folder; a folder of sessions converts into a folder, not into {shown}",
+                            location::shown_path(path)
+                        )));
+                    }
                     return convert_folder(path, &dest, &read_options, &options, out).await;
                 }
             }

@@ -21,6 +21,10 @@ pub enum Format {
     LibsqlLocal,
     /// A remote libSQL database.
     LibsqlRemote,
+    /// A named session in a PostgreSQL database (`session_postgres::PostgresBackend`).
+    Postgres,
+    /// A named session on a Redis server (`session_redis::RedisBackend`).
+    Redis,
     /// A layer-client 0.5 or ferogram binary file.
     Legacy(LegacyFormat),
     /// The native string of layer-client 0.5 or ferogram (base64url of their binary file).
@@ -41,6 +45,8 @@ impl Format {
             Format::Sqlite => "sqlite".into(),
             Format::LibsqlLocal => "libsql".into(),
             Format::LibsqlRemote => "libsql-remote".into(),
+            Format::Postgres => "postgres".into(),
+            Format::Redis => "redis".into(),
             Format::Legacy(f) => carries::binary_file_id(f),
             Format::NativeString(f) => carries::native_string_id(f),
             Format::ForeignSqlite(f) => carries::sqlite_id(f),
@@ -56,6 +62,8 @@ impl Format {
             Format::Sqlite => "layer SQLite database".into(),
             Format::LibsqlLocal => "layer libSQL database (local)".into(),
             Format::LibsqlRemote => "layer libSQL database (remote)".into(),
+            Format::Postgres => "layer session in PostgreSQL".into(),
+            Format::Redis => "layer session in Redis".into(),
             Format::Legacy(f) => format!("{f} binary session file"),
             Format::NativeString(f) => format!("{f} native string"),
             Format::ForeignSqlite(f) => format!("{} SQLite session file", f.name()),
@@ -68,7 +76,12 @@ impl Format {
     pub fn version(self) -> Option<u32> {
         match self {
             Format::Legacy(f) | Format::NativeString(f) => Some(u32::from(f.version())),
-            Format::File | Format::Sqlite | Format::LibsqlLocal | Format::LibsqlRemote => Some(1),
+            Format::File
+            | Format::Sqlite
+            | Format::LibsqlLocal
+            | Format::LibsqlRemote
+            | Format::Postgres
+            | Format::Redis => Some(1),
             Format::String(StringFormat::Full | StringFormat::Compact) => Some(session_string::STRING_VERSION),
             Format::String(f) => carries::string_version(f),
             Format::ForeignSqlite(f) => f.export_version(),
@@ -79,7 +92,12 @@ impl Format {
     /// What the format can hold.
     pub fn carries(self) -> Carries {
         match self {
-            Format::File | Format::Sqlite | Format::LibsqlLocal | Format::LibsqlRemote => Carries::ALL,
+            Format::File
+            | Format::Sqlite
+            | Format::LibsqlLocal
+            | Format::LibsqlRemote
+            | Format::Postgres
+            | Format::Redis => Carries::ALL,
             Format::Legacy(f) | Format::NativeString(f) => Carries::binary(f),
             Format::ForeignSqlite(f) => Carries::sqlite(f),
             Format::GramjsStore => Carries::GRAMJS_STORE,
@@ -95,6 +113,8 @@ impl Format {
                 | Format::Sqlite
                 | Format::LibsqlLocal
                 | Format::LibsqlRemote
+                | Format::Postgres
+                | Format::Redis
                 | Format::String(StringFormat::Full)
         )
     }

@@ -10,6 +10,7 @@ mod guard;
 mod location;
 mod read;
 mod report;
+mod server;
 mod verify;
 mod write;
 
@@ -17,9 +18,10 @@ pub use cli::{run, Cli, Command, StringKind};
 pub use diff::dropped;
 pub use error::{CliError, CliResult, EXIT_DEST, EXIT_LOSSY, EXIT_OK, EXIT_SOURCE, EXIT_USAGE};
 pub use format::{Carries, Format};
-pub use location::{parse_dest, parse_source, Dest, Family, Source, StringOut};
+pub use location::{parse_dest, parse_source, Dest, Family, ServerKind, ServerSession, Source, StringOut};
 pub use read::{import_string, read, Loaded, ReadOptions};
 pub use report::{hex, json as inspect_json, text as inspect_text};
+pub use server::{DEFAULT_TIMEOUT as SERVER_TIMEOUT, TIMEOUT_ENV};
 pub use verify::{check as verify_session, Findings};
 pub use write::{write, WriteOptions};
 

@@ -86,6 +86,9 @@ pub enum Source {
         /// The URL as given.
         url: String,
     },
+    /// A named session in a PostgreSQL database or on a Redis server (`postgres://...#NAME`,
+    /// `redis://...#NAME`).
+    Server(ServerSession),
 }
 
 impl fmt::Display for Source {
@@ -95,8 +98,210 @@ impl fmt::Display for Source {
             Source::Literal { family, .. } => write!(f, "{}<string>", family.prefix()),
             Source::Stdin { .. } => f.write_str("<stdin>"),
             Source::Remote { url } => f.write_str(&redact_url(url)),
+            Source::Server(server) => fmt::Display::fmt(server, f),
         }
     }
+}
+
+/// The kind of database server a [`ServerSession`] lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// PostgreSQL (`postgres://`, `postgresql://`): `session_postgres::PostgresBackend`.
+    Postgres,
+    /// Redis (`redis://`, `rediss://`, `redis+unix://`): `session_redis::RedisBackend`.
+    Redis,
+}
+
+const SERVER_SCHEMES: [(&str, ServerKind); 5] = [
+    ("postgres://", ServerKind::Postgres),
+    ("postgresql://", ServerKind::Postgres),
+    ("redis://", ServerKind::Redis),
+    ("rediss://", ServerKind::Redis),
+    ("redis+unix://", ServerKind::Redis),
+];
+
+/// A named session on a database server: the URL to connect with (which may carry a password)
+/// and the session's name (`#NAME` after the URL; the backend's default session without one).
+///
+/// Its `Debug` and `Display` never show the password: only [`ServerSession::connect_url`] does,
+/// and it is handed to the driver only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerSession {
+    /// What kind of server.
+    pub kind: ServerKind,
+    /// The URL without the `#NAME`, credentials included.
+    url: String,
+    /// The session's name, if one was given.
+    pub name: Option<String>,
+    /// The URL as messages show it (passwords replaced by `***`).
+    shown: String,
+    /// The passwords the URL carries (as written and percent-decoded), scrubbed from every
+    /// message the tool prints.
+    secrets: Vec<String>,
+}
+
+impl ServerSession {
+    /// Parses `arg` if it is a PostgreSQL or Redis URL; `None` when its scheme is another.
+    pub fn parse(arg: &str) -> Option<CliResult<ServerSession>> {
+        let kind = SERVER_SCHEMES.iter().find(|(p, _)| starts_with_ignore_case(arg, p)).map(|(_, k)| *k)?;
+        Some(Self::parse_kind(arg, kind))
+    }
+
+    fn parse_kind(arg: &str, kind: ServerKind) -> CliResult<ServerSession> {
+        let (url, name) = split_name(arg);
+        let (shown, secrets) = redact_server_url(url);
+        let name = match name {
+            None => None,
+            Some(raw) => {
+                let name = percent_decode(raw);
+                if name.is_empty() || name.chars().any(char::is_control) {
+                    return Err(CliError::usage(format!(
+                        "{shown}#...: a session name after `#` must be 1 or more characters, none of them control characters"
+                    )));
+                }
+                Some(name)
+            }
+        };
+        let host_end = url.split_once("://").map_or("", |(_, rest)| rest);
+        if host_end.is_empty() && kind == ServerKind::Postgres {
+            return Err(CliError::usage(format!("{shown}: names no server")));
+        }
+        Ok(ServerSession { kind, url: url.to_owned(), name, shown, secrets })
+    }
+
+    /// The URL to connect with, credentials included: for the driver only, never for a message.
+    pub fn connect_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The session's name, or the backend's default session.
+    pub fn session(&self) -> &str {
+        match (&self.name, self.kind) {
+            (Some(name), _) => name,
+            (None, ServerKind::Postgres) => session_postgres::DEFAULT_SESSION,
+            (None, ServerKind::Redis) => session_redis::DEFAULT_SESSION,
+        }
+    }
+
+    /// The passwords the URL carries, to scrub from messages.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+}
+
+impl fmt::Display for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.shown, self.session())
+    }
+}
+
+impl fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("kind", &self.kind)
+            .field("url", &self.shown)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+/// Splits `URL#NAME`. The `#` that starts the name is the first one after the user info (after
+/// the last `@`), so that a password holding a raw `#` is never taken for a name (and printed).
+fn split_name(arg: &str) -> (&str, Option<&str>) {
+    let start = arg.find("://").map_or(0, |i| i + 3);
+    let after_userinfo = arg[start..].rfind('@').map_or(start, |i| start + i + 1);
+    match arg[after_userinfo..].find('#') {
+        Some(i) => (&arg[..after_userinfo + i], Some(&arg[after_userinfo + i + 1..])),
+        None => (arg, None),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "password", "passwd", "pwd", "token", "secret", "sslpassword", "auth"].iter().any(|k| key.contains(k))
+}
+
+/// A server URL with every password replaced by `***` (the user info's password, or the whole
+/// user info when it has no `:`, and query parameters such as `password=` or `pass=`), and the
+/// passwords it held (as written and percent-decoded).
+pub fn redact_server_url(url: &str) -> (String, Vec<String>) {
+    let mut secrets = Vec::new();
+    let mut keep = |s: &str| {
+        if !s.is_empty() {
+            for v in [s.to_owned(), percent_decode(s)] {
+                if !secrets.contains(&v) {
+                    secrets.push(v);
+                }
+            }
+        }
+    };
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    // The user info ends at the last `@` (a raw `@`, `/` or `?` in a password stays hidden).
+    let (userinfo, hostpart) = match rest.rfind('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let mut shown = String::with_capacity(url.len());
+    if !scheme.is_empty() {
+        shown.push_str(scheme);
+        shown.push_str("://");
+    }
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, password)) => {
+                keep(password);
+                shown.push_str(user);
+                shown.push_str(":***@");
+            }
+            None => {
+                // `redis://secret@host`: Redis clients read a lone user info as the password.
+                keep(userinfo);
+                shown.push_str("***@");
+            }
+        }
+    }
+    match hostpart.split_once('?') {
+        Some((before, query)) => {
+            shown.push_str(before);
+            shown.push('?');
+            let parts: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) if secret_param(k) => {
+                        keep(v);
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            shown.push_str(&parts.join("&"));
+        }
+        None => shown.push_str(hostpart),
+    }
+    (shown, secrets)
 }
 
 /// Pieces of this many characters or more are looked at (15 bytes of base64).
@@ -231,6 +436,9 @@ pub fn parse_source(arg: &str) -> CliResult<Source> {
         no_credentials(arg)?;
         return Ok(Source::Remote { url: arg.to_owned() });
     }
+    if let Some(server) = ServerSession::parse(arg) {
+        return Ok(Source::Server(server?));
+    }
     if arg == "-" {
         return Ok(Source::Stdin { family: None });
     }
@@ -292,6 +500,8 @@ pub enum Dest {
     Libsql(PathBuf),
     /// A remote libSQL database.
     Remote(String),
+    /// A named session in a PostgreSQL database or on a Redis server.
+    Server(ServerSession),
     /// A layer-client v3 or ferogram v8 binary file.
     Legacy(PathBuf, LegacyFormat),
     /// Another library's SQLite file.
@@ -313,7 +523,7 @@ impl Dest {
             | Dest::ForeignSqlite(p, _)
             | Dest::GramjsStore(p)
             | Dest::String(_, StringOut::File(p)) => Some(p),
-            Dest::Remote(_) | Dest::String(_, StringOut::Stdout) => None,
+            Dest::Remote(_) | Dest::Server(_) | Dest::String(_, StringOut::Stdout) => None,
         }
     }
 }
@@ -322,6 +532,7 @@ impl fmt::Display for Dest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Dest::Remote(url) => f.write_str(&redact_url(url)),
+            Dest::Server(server) => fmt::Display::fmt(server, f),
             Dest::String(_, StringOut::Stdout) => f.write_str("<stdout>"),
             other => match other.path() {
                 Some(p) => f.write_str(&shown_path(p)),
@@ -349,6 +560,9 @@ pub fn parse_dest(arg: &str) -> CliResult<Dest> {
     if is_remote(arg) {
         no_credentials(arg)?;
         return Ok(Dest::Remote(arg.to_owned()));
+    }
+    if let Some(server) = ServerSession::parse(arg) {
+        return Ok(Dest::Server(server?));
     }
     let Some((family, rest)) = split_prefix(arg) else {
         if let Some(out) = wants_string(arg) {
@@ -496,6 +710,38 @@ mod tests {
             assert_eq!(shown_arg(name), name);
         }
         assert!(!redact_message(&format!("error: x: {string}")).contains("gjKgzADNVvpadQaqy"));
+    }
+
+    #[test]
+    fn server_urls_name_a_session_and_never_show_their_password() {
+        let pw = "Pw-9c1e-distinctive";
+        let Ok(Source::Server(pg)) =
+            parse_source(&format!("postgres://bot:{pw}@db.example:5432/app?sslmode=prefer#my%20bot"))
+        else {
+            panic!("a postgres:// source")
+        };
+        assert_eq!(pg.kind, ServerKind::Postgres);
+        assert_eq!(pg.session(), "my bot");
+        assert_eq!(pg.connect_url(), format!("postgres://bot:{pw}@db.example:5432/app?sslmode=prefer"));
+        assert_eq!(pg.to_string(), "postgres://bot:***@db.example:5432/app?sslmode=prefer#my bot");
+        for text in [format!("{pg:?}"), format!("{:?}", parse_dest(&format!("postgresql://u:{pw}@h/db")))] {
+            assert!(!text.contains(pw), "{text}");
+        }
+        // A raw `#` in the password is not a name; the password stays hidden.
+        let Ok(Dest::Server(raw)) = parse_dest(&format!("redis://:{pw}#x@127.0.0.1:6379/0#s1")) else {
+            panic!("a redis:// destination")
+        };
+        assert_eq!((raw.kind, raw.session()), (ServerKind::Redis, "s1"));
+        assert!(!raw.to_string().contains(pw), "{raw}");
+        let Ok(Source::Server(q)) = parse_source(&format!("redis+unix:///run/redis.sock?pass={pw}")) else {
+            panic!("a redis+unix:// source")
+        };
+        assert_eq!(q.session(), "default");
+        assert_eq!(q.to_string(), "redis+unix:///run/redis.sock?pass=***#default");
+        let Ok(Source::Server(lone)) = parse_source(&format!("rediss://{pw}@h")) else { panic!("rediss://") };
+        assert_eq!(lone.to_string(), "rediss://***@h#default");
+        assert!(lone.secrets().iter().any(|s| s == pw));
+        assert_eq!(parse_source("postgres://h/db#").map_err(|e| e.code), Err(crate::error::EXIT_USAGE));
     }
 
     #[test]

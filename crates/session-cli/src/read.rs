@@ -17,7 +17,8 @@ use crate::error::{CliError, CliResult};
 use crate::format::Format;
 use crate::gramjs_store;
 use crate::guard;
-use crate::location::{shown_path, Family, Source};
+use crate::location::{shown_path, Family, ServerKind, ServerSession, Source};
+use crate::server;
 
 /// A session read from a source.
 #[derive(Debug, Clone)]
@@ -112,12 +113,35 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
             closed.map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, "libsql")))?;
             Loaded::new(data, Format::LibsqlRemote)
         }
+        Source::Server(server) => read_server(server, &shown).await?,
     };
     let mut loaded = loaded;
     if loaded.data.api_id.is_none() {
         loaded.data.api_id = options.api_id;
     }
     Ok(loaded)
+}
+
+/// Reads a PostgreSQL or Redis session: opening it takes its lease (the backends have no
+/// reader without one), which is handed back as soon as the session is loaded.
+async fn read_server(server: &ServerSession, shown: &str) -> CliResult<Loaded> {
+    let purpose = server::Purpose::Read;
+    let opened = server::open(server, purpose)
+        .await?
+        .map_err(|e| CliError::source(shown, server::describe(server, &e, purpose)))?;
+    let data = opened.backend().load_session().await.map_err(|e| {
+        let e = SessionError::from_boxed(e, opened.backend().name());
+        CliError::source(shown, server::describe(server, &e, purpose))
+    });
+    let closed = opened.close().await;
+    let data =
+        data?.ok_or_else(|| CliError::source(shown, format!("holds no session named {:?}", server.session())))?;
+    closed.map_err(|e| CliError::source(shown, server::describe(server, &e, purpose)))?;
+    let format = match server.kind {
+        ServerKind::Postgres => Format::Postgres,
+        ServerKind::Redis => Format::Redis,
+    };
+    Ok(Loaded::new(data, format))
 }
 
 fn family_matches(family: Option<Family>, format: Format) -> bool {

@@ -17,7 +17,8 @@ use crate::diff;
 use crate::error::{CliError, CliResult};
 use crate::gramjs_store;
 use crate::guard;
-use crate::location::{shown_path, Dest, StringOut};
+use crate::location::{shown_path, Dest, ServerSession, StringOut};
+use crate::server;
 
 /// How to write.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +94,10 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
             closed?;
             Ok(Vec::new())
         }
+        Dest::Server(server) => {
+            write_server(server, data, options, &shown).await?;
+            Ok(Vec::new())
+        }
         Dest::String(format, out) => {
             let (text, dropped) = string(data, *format, options.allow_lossy).map_err(|e| e.named(&shown))?;
             match out {
@@ -123,6 +128,32 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
             blocking(move || staged(&path, &data, allow, gramjs_stage)).await
         }
     }
+}
+
+/// Writes into a PostgreSQL or Redis session under its lease, taken as every owner takes it: a
+/// session a running program holds is refused (exit 3, naming the holder), and the lease is
+/// handed back when the write is done, so that the session's next owner starts at once.
+async fn write_server(
+    server: &ServerSession,
+    data: &SessionData,
+    options: &WriteOptions,
+    shown: &str,
+) -> CliResult<()> {
+    let purpose = server::Purpose::Write;
+    let describe = |e: &SessionError| CliError::dest(shown, server::describe(server, e, purpose));
+    let opened = server::open(server, purpose).await?.map_err(|e| describe(&e))?;
+    let backend = opened.backend();
+    let existing = backend.load_session().await.map_err(|e| describe(&SessionError::from_boxed(e, backend.name())));
+    let written = match existing {
+        Err(e) => Err(e),
+        Ok(Some(_)) if !options.force => {
+            Err(CliError::dest(shown, "already holds a session of this name (pass --force to replace it)"))
+        }
+        Ok(_) => backend.save_session(data).await.map_err(|e| describe(&SessionError::from_boxed(e, backend.name()))),
+    };
+    let closed = opened.close().await.map_err(|e| describe(&e));
+    written?;
+    closed
 }
 
 fn backend_err(path: &Path, e: &SessionError) -> CliError {
