@@ -1,22 +1,28 @@
 //! [`RedisBackend`] and [`RedisOptions`]: opening a session (connection, persistence check,
-//! lease) and the `SessionBackend` methods on top of the scripts.
+//! lease, the key of a sealed session) and the `SessionBackend` methods on top of the scripts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_core::{
-    async_trait, codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
-    SortedPeers,
+    async_trait, codec, BoxError, Change, Keyring, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData,
+    SessionError,
 };
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::conn::{Conn, Failure, DEFAULT_CALL_TIMEOUT};
-use crate::keys::{read_bucket, Keys, DEFAULT_KEY_PREFIX, DEFAULT_SESSION, FORMAT};
+use crate::keys::{Keys, DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
 use crate::lease::RedisLeases;
+use crate::reader::{self, Fields};
 use crate::scripts::WRITE;
+use crate::seal::{self, blocking, Marker, Sealer};
 use crate::writer::Plan;
+
+/// Plans with more fields than this are sealed on the blocking pool; smaller ones (one change
+/// seals a few values: microseconds) inline.
+const SEAL_INLINE_MAX: usize = 64;
 
 /// How a [`RedisBackend`] is opened. Every setting has a default; `RedisOptions::new().open(url)`
 /// is [`RedisBackend::open`].
@@ -27,6 +33,7 @@ pub struct RedisOptions {
     pub(crate) call_timeout: Duration,
     pub(crate) lease: LeaseOptions,
     pub(crate) allow_volatile: bool,
+    pub(crate) keys: Option<Keyring>,
 }
 
 impl Default for RedisOptions {
@@ -37,6 +44,7 @@ impl Default for RedisOptions {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             lease: LeaseOptions::default(),
             allow_volatile: false,
+            keys: None,
         }
     }
 }
@@ -97,6 +105,27 @@ impl RedisOptions {
         self
     }
 
+    /// Seal the session (encryption at rest) with `keys`: a [`Keyring`], or one
+    /// [`SealingKey`](session_core::SealingKey). Every value is sealed on its own with
+    /// `session_core::seal`, bound to the key prefix, the session name and its field (a peer's
+    /// value also to the peer's key), so one change still writes only what it touches and a
+    /// value copied to another field or session does not open. The server sees field names,
+    /// peer ids and sizes, never a value (see the crate README).
+    ///
+    /// - A plain session opened with a key still loads; the first write rewrites it sealed.
+    ///   A session sealed with an older key of the keyring (a rotation) is rewritten with the
+    ///   keyring's sealing key the same way.
+    /// - A sealed session opened without a key fails with [`SessionError::Sealed`], and with a
+    ///   keyring that lacks its key with [`SessionError::WrongKey`], both at `open` and before
+    ///   anything is written; a value that does not authenticate is [`SessionError::Corrupt`].
+    /// - A passphrase's key is derived (Argon2id) on the blocking pool; its salt and costs are
+    ///   stored in the session's `seal` field.
+    #[must_use]
+    pub fn key(mut self, keys: impl Into<Keyring>) -> Self {
+        self.keys = Some(keys.into());
+        self
+    }
+
     /// Opens the session: connects, checks the server's persistence, takes the lease.
     pub async fn open(self, url: &str) -> Result<RedisBackend, SessionError> {
         RedisBackend::open_with(url, self).await
@@ -117,6 +146,14 @@ pub struct RedisBackend {
     lease: Arc<Lease>,
     /// Whether the store holds this session's `meta` field (see `Plan::changes`).
     meta_known: AtomicBool,
+    /// The keys given with [`RedisOptions::key`], to open what the session holds.
+    keyring: Option<Keyring>,
+    /// What new values are sealed with (the keyring's sealing key), when keys were given.
+    sealer: Option<Sealer>,
+    /// The stored session is plain, or sealed with another key than `sealer`'s: the next write
+    /// rewrites it whole, so that every value is sealed with the marker's key.
+    rewrite: AtomicBool,
+    key_prefix: String,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -125,6 +162,7 @@ impl std::fmt::Debug for RedisBackend {
             .field("url", &self.conn.url.shown)
             .field("session", &self.name)
             .field("lease_token", &self.lease.token())
+            .field("sealed_with", &self.sealer.as_ref().map(Sealer::key_id))
             .finish()
     }
 }
@@ -142,17 +180,34 @@ impl RedisBackend {
         RedisOptions::new().session(name).open(url).await
     }
 
+    /// Opens the default session at `url`, sealed with `keys` (see [`RedisOptions::key`]).
+    pub async fn open_with_key(url: &str, keys: impl Into<Keyring>) -> Result<RedisBackend, SessionError> {
+        RedisOptions::new().key(keys).open(url).await
+    }
+
     async fn open_with(url: &str, options: RedisOptions) -> Result<RedisBackend, SessionError> {
         let conn = Arc::new(Conn::new(url, options.call_timeout)?);
         let span = tracing::info_span!("open", backend = "redis", url = %conn.url.shown, session = %options.session);
         async move {
-            let keys = Keys::new(options.key_prefix.as_deref().unwrap_or(DEFAULT_KEY_PREFIX), &options.session)?;
+            let key_prefix = options.key_prefix.unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
+            let keys = Keys::new(&key_prefix, &options.session)?;
             check_persistence(&conn, options.allow_volatile).await?;
             let store = RedisLeases::on(conn.clone(), &keys, &options.session);
             let lease = Lease::acquire(Arc::new(store), options.lease)
                 .instrument(tracing::info_span!("lease", backend = "redis", op = "acquire"))
                 .await?;
             let resource = format!("{} session {:?}", conn.url.shown, options.session);
+            // Read only after the lease is held: nobody else writes the session from here on.
+            let sealing =
+                match sealing(&conn, &keys, options.keys.as_ref(), &key_prefix, &options.session, &resource).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Nothing was written; hand the session back at once rather than when the
+                        // lease expires.
+                        let _ = lease.release().await;
+                        return Err(e);
+                    }
+                };
             Ok(RedisBackend {
                 conn,
                 keys,
@@ -160,6 +215,10 @@ impl RedisBackend {
                 resource,
                 lease: Arc::new(lease),
                 meta_known: AtomicBool::new(false),
+                keyring: options.keys,
+                sealer: sealing.0,
+                rewrite: AtomicBool::new(sealing.1),
+                key_prefix,
             })
         }
         .instrument(span)
@@ -176,6 +235,11 @@ impl RedisBackend {
         &self.conn.url.shown
     }
 
+    /// The id of the key new values are sealed with; `None` for a backend opened without keys.
+    pub fn sealed_with(&self) -> Option<session_core::KeyId> {
+        self.sealer.as_ref().map(Sealer::key_id)
+    }
+
     /// The lease this backend holds (its token, holder and status).
     pub fn lease_handle(&self) -> &Lease {
         &self.lease
@@ -188,6 +252,15 @@ impl RedisBackend {
     }
 
     async fn write(&self, op: &'static str, plan: Plan) -> Result<(), SessionError> {
+        let plan = match &self.sealer {
+            None => plan,
+            Some(s) if plan.size() <= SEAL_INLINE_MAX => plan.seal(s)?,
+            Some(s) => {
+                let s = s.clone();
+                blocking(move || plan.seal(&s)).await?
+            }
+        };
+        let whole = plan.replace;
         let token = self.lease.fence()?;
         let started = Instant::now();
         let size = plan.size();
@@ -209,6 +282,9 @@ impl RedisBackend {
             )));
         }
         self.meta_known.store(op != "delete", Ordering::Relaxed);
+        if whole {
+            self.rewrite.store(false, Ordering::Relaxed);
+        }
         tracing::debug!(
             backend = "redis",
             op,
@@ -224,69 +300,70 @@ impl RedisBackend {
         // One HGETALL of one hash: the session as of one instant.
         let fields: Fields =
             self.conn.run(|mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }).await?;
-        let corrupt = |reason: String| SessionError::corrupt(self.resource.clone(), reason);
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let (mut meta, mut dcs, mut chan, mut peers) = (None, Vec::new(), Vec::new(), Vec::new());
-        for (field, value) in &fields {
-            if value.is_empty() {
-                continue; // a tombstone
+        let session = match reader::seal_of(&fields, &self.resource)? {
+            None => reader::decode(&fields, None, &self.resource)?,
+            Some(marker) => {
+                let Some(keyring) = self.keyring.clone() else {
+                    return Err(SessionError::Sealed { resource: self.resource.clone(), key_id: Some(marker.key_id) });
+                };
+                let (resource, prefix, name) = (self.resource.clone(), self.key_prefix.clone(), self.name.clone());
+                blocking(move || {
+                    let key = seal::opening_key(&keyring, &marker, &resource)?;
+                    let sealer = Sealer::new(key, &prefix, &name, &resource);
+                    reader::decode(&fields, Some(&sealer), &resource)
+                })
+                .await?
             }
-            match field.as_slice() {
-                b"format" => {
-                    let found: u32 = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| corrupt("the layout version is not a number".to_owned()))?;
-                    if found > FORMAT {
-                        return Err(SessionError::UnsupportedVersion {
-                            what: "Redis session layout",
-                            found,
-                            supported: FORMAT,
-                        });
-                    }
-                }
-                b"meta" => meta = Some(codec::decode(value)?),
-                f if f.starts_with(b"dc:") => dcs.push(codec::decode(value)?),
-                f if f.starts_with(b"c:") => chan.push((&f[2..], value.as_slice())),
-                [b'p', b':', a, b] => peers.push(([*a, *b], value.as_slice())),
-                other => return Err(corrupt(format!("unknown field {:?}", String::from_utf8_lossy(other)))),
-            }
-        }
-        let Some(mut session): Option<SessionData> = meta else {
-            if dcs.is_empty() && chan.is_empty() && peers.is_empty() {
-                return Ok(None);
-            }
-            return Err(corrupt("the session has data but no `meta` field".to_owned()));
         };
-        for one in dcs {
-            session.dcs.extend(one.dcs);
+        if session.is_some() {
+            self.meta_known.store(true, Ordering::Relaxed);
         }
-        for (id, pts) in chan {
-            let num = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<i64>().ok());
-            let (Some(id), Some(pts)) = (num(id), num(pts).and_then(|p| i32::try_from(p).ok())) else {
-                return Err(corrupt("a channel pts field is not a number".to_owned()));
-            };
-            session.updates.channels.insert(id, pts);
-        }
-        let mut all = Vec::new();
-        for (bucket, blob) in peers {
-            read_bucket(&bucket, blob, &mut all)
-                .ok_or_else(|| corrupt(format!("peer bucket {bucket:?} is damaged")))?;
-        }
-        all.sort_unstable_by_key(|p| p.key());
-        let mut builder = SortedPeers::with_capacity(all.len());
-        for peer in all {
-            let key = peer.key();
-            if builder.push(peer).is_err() {
-                return Err(corrupt(format!("peer {key:?} is stored twice")));
-            }
-        }
-        session.peers = builder.finish();
-        self.meta_known.store(true, Ordering::Relaxed);
-        Ok(Some(session))
+        Ok(session)
     }
+}
+
+/// What a backend opened with `keys` seals with, and whether the stored session must be rewritten
+/// whole by the first write (it is plain, or sealed with another key). Without keys, a sealed
+/// session is refused (`Sealed`); with keys that lack its key, `WrongKey`.
+async fn sealing(
+    conn: &Conn,
+    keys: &Keys,
+    keyring: Option<&Keyring>,
+    prefix: &str,
+    name: &str,
+    resource: &str,
+) -> Result<(Option<Sealer>, bool), SessionError> {
+    let key = keys.session.clone();
+    let (format, marker): (Option<Vec<u8>>, Option<Vec<u8>>) = conn
+        .run(|mut c| async move { redis::cmd("HMGET").arg(key).arg("format").arg("seal").query_async(&mut c).await })
+        .await?;
+    let stored = format.as_deref().filter(|f| !f.is_empty()).is_some();
+    let marker: Option<Marker> = reader::seal_of_values(
+        format.as_deref().filter(|f| !f.is_empty()),
+        marker.as_deref().filter(|m| !m.is_empty()),
+        resource,
+    )?;
+    let Some(keyring) = keyring.cloned() else {
+        return match marker {
+            Some(m) => Err(SessionError::Sealed { resource: resource.to_owned(), key_id: Some(m.key_id) }),
+            None => Ok((None, false)),
+        };
+    };
+    let owned = (resource.to_owned(), prefix.to_owned(), name.to_owned());
+    blocking(move || {
+        let (resource, prefix, name) = owned;
+        if let Some(m) = &marker {
+            seal::opening_key(&keyring, m, &resource)?;
+        }
+        // A passphrase keeps the salt of the stored session, so its key id stays the same.
+        let key = keyring.sealing_key(marker.as_ref().and_then(|m| m.kdf.as_ref()))?;
+        let rewrite = match &marker {
+            Some(m) => m.key_id != key.id(),
+            None => stored,
+        };
+        Ok((Some(Sealer::new(key, &prefix, &name, &resource)), rewrite))
+    })
+    .await
 }
 
 impl Drop for RedisBackend {
@@ -305,9 +382,6 @@ impl Drop for RedisBackend {
         }
     }
 }
-
-/// A hash as `HGETALL` returns it.
-type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Refuses (unless allowed) a server that keeps nothing on disk; warns about weaker settings.
 /// A server that will not say (`CONFIG` refused by ACL or renamed, as on managed services) is
@@ -418,7 +492,11 @@ impl SessionBackend for RedisBackend {
             if changes.is_empty() {
                 return Ok(());
             }
-            let plan = Plan::changes(changes, full, self.meta_known.load(Ordering::Relaxed))?;
+            let plan = if self.rewrite.load(Ordering::Relaxed) {
+                Plan::full(full)?
+            } else {
+                Plan::changes(changes, full, self.meta_known.load(Ordering::Relaxed))?
+            };
             self.write("persist", plan).await
         }
         .instrument(span)

@@ -6,7 +6,7 @@
 //!
 //! | key | fields |
 //! | --- | --- |
-//! | `P{NAME}:s` | `format` (layout version, `1`); `meta` (home DC, user, test mode, api_id, update state without channels, min contexts, future auth token); `dc:ID:FLAGS` per DC option; `c:ID` per channel (its pts, decimal); `p:BB` per peer bucket (BB: the bucket number, 2 bytes big-endian) |
+//! | `P{NAME}:s` | `format` (layout version: `1`, or `2` sealed); `seal` (sealed sessions only: which key, see [`crate::seal`]); `meta` (home DC, user, test mode, api_id, update state without channels, min contexts, future auth token); `dc:ID:FLAGS` per DC option; `c:ID` per channel (its pts, decimal); `p:BB` per peer bucket (BB: the bucket number, 2 bytes big-endian) |
 //! | `P{NAME}:lease` | `token` (the fencing counter, never reset), `holder`, `expires` (ms, Redis' clock) |
 //! | `P{NAME}:tmp` | scratch: a large write is staged here and renamed over `:s` (never read) |
 //!
@@ -15,7 +15,8 @@
 //! bucket); a full save drops them.
 //!
 //! The values of `meta` and `dc:*` are the core codec's bytes (versioned and checksummed) of a
-//! session holding only that part.
+//! session holding only that part. In a sealed session every value but `format` and `seal` is
+//! sealed ([`crate::seal`]); field names and peer keys stay plain.
 //!
 //! Peers are grouped in buckets so that a million of them are 65,536 fields (loaded in one
 //! `HGETALL` of tens of milliseconds on the server) while one change still rewrites one small
@@ -31,8 +32,10 @@
 
 use session_core::{codec, DcKey, Peer, PeerClass, PeerKey, PeerKind, SessionData, SessionError, UpdateState};
 
-/// The layout version this build writes and reads.
+/// The layout version of a plain session (what this build writes without a key).
 pub(crate) const FORMAT: u32 = 1;
+/// The layout version of a sealed session (`crate::seal`); also the newest this build reads.
+pub(crate) const SEALED_FORMAT: u32 = 2;
 
 /// The default key prefix.
 pub const DEFAULT_KEY_PREFIX: &str = "layer-session:";
@@ -142,6 +145,28 @@ pub(crate) fn read_bucket(field: &[u8], mut blob: &[u8], out: &mut Vec<Peer>) ->
         out.push(peer);
     }
     Some(())
+}
+
+/// A bucket with each record's value replaced by `f(key, value)` (sealing or opening them);
+/// `Ok(None)` when the bucket's records are damaged.
+pub(crate) fn map_bucket<E>(
+    mut blob: &[u8],
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Option<Vec<u8>>, E> {
+    let mut out = Vec::with_capacity(blob.len() + blob.len() / 2);
+    while !blob.is_empty() {
+        let record = (|| {
+            let key = take(&mut blob, 9)?;
+            let len = usize::try_from(u32::from_le_bytes(take(&mut blob, 4)?.try_into().ok()?)).ok()?;
+            Some((key, take(&mut blob, len)?))
+        })();
+        let Some((key, value)) = record else { return Ok(None) };
+        let value = f(key, value)?;
+        out.extend_from_slice(key);
+        out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&value);
+    }
+    Ok(Some(out))
 }
 
 /// The value of a peer's record (layout in the module doc).

@@ -5,7 +5,9 @@ mod backend;
 mod conn;
 mod keys;
 mod lease;
+mod reader;
 mod scripts;
+mod seal;
 mod url;
 mod writer;
 
@@ -15,4 +17,7 @@ pub use keys::{DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
 pub use lease::RedisLeases;
 /// The core crate, so that users of this backend need no other dependency.
 pub use session_core;
-pub use session_core::{AuthKey, Change, SessionBackend, SessionData, SessionError, SessionStore};
+pub use session_core::{
+    AuthKey, Change, KdfParams, KeyId, Keyring, Passphrase, SealingKey, SessionBackend, SessionData, SessionError,
+    SessionStore,
+};

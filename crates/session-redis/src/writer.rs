@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use session_core::{Change, DcKey, PeerCache, PeerKey, SessionData, SessionError, UpdateStateChange};
 
 use crate::keys::{
-    bucket_field, bucket_of, dc_field, encode_dc, encode_meta, encode_peer, peer_field, push_record, FORMAT,
+    bucket_field, bucket_of, dc_field, encode_dc, encode_meta, encode_peer, map_bucket, peer_field, push_record, FORMAT,
 };
+use crate::seal::Sealer;
 
 /// One atomic write of the session hash: replace it or not, the fields to set (an empty value
 /// is a tombstone), and the peer operations.
@@ -124,6 +125,46 @@ impl Plan {
         let value = encode_dc(data, key)?.unwrap_or_default();
         self.set.push((dc_field(key), value));
         Ok(())
+    }
+
+    /// The plan with every value sealed ([`crate::seal`]): `format` becomes the sealed layout
+    /// and the marker is written beside it; tombstones stay empty. The script sees opaque bytes
+    /// either way (a peer operation keeps its plain bucket and key).
+    pub(crate) fn seal(self, sealer: &Sealer) -> Result<Plan, SessionError> {
+        let mut set = Vec::with_capacity(self.set.len() + 1);
+        for (field, value) in self.set {
+            if field == b"format" {
+                set.push((field, Sealer::format()));
+                set.push((b"seal".to_vec(), sealer.marker()));
+                continue;
+            }
+            if value.is_empty() {
+                set.push((field, value));
+                continue;
+            }
+            let sealed = if field.len() == 4 && field.starts_with(b"p:") {
+                map_bucket(&value, |key, v| sealer.seal(&field, Some(key), v))?.ok_or_else(|| {
+                    SessionError::invalid("peer bucket", "a bucket built for a write is not well formed")
+                })?
+            } else {
+                sealer.seal(&field, None, &value)?
+            };
+            set.push((field, sealed));
+        }
+        let mut peer_ops = Vec::with_capacity(self.peer_ops.len());
+        for op in self.peer_ops {
+            if op.len() <= 11 {
+                peer_ops.push(op); // a removal
+                continue;
+            }
+            let (head, value) = op.split_at(11);
+            let sealed = sealer.seal(&bucket_field([head[0], head[1]]), Some(&head[2..]), value)?;
+            let mut out = Vec::with_capacity(11 + sealed.len());
+            out.extend_from_slice(head);
+            out.extend_from_slice(&sealed);
+            peer_ops.push(out);
+        }
+        Ok(Plan { replace: self.replace, set, peer_ops })
     }
 
     /// Fields written or removed, for spans.
