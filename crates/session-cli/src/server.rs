@@ -69,6 +69,14 @@ impl Opened {
 pub(crate) async fn open(server: &ServerSession, purpose: Purpose) -> CliResult<Result<Opened, SessionError>> {
     let timeout = call_timeout()?;
     let url = server.connect_url();
+    if url.get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://")) {
+        // The driver would call it "not a Redis URL", which sends the user looking for a typo.
+        return Ok(Err(SessionError::invalid(
+            "Redis URL",
+            "rediss:// (Redis over TLS) is not built into this layer-session (the redis crate's TLS \
+             support is not compiled in); reach the server through a TLS tunnel and a redis:// URL",
+        )));
+    }
     let open = async {
         match server.kind {
             ServerKind::Postgres => PostgresOptions::new()

@@ -209,6 +209,7 @@ fn unreachable_refusing_and_foreign_servers_are_typed_errors_in_bounded_time() {
         (format!("redis://:{WRONG}@127.0.0.1:{silent}#x"), "did not answer in time"),
         (format!("redis://:{WRONG}@127.0.0.1:{}#x", pg.port), "is a Redis server listening there?"),
         (format!("redis://:{WRONG}@127.0.0.1:{web}#x"), "does not answer as a Redis server"),
+        (format!("rediss://:{WRONG}@127.0.0.1:{}#x", redis.port), "Redis over TLS) is not built into"),
     ];
     let mut bad = Vec::new();
     for (url, expected) in &cases {
