@@ -9,7 +9,9 @@ pub(crate) fn map_error(e: libsql::Error, resource: &str) -> SessionError {
     let transport = matches!(e, libsql::Error::ConnectionFailed(_))
         || text.contains("http error")
         || text.contains("stream closed")
-        || text.contains("Received an invalid baton");
+        || text.contains("Received an invalid baton")
+        // A stream the server expired while idle: nothing of the request ran.
+        || text.contains("STREAM_EXPIRED");
     let status = http_status(&text);
     if session_sql::lease::is_fence_violation(&text) {
         // The write's fence found another owner's token: nothing of the transaction was applied.

@@ -86,6 +86,7 @@ impl Remote {
             // acquire) makes the server answer "database is locked" at once instead of waiting:
             // the batch was rolled back whole, so it is tried again until the call's deadline.
             let mut pause = Duration::from_millis(2);
+            let mut restarted = false;
             loop {
                 match Self::attempt(&conn, sql).await {
                     Err(e) if is_busy(&e) => {
@@ -95,6 +96,15 @@ impl Remote {
                         );
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                    // sqld expires a stream left idle for a few seconds (an owner that wrote
+                    // nothing for a while; a lease connection whose renewals go out through
+                    // another session's in one batch), and refuses the next request on it without
+                    // running it: the batch is sent again on a fresh stream.
+                    Err(e) if is_expired(&e) && !restarted => {
+                        tracing::debug!("the server expired the idle stream, retrying on a new one");
+                        restarted = true;
+                        conn.reset().await;
                     }
                     result => return result.map_err(|e| self.map(e)),
                 }
@@ -148,6 +158,11 @@ impl std::ops::Deref for Held<'_> {
     fn deref(&self) -> &libsql::Connection {
         &self.conn
     }
+}
+
+/// The server's answer to a request on a stream it expired (nothing of the request ran).
+fn is_expired(e: &libsql::Error) -> bool {
+    e.to_string().contains("STREAM_EXPIRED")
 }
 
 /// SQLITE_BUSY, as the server reports it.

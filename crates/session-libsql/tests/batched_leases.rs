@@ -1,0 +1,192 @@
+//! One process owning 1,000 named sessions of one sqld database renews all their leases with one
+//! request per renewal interval, measured from outside: every HTTP request the process sends goes
+//! through a counting proxy in front of sqld. A lease taken over by another owner after it
+//! expired is reported lost for that session alone; the 999 others keep writing.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::{Change, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, Peer, PeerKind, SessionBackend};
+use session_core::{SessionData, SessionError};
+use session_libsql::{LibSqlBackend, LibSqlLeases, RemoteOptions};
+use support::Sqld;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP proxy in front of sqld that counts the HTTP requests passing through it (request lines
+/// end in ` HTTP/1.1\r\n`; a Hrana body is JSON, which cannot hold a raw line break).
+struct CountingProxy {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl CountingProxy {
+    async fn start(upstream: String) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, counter) = (upstream.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        // The end of the previous read, so a request line split across reads counts.
+                        let mut tail: Vec<u8> = Vec::new();
+                        loop {
+                            let n = match from_client.0.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let mut seen = std::mem::take(&mut tail);
+                            seen.extend_from_slice(&buf[..n]);
+                            let marker = b" HTTP/1.1\r\n";
+                            counter.fetch_add(
+                                seen.windows(marker.len()).filter(|w| w == marker).count(),
+                                Ordering::SeqCst,
+                            );
+                            tail = seen[seen.len().saturating_sub(marker.len() - 1)..].to_vec();
+                            if to_server.1.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to_server.1.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut to_server.0, &mut from_client.1).await;
+                        let _ = from_client.1.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        CountingProxy { url, requests }
+    }
+
+    fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn sessions() -> usize {
+    std::env::var("LAYER_SOAK_BATCHED_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each open session keeps its Hrana streams (a database connection each on the server) until
+    // sqld expires them: more than sqld's default limit of 128 for a thousand sessions.
+    let sqld = Sqld::start_with(&dir.path().join("server"), None, &["--max-concurrent-connections", "4096"]);
+    let upstream = sqld.url().trim_start_matches("http://").to_owned();
+    let proxy = CountingProxy::start(upstream).await;
+    let n = sessions();
+    let ttl = Duration::from_secs(6);
+    let options = |i: usize| {
+        RemoteOptions::default()
+            .session(format!("s{i}"))
+            .timeout(Duration::from_secs(20))
+            .lease(LeaseOptions::default().with_ttl(ttl))
+    };
+
+    // The first open migrates the database; the rest open 8 at a time. An open that timed out
+    // on the loaded server (its lease calls are bounded by a sixth of the time to live) is tried
+    // again, at most twice.
+    let mut backends: Vec<Option<LibSqlBackend>> = (0..n).map(|_| None).collect();
+    backends[0] = Some(LibSqlBackend::open_remote_with(&proxy.url, "", options(0)).await.unwrap());
+    let started = std::time::Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut opening = Vec::new();
+    for i in 1..n {
+        let (gate, url, opts) = (gate.clone(), proxy.url.clone(), options(i));
+        opening.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match LibSqlBackend::open_remote_with(&url, "", opts.clone()).await {
+                    Err(SessionError::Unavailable { .. }) if tries < 3 => continue,
+                    result => return (i, result),
+                }
+            }
+        }));
+    }
+    for task in opening {
+        let (i, backend) = task.await.unwrap();
+        backends[i] = Some(backend.unwrap_or_else(|e| panic!("open s{i}: {e}")));
+    }
+    let backends: Vec<LibSqlBackend> = backends.into_iter().map(Option::unwrap).collect();
+    eprintln!("opened {n} sessions in {:?} ({} requests)", started.elapsed(), proxy.count());
+
+    // Nothing but lease renewals runs now. Renewals come every ttl/3 = 2 s; over five intervals
+    // one request each (plus one for an interval boundary falling at the window's edge). One
+    // renewal per session would be 5,000.
+    let intervals = 5;
+    let before = proxy.count();
+    tokio::time::sleep(ttl / 3 * intervals).await;
+    let renewals = proxy.count() - before;
+    eprintln!("{renewals} requests in {intervals} renewal intervals for {n} leases");
+    assert!(
+        renewals <= usize::try_from(intervals).unwrap() + 1 && renewals >= 1,
+        "{renewals} requests in {intervals} renewal intervals for {n} sessions' leases"
+    );
+    // Past their time to live: every lease was renewed by those few requests.
+    for (i, b) in backends.iter().enumerate() {
+        let status = b.lease().unwrap().borrow().clone();
+        assert!(matches!(status, LeaseStatus::Held { .. }), "s{i}: {status:?}");
+    }
+
+    // Another owner takes s17 over after its lease expired (the server's row is made to expire,
+    // as if its owner had been paused past the time to live), directly on sqld.
+    let victim = 17.min(n - 1);
+    let raw = libsql::Builder::new_remote(sqld.url(), String::new()).build().await.unwrap().connect().unwrap();
+    raw.execute("UPDATE layer_session_leases SET expires_ms = 0 WHERE name = ?1", [format!("s{victim}")])
+        .await
+        .unwrap();
+    let thief = LibSqlLeases::connect(&sqld.url(), "", Duration::from_secs(10), &format!("s{victim}")).await.unwrap();
+    let taken = thief.acquire(&LeaseHolder::current(), Duration::from_secs(60)).await.unwrap();
+
+    let mut watch = backends[victim].lease().unwrap();
+    tokio::time::timeout(ttl, watch.wait_for(|s| matches!(s, LeaseStatus::Lost { .. })))
+        .await
+        .expect("the session taken over was not reported Lost within one time to live")
+        .unwrap();
+    let before = proxy.count();
+    tokio::time::sleep(ttl / 3 * 2).await;
+    let after_loss = proxy.count() - before;
+    assert!(after_loss <= 3, "{after_loss} requests in two intervals after one loss");
+    for (i, b) in backends.iter().enumerate() {
+        let status = b.lease().unwrap().borrow().clone();
+        if i == victim {
+            assert!(matches!(status, LeaseStatus::Lost { .. }), "s{i}: {status:?}");
+        } else {
+            assert!(matches!(status, LeaseStatus::Held { .. }), "s{i} lost with s{victim}: {status:?}");
+        }
+    }
+    // The victim's writes are refused; its neighbours' are not.
+    let change = Change::UpsertPeer(Peer::new(5, PeerKind::User, 55));
+    let mut full = SessionData::default();
+    full.apply(&change);
+    let refused = backends[victim].persist(std::slice::from_ref(&change), &full).await.unwrap_err();
+    assert!(
+        matches!(SessionError::from_boxed(refused, "libsql"), SessionError::LeaseLost { .. }),
+        "the session taken over could still write"
+    );
+    for i in [0, victim.saturating_sub(1), (victim + 1).min(n - 1), n - 1] {
+        if i != victim {
+            backends[i].persist(std::slice::from_ref(&change), &full).await.unwrap();
+        }
+    }
+    thief.release(taken.token).await.unwrap();
+    for b in &backends {
+        b.close().await.unwrap();
+    }
+}
