@@ -369,3 +369,42 @@ async fn foreign_strings_connect_without_a_new_login() {
         shutdown.shutdown().await.unwrap();
     }
 }
+
+/// A DC that checks server salts, as Telegram does: the client's first message (salt 0) is
+/// answered `new_session_created` and `bad_server_salt`, a salt rotated mid-connection is
+/// answered `bad_server_salt` again; grammers must resend each refused request with the new
+/// salt, every call of ours must succeed, and the session must come out unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_server_salt_and_new_session_created_are_followed_and_change_nothing_stored() {
+    let dc2 = Dc::start_salted(
+        2,
+        2,
+        routes(HashMap::from([(
+            tl::functions::updates::GetState::CONSTRUCTOR_ID,
+            handler(|_| state(10, 0, 1_700_000_000, 1)),
+        )])),
+        0x5a17_0001,
+    )
+    .await;
+    let backend = Arc::new(InMemoryBackend::with_session(session_for(&[&dc2], 2, Some(SelfUser::new(77, false)))));
+    let before = backend.load_session().await.unwrap().unwrap();
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+
+    assert!(client.is_authorized().await.unwrap());
+    let refused = dc2.service.bad_server_salt.load(Ordering::SeqCst);
+    assert!(refused >= 1, "the first message carried salt 0 and must have been refused");
+    assert_eq!(dc2.service.new_session_created.load(Ordering::SeqCst), 1, "one session id, one notice");
+
+    dc2.rotate_salt(0x5a17_0002);
+    assert!(client.is_authorized().await.unwrap(), "a request refused for its salt is resent");
+    assert!(dc2.service.bad_server_salt.load(Ordering::SeqCst) > refused, "the old salt was refused");
+    // Refused messages are not executed: every getState the peer ran was answered once.
+    assert_eq!(dc2.count::<tl::functions::updates::GetState>(), 2);
+
+    client.flush().await.unwrap();
+    shutdown.shutdown().await.unwrap();
+    let after = backend.load_session().await.unwrap().unwrap();
+    assert_eq!(after.auth_key(2).map(|k| *k.as_bytes()), Some(dc2.key));
+    assert_eq!((after.home_dc, after.user), (before.home_dc, before.user));
+}

@@ -201,3 +201,82 @@ async fn sigkill_resumes_from_the_state_handled_before_the_kill() {
     waiting.abort();
     shutdown.shutdown().await.unwrap();
 }
+
+/// A restart with a channel in the stored update state: the catch-up asks
+/// `updates.getChannelDifference` from the stored channel pts (40), with the access hash the
+/// session holds for the channel; the pts of the answer (43) is applied (the next update, 44,
+/// follows it without a new gap) and the session stores the channel pts of the update handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_asks_get_channel_difference_from_the_stored_channel_pts() {
+    const CHANNEL: i64 = 555;
+    const HASH: i64 = 0x5555_aaaa;
+    let dc = Dc::start(
+        2,
+        2,
+        routes(HashMap::from([
+            (tl::functions::updates::GetState::CONSTRUCTOR_ID, handler(|_| support::state(100, 5, DATE, 10))),
+            (
+                tl::functions::updates::GetDifference::CONSTRUCTOR_ID,
+                handler(|_| {
+                    Reply::ok(&tl::enums::updates::Difference::Empty(tl::types::updates::DifferenceEmpty {
+                        date: DATE,
+                        seq: 10,
+                    }))
+                }),
+            ),
+            (
+                tl::functions::updates::GetChannelDifference::CONSTRUCTOR_ID,
+                handler(|_| {
+                    Reply::ok(&tl::enums::updates::ChannelDifference::Empty(
+                        tl::types::updates::ChannelDifferenceEmpty { r#final: true, pts: 43, timeout: None },
+                    ))
+                }),
+            ),
+        ])),
+    )
+    .await;
+    let mut data = logged_in(&dc, 100, 5, 10);
+    data.apply(&Change::UpdateState(layer_client::core::UpdateStateChange::Channel { id: CHANNEL, pts: 40 }));
+    data.apply(&Change::UpsertPeer(layer_client::core::Peer::new(
+        CHANNEL,
+        layer_client::core::PeerKind::Broadcast,
+        HASH,
+    )));
+    let backend = Arc::new(InMemoryBackend::with_session(data));
+    let (client, shutdown) =
+        Client::builder().session(Arc::clone(&backend)).api_id(API_ID).api_hash(API_HASH).connect().await.unwrap();
+    let mut updates = client.stream_updates(true).await.unwrap();
+    let waiting = tokio::spawn(async move { while updates.next().await.is_ok() {} });
+    wait_for_catch_up(&dc, 1).await;
+
+    let mut asked = Vec::new();
+    for _ in 0..1000 {
+        asked = dc.calls_of::<tl::functions::updates::GetChannelDifference>();
+        if !asked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = asked.first().expect("a stored channel must be caught up with getChannelDifference");
+    assert_eq!(first.pts, 40, "asked from the stored channel pts");
+    let tl::enums::InputChannel::Channel(channel) = &first.channel else { panic!("{:?}", first.channel) };
+    assert_eq!((channel.channel_id, channel.access_hash), (CHANNEL, HASH), "the stored access hash");
+
+    // The difference moved the channel to pts 43 without an update to hand out; the next update
+    // (pts 44) follows it without a new gap, and handing it out records the state.
+    // Telegram sends channel updates outside the common seq (seq 0).
+    push(&dc, &container(vec![channel_deleted(CHANNEL, 44)], 0)).await;
+    let mut stored = 0;
+    for _ in 0..500 {
+        client.flush().await.unwrap();
+        stored = *backend.load_session().await.unwrap().unwrap().updates.channels.get(&CHANNEL).unwrap_or(&0);
+        if stored == 44 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stored, 44, "the channel pts after the difference and the next update is stored");
+    assert_eq!(dc.count::<tl::functions::updates::GetChannelDifference>(), 1, "pts 43 from the difference was applied");
+    waiting.abort();
+    shutdown.shutdown().await.unwrap();
+}

@@ -13,9 +13,10 @@
 pub mod blank;
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,7 +92,23 @@ pub struct Dc {
     pub init_api_ids: Arc<Mutex<Vec<i32>>>,
     /// One sender per open connection, for messages the server sends unasked (updates).
     pushers: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>>,
+    /// The server salt every client message must carry (0: any salt is accepted, and neither
+    /// `bad_server_salt` nor `new_session_created` is ever sent).
+    salt: Arc<AtomicI64>,
+    /// MTProto service messages sent: `bad_server_salt` and `new_session_created`.
+    pub service: Arc<ServiceCounts>,
     task: JoinHandle<()>,
+}
+
+/// How many MTProto service messages a DC sent.
+#[derive(Default, Debug)]
+pub struct ServiceCounts {
+    /// `bad_server_salt` answers (a message carried a salt other than the server's).
+    pub bad_server_salt: AtomicUsize,
+    /// `new_session_created` notices (the first message of a session id this DC had not seen).
+    pub new_session_created: AtomicUsize,
+    /// `get_future_salts` requests answered.
+    pub future_salts: AtomicUsize,
 }
 
 impl Drop for Dc {
@@ -108,7 +125,23 @@ impl Dc {
 
     /// [`start`](Self::start), announcing `dc_options` in its `help.getConfig` answer.
     pub async fn start_with_config(id: i32, seed: u8, handler: Handler, dc_options: Vec<tl::enums::DcOption>) -> Dc {
+        Dc::start_full(id, seed, handler, dc_options, 0).await
+    }
+
+    /// [`start`](Self::start) with a server salt that client messages must carry, as Telegram
+    /// checks it: a message with another salt is answered `bad_server_salt` (code 48, with the
+    /// right salt) and not executed, and the first message of a new session id gets
+    /// `new_session_created`.
+    pub async fn start_salted(id: i32, seed: u8, handler: Handler, salt: i64) -> Dc {
+        assert_ne!(salt, 0, "salt 0 means unchecked");
+        Dc::start_full(id, seed, handler, Vec::new(), salt).await
+    }
+
+    async fn start_full(id: i32, seed: u8, handler: Handler, dc_options: Vec<tl::enums::DcOption>, salt: i64) -> Dc {
         let dc_options = Arc::new(dc_options);
+        let salt = Arc::new(AtomicI64::new(salt));
+        let service: Arc<ServiceCounts> = Arc::default();
+        let sessions: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let key = test_key(seed);
@@ -116,6 +149,7 @@ impl Dc {
         let init_api_ids = Arc::new(Mutex::new(Vec::new()));
         let pushers: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>> = Arc::default();
         let (c, i, p) = (Arc::clone(&calls), Arc::clone(&init_api_ids), Arc::clone(&pushers));
+        let (salt2, service2) = (Arc::clone(&salt), Arc::clone(&service));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
@@ -130,13 +164,23 @@ impl Dc {
                     transport: Full::new(),
                     session_id: 0,
                     seq: 0,
+                    salt: Arc::clone(&salt2),
+                    service: Arc::clone(&service2),
+                    sessions: Arc::clone(&sessions),
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
                 p.lock().unwrap().push(tx);
                 tokio::spawn(conn.serve(stream, rx));
             }
         });
-        Dc { id, addr, key, calls, init_api_ids, pushers, task }
+        Dc { id, addr, key, calls, init_api_ids, pushers, salt, service, task }
+    }
+
+    /// Changes the server salt (as Telegram rotates salts): the next client message that still
+    /// carries the old one is answered `bad_server_salt`.
+    pub fn rotate_salt(&self, salt: i64) {
+        assert_ne!(salt, 0, "salt 0 means unchecked");
+        self.salt.store(salt, Ordering::SeqCst);
     }
 
     /// The session option a client needs to reach this DC with its key.
@@ -257,6 +301,10 @@ struct Conn {
     transport: Full,
     session_id: i64,
     seq: i32,
+    salt: Arc<AtomicI64>,
+    service: Arc<ServiceCounts>,
+    /// Session ids this DC has seen (on any connection), for `new_session_created`.
+    sessions: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl Conn {
@@ -313,11 +361,36 @@ impl Conn {
         aes::ige_decrypt(plaintext, &k, &iv);
         let check = sha256(&[&self.key[88..120], plaintext]);
         assert_eq!(check[8..24], msg_key, "client message key mismatch");
+        let client_salt = read_i64(plaintext, 0);
         self.session_id = read_i64(plaintext, 8);
         let msg_id = read_i64(plaintext, 16);
+        let seq_no = read_i32(plaintext, 24);
         let len = usize::try_from(read_i32(plaintext, 28)).unwrap();
         let body = plaintext[32..32 + len].to_vec();
         let mut replies = Vec::new();
+        let salt = self.salt.load(Ordering::SeqCst);
+        if salt != 0 {
+            if self.sessions.lock().unwrap().insert(self.session_id) {
+                let created = tl::enums::NewSession::Created(tl::types::NewSessionCreated {
+                    first_msg_id: msg_id,
+                    unique_id: i64::from_le_bytes(test_key(77)[..8].try_into().unwrap()) ^ self.session_id,
+                    server_salt: salt,
+                });
+                replies.push(created.to_bytes());
+                self.service.new_session_created.fetch_add(1, Ordering::SeqCst);
+            }
+            if client_salt != salt {
+                let bad = tl::enums::BadMsgNotification::BadServerSalt(tl::types::BadServerSalt {
+                    bad_msg_id: msg_id,
+                    bad_msg_seqno: seq_no,
+                    error_code: 48,
+                    new_server_salt: salt,
+                });
+                replies.push(bad.to_bytes());
+                self.service.bad_server_salt.fetch_add(1, Ordering::SeqCst);
+                return Some(replies.into_iter().map(|body| self.frame(&body)).collect());
+            }
+        }
         self.message(msg_id, &body, &mut replies);
         Some(replies.into_iter().map(|body| self.frame(&body)).collect())
     }
@@ -343,6 +416,26 @@ impl Conn {
                 self.message(msg_id, &inner, replies);
             }
             tl::types::MsgsAck::CONSTRUCTOR_ID => {}
+            tl::functions::GetFutureSalts::CONSTRUCTOR_ID => {
+                // future_salts is a service answer, not wrapped in rpc_result.
+                let now = i32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+                let salt = self.salt.load(Ordering::SeqCst);
+                let salts = (0..3)
+                    .map(|i| tl::types::FutureSalt {
+                        valid_since: now - 60 + i * 1800,
+                        valid_until: now + 1800 + i * 1800,
+                        salt,
+                    })
+                    .collect();
+                let out = tl::enums::FutureSalts::Salts(tl::types::FutureSalts {
+                    req_msg_id: msg_id,
+                    now,
+                    salts: tl::RawVec(salts),
+                })
+                .to_bytes();
+                replies.push(out);
+                self.service.future_salts.fetch_add(1, Ordering::SeqCst);
+            }
             tl::functions::Ping::CONSTRUCTOR_ID | tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID => {
                 let pong = tl::types::Pong { msg_id, ping_id: read_i64(body, 4) };
                 replies.push(tl::enums::Pong::Pong(pong).to_bytes());
@@ -395,7 +488,7 @@ impl Conn {
     /// Wraps one message body: header, padding, MTProto 2.0 encryption (x = 8), Full framing.
     fn frame(&mut self, body: &[u8]) -> Vec<u8> {
         let mut plain = Vec::with_capacity(body.len() + 64);
-        plain.extend_from_slice(&0i64.to_le_bytes()); // salt
+        plain.extend_from_slice(&self.salt.load(Ordering::SeqCst).to_le_bytes());
         plain.extend_from_slice(&self.session_id.to_le_bytes());
         plain.extend_from_slice(&server_msg_id().to_le_bytes());
         self.seq += 2;
@@ -464,31 +557,54 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
-/// The server side of Telegram's SRP 2FA for one account with password `password`.
+/// The server side of Telegram's SRP 2FA (<https://core.telegram.org/api/srp>) for one account
+/// with password `password`. It keeps what a server keeps, the verifier `v = g^x mod p`, and
+/// checks the client's proof with the server's half of the protocol (`S = (A * v^u)^b`), never
+/// with the client's computation (grammers' `calculate_2fa`), so a client that computed M1
+/// wrongly in any way is refused.
 pub struct Srp {
     pub salt1: Vec<u8>,
     pub salt2: Vec<u8>,
     pub p: Vec<u8>,
+    /// `B = (k*v + g^b) mod p`, padded to 256 bytes.
     pub g_b: Vec<u8>,
     pub secure_random: Vec<u8>,
     pub srp_id: i64,
-    pub password: &'static str,
+    b: num_bigint::BigUint,
+    v: num_bigint::BigUint,
+}
+
+const SRP_G: u32 = 3;
+
+fn pad256(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 256 - bytes.len().min(256)];
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// `SH(data, salt) = H(salt | data | salt)`.
+fn srp_sh(data: &[u8], salt: &[u8]) -> [u8; 32] {
+    sha256(&[salt, data, salt])
 }
 
 impl Srp {
-    pub fn new(password: &'static str) -> Srp {
+    pub fn new(password: &str) -> Srp {
+        use num_bigint::BigUint;
         let p = unhex(PRIME_HEX);
-        let b = num_bigint::BigUint::from_bytes_be(&test_key(99)[..64]);
-        let g_b = num_bigint::BigUint::from(3u32).modpow(&b, &num_bigint::BigUint::from_bytes_be(&p)).to_bytes_be();
-        Srp {
-            salt1: test_key(11)[..40].to_vec(),
-            salt2: test_key(12)[..16].to_vec(),
-            p,
-            g_b,
-            secure_random: test_key(13).to_vec(),
-            srp_id: 0x1234_5678,
-            password,
-        }
+        let salt1 = test_key(11)[..40].to_vec();
+        let salt2 = test_key(12)[..16].to_vec();
+        // x = PH2(password, salt1, salt2), computed once when the password is set.
+        let ph1 = srp_sh(&srp_sh(password.as_bytes(), &salt1), &salt2);
+        let mut dk = [0u8; 64];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(&ph1, &salt1, 100_000, &mut dk);
+        let x = BigUint::from_bytes_be(&srp_sh(&dk, &salt2));
+        let big_p = BigUint::from_bytes_be(&p);
+        let g = BigUint::from(SRP_G);
+        let v = g.modpow(&x, &big_p);
+        let k = BigUint::from_bytes_be(&sha256(&[&p, &pad256(&[SRP_G as u8])]));
+        let b = BigUint::from_bytes_be(&test_key(99)[..64]);
+        let g_b = pad256(&((k * &v + g.modpow(&b, &big_p)) % &big_p).to_bytes_be());
+        Srp { salt1, salt2, p, g_b, secure_random: test_key(13).to_vec(), srp_id: 0x1234_5678, b, v }
     }
 
     pub fn account_password(&self) -> Reply {
@@ -499,7 +615,7 @@ impl Srp {
             tl::types::PasswordKdfAlgoSha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow {
                 salt1: self.salt1.clone(),
                 salt2: self.salt2.clone(),
-                g: 3,
+                g: SRP_G as i32,
                 p: self.p.clone(),
             },
         ));
@@ -509,20 +625,27 @@ impl Srp {
         Reply::ok(&tl::enums::account::Password::Password(pw))
     }
 
-    /// Verifies the client's proof: M1 must be what the account's password yields for the
-    /// public values this server sent.
+    /// Verifies the client's proof with the server's half of SRP: `u = H(A | B)`,
+    /// `S = (A * v^u)^b mod p`, `K = H(S)`, and M1 must be
+    /// `H(H(p) xor H(g) | H(salt1) | H(salt2) | A | B | K)`.
     pub fn verify(&self, check: &tl::functions::auth::CheckPassword) -> bool {
+        use num_bigint::BigUint;
         let tl::enums::InputCheckPasswordSrp::Srp(srp) = &check.password else { return false };
-        let (m1, g_a) = grammers_crypto::two_factor_auth::calculate_2fa(
-            &self.salt1,
-            &self.salt2,
-            &self.p,
-            &3,
-            self.g_b.clone(),
-            self.secure_random.clone(),
-            self.password,
-        );
-        srp.srp_id == self.srp_id && srp.m1 == m1 && srp.a == g_a
+        let big_p = BigUint::from_bytes_be(&self.p);
+        let a = BigUint::from_bytes_be(&srp.a);
+        // A client value of 0 mod p (or out of range) would force S = 0: refused, as SRP requires.
+        if srp.srp_id != self.srp_id || srp.a.len() > 256 || (&a % &big_p) == BigUint::from(0u32) {
+            return false;
+        }
+        let a_pad = pad256(&srp.a);
+        let u = BigUint::from_bytes_be(&sha256(&[&a_pad, &self.g_b]));
+        let s = ((a * self.v.modpow(&u, &big_p)) % &big_p).modpow(&self.b, &big_p);
+        let k = sha256(&[&pad256(&s.to_bytes_be())]);
+        let h_p = sha256(&[&self.p]);
+        let h_g = sha256(&[&pad256(&[SRP_G as u8])]);
+        let xor: Vec<u8> = h_p.iter().zip(h_g).map(|(x, y)| x ^ y).collect();
+        let m1 = sha256(&[&xor, &sha256(&[&self.salt1]), &sha256(&[&self.salt2]), &a_pad, &self.g_b, &k]);
+        srp.m1 == m1
     }
 }
 
