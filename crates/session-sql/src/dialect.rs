@@ -48,7 +48,7 @@ pub const SCHEMA_TABLE: &str = "layer_session_schema";
 
 /// The columns of the schema declared `TEXT`: a JSON value written into one of them is text,
 /// every other JSON value an integer. (A test checks this list against the schema.)
-pub const TEXT_COLUMNS: &[&str] = &["ip", "usernames", "phone", "name", "holder"];
+pub const TEXT_COLUMNS: &[&str] = &["ip", "usernames", "phone", "name", "holder", "sealed", "key_id", "kdf"];
 
 const PG_NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
@@ -384,6 +384,22 @@ mod tests {
             }
             all.extend(save_plan(1, &full).map(|st| st.sql.to_owned()));
             all.extend(compact_plan(1, &full.peers).map(|st| st.sql.to_owned()));
+            // The same plans in a sealed database, with the changes that rewrite whole tables.
+            let keys = session_core::Keyring::new(session_core::SealingKey::from_bytes([1; 32]));
+            let sealer = crate::open_seal("t", None, Some(&keys)).expect("seal").expect("sealed").session("s");
+            let mut c = c.clone();
+            c.push(Change::UpdateState(UpdateStateChange::All(session_core::UpdateState::new(1, 2, 3, 4))));
+            c.push(Change::SetMinContexts(vec![session_core::MinPeerContext::new(1, 2, 3)]));
+            full.apply_all(&c);
+            full.updates.channels.insert(5, 6);
+            for known in [Known::default(), Known { session_row: true, no_removals: true, chunk_ranges: None }] {
+                let plan = crate::persist_plan_sealed(1, &c, &full, known, Some(&sealer)).expect("plan");
+                all.extend(plan.into_iter().map(|st| st.sql.to_owned()));
+            }
+            let saved = crate::save_plan_sealed(1, &full, Some(&sealer)).expect("save");
+            all.extend(saved.into_iter().map(|st| st.sql.to_owned()));
+            let compacted = crate::compact_plan_sealed(1, &full.peers, Some(&sealer)).expect("compact");
+            all.extend(compacted.into_iter().map(|st| st.sql.to_owned()));
         }
         all.extend(delete_plan(1).map(|st| st.sql.to_owned()));
         all.extend(MIGRATIONS.iter().map(|s| (*s).to_owned()));
@@ -402,6 +418,9 @@ mod tests {
                 crate::LIST_SESSIONS_WITH_LEASES,
                 crate::LOAD_PEER_CHUNKS_AFTER,
                 crate::LOAD_CHUNK_RANGES,
+                crate::LOAD_SEAL,
+                crate::WRITE_SEAL,
+                crate::OTHER_STORED_SESSIONS,
             ]
             .map(str::to_owned),
         );

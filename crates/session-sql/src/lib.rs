@@ -1,5 +1,5 @@
 #![doc = include_str!("../README.md")]
-//! ## Tables (schema version 4)
+//! ## Tables (schema version 5)
 //!
 //! A database holds any number of named sessions. `sessions` maps each name to its id, and
 //! every other table is keyed by that id first (`sid`): every statement of a plan and every
@@ -15,6 +15,11 @@
 //! | `peers` | (`sid`, `class`, `id`) | peers written since the chunks were: bare id in its id space (0 user, 1 basic group, 2 channel), `kind`, `access_hash`, `min`, `usernames` (JSON array or NULL), `phone` |
 //! | `peer_removals` | (`sid`, `class`, `id`) | peers removed since the chunks were written (since version 2) |
 //! | `min_contexts` | (`sid`, `pos`) | the ordered "min" peer contexts |
+//! | `seal` | `id` (0; one row or none) | a sealed database's key id and passphrase derivation record (since version 5, see [`seal`]) |
+//!
+//! Since version 5 every table but `peer_removals` has a `sealed` text column: NULL in a plain
+//! database; in a sealed one it holds the row's values sealed, and the columns it replaces hold
+//! fixed placeholders ([`seal`]).
 //!
 //! ## Checksums (since version 3)
 //!
@@ -51,6 +56,9 @@
 //! as id 0, and rebuilds each table with a `sid` column, moving every row of the older database
 //! to session 0 as it is (checksums and sums stay valid, so nothing is recomputed).
 //!
+//! Version 5 added `seal` and the `sealed` columns; its migration changes no row (a NULL
+//! `sealed` is outside a row's checksum).
+//!
 //! Version 1 had only `peers`; its rows are read as they are (an overlay over no chunks).
 //! Version 3 added the checksums: its migration ([`MIGRATIONS`] entry 2, then
 //! [`backfill_queries`] and [`backfill_statement`] for every existing row, then
@@ -80,6 +88,7 @@ pub mod lease;
 mod migrations;
 mod plan;
 mod rows;
+pub mod seal;
 mod sessions;
 mod table;
 mod value;
@@ -90,11 +99,15 @@ pub use migrations::{
     backfill_queries, backfill_statement, backfill_sums, migrations_from, set_version_sql, APPLICATION_ID, MIGRATIONS,
     SCHEMA_VERSION, TABLES,
 };
-pub use plan::{compact_plan, delete_plan, may_be_chunked, persist_plan, persist_plan_known, save_plan, Known};
+pub use plan::{
+    compact_plan, compact_plan_sealed, delete_plan, may_be_chunked, persist_plan, persist_plan_known,
+    persist_plan_sealed, save_plan, save_plan_sealed, Known,
+};
 pub use rows::{
     chunk_range, load_queries, SessionRows, LOAD_CHANNELS, LOAD_CHUNK_RANGES, LOAD_DCS, LOAD_MIN_CONTEXTS, LOAD_PEERS,
     LOAD_PEER_CHUNKS, LOAD_PEER_CHUNKS_AFTER, LOAD_PEER_QUERIES, LOAD_PEER_REMOVALS, LOAD_QUERIES, LOAD_SESSION,
 };
+pub use seal::{open_seal, DbSeal, SealRecord, Sealer, LOAD_SEAL, OTHER_STORED_SESSIONS, WRITE_SEAL};
 pub use sessions::{
     check_name, is_default, register_session, session_id, SessionId, SessionInfo, DEFAULT_SESSION_ID, LIST_SESSIONS,
     LIST_SESSIONS_WITH_LEASES, REGISTER_SESSION, SESSION_ID,

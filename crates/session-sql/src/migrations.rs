@@ -10,7 +10,7 @@ use crate::table::Table;
 use crate::value::{SqlValue, SqlValueRef, Statement};
 
 /// The schema version this build writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `PRAGMA application_id` of our databases ("LYSS"), so that tools such as `file(1)` and our
 /// own importer tell them from other SQLite files.
@@ -212,11 +212,24 @@ INSERT INTO min_contexts_v4 (sid, pos, user_id, peer_id, msg_id, crc)
 DROP TABLE min_contexts;
 ALTER TABLE min_contexts_v4 RENAME TO min_contexts
 "#,
+    r#"
+CREATE TABLE seal (
+    id     INTEGER PRIMARY KEY CHECK (id = 0),
+    key_id TEXT NOT NULL,
+    kdf    TEXT
+);
+ALTER TABLE session ADD COLUMN sealed TEXT;
+ALTER TABLE dcs ADD COLUMN sealed TEXT;
+ALTER TABLE channels ADD COLUMN sealed TEXT;
+ALTER TABLE peer_chunks ADD COLUMN sealed TEXT;
+ALTER TABLE peers ADD COLUMN sealed TEXT;
+ALTER TABLE min_contexts ADD COLUMN sealed TEXT
+"#,
 ];
 
 /// The tables of the current schema, for telling our database from someone else's.
 pub const TABLES: &[&str] =
-    &["sessions", "session", "dcs", "channels", "peer_chunks", "peers", "peer_removals", "min_contexts"];
+    &["sessions", "session", "dcs", "channels", "peer_chunks", "peers", "peer_removals", "min_contexts", "seal"];
 
 // The same reads for databases of versions 1 and 2, which have no checksums (a reader that
 // does not migrate, such as a read-only inspection, may meet one).
@@ -230,6 +243,30 @@ pub(crate) const LOAD_PEERS_V2: &str =
     "SELECT class, id, kind, access_hash, min, usernames, phone FROM peers ORDER BY class, id";
 pub(crate) const LOAD_PEER_REMOVALS_V2: &str = "SELECT class, id FROM peer_removals ORDER BY class, id";
 pub(crate) const LOAD_MIN_CONTEXTS_V2: &str = "SELECT user_id, peer_id, msg_id FROM min_contexts ORDER BY pos";
+
+// The reads of a version 4 database (no `sealed` column).
+pub(crate) const LOAD_QUERIES_V4: [(Table, &str); 7] = [
+    (
+        Table::Session,
+        "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token, crc, \
+         dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum FROM session WHERE sid = ?1",
+    ),
+    (
+        Table::Dcs,
+        "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc FROM dcs WHERE sid = ?1",
+    ),
+    (Table::Channels, "SELECT id, pts, crc FROM channels WHERE sid = ?1"),
+    (
+        Table::PeerChunks,
+        "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc FROM peer_chunks WHERE sid = ?1 ORDER BY pos",
+    ),
+    (
+        Table::Peers,
+        "SELECT class, id, kind, access_hash, min, usernames, phone, crc FROM peers WHERE sid = ?1 ORDER BY class, id",
+    ),
+    (Table::PeerRemovals, "SELECT class, id, crc FROM peer_removals WHERE sid = ?1 ORDER BY class, id"),
+    (Table::MinContexts, "SELECT pos, user_id, peer_id, msg_id, crc FROM min_contexts WHERE sid = ?1 ORDER BY pos"),
+];
 
 // The reads of a version 3 database, which holds one session (no `sid` column).
 pub(crate) const LOAD_QUERIES_V3: [(Table, &str); 7] = [
@@ -341,8 +378,8 @@ mod tests {
             migrations_from(SCHEMA_VERSION + 1).map(|m| m.count()),
             Err(SessionError::UnsupportedVersion { found, supported: SCHEMA_VERSION, .. }) if found == SCHEMA_VERSION + 1
         ));
-        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1, 2, 3, 4]));
-        assert_eq!(migrations_from(1).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![2, 3, 4]));
+        assert_eq!(migrations_from(0).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(migrations_from(1).map(|m| m.map(|(v, _)| v).collect::<Vec<_>>()).ok(), Some(vec![2, 3, 4, 5]));
         assert_eq!(migrations_from(SCHEMA_VERSION).map(|m| m.count()).ok(), Some(0));
     }
 

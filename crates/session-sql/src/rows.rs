@@ -14,41 +14,44 @@ use crate::chunks;
 use crate::codes::{class_code, class_from_code, kind_from_code};
 use crate::migrations::{
     LOAD_CHANNELS_V2, LOAD_DCS_V2, LOAD_MIN_CONTEXTS_V2, LOAD_PEERS_V2, LOAD_PEER_CHUNKS_V2, LOAD_PEER_REMOVALS_V2,
-    LOAD_QUERIES_V3, LOAD_SESSION_V2, SCHEMA_VERSION,
+    LOAD_QUERIES_V3, LOAD_QUERIES_V4, LOAD_SESSION_V2, SCHEMA_VERSION,
 };
+use crate::seal::{decode_values, Sealer};
 use crate::table::{Table, SUMMED};
 use crate::value::SqlValueRef;
 
-/// The session row: its values, its `crc`, then the sums of the other tables.
+/// The session row: its values, its `sealed` text (NULL in a plain database), its `crc`, then
+/// the sums of the other tables.
 ///
 /// Every load query takes the session's id (see [`SESSION_ID`](crate::SESSION_ID)) as `?1`.
+/// Each row of a table with values to seal ([`Table::sealable`]) ends with `sealed, crc`.
 pub const LOAD_SESSION: &str = "SELECT home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, \
-     future_auth_token, crc, dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum \
+     future_auth_token, sealed, crc, dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum \
      FROM session WHERE sid = ?1";
 /// Every DC option.
 pub const LOAD_DCS: &str =
-    "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, crc FROM dcs WHERE sid = ?1";
+    "SELECT id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, sealed, crc FROM dcs WHERE sid = ?1";
 /// Every channel's pts.
-pub const LOAD_CHANNELS: &str = "SELECT id, pts, crc FROM channels WHERE sid = ?1";
+pub const LOAD_CHANNELS: &str = "SELECT id, pts, sealed, crc FROM channels WHERE sid = ?1";
 /// The peer chunks, in order.
-pub const LOAD_PEER_CHUNKS: &str =
-    "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc FROM peer_chunks WHERE sid = ?1 ORDER BY pos";
+pub const LOAD_PEER_CHUNKS: &str = "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, sealed, crc \
+     FROM peer_chunks WHERE sid = ?1 ORDER BY pos";
 /// The peer chunks after position `?2`, at most `?3` of them, in order (a driver that reads
 /// them in pages).
-pub const LOAD_PEER_CHUNKS_AFTER: &str = "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, crc \
+pub const LOAD_PEER_CHUNKS_AFTER: &str = "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, data, sealed, crc \
      FROM peer_chunks WHERE sid = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3";
 /// The key range of every chunk (first and last key), in order: a driver that keeps them knows
 /// which removed keys need a `peer_removals` row ([`Known::chunk_ranges`](crate::Known::chunk_ranges)).
 pub const LOAD_CHUNK_RANGES: &str =
     "SELECT lo_class, lo_id, hi_class, hi_id FROM peer_chunks WHERE sid = ?1 ORDER BY pos";
 /// Every peer written since the chunks, in key order.
-pub const LOAD_PEERS: &str =
-    "SELECT class, id, kind, access_hash, min, usernames, phone, crc FROM peers WHERE sid = ?1 ORDER BY class, id";
+pub const LOAD_PEERS: &str = "SELECT class, id, kind, access_hash, min, usernames, phone, sealed, crc FROM peers \
+     WHERE sid = ?1 ORDER BY class, id";
 /// Every peer removed since the chunks, in key order.
 pub const LOAD_PEER_REMOVALS: &str = "SELECT class, id, crc FROM peer_removals WHERE sid = ?1 ORDER BY class, id";
 /// The "min" contexts, in order.
 pub const LOAD_MIN_CONTEXTS: &str =
-    "SELECT pos, user_id, peer_id, msg_id, crc FROM min_contexts WHERE sid = ?1 ORDER BY pos";
+    "SELECT pos, user_id, peer_id, msg_id, sealed, crc FROM min_contexts WHERE sid = ?1 ORDER BY pos";
 
 /// The queries that load a session from a database at schema `version`, in the order of
 /// [`LOAD_QUERIES`] (a reader that does not migrate, such as a read-only inspection, may meet an
@@ -66,7 +69,8 @@ pub fn load_queries(version: u32) -> impl Iterator<Item = (Table, &'static str)>
         (Table::MinContexts, LOAD_MIN_CONTEXTS_V2),
     ];
     let queries = match version {
-        4.. => LOAD_QUERIES,
+        5.. => LOAD_QUERIES,
+        4 => LOAD_QUERIES_V4,
         3 => LOAD_QUERIES_V3,
         _ => old,
     };
@@ -134,6 +138,8 @@ pub struct SessionRows {
     sums: [u32; 6],
     /// The sums the session row holds.
     stored_sums: Option<[i64; 6]>,
+    /// How this session's sealed rows open (`None`: the database is plain).
+    seal: Option<Sealer>,
 }
 
 // By hand: the rows read so far hold auth keys and the future auth token, which `Debug` of the
@@ -169,12 +175,51 @@ impl SessionRows {
             removals: Vec::new(),
             sums: [0; 6],
             stored_sums: None,
+            seal: None,
         }
+    }
+
+    /// Opens sealed rows with `seal` (the [`Sealer`] of this session of a sealed database):
+    /// every row with values to seal must then be sealed (a row in clear is
+    /// [`SessionError::Corrupt`]: someone wrote it behind the seal). Without it, a sealed row is
+    /// [`SessionError::Sealed`].
+    pub fn with_seal(mut self, seal: Option<Sealer>) -> Self {
+        self.seal = seal;
+        self
     }
 
     /// Adds one row of `table`.
     pub fn row(&mut self, table: Table, row: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
-        let values = self.verify(table, row)?;
+        let (values, sealed) = self.verify(table, row)?;
+        let sealable = self.version >= 5 && table.sealable();
+        match sealed {
+            None if sealable && self.seal.is_some() => Err(SessionError::corrupt(
+                &self.resource,
+                format!("{}: a row in clear in a sealed database (written behind the seal)", table.name()),
+            )),
+            None => self.add(table, values),
+            Some(text) => {
+                let from = table.sealed_from();
+                let clear = values.get(..from).unwrap_or_default();
+                let Some(seal) = &self.seal else {
+                    return Err(SessionError::Sealed {
+                        resource: self.resource.clone(),
+                        key_id: crate::seal::key_id_of_text(text),
+                    });
+                };
+                let plain = seal.open_row(&self.resource, table, clear, text)?;
+                let opened = decode_values(&plain, table.values(self.version) - from).ok_or_else(|| {
+                    SessionError::corrupt(&self.resource, format!("{}.sealed: not the values of a row", table.name()))
+                })?;
+                let mut merged = Vec::with_capacity(table.values(self.version));
+                merged.extend_from_slice(clear);
+                merged.extend(opened);
+                self.add(table, &merged)
+            }
+        }
+    }
+
+    fn add(&mut self, table: Table, values: &[SqlValueRef<'_>]) -> Result<(), SessionError> {
         match table {
             Table::Session => self.session_row(values),
             Table::Dcs => self.dc_row(values),
@@ -187,30 +232,43 @@ impl SessionRows {
     }
 
     /// Checks the row's shape and (from version 3 on) its checksum, and counts it in its
-    /// table's sum. Returns its values.
+    /// table's sum. Returns its values and (from version 5 on) its `sealed` text.
     fn verify<'r, 'v>(
         &mut self,
         table: Table,
         row: &'r [SqlValueRef<'v>],
-    ) -> Result<&'r [SqlValueRef<'v>], SessionError> {
+    ) -> Result<(&'r [SqlValueRef<'v>], Option<&'v str>), SessionError> {
         let n = table.values(self.version);
         let bad = |reason: String| SessionError::corrupt(&self.resource, format!("{}: {reason}", table.name()));
         if table != Table::Session {
             self.other_rows = true;
         }
         if self.version < 3 {
-            return if row.len() == n { Ok(row) } else { Err(bad(format!("{} columns instead of {n}", row.len()))) };
+            return if row.len() == n {
+                Ok((row, None))
+            } else {
+                Err(bad(format!("{} columns instead of {n}", row.len())))
+            };
         }
+        let sealed_col = usize::from(self.version >= 5 && table.sealable());
         let extra = if table == Table::Session { 1 + SUMMED.len() } else { 1 };
-        if row.len() != n + extra {
-            return Err(bad(format!("{} columns instead of {}", row.len(), n + extra)));
+        if row.len() != n + sealed_col + extra {
+            return Err(bad(format!("{} columns instead of {}", row.len(), n + sealed_col + extra)));
         }
-        let (values, rest) = row.split_at(n);
+        let (stored, rest) = row.split_at(n + sealed_col);
+        let values = &stored[..n];
+        let sealed = match stored.get(n) {
+            None | Some(SqlValueRef::Null) => None,
+            Some(SqlValueRef::Text(t)) => Some(*t),
+            Some(_) => return Err(bad("sealed is not text".into())),
+        };
         let crc = match rest.first() {
             Some(SqlValueRef::Integer(c)) => u32::try_from(*c).map_err(|_| bad("crc out of range".into()))?,
             _ => return Err(bad("crc is not an integer".into())),
         };
-        if i64::from(crc) != row_crc(table, values) {
+        // A NULL `sealed` is not covered: rows of version 4 keep their checksums.
+        let covered = if sealed.is_some() { stored } else { values };
+        if i64::from(crc) != row_crc(table, covered) {
             return Err(bad("a row does not match its checksum".into()));
         }
         match table.sum_index() {
@@ -229,7 +287,7 @@ impl SessionRows {
                 self.stored_sums = Some(sums);
             }
         }
-        Ok(values)
+        Ok((values, sealed))
     }
 
     /// Checks the session row's sums of `tables` against the rows added.
@@ -501,7 +559,14 @@ mod tests {
 
     /// The row [`LOAD_PEER_CHUNKS`] reads back for a chunk insert: every column, crc last.
     fn chunk_row_of(st: &Statement) -> Vec<SqlValueRef<'_>> {
-        st.params.iter().skip(1).map(SqlValue::as_ref).collect()
+        plain_row(&st.params[1..])
+    }
+
+    /// A plain row's values and crc as a load query of version 5 reads them (`sealed` NULL).
+    fn plain_row(params: &[SqlValue]) -> Vec<SqlValueRef<'_>> {
+        let mut row: Vec<SqlValueRef<'_>> = params.iter().map(SqlValue::as_ref).collect();
+        row.insert(row.len() - 1, SqlValueRef::Null);
+        row
     }
 
     #[test]
@@ -519,7 +584,7 @@ mod tests {
         assert_eq!(chunks, 10_000usize.div_ceil(chunks::CHUNK_PEERS));
         let over = Peer::new(5, PeerKind::Bot, -5).with_usernames(vec!["x".into()]);
         let refs: Vec<SqlValue> = peer_params(&over);
-        rows.row(Table::Peers, &refs.iter().map(SqlValue::as_ref).collect::<Vec<_>>()).expect("row");
+        rows.row(Table::Peers, &plain_row(&refs)).expect("row");
         let removal = removal_params(PeerKey::user(9_999));
         rows.row(Table::PeerRemovals, &removal.iter().map(SqlValue::as_ref).collect::<Vec<_>>()).expect("removal");
         let peers = rows.finish_peers().expect("no session row: no sums to check");
@@ -542,6 +607,7 @@ mod tests {
         let values: Vec<SqlValueRef<'_>> = st.params[1..8].iter().map(SqlValue::as_ref).collect();
         let crc = row_crc(Table::PeerChunks, &values);
         let mut row = values.clone();
+        row.push(SqlValueRef::Null);
         row.push(SqlValueRef::Integer(crc));
         let err = SessionRows::new("t").row(Table::PeerChunks, &row).expect_err("damaged blob");
         assert!(err.to_string().contains("peer_chunks.data"), "{err}");

@@ -1,5 +1,7 @@
 //! The tables of the schema, as loaded rows name them.
 
+use crate::value::SqlValue;
+
 /// Which table a loaded row comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Table {
@@ -80,6 +82,50 @@ impl Table {
             Table::PeerRemovals => Some(4),
             Table::MinContexts => Some(5),
         }
+    }
+}
+
+impl Table {
+    /// The index of the first value (in the order of the table's load query) a sealed row
+    /// seals: the values before it are the ones the table is keyed by, left in clear (see
+    /// [`crate::seal`]). Equal to the number of values when nothing is sealed.
+    pub fn sealed_from(self) -> usize {
+        match self {
+            Table::Session => 0,
+            Table::Dcs => 2,
+            Table::Channels => 1,
+            Table::PeerChunks => 6,
+            Table::Peers => 2,
+            Table::PeerRemovals => 2,
+            Table::MinContexts => 1,
+        }
+    }
+
+    /// What a sealed row stores in place of each sealed value: the same for every row (so the
+    /// placeholders tell nothing), NULL where the column may be NULL, else 0, `''` or `X''`.
+    pub(crate) fn placeholders(self) -> &'static [SqlValue] {
+        const Z: SqlValue = SqlValue::Integer(0);
+        const N: SqlValue = SqlValue::Null;
+        static SESSION: [SqlValue; 10] = [Z, N, N, Z, N, Z, Z, Z, Z, N];
+        static DCS: [SqlValue; 6] = [Z, SqlValue::Text(String::new()), Z, N, Z, Z];
+        static CHANNELS: [SqlValue; 1] = [Z];
+        static CHUNKS: [SqlValue; 1] = [SqlValue::Blob(Vec::new())];
+        static PEERS: [SqlValue; 5] = [Z, Z, Z, N, N];
+        static CONTEXTS: [SqlValue; 3] = [Z, Z, Z];
+        match self {
+            Table::Session => &SESSION,
+            Table::Dcs => &DCS,
+            Table::Channels => &CHANNELS,
+            Table::PeerChunks => &CHUNKS,
+            Table::Peers => &PEERS,
+            Table::PeerRemovals => &[],
+            Table::MinContexts => &CONTEXTS,
+        }
+    }
+
+    /// Whether the table's rows have values to seal (and a `sealed` column, since version 5).
+    pub fn sealable(self) -> bool {
+        self != Table::PeerRemovals
     }
 }
 

@@ -9,7 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use session_core::fs::{private_options, sync_dir, OwnerLock};
 use session_core::{
-    codec, BoxError, Change, DcFlags, DcKey, PeerKey, SessionBackend, SessionData, SessionError, UpdateState,
+    codec, BoxError, Change, DcFlags, DcKey, Keyring, PeerKey, SessionBackend, SessionData, SessionError, UpdateState,
 };
 
 use tracing::field::Empty;
@@ -18,7 +18,7 @@ use tracing::Span;
 use crate::trace::{micros, timed, timed_sync};
 use crate::values::{value_ref, Param};
 use session_sql::lease::DEFAULT_SESSION;
-use session_sql::{Known, SessionId, SessionInfo, SessionRows, SqlValueRef, Statement, Table};
+use session_sql::{Known, SealRecord, Sealer, SessionId, SessionInfo, SessionRows, SqlValueRef, Statement, Table};
 
 const NAME: &str = "sqlite";
 
@@ -71,6 +71,8 @@ pub struct SqliteBackend {
     resource: Arc<str>,
     path: Option<Arc<Path>>,
     session: Arc<str>,
+    /// The key the rows are sealed with (`None`: a plain database).
+    sealed_with: Option<session_core::KeyId>,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -140,8 +142,49 @@ impl SqliteBackend {
         name: &str,
         durability: Durability,
     ) -> Result<Self, SessionError> {
+        Self::open_inner(path.as_ref(), name, durability, None).await
+    }
+
+    /// [`SqliteBackend::open`] for a session sealed (encrypted at rest) with `keys`: every value
+    /// but the ids its rows are keyed by is sealed with XChaCha20-Poly1305 under the keyring's
+    /// key, bound to the session's name, its table and its row (see
+    /// [`session_sql::seal`] and the book's encryption page).
+    ///
+    /// - A new database, or one that holds nothing yet, becomes sealed: a record of the key id
+    ///   (and, for a passphrase, its Argon2id salt and costs) is stored in its `seal` table.
+    /// - A plain database whose only stored session is this one is sealed at open, in one
+    ///   transaction (its rows rewritten sealed; the plain bytes may remain in free pages and
+    ///   in the WAL until they are overwritten or checkpointed). A plain database holding other
+    ///   sessions is refused with [`SessionError::Invalid`] (a database is sealed whole, and
+    ///   their owners would keep writing them in clear).
+    /// - A database sealed with a key the keyring lacks is [`SessionError::WrongKey`]; nothing
+    ///   is written. A sealed database opened without a key ([`SqliteBackend::open`]) is
+    ///   [`SessionError::Sealed`]. Neither is ever `Corrupt` or an empty session.
+    /// - Rotation: `Keyring::new(new).with_old_key(old)` opens what the old key sealed, and
+    ///   the open re-seals this session with the new key (one transaction) and records it.
+    pub async fn open_with_key(path: impl AsRef<Path>, keys: Keyring) -> Result<Self, SessionError> {
+        Self::open_inner(path.as_ref(), DEFAULT_SESSION, Durability::default(), Some(keys)).await
+    }
+
+    /// [`SqliteBackend::open_named_with`] sealed with `keys` (see
+    /// [`SqliteBackend::open_with_key`]).
+    pub async fn open_named_with_key(
+        path: impl AsRef<Path>,
+        name: &str,
+        durability: Durability,
+        keys: Keyring,
+    ) -> Result<Self, SessionError> {
+        Self::open_inner(path.as_ref(), name, durability, Some(keys)).await
+    }
+
+    async fn open_inner(
+        path: &Path,
+        name: &str,
+        durability: Durability,
+        keys: Option<Keyring>,
+    ) -> Result<Self, SessionError> {
         session_sql::check_name(name)?;
-        let path: Arc<Path> = Arc::from(path.as_ref());
+        let path: Arc<Path> = Arc::from(path);
         let session: Arc<str> = Arc::from(name);
         let resource: Arc<str> = Arc::from(resource_of(&path, name));
         let p = Arc::clone(&path);
@@ -149,8 +192,10 @@ impl SqliteBackend {
         let span =
             tracing::info_span!("open", backend = NAME, path = %resource, durability = ?durability, elapsed_us = Empty);
         let entered = span.clone();
-        let db = timed(span, blocking(move || entered.in_scope(|| Db::open_file(&p, durability, &n)))).await?;
-        Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path), session })
+        let db = timed(span, blocking(move || entered.in_scope(|| Db::open_file(&p, durability, &n, keys.as_ref()))))
+            .await?;
+        let sealed_with = db.seal.as_ref().map(|s| s.db().key_id());
+        Ok(Self { db: Arc::new(Mutex::new(db)), resource, path: Some(path), session, sealed_with })
     }
 
     /// The sessions of the database at `path`, by name, with who holds each one's lease where
@@ -159,6 +204,11 @@ impl SqliteBackend {
     pub async fn list_sessions(path: impl AsRef<Path>) -> Result<Vec<SessionInfo>, SessionError> {
         let path = path.as_ref().to_path_buf();
         blocking(move || crate::read_only::ReadOnly::open(&path)?.sessions()).await
+    }
+
+    /// The id of the key this session's rows are sealed with, `None` for a plain database.
+    pub fn sealed_with(&self) -> Option<session_core::KeyId> {
+        self.sealed_with
     }
 
     /// The name of the session this backend owns (`default` for [`SqliteBackend::open`]).
@@ -176,6 +226,7 @@ impl SqliteBackend {
             resource: Arc::from(":memory:"),
             path: None,
             session: Arc::from(DEFAULT_SESSION),
+            sealed_with: None,
         })
     }
 
@@ -410,6 +461,8 @@ struct Db {
     rows: RowCounts,
     /// The key range of each chunk, in order.
     ranges: Vec<(PeerKey, PeerKey)>,
+    /// How this session's rows are sealed (`None`: a plain database).
+    seal: Option<Sealer>,
     _lock: Option<OwnerLock>,
 }
 
@@ -469,7 +522,7 @@ fn sync_level(durability: Durability, critical: bool) -> &'static str {
 }
 
 impl Db {
-    fn open_file(path: &Path, durability: Durability, name: &str) -> Result<Db, SessionError> {
+    fn open_file(path: &Path, durability: Durability, name: &str, keys: Option<&Keyring>) -> Result<Db, SessionError> {
         // The lock follows the file, whatever name reaches it (a symlink, a hard link, a `..`
         // path): it is taken on the real path's lock file and, once the database exists, on the
         // database file's inode. Everything below works on the real path, so SQLite's `-wal`
@@ -502,15 +555,77 @@ impl Db {
             durability: Some(durability),
             rows: RowCounts::default(),
             ranges: Vec::new(),
+            seal: None,
             _lock: Some(lock),
         };
         db.setup(Some(durability)).map_err(|e| db.fail(e))?;
+        // Decided before anything is written: a sealed database opened without its key gets
+        // not even the new session's name.
+        let record = read_seal(&db.conn, &db.resource).map_err(|e| db.fail(e))?;
+        let seal = session_sql::open_seal(&db.resource, record, keys).map_err(|e| db.fail(e.into()))?;
         if !session_sql::is_default(name) {
             db.sid = db.register(name).map_err(|e| db.fail(e))?;
             db.rows = count_rows(&db.conn, db.sid).map_err(|e| db.fail(e))?;
             db.ranges = read_ranges(&db.conn, db.sid, &db.resource).map_err(|e| db.fail(e))?;
         }
+        if let Some(seal) = seal {
+            db.seal_with(seal, record, name).map_err(|e| db.fail(e))?;
+        }
         Ok(db)
+    }
+
+    /// Seals this session with `seal` (what [`session_sql::open_seal`] made of the stored
+    /// `record`): when the record is missing or names an older key, this session's rows are
+    /// sealed with the keyring's key and the record stored, in one transaction.
+    fn seal_with(
+        &mut self,
+        seal: Arc<session_sql::DbSeal>,
+        record: Option<SealRecord>,
+        name: &str,
+    ) -> Result<(), DbError> {
+        let sealer = seal.session(name);
+        if seal.needs_record() {
+            let (resource, sid, with) = (self.resource.clone(), self.sid, sealer.clone());
+            self.write(std::iter::empty(), true, move |tx| {
+                // Another owner may have sealed the database since it was read.
+                if read_seal(tx, &resource)? != record {
+                    return Err(SessionError::Backend {
+                        backend: NAME.to_owned(),
+                        source: format!(
+                            "{resource}: the database was sealed by another owner while it opened; open it again"
+                        )
+                        .into(),
+                    }
+                    .into());
+                }
+                if seal.is_new() {
+                    let others: i64 = tx.query_row(session_sql::OTHER_STORED_SESSIONS, [sid], |r| r.get(0))?;
+                    if others > 0 {
+                        return Err(SessionError::invalid(
+                            format!("session database {resource}"),
+                            format!(
+                                "it holds {others} other session(s) in clear; a database is sealed whole, so seal it \
+                                 when no other session is stored in it (or convert each session into a sealed database)"
+                            ),
+                        )
+                        .into());
+                    }
+                }
+                // What is stored, read as it was sealed (or in clear), written back sealed.
+                let opened = (!seal.is_new()).then(|| with.clone());
+                let mut rows = SessionRows::new(resource.clone()).with_seal(opened);
+                read_rows(tx, sid, session_sql::LOAD_QUERIES, &mut rows, &resource)?;
+                if let Some(data) = rows.finish()? {
+                    execute(tx, session_sql::save_plan_sealed(sid, &data, Some(&with))?.into_iter())?;
+                }
+                execute(tx, std::iter::once(seal.record_statement()))
+            })?;
+            self.rows = count_rows(&self.conn, self.sid)?;
+            self.ranges = read_ranges(&self.conn, self.sid, &self.resource)?;
+            tracing::info!(path = %self.resource, key_id = %sealer.db().key_id(), "sealed the session with a new key");
+        }
+        self.seal = Some(sealer);
+        Ok(())
     }
 
     /// The id of session `name`, registered when it is new.
@@ -538,6 +653,7 @@ impl Db {
             durability: None,
             rows: RowCounts::default(),
             ranges: Vec::new(),
+            seal: None,
             _lock: None,
         };
         db.setup(None).map_err(|e| db.fail(e))?;
@@ -645,7 +761,8 @@ impl Db {
     fn save(&mut self, data: &SessionData) -> Result<(), DbError> {
         let (resource, sid) = (self.resource.clone(), self.sid);
         let mut ranges = Vec::new();
-        self.write(session_sql::save_plan(sid, data), true, |tx| {
+        let plan = session_sql::save_plan_sealed(sid, data, self.seal.as_ref())?;
+        self.write(plan.into_iter(), true, |tx| {
             ranges = read_ranges(tx, sid, &resource)?;
             Ok(())
         })?;
@@ -672,15 +789,16 @@ impl Db {
         };
         // The plan borrows the ranges: built into statements before the write borrows `self`.
         let sid = self.sid;
-        let plan: Vec<Statement> = session_sql::persist_plan_known(sid, changes, full, known)?.collect();
+        let plan: Vec<Statement> = session_sql::persist_plan_sealed(sid, changes, full, known, self.seal.as_ref())?;
         let mut after = self.rows.after(changes, &self.ranges);
         let fold = after.fold_due();
         let logout = changes.iter().any(|c| matches!(c, Change::LogOut));
         let resource = self.resource.clone();
+        let seal = self.seal.clone();
         let mut ranges = None;
         self.write(plan.into_iter(), critical, |tx| {
             if fold {
-                after = fold_overlay(tx, sid, &resource)?;
+                after = fold_overlay(tx, sid, &resource, seal.as_ref())?;
             }
             if fold || logout {
                 ranges = Some(read_ranges(tx, sid, &resource)?);
@@ -742,7 +860,7 @@ impl Db {
     fn load(&mut self) -> Result<Option<SessionData>, DbError> {
         // One read transaction: every table is read from the same snapshot.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let mut rows = SessionRows::new(self.resource.clone());
+        let mut rows = SessionRows::new(self.resource.clone()).with_seal(self.seal.clone());
         read_rows(&tx, self.sid, session_sql::LOAD_QUERIES, &mut rows, &self.resource)?;
         tx.commit()?;
         Ok(rows.finish()?)
@@ -1073,6 +1191,7 @@ fn create(path: &Path, resource: &str) -> Result<(), SessionError> {
         durability: None,
         rows: RowCounts::default(),
         ranges: Vec::new(),
+        seal: None,
         _lock: None,
     };
     // Rollback-journal mode with `synchronous = FULL`: every migration is in the file itself
@@ -1130,6 +1249,15 @@ fn read_ranges(conn: &Connection, sid: SessionId, resource: &str) -> Result<Vec<
     Ok(out)
 }
 
+/// The database's seal record (`None`: a plain database).
+fn read_seal(conn: &Connection, resource: &str) -> Result<Option<SealRecord>, DbError> {
+    let mut stmt = conn.prepare_cached(session_sql::LOAD_SEAL)?;
+    let mut query = stmt.query([])?;
+    let Some(row) = query.next()? else { return Ok(None) };
+    let values = [value_ref(row.get_ref(0)?, resource)?, value_ref(row.get_ref(1)?, resource)?];
+    Ok(Some(SealRecord::from_row(resource, &values)?))
+}
+
 /// Hands every row of `queries` (of session `sid`) to `rows`.
 fn read_rows(
     conn: &Connection,
@@ -1143,7 +1271,7 @@ fn read_rows(
         let n = stmt.column_count();
         let mut query = stmt.query([sid])?;
         while let Some(row) = query.next()? {
-            let mut values = [SqlValueRef::Null; 17];
+            let mut values = [SqlValueRef::Null; 20];
             for (i, slot) in values.iter_mut().enumerate().take(n) {
                 *slot = value_ref(row.get_ref(i)?, resource)?;
             }
@@ -1181,7 +1309,12 @@ fn backfill(conn: &Connection, target: u32, resource: &str) -> Result<(), DbErro
 
 /// Inside a write transaction: when the overlay really is past its limit (the counts may
 /// overcount), reads the peer cache and writes it back as chunks. Returns the exact counts after.
-fn fold_overlay(conn: &Connection, sid: SessionId, resource: &str) -> Result<RowCounts, DbError> {
+fn fold_overlay(
+    conn: &Connection,
+    sid: SessionId,
+    resource: &str,
+    seal: Option<&Sealer>,
+) -> Result<RowCounts, DbError> {
     let exact = count_rows(conn, sid)?;
     if !exact.fold_due() {
         return Ok(exact);
@@ -1198,10 +1331,10 @@ fn fold_overlay(conn: &Connection, sid: SessionId, resource: &str) -> Result<Row
     );
     let start = (!span.is_disabled()).then(std::time::Instant::now);
     let _entered = span.enter();
-    let mut rows = SessionRows::new(resource);
+    let mut rows = SessionRows::new(resource).with_seal(seal.cloned());
     read_rows(conn, sid, session_sql::LOAD_PEER_QUERIES, &mut rows, resource)?;
     let peers = rows.finish_peers()?;
-    execute(conn, session_sql::compact_plan(sid, &peers))?;
+    execute(conn, session_sql::compact_plan_sealed(sid, &peers, seal)?.into_iter())?;
     if let Some(start) = start {
         span.record("peers", peers.len());
         span.record("elapsed_us", micros(start));

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use session_core::{Peer, PeerKey};
+use session_core::{Peer, PeerKey, SessionError};
 
 use super::*;
 
@@ -75,6 +75,15 @@ pub(crate) const UPSERT_PEERS_BATCH: &str =
      json_extract(value, '$[6]'), json_extract(value, '$[7]') FROM json_each(?2) WHERE true \
      ON CONFLICT (sid, class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
      min = excluded.min, usernames = excluded.usernames, phone = excluded.phone, crc = excluded.crc";
+/// [`UPSERT_PEERS_BATCH`] with the `sealed` column (rows of a sealed database).
+pub(crate) const UPSERT_PEERS_BATCH_SEALED: &str =
+    "INSERT INTO peers (sid, class, id, kind, access_hash, min, usernames, phone, sealed, crc) \
+     SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+     json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+     json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]') FROM json_each(?2) \
+     WHERE true ON CONFLICT (sid, class, id) DO UPDATE SET kind = excluded.kind, \
+     access_hash = excluded.access_hash, min = excluded.min, usernames = excluded.usernames, \
+     phone = excluded.phone, sealed = excluded.sealed, crc = excluded.crc";
 pub(crate) const INSERT_REMOVALS_BATCH: &str = "INSERT INTO peer_removals (sid, class, id, crc) \
      SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') \
      FROM json_each(?2) WHERE true ON CONFLICT (sid, class, id) DO UPDATE SET crc = excluded.crc";
@@ -85,11 +94,15 @@ pub(crate) const BATCH_MIN: usize = 2;
 
 /// The statements of a run of upserts (the last upsert of a key wins, as applying them in order
 /// would leave it). `no_removals`: no removal is stored, so none is deleted.
-pub(crate) fn upsert_run<'a>(peers: impl IntoIterator<Item = &'a Peer>, no_removals: bool) -> Vec<Statement> {
+pub(crate) fn upsert_run<'a>(
+    peers: impl IntoIterator<Item = &'a Peer>,
+    no_removals: bool,
+    seal: Seal<'_>,
+) -> Result<Vec<Statement>, SessionError> {
     let last: BTreeMap<PeerKey, &Peer> = peers.into_iter().map(|p| (p.key(), p)).collect();
     let (mut keys, mut rows, mut sum) = (String::from("["), String::from("["), 0u32);
     for peer in last.values() {
-        let params = peer_params(peer);
+        let params = stored(Table::Peers, peer_values(peer), seal)?;
         if let Some(SqlValue::Integer(crc)) = params.last() {
             sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
         }
@@ -100,18 +113,16 @@ pub(crate) fn upsert_run<'a>(peers: impl IntoIterator<Item = &'a Peer>, no_remov
     rows.push(']');
     let keys = SqlValue::Text(keys);
     let sum = int(sum);
-    if no_removals {
-        vec![
-            Statement::new(SUM_PEERS_BATCH, vec![keys, sum]),
-            Statement::new(UPSERT_PEERS_BATCH, vec![SqlValue::Text(rows)]),
-        ]
+    let upsert = Statement::new(pick(seal, UPSERT_PEERS_BATCH, UPSERT_PEERS_BATCH_SEALED), vec![SqlValue::Text(rows)]);
+    Ok(if no_removals {
+        vec![Statement::new(SUM_PEERS_BATCH, vec![keys, sum]), upsert]
     } else {
         vec![
             Statement::new(SUM_PEERS_UNREMOVE_BATCH, vec![keys.clone(), sum]),
             Statement::new(DELETE_REMOVALS_BATCH, vec![keys]),
-            Statement::new(UPSERT_PEERS_BATCH, vec![SqlValue::Text(rows)]),
+            upsert,
         ]
-    }
+    })
 }
 
 /// The statements of a run of removals; `recorded` says which keys get a removal row (see

@@ -6,16 +6,77 @@ mod batch;
 mod persist;
 mod replace;
 
-use session_core::{DcOption, Peer, PeerKey, SessionData};
+use session_core::{DcOption, Peer, PeerKey, SessionData, SessionError};
 
 use crate::checksum::{crc_param, with_crc};
 use crate::codes::{class_code, kind_code};
+use crate::seal::Sealer;
 use crate::sessions::SessionId;
 use crate::table::Table;
 use crate::value::{int, key_blob, opt_blob, opt_int, SqlValue, Statement};
 
-pub use persist::{may_be_chunked, persist_plan, persist_plan_known, Known};
-pub use replace::{compact_plan, delete_plan, save_plan};
+pub use persist::{may_be_chunked, persist_plan, persist_plan_known, persist_plan_sealed, Known};
+pub use replace::{compact_plan, compact_plan_sealed, delete_plan, save_plan, save_plan_sealed};
+
+/// How a plan writes its rows: `None` in clear, `Some` sealed (see [`crate::seal`]).
+pub(crate) type Seal<'a> = Option<&'a Sealer>;
+
+/// The SQL text of a write: `plain`, or `sealed` (the same with the `sealed` column before `crc`).
+pub(crate) fn pick(seal: Seal<'_>, plain: &'static str, sealed: &'static str) -> &'static str {
+    if seal.is_some() {
+        sealed
+    } else {
+        plain
+    }
+}
+
+/// The parameters of a row of `table` with `values` as stored: sealed when `seal` says so,
+/// with the checksum of what is stored last.
+pub(crate) fn stored(table: Table, values: Vec<SqlValue>, seal: Seal<'_>) -> Result<Vec<SqlValue>, SessionError> {
+    Ok(with_crc(
+        table,
+        match seal {
+            Some(s) => s.seal_row(table, values)?,
+            None => values,
+        },
+    ))
+}
+
+// The writes of a sealed database: each plain write with `sealed` before `crc`.
+pub(crate) const ENSURE_SESSION_SEALED: &str =
+    "INSERT INTO session (sid, sealed, crc) VALUES (?1, ?2, ?3) ON CONFLICT (sid) DO NOTHING";
+pub(crate) const WRITE_SESSION_SEALED: &str = "UPDATE session SET home_dc = ?2, user_id = ?3, user_bot = ?4, \
+     test_mode = ?5, api_id = ?6, pts = ?7, qts = ?8, date = ?9, seq = ?10, future_auth_token = ?11, sealed = ?12, \
+     crc = ?13 WHERE sid = ?1";
+pub(crate) const UPSERT_DC_SEALED: &str =
+    "INSERT INTO dcs (sid, id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, sealed, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+     ON CONFLICT (sid, id, key_flags) DO UPDATE SET flags = excluded.flags, ip = excluded.ip, \
+     port = excluded.port, auth_key = excluded.auth_key, server_salt = excluded.server_salt, \
+     time_offset = excluded.time_offset, sealed = excluded.sealed, crc = excluded.crc";
+pub(crate) const INSERT_DC_SEALED: &str =
+    "INSERT INTO dcs (sid, id, key_flags, flags, ip, port, auth_key, server_salt, time_offset, sealed, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+pub(crate) const UPSERT_CHANNEL_SEALED: &str = "INSERT INTO channels (sid, id, pts, sealed, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sid, id) DO UPDATE SET pts = excluded.pts, sealed = excluded.sealed, \
+     crc = excluded.crc";
+pub(crate) const INSERT_CHANNEL_SEALED: &str =
+    "INSERT INTO channels (sid, id, pts, sealed, crc) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(crate) const UPSERT_PEER_SEALED: &str =
+    "INSERT INTO peers (sid, class, id, kind, access_hash, min, usernames, phone, sealed, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (sid, class, id) DO UPDATE SET kind = excluded.kind, access_hash = excluded.access_hash, \
+     min = excluded.min, usernames = excluded.usernames, phone = excluded.phone, sealed = excluded.sealed, \
+     crc = excluded.crc";
+pub(crate) const INSERT_CHUNK_SEALED: &str =
+    "INSERT INTO peer_chunks (sid, pos, peers, lo_class, lo_id, hi_class, hi_id, data, sealed, crc) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+pub(crate) const INSERT_MIN_CONTEXT_SEALED: &str =
+    "INSERT INTO min_contexts (sid, pos, user_id, peer_id, msg_id, sealed, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+pub(crate) const INSERT_SESSION_SEALED: &str = "INSERT INTO session \
+     (sid, home_dc, user_id, user_bot, test_mode, api_id, pts, qts, date, seq, future_auth_token, sealed, crc, \
+     dcs_sum, channels_sum, chunks_sum, peers_sum, removals_sum, contexts_sum) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
 // Every statement of a plan takes the session's id as `?1` (prepended to its parameters by
 // `in_session` once the plan is built); the row's own parameters follow from `?2`.
@@ -106,32 +167,34 @@ pub(crate) fn usernames_value(names: &[String]) -> SqlValue {
     }
 }
 
+#[cfg(test)]
 pub(crate) fn peer_params(peer: &Peer) -> Vec<SqlValue> {
-    with_crc(
-        Table::Peers,
-        vec![
-            int(class_code(peer.kind.class())),
-            int(peer.id),
-            int(kind_code(peer.kind)),
-            int(peer.access_hash),
-            int(peer.min),
-            usernames_value(&peer.usernames),
-            peer.phone.clone().map_or(SqlValue::Null, SqlValue::Text),
-        ],
-    )
+    with_crc(Table::Peers, peer_values(peer))
+}
+
+pub(crate) fn peer_values(peer: &Peer) -> Vec<SqlValue> {
+    vec![
+        int(class_code(peer.kind.class())),
+        int(peer.id),
+        int(kind_code(peer.kind)),
+        int(peer.access_hash),
+        int(peer.min),
+        usernames_value(&peer.usernames),
+        peer.phone.clone().map_or(SqlValue::Null, SqlValue::Text),
+    ]
 }
 
 pub(crate) fn removal_params(key: PeerKey) -> Vec<SqlValue> {
     with_crc(Table::PeerRemovals, vec![int(class_code(key.class)), int(key.id)])
 }
 
-pub(crate) fn channel_params(id: i64, pts: i32) -> Vec<SqlValue> {
-    with_crc(Table::Channels, vec![int(id), int(pts)])
+pub(crate) fn channel_params(id: i64, pts: i32, seal: Seal<'_>) -> Result<Vec<SqlValue>, SessionError> {
+    stored(Table::Channels, vec![int(id), int(pts)], seal)
 }
 
-/// The session row's values (without the sums), with their checksum.
-pub(crate) fn session_params(data: &SessionData) -> Vec<SqlValue> {
-    with_crc(
+/// The session row's values (without the sums), as stored, with their checksum.
+pub(crate) fn session_params(data: &SessionData, seal: Seal<'_>) -> Result<Vec<SqlValue>, SessionError> {
+    stored(
         Table::Session,
         vec![
             int(data.home_dc),
@@ -145,21 +208,28 @@ pub(crate) fn session_params(data: &SessionData) -> Vec<SqlValue> {
             int(data.updates.seq),
             opt_blob(data.future_auth_token.as_deref()),
         ],
+        seal,
     )
 }
 
-/// The checksum of the row [`ENSURE_SESSION`] makes: every column at its default.
-pub(crate) fn empty_session_crc() -> SqlValue {
-    session_params(&SessionData::default()).pop().unwrap_or(SqlValue::Null)
+/// The statement that makes the session row (every column at its default) unless it exists.
+pub(crate) fn ensure_session(seal: Seal<'_>) -> Result<Statement, SessionError> {
+    let mut params = session_params(&SessionData::default(), seal)?;
+    Ok(match seal {
+        // The placeholders are the columns' defaults: only `sealed` and the checksum are bound.
+        Some(_) => Statement::new(ENSURE_SESSION_SEALED, params.split_off(params.len().saturating_sub(2))),
+        None => Statement::new(ENSURE_SESSION, params.split_off(params.len().saturating_sub(1))),
+    })
 }
 
-pub(crate) fn ensure_session() -> Statement {
-    Statement::new(ENSURE_SESSION, vec![empty_session_crc()])
+/// The statement that writes the session row whole, as `data` holds it.
+pub(crate) fn write_session(data: &SessionData, seal: Seal<'_>) -> Result<Statement, SessionError> {
+    Ok(Statement::new(pick(seal, WRITE_SESSION, WRITE_SESSION_SEALED), session_params(data, seal)?))
 }
 
-pub(crate) fn dc_params(dc: &DcOption) -> Vec<SqlValue> {
+pub(crate) fn dc_params(dc: &DcOption, seal: Seal<'_>) -> Result<Vec<SqlValue>, SessionError> {
     let key = dc.key();
-    with_crc(
+    stored(
         Table::Dcs,
         vec![
             int(key.id),
@@ -171,6 +241,7 @@ pub(crate) fn dc_params(dc: &DcOption) -> Vec<SqlValue> {
             int(dc.server_salt),
             int(dc.time_offset),
         ],
+        seal,
     )
 }
 

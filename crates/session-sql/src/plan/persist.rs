@@ -7,6 +7,7 @@ use session_core::{Change, DcFlags, DcKey, MinPeerContext, PeerKey, SessionData,
 use super::batch;
 use super::*;
 use crate::checksum::sum_of;
+use crate::seal::Sealer;
 
 /// Whether a change writes a column of the session row (which is then written whole).
 fn touches_session(change: &Change) -> bool {
@@ -27,32 +28,43 @@ fn touches_session(change: &Change) -> bool {
 /// The statements of one change. `full` is the session after every change of the plan: a
 /// statement that cannot know a row from the change alone writes the row as `full` holds it
 /// (the rows the plan writes later make the end state `full`'s either way).
-fn change_statements(change: &Change, known: Known<'_>, full: &SessionData) -> Vec<Statement> {
-    match change {
+fn change_statements(
+    change: &Change,
+    known: Known<'_>,
+    full: &SessionData,
+    seal: Seal<'_>,
+) -> Result<Vec<Statement>, SessionError> {
+    let upsert_dc = pick(seal, UPSERT_DC, UPSERT_DC_SEALED);
+    Ok(match change {
         // The session row is written once, whole, at the end of the plan.
         Change::SetHomeDc(_)
         | Change::SetUser(_)
         | Change::SetTestMode(_)
         | Change::SetApiId(_)
         | Change::SetFutureAuthToken(_) => Vec::new(),
-        Change::SetDc(dc) => summed(SUM_DC, 2, UPSERT_DC, dc_params(dc)).into(),
+        Change::SetDc(dc) => summed(SUM_DC, 2, upsert_dc, dc_params(dc, seal)?).into(),
         // `SessionData::apply(SetAuthKey)` puts the key on the DC's main option (IPv4, else IPv6)
         // or makes one at an address that depends on the test mode: the options as `full`
         // holds them are what it left.
-        Change::SetAuthKey { dc_id, .. } => [DcKey::main(*dc_id), DcKey { id: *dc_id, flags: DcFlags::IPV6 }]
-            .iter()
-            .filter_map(|k| full.dcs.get(k))
-            .flat_map(|dc| summed(SUM_DC, 2, UPSERT_DC, dc_params(dc)))
-            .collect(),
+        Change::SetAuthKey { dc_id, .. } => {
+            let mut out = Vec::new();
+            for dc in
+                [DcKey::main(*dc_id), DcKey { id: *dc_id, flags: DcFlags::IPV6 }].iter().filter_map(|k| full.dcs.get(k))
+            {
+                out.extend(summed(SUM_DC, 2, upsert_dc, dc_params(dc, seal)?));
+            }
+            out
+        }
         // The exact key, as `apply` removes it: a key with non-identity bits names no stored option.
         Change::RemoveDc(key) => unsummed(SUM_DC, REMOVE_DC, vec![int(key.id), int(key.flags.0)]).into(),
         Change::UpdateState(u) => match u {
             UpdateStateChange::All(state) => {
-                let inserts: Vec<Statement> = state
+                let insert = pick(seal, INSERT_CHANNEL, INSERT_CHANNEL_SEALED);
+                let inserts = state
                     .channels
                     .iter()
-                    .map(|(id, pts)| Statement::new(INSERT_CHANNEL, channel_params(*id, *pts)))
-                    .collect();
+                    .map(|(id, pts)| Ok(Statement::new(insert, channel_params(*id, *pts, seal)?)))
+                    .collect::<Result<Vec<Statement>, SessionError>>()?;
                 let mut out = vec![
                     Statement::new(CLEAR_CHANNELS, Vec::new()),
                     Statement::new(SET_CHANNELS_SUM, vec![sum_of(&inserts)]),
@@ -61,18 +73,33 @@ fn change_statements(change: &Change, known: Known<'_>, full: &SessionData) -> V
                 out
             }
             UpdateStateChange::Primary { .. } | UpdateStateChange::Secondary { .. } => Vec::new(),
-            UpdateStateChange::Channel { id, pts } => {
-                summed(SUM_CHANNEL, 1, UPSERT_CHANNEL, channel_params(*id, *pts)).into()
-            }
+            UpdateStateChange::Channel { id, pts } => summed(
+                SUM_CHANNEL,
+                1,
+                pick(seal, UPSERT_CHANNEL, UPSERT_CHANNEL_SEALED),
+                channel_params(*id, *pts, seal)?,
+            )
+            .into(),
             UpdateStateChange::RemoveChannel { id } => unsummed(SUM_CHANNEL, REMOVE_CHANNEL, vec![int(*id)]).into(),
             // Refused by `persist_plan` before any statement is made.
             _ => Vec::new(),
         },
-        Change::UpsertPeer(peer) if known.no_removals => summed(SUM_PEER, 2, UPSERT_PEER, peer_params(peer)).into(),
+        Change::UpsertPeer(peer) if known.no_removals => summed(
+            SUM_PEER,
+            2,
+            pick(seal, UPSERT_PEER, UPSERT_PEER_SEALED),
+            stored(Table::Peers, peer_values(peer), seal)?,
+        )
+        .into(),
         Change::UpsertPeer(peer) => {
             let key = vec![int(class_code(peer.kind.class())), int(peer.id)];
             let mut out: Vec<Statement> = unsummed(SUM_REMOVAL, DELETE_REMOVAL, key).into();
-            out.extend(summed(SUM_PEER, 2, UPSERT_PEER, peer_params(peer)));
+            out.extend(summed(
+                SUM_PEER,
+                2,
+                pick(seal, UPSERT_PEER, UPSERT_PEER_SEALED),
+                stored(Table::Peers, peer_values(peer), seal)?,
+            ));
             out
         }
         Change::RemovePeer(key) => {
@@ -84,7 +111,7 @@ fn change_statements(change: &Change, known: Known<'_>, full: &SessionData) -> V
             out
         }
         Change::SetMinContexts(contexts) => {
-            let inserts: Vec<Statement> = min_context_statements(contexts).collect();
+            let inserts = min_context_statements(contexts, seal)?;
             let mut out = vec![
                 Statement::new(CLEAR_MIN_CONTEXTS, Vec::new()),
                 Statement::new(SET_CONTEXTS_SUM, vec![sum_of(&inserts)]),
@@ -92,21 +119,25 @@ fn change_statements(change: &Change, known: Known<'_>, full: &SessionData) -> V
             out.extend(inserts);
             out
         }
-        Change::LogOut => clear_all().chain(std::iter::once(ensure_session())).collect(),
+        Change::LogOut => clear_all().chain(std::iter::once(ensure_session(seal)?)).collect(),
         _ => Vec::new(),
-    }
+    })
 }
 
-pub(super) fn min_context_statements(contexts: &[MinPeerContext]) -> impl Iterator<Item = Statement> + '_ {
-    contexts.iter().enumerate().map(|(pos, c)| {
-        Statement::new(
-            INSERT_MIN_CONTEXT,
-            with_crc(
-                Table::MinContexts,
-                vec![int(i64::try_from(pos).unwrap_or(i64::MAX)), int(c.user_id), int(c.peer_id), int(c.msg_id)],
-            ),
-        )
-    })
+pub(super) fn min_context_statements(
+    contexts: &[MinPeerContext],
+    seal: Seal<'_>,
+) -> Result<Vec<Statement>, SessionError> {
+    let sql = pick(seal, INSERT_MIN_CONTEXT, INSERT_MIN_CONTEXT_SEALED);
+    contexts
+        .iter()
+        .enumerate()
+        .map(|(pos, c)| {
+            let values =
+                vec![int(i64::try_from(pos).unwrap_or(i64::MAX)), int(c.user_id), int(c.peer_id), int(c.msg_id)];
+            Ok(Statement::new(sql, stored(Table::MinContexts, values, seal)?))
+        })
+        .collect()
 }
 
 /// What a driver knows of the stored rows, which lets [`persist_plan_known`] leave out
@@ -172,6 +203,36 @@ pub fn persist_plan_known<'a>(
     full: &'a SessionData,
     known: Known<'a>,
 ) -> Result<impl Iterator<Item = Statement> + 'a, SessionError> {
+    // Without a seal no statement can fail to build.
+    Ok(plan(session, changes, full, known, None)?.flat_map(|part| part.unwrap_or_default()))
+}
+
+/// [`persist_plan_known`] for a database that may be sealed: with `seal`, every row it writes
+/// is sealed for that session (see [`crate::seal`]); with `None` it is [`persist_plan_known`].
+/// Built whole (sealing is the work a plan does; a seal can fail only for a value too long to
+/// seal).
+pub fn persist_plan_sealed(
+    session: SessionId,
+    changes: &[Change],
+    full: &SessionData,
+    known: Known<'_>,
+    seal: Option<&Sealer>,
+) -> Result<Vec<Statement>, SessionError> {
+    let mut out = Vec::new();
+    for part in plan(session, changes, full, known, seal)? {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// The statements of a persist, one part (a run of changes) at a time.
+fn plan<'a>(
+    session: SessionId,
+    changes: &'a [Change],
+    full: &'a SessionData,
+    known: Known<'a>,
+    seal: Seal<'a>,
+) -> Result<impl Iterator<Item = Result<Vec<Statement>, SessionError>> + 'a, SessionError> {
     if let Some(unknown) = changes.iter().find(|c| !is_known(c)) {
         return Err(SessionError::invalid(
             "change",
@@ -180,8 +241,8 @@ pub fn persist_plan_known<'a>(
     }
     // A log out deletes the session row and makes it again; the removals it clears stay clear
     // for the changes after it.
-    let ensure = (!known.session_row).then(ensure_session);
-    let write_row = changes.iter().any(touches_session).then(|| Statement::new(WRITE_SESSION, session_params(full)));
+    let ensure = (!known.session_row).then(|| ensure_session(seal).map(|st| vec![st]));
+    let write_row = changes.iter().any(touches_session).then(|| write_session(full, seal).map(|st| vec![st]));
     let mut known = known;
     let mut rest = changes;
     // Built one run at a time, as the driver takes the statements: a plan refused above, or
@@ -201,7 +262,10 @@ pub fn persist_plan_known<'a>(
                     Change::UpsertPeer(p) => Some(p),
                     _ => None,
                 });
-                out = batch::upsert_run(peers, known.no_removals);
+                match batch::upsert_run(peers, known.no_removals, seal) {
+                    Ok(statements) => out = statements,
+                    Err(e) => return Some(Err(e)),
+                }
             }
             Change::RemovePeer(_) if run.len() >= batch::BATCH_MIN => {
                 let keys = run.iter().filter_map(|c| match c {
@@ -215,7 +279,10 @@ pub fn persist_plan_known<'a>(
             }
             _ => {
                 for c in run {
-                    out.extend(change_statements(c, known, full));
+                    match change_statements(c, known, full, seal) {
+                        Ok(statements) => out.extend(statements),
+                        Err(e) => return Some(Err(e)),
+                    }
                     match c {
                         // Nothing is chunked after a log out.
                         Change::LogOut => (known.no_removals, known.chunk_ranges) = (true, Some(&[][..])),
@@ -227,9 +294,13 @@ pub fn persist_plan_known<'a>(
                 }
             }
         }
-        Some(out)
+        Some(Ok(out))
     });
-    Ok(ensure.into_iter().chain(runs.flatten()).chain(write_row).map(move |st| st.in_session(session)))
+    Ok(ensure
+        .into_iter()
+        .chain(runs)
+        .chain(write_row)
+        .map(move |part| part.map(|sts| sts.into_iter().map(|st| st.in_session(session)).collect())))
 }
 
 /// Whether `c` continues a run of peer changes that `first` starts.
