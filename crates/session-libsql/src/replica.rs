@@ -5,14 +5,16 @@ use session_core::{Change, SessionBackend, SessionData, SessionError};
 use session_sqlite::SqliteBackend;
 use tokio::sync::Mutex;
 
-use crate::remote::{Generation, Remote};
+use crate::remote::{Generation, Remote, Step};
 
 #[derive(Debug)]
 pub(crate) struct Replica {
     pub(crate) local: SqliteBackend,
     pub(crate) remote: Remote,
-    /// The primary's generation the local copy equals; `None` when the copy is behind in an
-    /// unknown way (a local write failed after the primary took it) and must be pulled again.
+    /// The primary's generation the local copy equals (its write counter and history id: a
+    /// server restored from a backup and written to again has the same count and another
+    /// history); `None` when the copy is behind in an unknown way (a local write failed after
+    /// the primary took it) and must be pulled again.
     /// Held across each whole operation, so this process's writes reach both sides in order.
     synced: Mutex<Option<Generation>>,
 }
@@ -35,6 +37,9 @@ impl Replica {
             if self.remote.generation().await? == at {
                 return Ok(false);
             }
+            // Another writer, or a server restored from a backup (the count may even match):
+            // either way the server's state replaces the copy.
+            tracing::debug!(url = %self.remote.resource, "the server's generation is not the copy's, pulling");
         }
         self.pull(&mut synced).await?;
         Ok(true)
@@ -92,34 +97,35 @@ impl Replica {
         self.settle(&mut synced, written, Local::Delete).await
     }
 
-    /// After a write the primary took: our write moved its generation one step. If it moved
-    /// exactly one step since the copy was made, nobody else wrote and the same write brings the
-    /// copy level; otherwise the copy is pulled again.
+    /// After a write the primary took: when the server held exactly the copy's generation as the
+    /// write applied (nobody else wrote, and the server is the one the copy came from, not a
+    /// restored backup that reached the same count), the same write brings the copy level;
+    /// otherwise the copy is pulled again.
     async fn settle(
         &self,
         synced: &mut Option<Generation>,
-        written: Option<Generation>,
+        written: Option<Step>,
         write: Local<'_>,
     ) -> Result<(), SessionError> {
         let before = synced.take();
         // On any error below the copy stays marked stale and the next call pulls it.
-        let now = match written {
-            // Read in the write's own transaction: exactly the generation our write made.
-            Some(now) => now,
-            // Read afterwards: another writer in between shows as a gap, and we pull.
-            None => self.remote.generation().await?,
-        };
-        if before.is_some_and(|b| b.checked_add(1) == Some(now)) {
-            match write {
-                Local::Persist(changes, full) => self.local.persist(changes, full).await,
-                Local::Save(data) => self.local.save_session(data).await,
-                Local::Delete => self.local.delete().await,
+        match written {
+            Some(step) if before == Some(step.before) => {
+                match write {
+                    Local::Persist(changes, full) => self.local.persist(changes, full).await,
+                    Local::Save(data) => self.local.save_session(data).await,
+                    Local::Delete => self.local.delete().await,
+                }
+                .map_err(unbox)?;
+                *synced = Some(step.now);
+                Ok(())
             }
-            .map_err(unbox)?;
-            *synced = Some(now);
-            Ok(())
-        } else {
-            self.pull(synced).await
+            // Another writer in between, a server whose history is not the copy's, or a server
+            // that did not report the write's generations.
+            _ => {
+                tracing::debug!(url = %self.remote.resource, "the copy does not precede this write, pulling");
+                self.pull(synced).await
+            }
         }
     }
 }

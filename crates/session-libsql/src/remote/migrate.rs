@@ -1,6 +1,6 @@
 //! Bringing a server's schema up to date when a client opens it: the migrations of session-sql,
 //! without the pragma a libSQL server refuses, with the checksum backfill of version 3 run as one
-//! interactive transaction, and the generation table the embedded replica reads.
+//! interactive transaction, and the generation tables the embedded replica reads.
 
 use session_core::SessionError;
 use session_sql::SqlValueRef;
@@ -9,7 +9,7 @@ use tracing::{Instrument as _, Span};
 
 use super::inline::inline_all;
 use super::transport::{collect, value_ref};
-use super::{Remote, CREATE_GENERATION, GENERATION_TABLE};
+use super::{Remote, CREATE_GENERATION, GENERATION_TABLE, HISTORY_TABLE};
 
 impl Remote {
     /// Reads (writes nothing) whether the database is one this build may use: ours at a version
@@ -27,7 +27,12 @@ impl Remote {
         let foreign: Vec<&str> = tables
             .iter()
             .map(String::as_str)
-            .filter(|t| *t != GENERATION_TABLE && !session_sql::lease::TABLES.contains(t) && !t.starts_with("sqlite_"))
+            .filter(|t| {
+                *t != GENERATION_TABLE
+                    && *t != HISTORY_TABLE
+                    && !session_sql::lease::TABLES.contains(t)
+                    && !t.starts_with("sqlite_")
+            })
             .collect();
         if foreign.is_empty() {
             return Ok(());
@@ -85,7 +90,8 @@ impl Remote {
                 sql.push_str(&session_sql::set_version_sql(target));
                 sql.push_str(";\n");
             }
-            if sql.is_empty() && tables.iter().any(|t| t == GENERATION_TABLE) {
+            // A database of an older build has the counter but not the history id: created here.
+            if sql.is_empty() && [GENERATION_TABLE, HISTORY_TABLE].iter().all(|g| tables.iter().any(|t| t == g)) {
                 return Ok(());
             }
             sql.push_str(CREATE_GENERATION);

@@ -1,5 +1,5 @@
 //! The write path: a plan of session-sql (persist, save, delete) sent as one transaction in one
-//! HTTP request, with the bump of the generation counter and its new value.
+//! HTTP request, with the bump of the generation and the generations it went from and to.
 
 use session_core::SessionError;
 use session_sql::Statement;
@@ -9,10 +9,21 @@ use super::inline::inline_all;
 use super::GENERATION_TABLE;
 use super::{Generation, Remote, BUMP_GENERATION, READ_GENERATION};
 
+/// The generations a write moved the server from and to, read in the write's own transaction:
+/// `before` is exactly what the server held when the write applied, so a replica whose copy is
+/// `before` may apply the same write to its copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// The generation the write started from.
+    pub(crate) before: Generation,
+    /// The generation it made.
+    pub(crate) now: Generation,
+}
+
 impl Remote {
     /// Runs `plan` in one transaction (one HTTP request), bumping the generation with it.
-    /// Returns the generation the write produced when the server reported it (see
-    /// [`Remote::generation`] otherwise).
+    /// Returns the generations the write moved the server from and to, when the server reported
+    /// them.
     ///
     /// With a `fence` (session name, lease token), the transaction's first statement checks that
     /// the token is still the session's current one; when it is not, the server applies nothing
@@ -21,7 +32,7 @@ impl Remote {
         &self,
         fence: Option<(&str, u64)>,
         plan: impl Iterator<Item = Statement>,
-    ) -> Result<Option<Generation>, SessionError> {
+    ) -> Result<Option<Step>, SessionError> {
         let mut sql = String::new();
         let fence = fence.map(|(name, token)| session_sql::lease::fence(name, token));
         inline_all(&mut sql, fence.into_iter().chain(plan))?;
@@ -32,8 +43,10 @@ impl Remote {
         let rows = self.batch(&sql).await?;
         // Batches ask for no rows; sqld sends them anyway. A server that does not gives `None`,
         // and the caller reads the counter separately.
-        Ok(rows.and_then(|rows| match rows.first().and_then(|r| r.first()) {
-            Some(libsql::Value::Integer(v)) => Some(*v),
+        Ok(rows.and_then(|rows| match rows.first().map(Vec::as_slice) {
+            Some([libsql::Value::Integer(now), libsql::Value::Integer(before)]) => {
+                Some(Step { before: *before, now: *now })
+            }
             _ => None,
         }))
     }
