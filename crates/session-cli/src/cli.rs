@@ -79,6 +79,22 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         token_file: Option<std::path::PathBuf>,
     },
+    /// List the named sessions of a database, with who holds each one's lease.
+    List {
+        /// The database: a SQLite or libSQL file (`PATH`, `sqlite:PATH`, `libsql:PATH`), a
+        /// libSQL URL, or a `postgres://` or `redis://` URL (a `#NAME` is ignored).
+        location: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Auth token for a remote libSQL database (visible to other users in the process
+        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
+    },
     /// Print the session as a string session.
     ExportString {
         /// The session.
@@ -301,6 +317,24 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             if !matches!(dest, Dest::String(_, StringOut::Stdout)) {
                 let _ = writeln!(err, "converted {} ({}) -> {dest}", src, loaded.format.describe());
             }
+            Ok(EXIT_OK)
+        }
+        Command::List { location, json, token, token_file } => {
+            let token = token_from(token, token_file.as_deref())?;
+            let src = location::parse_source(&location)?;
+            let listed = crate::list::list(&src, token.as_deref()).await?;
+            // The database, not one of its sessions.
+            let shown = match &src {
+                Source::Server(s) => s.shown_url().to_owned(),
+                other => other.to_string(),
+            };
+            let text = if json {
+                let value = crate::list::json(&listed, &shown);
+                serde_json::to_string_pretty(&value).map_err(|e| CliError::usage(e.to_string()))? + "\n"
+            } else {
+                crate::list::text(&listed, &shown)
+            };
+            write!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
             Ok(EXIT_OK)
         }
         Command::ExportString { source, compact, format, api_id, token, token_file } => {

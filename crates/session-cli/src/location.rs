@@ -183,6 +183,11 @@ impl ServerSession {
         }
     }
 
+    /// The server's URL as messages show it (passwords replaced by `***`, no `#NAME`).
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+
     /// The passwords the URL carries, to scrub from messages.
     pub fn secrets(&self) -> &[String] {
         &self.secrets

@@ -230,3 +230,66 @@ fn unreachable_refusing_and_foreign_servers_are_typed_errors_in_bounded_time() {
     assert!(bad.is_empty(), "{bad:#?}");
     drop(listener);
 }
+
+#[test]
+fn list_shows_the_named_sessions_and_who_holds_them() {
+    let rt = runtime();
+    let pg = pg::Postgres::start();
+    let redis = redis();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src.session");
+    write_sample(&rt, &src);
+    let me = format!("pid {}", std::process::id());
+
+    // A SQLite file with two named sessions.
+    let db = work.path().join("many.db");
+    rt.block_on(async {
+        for name in ["alpha", "beta"] {
+            let b = session_sqlite::SqliteBackend::open_named(&db, name).await.expect("open");
+            b.save_session(&session_testkit::sample_session(3)).await.expect("save");
+            b.close().await.expect("close");
+        }
+    });
+    let (code, out, err, _) = run(&["list", s(&db)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("3 sessions") && out.contains("\"alpha\": stored") && out.contains("\"beta\": stored"),
+        "{out}"
+    );
+    // `default` is registered in every database of the SQL schema, stored or not.
+    assert!(out.contains("\"default\": nothing stored; not held"), "{out}");
+
+    for base in [pg.tcp_url(), redis.url()] {
+        for name in ["a", "b"] {
+            let (code, _, err, _) = run(&["convert", s(&src), &format!("{base}#{name}")]);
+            assert_eq!(code, 0, "{err}");
+        }
+        // A running owner of session "c", which stores nothing yet.
+        let holder: Box<dyn SessionBackend> = if base.starts_with("postgres") {
+            Box::new(rt.block_on(PostgresOptions::new().session("c").open(&base)).expect("holder"))
+        } else {
+            Box::new(rt.block_on(RedisOptions::new().session("c").open(&base)).expect("holder"))
+        };
+        let (code, out, err, _) = run(&["list", &format!("{base}#ignored")]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("\"a\": stored; not held") && out.contains("\"b\": stored; not held"), "{out}");
+        assert!(out.contains("\"c\": nothing stored; held by ") && out.contains(&me), "{out}");
+        assert!(out.contains(":***@127.0.0.1"), "{out}");
+        let (code, out, err, _) = run(&["list", "--json", &base]);
+        assert_eq!(code, 0, "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let sessions = json["sessions"].as_array().expect("sessions");
+        // PostgreSQL's schema registers `default` too.
+        let listed: Vec<&serde_json::Value> = sessions.iter().filter(|v| v["name"] != "default").collect();
+        let names: Vec<&str> = listed.iter().filter_map(|v| v["name"].as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"], "{json}");
+        let left = listed[2]["expires_in_ms"].as_u64().expect("the holder's lease has an expiry");
+        assert!(left > 0 && left <= 30_000, "{left}");
+        assert!(listed[0]["holder"].is_null(), "{json}");
+        rt.block_on(holder.close()).expect("close");
+    }
+    // Where nothing is listed: our log file (one session).
+    let (code, _, err, _) = run(&["list", s(&src)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a SQLite database"), "{err}");
+}

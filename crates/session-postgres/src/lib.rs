@@ -2,7 +2,9 @@
 
 mod db;
 mod lease;
+mod list;
 mod schema;
+mod seal;
 mod trace;
 
 use std::sync::Arc;
@@ -10,9 +12,9 @@ use std::time::Duration;
 
 use session_core::async_trait;
 use session_core::{
-    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
+    codec, BoxError, Change, Keyring, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
 };
-use session_sql::{SessionId, SessionRows, SqlValue, Statement, LOAD_QUERIES};
+use session_sql::{Sealer, SessionId, SessionRows, SqlValue, Statement, LOAD_QUERIES};
 use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::{IsolationLevel, Socket};
 use tracing::field::Empty;
@@ -22,7 +24,9 @@ pub use crate::db::Tls;
 use crate::db::{cells, connect, execute, query, Db};
 pub use crate::lease::PostgresLeases;
 pub use crate::schema::DEFAULT_SCHEMA;
+pub use session_core::{KdfParams, KeyId, Keyring, Passphrase, SealingKey};
 pub use session_sql::lease::DEFAULT_SESSION;
+pub use session_sql::SessionInfo;
 
 /// How long one call may take before the server counts as unreachable (waiting for a pooled
 /// connection included): well inside the lease's default time to live (30 s).
@@ -107,6 +111,35 @@ impl PostgresOptions {
         self.open_with_tls(url, tokio_postgres::NoTls).await
     }
 
+    /// [`open`](Self::open) for a session sealed (encrypted at rest) with `keys`: every value but
+    /// the ids rows are keyed by is sealed with XChaCha20-Poly1305 before it is sent, bound to
+    /// the session's name, its table and its row, so the server (and its backups) holds only
+    /// ciphertext. The schema's `seal` table records the key id (and a passphrase's salt and
+    /// costs). A schema sealed with a key the keyring lacks is [`SessionError::WrongKey`], one
+    /// opened without a key [`SessionError::Sealed`], both before anything is written. A new or
+    /// empty schema becomes sealed, a plain one whose only stored session is this one is sealed
+    /// at open (one fenced transaction); a plain schema holding other sessions is refused with
+    /// [`SessionError::Invalid`].
+    pub async fn open_with_key(&self, url: &str, keys: Keyring) -> Result<PostgresBackend, SessionError> {
+        self.open_inner(url, tokio_postgres::NoTls, Some(keys)).await
+    }
+
+    /// [`open_with_key`](Self::open_with_key) connecting through `tls`.
+    pub async fn open_with_tls_and_key<T>(
+        &self,
+        url: &str,
+        tls: T,
+        keys: Keyring,
+    ) -> Result<PostgresBackend, SessionError>
+    where
+        T: Tls,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        self.open_inner(url, tls, Some(keys)).await
+    }
+
     /// Opens the session in the database at `url` (a `postgres://` URL or a `key=value`
     /// connection string, as `tokio-postgres` reads them), connecting through `tls`.
     ///
@@ -121,10 +154,22 @@ impl PostgresOptions {
         T::TlsConnect: Sync + Send,
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
+        self.open_inner(url, tls, None).await
+    }
+
+    async fn open_inner<T>(&self, url: &str, tls: T, keys: Option<Keyring>) -> Result<PostgresBackend, SessionError>
+    where
+        T: Tls,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let db = connect(url, &self.session, &self.schema, self.timeout, tls.clone(), self.pool_size)?;
         let span = tracing::info_span!("open", backend = "postgres", url = %db.resource, lease_token = Empty, elapsed_us = Empty);
         let open = async {
             schema::check(&db, &self.schema).await?;
+            // Sealed or not is decided before anything (the lease included) is written.
+            let sealed = seal::check(&db, keys).await?;
             // The lease's calls end by themselves before the keeper's own bound would cancel them.
             let timeout = self.timeout.min(self.lease.call_timeout() * 4 / 5);
             let store = PostgresLeases::with(url, &self.session, &self.schema, timeout, tls)?;
@@ -135,7 +180,19 @@ impl PostgresOptions {
                     if let Some((from, to)) = migrated {
                         tracing::info!(url = %db.resource, from, to, "migrated the session schema");
                     }
-                    Ok(PostgresBackend { db, session: self.session.clone(), sid, lease })
+                    let mut backend = PostgresBackend { db, session: self.session.clone(), sid, lease, seal: None };
+                    match sealed {
+                        None => Ok(backend),
+                        Some(opened) => match backend.seal_with(opened).await {
+                            Ok(()) => Ok(backend),
+                            Err(e) => {
+                                if let Err(release) = backend.lease.release().await {
+                                    tracing::warn!(error = %release, "could not release the lease of a failed open; it expires");
+                                }
+                                Err(e)
+                            }
+                        },
+                    }
                 }
                 Err(e) => {
                     if let Err(release) = lease.release().await {
@@ -165,6 +222,8 @@ pub struct PostgresBackend {
     /// The session's id in the database (`sid` of its rows).
     sid: SessionId,
     lease: Lease,
+    /// How this session's rows are sealed (`None`: a plain schema).
+    seal: Option<Sealer>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -203,6 +262,45 @@ impl PostgresBackend {
         self.lease.token()
     }
 
+    /// The id of the key this session's rows are sealed with, `None` for a plain schema.
+    pub fn sealed_with(&self) -> Option<session_core::KeyId> {
+        self.seal.as_ref().map(|s| s.db().key_id())
+    }
+
+    /// Seals the session with what [`seal::check`] decided: with no record (or a record of an
+    /// older key), its rows are rewritten sealed and the record stored, in one fenced
+    /// transaction; a schema holding other sessions in clear is refused.
+    async fn seal_with(&mut self, opened: seal::Opened) -> Result<(), SessionError> {
+        let seal::Opened { seal, record } = opened;
+        let sealer = seal.session(&self.session);
+        if seal.needs_record() {
+            if record.is_none() {
+                let others = seal::other_sessions(&self.db, self.sid).await?;
+                if others > 0 {
+                    return Err(SessionError::invalid(
+                        format!("session database {}", self.db.resource),
+                        format!(
+                            "it holds {others} other session(s) in clear; a database is sealed whole, so seal it when \
+                             no other session is stored in it"
+                        ),
+                    ));
+                }
+            } else {
+                // A rotation: the rows open with the keyring's older keys.
+                self.seal = Some(sealer.clone());
+            }
+            let mut plan = match self.load_data().await? {
+                Some(data) => session_sql::save_plan_sealed(self.sid, &data, Some(&sealer))?,
+                None => Vec::new(),
+            };
+            plan.push(seal.record_statement());
+            self.write(self.span("save", None), plan).await?;
+            tracing::info!(key_id = %seal.key_id(), "sealed the session with a new key");
+        }
+        self.seal = Some(sealer);
+        Ok(())
+    }
+
     fn span(&self, name: &'static str, changes: Option<usize>) -> tracing::Span {
         macro_rules! span {
             ($name:literal) => {
@@ -239,7 +337,7 @@ impl PostgresBackend {
                     .start()
                     .await
                     .map_err(|e| db.map(e))?;
-                let mut rows = SessionRows::new(&db.resource);
+                let mut rows = SessionRows::new(&db.resource).with_seal(self.seal.clone());
                 for (table, sql) in LOAD_QUERIES {
                     for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(self.sid)] }).await? {
                         rows.row(table, &cells(&row, &db.resource)?)?;
@@ -318,11 +416,13 @@ impl SessionBackend for PostgresBackend {
     async fn save_session(&self, data: &SessionData) -> Result<(), BoxError> {
         let span = self.span("save", None);
         span.record("peers", data.peers.len());
-        self.write(span, session_sql::save_plan(self.sid, data).collect()).await.map_err(boxed)
+        let plan = session_sql::save_plan_sealed(self.sid, data, self.seal.as_ref()).map_err(boxed)?;
+        self.write(span, plan).await.map_err(boxed)
     }
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
-        let plan: Vec<Statement> = session_sql::persist_plan(self.sid, changes, full).map_err(boxed)?.collect();
+        let plan = session_sql::persist_plan_sealed(self.sid, changes, full, Default::default(), self.seal.as_ref())
+            .map_err(boxed)?;
         self.write(self.span("persist", Some(changes.len())), plan).await.map_err(boxed)
     }
 

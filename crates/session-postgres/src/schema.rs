@@ -25,7 +25,7 @@ pub(crate) async fn lock(tx: &deadpool_postgres::Transaction<'_>, db: &Db) -> Re
 }
 
 /// What a session's schema holds: its tables, and our schema version (0: none).
-async fn inspect(
+pub(crate) async fn inspect(
     tx: &deadpool_postgres::Transaction<'_>,
     db: &Db,
     schema: &str,

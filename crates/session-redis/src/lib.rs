@@ -5,6 +5,7 @@ mod backend;
 mod conn;
 mod keys;
 mod lease;
+mod list;
 mod reader;
 mod scripts;
 mod seal;
@@ -15,6 +16,7 @@ pub use backend::{RedisBackend, RedisOptions};
 pub use conn::DEFAULT_CALL_TIMEOUT;
 pub use keys::{DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
 pub use lease::RedisLeases;
+pub use list::RedisSessionInfo;
 /// The core crate, so that users of this backend need no other dependency.
 pub use session_core;
 pub use session_core::{

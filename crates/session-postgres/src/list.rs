@@ -1,0 +1,51 @@
+//! [`PostgresOptions::list_sessions`]: the named sessions of a database's schema with who holds
+//! each one's lease and for how long by the server's clock. Reads only, in one read-only
+//! transaction: takes no lease, creates and migrates nothing.
+
+use session_sql::{SessionInfo, Statement, LIST_SESSIONS, LIST_SESSIONS_WITH_LEASES};
+
+use crate::db::{cells, connect, query};
+use crate::schema;
+use crate::{PostgresOptions, DEFAULT_SESSION};
+use session_core::SessionError;
+
+impl PostgresOptions {
+    /// The sessions in these options' schema of the database at `url`, by name (none when the
+    /// schema does not exist yet), with their lease. Bounded by the call timeout.
+    pub async fn list_sessions(&self, url: &str) -> Result<Vec<SessionInfo>, SessionError> {
+        let db = connect(url, DEFAULT_SESSION, &self.schema, self.timeout, tokio_postgres::NoTls, 1)?;
+        let db = &db;
+        db.bounded(async {
+            let mut conn = db.conn().await?;
+            let result = async {
+                let client = conn.client()?;
+                let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
+                let (version, tables) = schema::inspect(&tx, db, &self.schema).await?;
+                if version == 0 {
+                    tx.commit().await.map_err(|e| db.map(e))?;
+                    return Ok(Vec::new());
+                }
+                if !tables.iter().any(|t| t == "sessions") {
+                    return Err(SessionError::invalid(
+                        format!("session database {}", db.resource),
+                        format!(
+                            "schema version {version} predates named sessions: open it once to bring it up to date"
+                        ),
+                    ));
+                }
+                let leases = session_sql::lease::TABLES.iter().all(|t| tables.iter().any(|have| have == t));
+                let sql = if leases { LIST_SESSIONS_WITH_LEASES } else { LIST_SESSIONS };
+                let rows = query(&tx, db, &Statement { sql, params: Vec::new() }).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push(SessionInfo::from_row(&db.resource, &cells(row, &db.resource)?)?);
+                }
+                tx.commit().await.map_err(|e| db.map(e))?;
+                Ok(out)
+            }
+            .await;
+            conn.finish(result)
+        })
+        .await
+    }
+}
