@@ -413,7 +413,7 @@ mod tests {
             *b = u8::try_from(i * 7 % 251).expect("small");
         }
         {
-            let backend = crate::session_backend::open_path(path.clone()).await.expect("new file");
+            let backend = crate::session_backend::open_path(path.clone(), None).await.expect("new file");
             let store = SessionStore::open(backend, session_core::FlushPolicy::default()).await.expect("open");
             let session = StoreSession::new(store.clone(), Arc::new(Health::new()));
             assert_eq!(session.home_dc_id().expect("home"), DEFAULT_DC);
@@ -428,7 +428,7 @@ mod tests {
             drop(session);
             drop(store);
         }
-        let backend = crate::session_backend::open_path(path).await.expect("reopen");
+        let backend = crate::session_backend::open_path(path, None).await.expect("reopen");
         let store = SessionStore::open(backend, session_core::FlushPolicy::default()).await.expect("open");
         let session = StoreSession::new(store, Arc::new(Health::new()));
         assert_eq!(session.home_dc_id().expect("home"), DEFAULT_DC);

@@ -44,6 +44,11 @@ pub struct Config {
     pub flush_policy: FlushPolicy,
     /// Connect to DCs over IPv6 instead of IPv4.
     pub use_ipv6: bool,
+    /// Encryption at rest: the key (or passphrase) the session file is sealed with. With a key,
+    /// a plain session file is sealed on its first write; without one, a sealed file is refused
+    /// with [`SessionError::Sealed`](session_core::SessionError::Sealed) (never a new login).
+    /// See [`ClientBuilder::session_key`].
+    pub session_key: Option<session_core::Keyring>,
 }
 
 impl fmt::Debug for Config {
@@ -54,6 +59,8 @@ impl fmt::Debug for Config {
             .field("api_hash", &if self.api_hash.is_empty() { "" } else { "<redacted>" })
             .field("flush_policy", &self.flush_policy)
             .field("use_ipv6", &self.use_ipv6)
+            // Keyring's Debug shows key ids only, never key bytes.
+            .field("session_key", &self.session_key)
             .finish()
     }
 }
@@ -66,6 +73,7 @@ impl Default for Config {
             api_hash: String::new(),
             flush_policy: FlushPolicy::default(),
             use_ipv6: false,
+            session_key: None,
         }
     }
 }
@@ -113,6 +121,7 @@ pub struct ClientBuilder {
     params: Option<ConnectionParams>,
     use_ipv6: bool,
     wait_for_owner: Option<std::time::Duration>,
+    session_key: Option<session_core::Keyring>,
     #[cfg(feature = "proxy")]
     proxy: Option<String>,
 }
@@ -124,6 +133,7 @@ impl fmt::Debug for ClientBuilder {
             .field("api_id", &self.api_id)
             .field("flush_policy", &self.flush_policy)
             .field("use_ipv6", &self.use_ipv6)
+            .field("session_key", &self.session_key)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +148,7 @@ impl Default for ClientBuilder {
             params: None,
             use_ipv6: false,
             wait_for_owner: None,
+            session_key: None,
             #[cfg(feature = "proxy")]
             proxy: None,
         }
@@ -234,6 +245,42 @@ impl ClientBuilder {
         self
     }
 
+    /// Encryption at rest: the session is sealed with `keys` (XChaCha20-Poly1305; a passphrase
+    /// is stretched with Argon2id). Applies to the sessions the builder opens itself: a file
+    /// (sealed log), a `.db` SQLite file (`sqlite-session`: sealed rows) and a session string
+    /// (the sealed `Le1.` form, also what [`Client::export_session_string`] returns). A plain
+    /// session is sealed on its first write; a sealed one opened with another key is
+    /// [`SessionError::WrongKey`](session_core::SessionError::WrongKey), and without a key
+    /// [`SessionError::Sealed`](session_core::SessionError::Sealed), never a new login.
+    /// A backend passed to [`session`](Self::session) is opened by the application with its
+    /// own key: combining it with this is refused by `connect`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use layer_client::core::{KdfParams, Keyring, Passphrase};
+    /// use layer_client::Client;
+    /// let passphrase = std::env::var("LAYER_SESSION_KEY")?;
+    /// let keys = Keyring::from_passphrase(Passphrase::new(passphrase), KdfParams::default());
+    /// let (client, shutdown) = Client::builder()
+    ///     .session_path("bot.session")
+    ///     .session_key(keys)
+    ///     .api_id(12345)
+    ///     .api_hash("abc123")
+    ///     .connect()
+    ///     .await?;
+    /// # drop(client); shutdown.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn session_key(mut self, keys: session_core::Keyring) -> Self {
+        self.session_key = Some(keys);
+        self
+    }
+
+    fn session_key_opt(mut self, keys: Option<session_core::Keyring>) -> Self {
+        self.session_key = keys;
+        self
+    }
+
     /// Loads the session and starts the client.
     ///
     /// Fails when the session cannot be loaded (locked by another process, corrupt, a store
@@ -244,7 +291,7 @@ impl ClientBuilder {
             Some(id) if id > 0 => id,
             _ => return Err(ClientError::Config("api_id is required (get one at https://my.telegram.org)".into())),
         };
-        let backend = open_source(self.source, self.wait_for_owner).await?;
+        let backend = open_source(self.source, self.wait_for_owner, self.session_key.clone()).await?;
         let store = SessionStore::open(backend, self.flush_policy).await?;
         let mut params = self.params.unwrap_or_default();
         params.use_ipv6 |= self.use_ipv6;
@@ -252,21 +299,33 @@ impl ClientBuilder {
         if self.proxy.is_some() {
             params.proxy_url = self.proxy;
         }
-        Client::start(store, api_id, self.api_hash, params, self.flush_policy.interval).await
+        Client::start(store, api_id, self.api_hash, params, self.flush_policy.interval, self.session_key).await
     }
 }
 
 async fn open_source(
     source: Source,
     wait_for_owner: Option<std::time::Duration>,
+    key: Option<session_core::Keyring>,
 ) -> Result<Arc<dyn SessionBackend>, ClientError> {
     Ok(match source {
+        // A backend built by the application was opened by it, with its own key or none: a key
+        // given here could not reach it, and silently storing plain bytes is what the key was
+        // meant to prevent.
+        Source::Backend(b) if key.is_some() => {
+            return Err(ClientError::Config(format!(
+                "session_key cannot encrypt a backend passed in ({}): open the backend with its own key \
+                 (e.g. open_with_key) and pass no session_key",
+                b.name()
+            )))
+        }
         Source::Backend(b) => b,
+        // Nothing of an in-memory session is at rest.
         Source::Memory => Arc::new(session_core::InMemoryBackend::new()),
         Source::Path(path) => {
             let deadline = wait_for_owner.map(|w| tokio::time::Instant::now() + w);
             loop {
-                match crate::session_backend::open_path(path.clone()).await {
+                match crate::session_backend::open_path(path.clone(), key.clone()).await {
                     Err(ClientError::Session(session_core::SessionError::Locked { .. }))
                         if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
                     {
@@ -278,7 +337,7 @@ async fn open_source(
                 }
             }
         }
-        Source::String(s) => crate::session_backend::open_string(&s)?,
+        Source::String(s) => crate::session_backend::open_string(s, key).await?,
     })
 }
 
@@ -293,6 +352,8 @@ struct Shared {
     monitor: Mutex<Option<JoinHandle<()>>>,
     /// Watches the backend's lease, when it has one (see `ownership`).
     lease_guard: Mutex<Option<JoinHandle<()>>>,
+    /// The key the session is sealed with, for exported strings.
+    session_key: Option<session_core::Keyring>,
 }
 
 impl crate::ownership::Stop for Shared {
@@ -418,6 +479,7 @@ impl Client {
             .api_hash(config.api_hash)
             .flush_policy(config.flush_policy)
             .use_ipv6(config.use_ipv6)
+            .session_key_opt(config.session_key)
             .connect()
             .await
     }
@@ -442,6 +504,7 @@ impl Client {
         api_hash: String,
         params: ConnectionParams,
         interval: std::time::Duration,
+        session_key: Option<session_core::Keyring>,
     ) -> Result<(Client, ShutdownHandle), ClientError> {
         if store.read(|d| d.api_id.is_none()) {
             store.apply(Change::SetApiId(Some(api_id))).await?;
@@ -464,6 +527,7 @@ impl Client {
             monitor: Mutex::new(Some(tokio::spawn(monitor(store_for_monitor, Arc::clone(&health), interval)))),
             health,
             lease_guard: Mutex::new(None),
+            session_key,
         });
         if let Some(lease) = lease {
             let guard = tokio::spawn(crate::ownership::guard(lease, resource, Arc::downgrade(&shared)));
@@ -661,10 +725,20 @@ impl Client {
 
     /// The session as a string in our full form (everything: every DC, key, peer and the
     /// update state), after flushing. Keep it secret: it is the account's login.
+    ///
+    /// A client given a [`session_key`](ClientBuilder::session_key) exports the sealed form
+    /// (`Le1.…`), which only that key opens.
     pub async fn export_session_string(&self) -> Result<String, ClientError> {
         self.flush().await?;
         let snapshot = self.shared.store.snapshot();
-        crate::session_backend::encode_string(&snapshot)
+        match self.shared.session_key.clone() {
+            None => crate::session_backend::encode_string(&snapshot),
+            // Deriving a passphrase's key is Argon2id: off the async runtime.
+            Some(keys) => tokio::task::spawn_blocking(move || session_string::encode_sealed(&snapshot, &keys))
+                .await
+                .map_err(|e| ClientError::Config(format!("sealing task failed: {e}")))?
+                .map_err(ClientError::from),
+        }
     }
 }
 

@@ -40,14 +40,23 @@ pub use session_string::StringSessionBackend;
 use crate::error::ClientError;
 
 /// Opens the backend a session path selects: `.db` is SQLite, anything else the binary file.
-pub(crate) async fn open_path(path: PathBuf) -> Result<Arc<dyn SessionBackend>, ClientError> {
+pub(crate) async fn open_path(
+    path: PathBuf,
+    key: Option<session_core::Keyring>,
+) -> Result<Arc<dyn SessionBackend>, ClientError> {
     if selects_sqlite(&path) {
         #[cfg(feature = "sqlite-session")]
-        return Ok(Arc::new(SqliteBackend::open(&path).await?));
+        return Ok(Arc::new(match key {
+            Some(keys) => SqliteBackend::open_with_key(&path, keys).await?,
+            None => SqliteBackend::open(&path).await?,
+        }));
         #[cfg(not(feature = "sqlite-session"))]
         return Err(ClientError::FeatureDisabled { feature: "sqlite-session", path });
     }
-    Ok(Arc::new(BinaryFileBackend::open(path).await?))
+    Ok(Arc::new(match key {
+        Some(keys) => BinaryFileBackend::open_with_key(path, keys).await?,
+        None => BinaryFileBackend::open(path).await?,
+    }))
 }
 
 /// Whether a session path selects SQLite (its extension is `db`, in any case).
@@ -59,8 +68,19 @@ pub(crate) fn selects_sqlite(path: &std::path::Path) -> bool {
 ///
 /// A string that cannot be read is not an error here: the backend reports it from `load`, so
 /// the store refuses to open and the client never starts a new login over it.
-pub(crate) fn open_string(session: &str) -> Result<Arc<dyn SessionBackend>, ClientError> {
-    Ok(Arc::new(StringSessionBackend::new(session)))
+pub(crate) async fn open_string(
+    session: String,
+    key: Option<session_core::Keyring>,
+) -> Result<Arc<dyn SessionBackend>, ClientError> {
+    Ok(match key {
+        None => Arc::new(StringSessionBackend::new(&session)),
+        // Opening or sealing with a passphrase derives its key (Argon2id): off the runtime.
+        Some(keys) => Arc::new(
+            tokio::task::spawn_blocking(move || StringSessionBackend::new_sealed(&session, keys))
+                .await
+                .map_err(|e| ClientError::Config(format!("session string task failed: {e}")))?,
+        ),
+    })
 }
 
 /// Our full string form of a session.
