@@ -29,6 +29,9 @@ fn convert_to_a_remote_libsql_database_and_back_with_a_token() {
     differences(&original, &remote, "remote", &mut bad);
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!(run(&["verify", "--token", &token, &url]).0, 0);
+    let (code, out, err) = run(&["list", "--token", &token, &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"default\": stored; not held"), "the tool's own lease was handed back: {out}");
 
     // The remote database holds a session now: replacing it needs --force.
     let other = dir.path().join("telethon/telethon-sqlite.session");

@@ -293,3 +293,30 @@ fn list_shows_the_named_sessions_and_who_holds_them() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is not a SQLite database"), "{err}");
 }
+
+#[test]
+fn a_redis_that_keeps_nothing_on_disk_is_refused_as_a_destination_and_read_as_a_source() {
+    let rt = runtime();
+    let redis = rd::Redis::start(rd::Config { persistence: rd::Persistence::Volatile, password: None, tcp: false });
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src.session");
+    let data = write_sample(&rt, &src);
+    let url = format!("{}#v", redis.url());
+
+    let (code, _, err, _) = run(&["convert", s(&src), &url]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("appendonly"), "the reason is named: {err}");
+    // Nothing was written, and the lease was handed back.
+    let owner = rt
+        .block_on(RedisOptions::new().session("v").allow_volatile(true).open(&redis.url()))
+        .expect("the refused write left no lease behind");
+    assert_eq!(rt.block_on(owner.load_session()).expect("load"), None);
+    rt.block_on(owner.save_session(&data)).expect("save");
+    rt.block_on(owner.close()).expect("close");
+    drop(owner);
+
+    let back = work.path().join("back.session");
+    let (code, _, err, _) = run(&["convert", &url, s(&back)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read_file(&back), data);
+}
