@@ -119,6 +119,10 @@ fn file_to_postgres_to_redis_to_file_keeps_the_session() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("holds no session named \"default\""), "{err}");
     }
+    // A folder of sessions converts into a folder, never into one server session.
+    let (code, _, err, _) = run(&["convert", s(work.path()), &pg_url]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("converts into a folder"), "{err}");
     // A string export reads from a server too.
     let (code, out, err, _) = run(&["export-string", &redis_url]);
     assert_eq!(code, 0, "{err}");
