@@ -25,7 +25,8 @@ pub use session_sqlite::Durability;
 /// alone is enough (`session_core` is the same crate the other backends use).
 pub use session_core;
 pub use session_core::{
-    AuthKey, Change, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError, SessionStore,
+    AuthKey, Change, KdfParams, KeyId, Keyring, LeaseOptions, LeaseStatus, Passphrase, SealingKey, SessionBackend,
+    SessionData, SessionError, SessionStore,
 };
 
 pub use crate::remote::LibSqlLeases;
@@ -113,7 +114,38 @@ impl LibSqlBackend {
         name: &str,
         durability: Durability,
     ) -> Result<Self, SessionError> {
-        let path = path.as_ref();
+        Self::open_local_inner(path.as_ref(), name, durability, None).await
+    }
+
+    /// [`open_local`](Self::open_local) sealed (encrypted at rest) with `keys`: exactly
+    /// [`SqliteBackend::open_with_key`] (a sealed database opened without a key is
+    /// [`SessionError::Sealed`], with a keyring lacking its key [`SessionError::WrongKey`]).
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn open_local_with_key(path: impl AsRef<Path>, keys: Keyring) -> Result<Self, SessionError> {
+        Self::open_local_inner(path.as_ref(), session_sql::lease::DEFAULT_SESSION, Durability::default(), Some(keys))
+            .await
+    }
+
+    /// [`open_local_named_with`](Self::open_local_named_with) sealed with `keys`.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn open_local_named_with_key(
+        path: impl AsRef<Path>,
+        name: &str,
+        durability: Durability,
+        keys: Keyring,
+    ) -> Result<Self, SessionError> {
+        Self::open_local_inner(path.as_ref(), name, durability, Some(keys)).await
+    }
+
+    #[cfg(feature = "local")]
+    async fn open_local_inner(
+        path: &Path,
+        name: &str,
+        durability: Durability,
+        keys: Option<Keyring>,
+    ) -> Result<Self, SessionError> {
         let span = tracing::info_span!(
             "open",
             backend = "libsql-local",
@@ -121,7 +153,13 @@ impl LibSqlBackend {
             durability = ?durability,
             elapsed_us = Empty
         );
-        let local = trace::timed(span, SqliteBackend::open_named_with(path, name, durability)).await?;
+        let open = async {
+            match keys {
+                Some(keys) => SqliteBackend::open_named_with_key(path, name, durability, keys).await,
+                None => SqliteBackend::open_named_with(path, name, durability).await,
+            }
+        };
+        let local = trace::timed(span, open).await?;
         Ok(Self { inner: Inner::Local(local, Mode::Local), lease: None, session: name.to_owned() })
     }
 
@@ -171,6 +209,31 @@ impl LibSqlBackend {
     /// ([`RemoteOptions::session`]: one database holds any number of named sessions, each with
     /// its own lease), the call timeout, the lease's time to live, waiting for a previous owner.
     pub async fn open_remote_with(url: &str, auth_token: &str, options: RemoteOptions) -> Result<Self, SessionError> {
+        Self::open_remote_inner(url, auth_token, options, None).await
+    }
+
+    /// [`open_remote_with`](Self::open_remote_with) for a session sealed (encrypted at rest)
+    /// with `keys`: the server stores only ciphertext, placeholders and the ids rows are keyed
+    /// by (see the book's encryption page). A database sealed by another key is
+    /// [`SessionError::WrongKey`], one opened without a key [`SessionError::Sealed`]; a new or
+    /// empty database becomes sealed, and a plain one whose only stored session is this one is
+    /// sealed at open (its rows rewritten in one fenced transaction). A plain database holding
+    /// other sessions is refused with [`SessionError::Invalid`].
+    pub async fn open_remote_with_key(
+        url: &str,
+        auth_token: &str,
+        options: RemoteOptions,
+        keys: Keyring,
+    ) -> Result<Self, SessionError> {
+        Self::open_remote_inner(url, auth_token, options, Some(keys)).await
+    }
+
+    async fn open_remote_inner(
+        url: &str,
+        auth_token: &str,
+        options: RemoteOptions,
+        keys: Option<Keyring>,
+    ) -> Result<Self, SessionError> {
         session_sql::check_name(&options.session)?;
         // The URL as shown in errors: no `user:password@`, no query (`authToken=`); the token
         // itself is never a field.
@@ -190,7 +253,12 @@ impl LibSqlBackend {
             Span::current().record("lease_token", lease.token());
             let setup = async {
                 remote.setup().await?;
-                remote.register(&options.session).await
+                let sealed = remote.check_seal(keys).await?;
+                remote.register(&options.session).await?;
+                match sealed {
+                    Some(s) => remote.seal_with(s, &options.session, Some((&options.session, lease.fence()?))).await,
+                    None => Ok(()),
+                }
             };
             match setup.await {
                 Ok(()) => {
@@ -224,9 +292,34 @@ impl LibSqlBackend {
         auth_token: &str,
         options: RemoteOptions,
     ) -> Result<Self, SessionError> {
+        Self::open_replica_inner(path.as_ref(), url, auth_token, options, None).await
+    }
+
+    /// [`open_replica_with`](Self::open_replica_with) sealed with `keys`: the server's rows as
+    /// in [`open_remote_with_key`](Self::open_remote_with_key), and the local copy sealed with
+    /// the same keys ([`SqliteBackend::open_with_key`]).
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub async fn open_replica_with_key(
+        path: impl AsRef<Path>,
+        url: &str,
+        auth_token: &str,
+        options: RemoteOptions,
+        keys: Keyring,
+    ) -> Result<Self, SessionError> {
+        Self::open_replica_inner(path.as_ref(), url, auth_token, options, Some(keys)).await
+    }
+
+    #[cfg(feature = "local")]
+    async fn open_replica_inner(
+        path: &Path,
+        url: &str,
+        auth_token: &str,
+        options: RemoteOptions,
+        keys: Option<Keyring>,
+    ) -> Result<Self, SessionError> {
         // The copy is pulled whole on every open, so it needs no fsync: a copy cut short by a
         // crash is replaced before anything reads it.
-        let path = path.as_ref();
         let span = tracing::info_span!(
             "open",
             backend = "libsql-replica",
@@ -237,14 +330,23 @@ impl LibSqlBackend {
         );
         let open = async {
             session_sql::check_name(&options.session)?;
-            let local = SqliteBackend::open_named_with(path, &options.session, Durability::ProcessCrash).await?;
+            let local = match keys.clone() {
+                Some(keys) => {
+                    SqliteBackend::open_named_with_key(path, &options.session, Durability::ProcessCrash, keys).await?
+                }
+                None => SqliteBackend::open_named_with(path, &options.session, Durability::ProcessCrash).await?,
+            };
             let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
             remote.check().await?;
             let lease = take_lease(url, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
             let replica = async {
                 remote.setup().await?;
+                let sealed = remote.check_seal(keys).await?;
                 remote.register(&options.session).await?;
+                if let Some(s) = sealed {
+                    remote.seal_with(s, &options.session, Some((&options.session, lease.fence()?))).await?;
+                }
                 Replica::open(local, remote).await
             };
             match replica.await {
@@ -410,7 +512,10 @@ impl LibSqlBackend {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(fence, session_sql::save_plan(r.sid, data)).await.map(drop),
+                Inner::Remote(r) => r
+                    .write(fence, session_sql::save_plan_sealed(r.sid, data, r.seal.as_ref())?.into_iter())
+                    .await
+                    .map(drop),
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.save_session(fence, data).await,
             }
@@ -573,7 +678,11 @@ impl SessionBackend for LibSqlBackend {
                 Inner::Local(l, _) => {
                     l.persist(changes, full).await.map_err(|e| SessionError::from_boxed(e, self.name()))
                 }
-                Inner::Remote(r) => r.write(fence, session_sql::persist_plan(r.sid, changes, full)?).await.map(drop),
+                Inner::Remote(r) => {
+                    let plan =
+                        session_sql::persist_plan_sealed(r.sid, changes, full, Default::default(), r.seal.as_ref())?;
+                    r.write(fence, plan.into_iter()).await.map(drop)
+                }
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.persist(fence, changes, full).await,
             }

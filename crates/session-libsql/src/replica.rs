@@ -77,7 +77,9 @@ impl Replica {
         full: &SessionData,
     ) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(fence, session_sql::persist_plan(self.remote.sid, changes, full)?).await?;
+        let (sid, seal) = (self.remote.sid, self.remote.seal.as_ref());
+        let plan = session_sql::persist_plan_sealed(sid, changes, full, Default::default(), seal)?;
+        let written = self.remote.write(fence, plan.into_iter()).await?;
         self.settle(&mut synced, written, Local::Persist(changes, full)).await
     }
 
@@ -87,7 +89,8 @@ impl Replica {
         data: &SessionData,
     ) -> Result<(), SessionError> {
         let mut synced = self.synced.lock().await;
-        let written = self.remote.write(fence, session_sql::save_plan(self.remote.sid, data)).await?;
+        let plan = session_sql::save_plan_sealed(self.remote.sid, data, self.remote.seal.as_ref())?;
+        let written = self.remote.write(fence, plan.into_iter()).await?;
         self.settle(&mut synced, written, Local::Save(data)).await
     }
 

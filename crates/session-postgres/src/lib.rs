@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use session_core::async_trait;
 use session_core::{
-    codec, BoxError, Change, Keyring, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
+    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
 };
 use session_sql::{Sealer, SessionId, SessionRows, SqlValue, Statement, LOAD_QUERIES};
 use tokio_postgres::tls::TlsConnect;

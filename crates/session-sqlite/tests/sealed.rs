@@ -167,6 +167,8 @@ async fn without_a_key_or_with_a_wrong_one_nothing_changes() {
     assert!(matches!(SqliteBackend::open_with_key(&path, pass).await, Err(SessionError::WrongKey { .. })));
     // A named session of the same file: the record is the database's.
     assert!(matches!(SqliteBackend::open_named(&path, "other").await, Err(SessionError::Sealed { .. })));
+    // The read-only reader (inspection tools) says it is sealed too.
+    assert!(matches!(session_sqlite::read_only::read_snapshot(&path), Err(SessionError::Sealed { .. })));
     assert!(stored(&path) == before, "a refused open changed the stored bytes");
     let backend = SqliteBackend::open_with_key(&path, keys(1)).await.expect("the right key still opens it");
     assert!(backend.load_session().await.expect("load").is_some());
@@ -420,4 +422,32 @@ async fn a_sealed_database_passes_the_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_peers_round_trip_sealed() {
     many_peers(&sealed_files(), 1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overlay_folds_into_sealed_chunks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.db");
+    let backend = SqliteBackend::open_with_key(&path, keys(1)).await.expect("open");
+    let mut data = secret_session(8);
+    backend.save_session(&data).await.expect("save");
+    // Past the overlay's limit (4,096 rows): the persist folds the rows into chunks, reading
+    // them back sealed and writing the chunks sealed.
+    let peers: Vec<Change> =
+        (0..5_000).map(|i| Change::UpsertPeer(Peer::new(20_000 + i, PeerKind::User, i * 31))).collect();
+    data.apply_all(&peers);
+    backend.persist(&peers, &data).await.expect("persist");
+    drop(backend);
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    let (rows, clear): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM peers), (SELECT count(*) FROM peer_chunks WHERE sealed IS NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!((rows, clear), (0, 0), "folded into sealed chunks");
+    conn.close().expect("close");
+    let backend = SqliteBackend::open_with_key(&path, keys(1)).await.expect("reopen");
+    assert_eq!(backend.load_session().await.expect("load"), Some(data));
 }

@@ -21,7 +21,7 @@ impl Remote {
         let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
-            let mut out = SessionRows::new(self.resource.clone());
+            let mut out = SessionRows::new(self.resource.clone()).with_seal(self.seal.clone());
             let small: Vec<(Table, &str)> =
                 LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t) && !is_blobs(*t)).collect();
             let mut sql = String::from(READ_GENERATION);
@@ -204,7 +204,7 @@ impl Remote {
     ) -> Result<Option<i64>, SessionError> {
         let rows = tx
             .query(
-                "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, crc, length(data) FROM peer_chunks \
+                "SELECT pos, peers, lo_class, lo_id, hi_class, hi_id, crc, length(data), sealed FROM peer_chunks \
                  WHERE sid = ?1 AND pos > ?2 ORDER BY pos LIMIT 1",
                 libsql::params![self.sid, after],
             )
@@ -252,6 +252,7 @@ impl Remote {
             column(4),
             column(5),
             SqlValueRef::Blob(&data),
+            column(8),
             column(6),
         ];
         out.row(table, &row)?;
@@ -341,6 +342,6 @@ mod tests {
     #[test]
     fn load_queries_have_plain_column_lists() {
         let counts: Vec<Option<usize>> = LOAD_QUERIES.iter().map(|(_, q)| select_columns(q).map(|c| c.len())).collect();
-        assert_eq!(counts, vec![Some(17), Some(9), Some(3), Some(8), Some(8), Some(3), Some(5)]);
+        assert_eq!(counts, vec![Some(18), Some(10), Some(4), Some(9), Some(9), Some(3), Some(6)]);
     }
 }

@@ -6,7 +6,7 @@
 //! date on open; [`write`] is the write path (a plan as one transaction, one HTTP request);
 //! [`inline`] turns a plan's parameterised statements into the SQL text a batch carries;
 //! [`load`] is the read path, in pages; [`list`] lists a database's named sessions; [`errors`]
-//! maps the client's errors to `SessionError`.
+//! maps the client's errors to `SessionError`; [`seal`] checks and makes a sealed database.
 
 mod errors;
 mod inline;
@@ -14,6 +14,7 @@ mod lease;
 mod list;
 mod load;
 mod migrate;
+mod seal;
 mod transport;
 mod url;
 mod write;
@@ -87,6 +88,8 @@ pub(crate) struct Remote {
     /// The id of the session this connection reads and writes (`session_sql::SessionId`; the
     /// default session's until [`Remote::register`] names another).
     pub(crate) sid: session_sql::SessionId,
+    /// How this session's rows are sealed (`None`: a plain database); see [`seal`].
+    pub(crate) seal: Option<session_sql::Sealer>,
 }
 
 impl std::fmt::Debug for Remote {

@@ -27,7 +27,14 @@ impl Remote {
             .map_err(|e| map_error(e, &resource))?;
         let conn = tracing::dispatcher::with_default(&Dispatch::none(), || db.connect())
             .map_err(|e| map_error(e, &resource))?;
-        Ok(Remote { conn: Mutex::new(conn), _db: db, resource, timeout, sid: session_sql::DEFAULT_SESSION_ID })
+        Ok(Remote {
+            conn: Mutex::new(conn),
+            _db: db,
+            resource,
+            timeout,
+            sid: session_sql::DEFAULT_SESSION_ID,
+            seal: None,
+        })
     }
 
     /// The connection, for one call whose time starts now: waiting for the connection (behind
