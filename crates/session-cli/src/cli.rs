@@ -204,13 +204,8 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     // The passwords of every server URL among the arguments: whatever a driver or clap put into
     // a message, they are taken out before it is printed.
-    let secrets: Vec<String> = args
-        .iter()
-        .filter_map(|a| a.to_str())
-        .filter_map(location::ServerSession::parse)
-        .filter_map(Result::ok)
-        .flat_map(|s| s.secrets().to_vec())
-        .collect();
+    let secrets: Vec<String> =
+        args.iter().map(|a| a.to_string_lossy()).flat_map(|a| location::secrets_in(&a)).collect();
     let mut messages = Vec::new();
     let code = run_inner(args, out, &mut messages).await;
     let text = crate::server::scrub(&String::from_utf8_lossy(&messages), &secrets);

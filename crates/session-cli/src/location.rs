@@ -210,6 +210,21 @@ impl fmt::Debug for ServerSession {
     }
 }
 
+/// The passwords of every PostgreSQL or Redis URL anywhere in `arg` (`--json=postgres://...`
+/// included, which a command-line parser may quote back in an error).
+pub fn secrets_in(arg: &str) -> Vec<String> {
+    let lower = arg.to_ascii_lowercase();
+    let mut out = Vec::new();
+    for (scheme, kind) in SERVER_SCHEMES {
+        for (at, _) in lower.match_indices(scheme) {
+            if let Ok(server) = ServerSession::parse_kind(&arg[at..], kind) {
+                out.extend(server.secrets);
+            }
+        }
+    }
+    out
+}
+
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
@@ -743,6 +758,7 @@ mod tests {
         };
         assert_eq!(q.session(), "default");
         assert_eq!(q.to_string(), "redis+unix:///run/redis.sock?pass=***#default");
+        assert_eq!(secrets_in(&format!("--json=POSTGRES://u:{pw}@h/db")), [pw]);
         let Ok(Source::Server(lone)) = parse_source(&format!("rediss://{pw}@h")) else { panic!("rediss://") };
         assert_eq!(lone.to_string(), "rediss://***@h#default");
         assert!(lone.secrets().iter().any(|s| s == pw));

@@ -232,6 +232,11 @@ fn unreachable_refusing_and_foreign_servers_are_typed_errors_in_bounded_time() {
         }
     }
     assert!(bad.is_empty(), "{bad:#?}");
+    // A URL where the parser expected no value is quoted back by it: without the password.
+    let url = format!("postgres://layer:{WRONG}@127.0.0.1:{}/postgres", pg.port);
+    let (code, _, err, _) = run(&["inspect", &format!("--json={url}"), "x"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("postgres://layer:***@127.0.0.1"), "{err}");
     drop(listener);
 }
 
