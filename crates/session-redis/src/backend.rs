@@ -506,4 +506,8 @@ impl SessionBackend for RedisBackend {
     fn lease(&self) -> Option<watch::Receiver<LeaseStatus>> {
         Some(self.lease.watch())
     }
+
+    async fn close(&self) -> Result<(), BoxError> {
+        Ok(RedisBackend::close(self).await?)
+    }
 }

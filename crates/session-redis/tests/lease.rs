@@ -110,6 +110,23 @@ async fn close_and_drop_hand_over_at_once() {
     }
 }
 
+/// `SessionStore::close` (and any caller holding a `dyn SessionBackend`) releases through the
+/// trait's `close`: the lease is free at once, so the next owner opens without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trait_close_of_a_store_hands_over_at_once() {
+    let redis = Redis::durable();
+    let url = redis.url();
+    let first = RedisBackend::open_named(&url, "store-close").await.unwrap();
+    let store = session_core::SessionStore::open_default(first).await.unwrap();
+    store.apply(Change::SetHomeDc(2)).await.unwrap();
+    store.close().await.unwrap();
+    let second = RedisBackend::open_named(&url, "store-close").await.unwrap();
+    assert_eq!(second.load_session().await.unwrap().map(|d| d.home_dc), Some(2));
+    let dyn_backend: Box<dyn SessionBackend> = Box::new(second);
+    dyn_backend.close().await.unwrap();
+    RedisBackend::open_named(&url, "store-close").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_suspends_the_lease_before_it_could_expire() {
     let redis = Redis::durable();
