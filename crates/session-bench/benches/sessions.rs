@@ -3,8 +3,9 @@
 //! libSQL's C library, which cannot live beside rusqlite's bundled SQLite).
 //!
 //! Benchmark ids are `<scenario>/<backend>/<cached peers>`; the report reads them back from
-//! `target/criterion`. Ours are named `memory`, `store+memory`, `string`, `sqlite`, `file`;
-//! anchors `layer_*`, `grammers_*`.
+//! `target/criterion`. Ours are named `memory`, `store+memory`, `string`, `sqlite`, `file`,
+//! `libsql_remote`, `libsql_replica`, `postgres`, `redis`; anchors `layer_*`, `grammers_*`.
+//! The servers (sqld, `redis-server`, PostgreSQL) run on this machine, started by `main`.
 
 #![allow(missing_docs)]
 
@@ -17,12 +18,15 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use layer::SessionBackend as _;
 use layer_client_05 as layer;
+use session_bench::servers::{PostgresServer, RedisServer};
 use session_bench::{new_peer, plain_peer, session, write_fact, Settings};
 use session_core::{
     Change, FlushPolicy, InMemoryBackend, SessionBackend, SessionData, SessionStore, UpdateStateChange,
 };
 use session_file::BinaryFileBackend;
 use session_libsql::LibSqlBackend;
+use session_postgres::PostgresOptions;
+use session_redis::RedisOptions;
 use session_sqlite::{Durability, SqliteBackend};
 use session_string::StringSessionBackend;
 use tokio::runtime::Runtime;
@@ -41,11 +45,24 @@ enum Ours {
     SqliteBalanced,
     LibsqlRemote,
     LibsqlReplica,
+    /// A named session in a local PostgreSQL server (fsync on, as shipped).
+    Postgres,
+    /// A named session in a local `redis-server` (`appendonly yes`, `appendfsync always`).
+    Redis,
     Memory,
     String,
 }
 
-const OURS: [Ours; 6] = [Ours::File, Ours::Sqlite, Ours::LibsqlRemote, Ours::LibsqlReplica, Ours::Memory, Ours::String];
+const OURS: [Ours; 8] = [
+    Ours::File,
+    Ours::Sqlite,
+    Ours::LibsqlRemote,
+    Ours::LibsqlReplica,
+    Ours::Postgres,
+    Ours::Redis,
+    Ours::Memory,
+    Ours::String,
+];
 
 /// The per-change scenarios also run these (the CPU side of the file backend, and SQLite without
 /// an fsync per ordinary commit).
@@ -64,6 +81,17 @@ fn sqld_url() -> &'static str {
     SQLD_URL.get().expect("sqld started in main")
 }
 
+/// The URLs of the local Redis and PostgreSQL servers.
+static REDIS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static POSTGRES_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The session a server backend opens for a bench: named after the bench's own folder, so that
+/// each bench has its own session (and lease) and a reopen finds the same one.
+fn session_name(dir: &Path) -> String {
+    let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("bench-{}", tag.trim_start_matches('.'))
+}
+
 impl Ours {
     fn name(self) -> &'static str {
         match self {
@@ -73,6 +101,8 @@ impl Ours {
             Ours::SqliteBalanced => "sqlite_balanced",
             Ours::LibsqlRemote => "libsql_remote",
             Ours::LibsqlReplica => "libsql_replica",
+            Ours::Postgres => "postgres",
+            Ours::Redis => "redis",
             Ours::Memory => "memory",
             Ours::String => "string",
         }
@@ -95,6 +125,20 @@ impl Ours {
             Ours::LibsqlReplica => {
                 Box::new(LibSqlBackend::open_replica(self.path(dir), sqld_url(), "").await.expect("open replica"))
             }
+            Ours::Postgres => Box::new(
+                PostgresOptions::new()
+                    .session(&session_name(dir))
+                    .open(POSTGRES_URL.get().expect("postgres started in main"))
+                    .await
+                    .expect("open postgres"),
+            ),
+            Ours::Redis => Box::new(
+                RedisOptions::new()
+                    .session(session_name(dir))
+                    .open(REDIS_URL.get().expect("redis-server started in main"))
+                    .await
+                    .expect("open redis"),
+            ),
             Ours::Memory => Box::new(InMemoryBackend::new()),
             Ours::String => Box::new(StringSessionBackend::new("")),
         }
@@ -114,7 +158,13 @@ impl Ours {
             Ours::Memory => prev.as_ref().expect("backend").load_session().await.expect("load"),
             Ours::String => StringSessionBackend::new(string).load_session().await.expect("load"),
             _ => {
-                drop(prev.take());
+                if let Some(old) = prev.take() {
+                    // A server session has an owner: the old one hands its lease back first,
+                    // as a restart that shuts down cleanly does.
+                    if matches!(self, Ours::Postgres | Ours::Redis) {
+                        old.close().await.expect("close");
+                    }
+                }
                 let b = self.open(dir).await;
                 let loaded = b.load_session().await.expect("load");
                 *prev = Some(b);
@@ -741,6 +791,10 @@ fn main() {
     let _guard = rt.enter();
     let (_sqld, url) = Sqld::start();
     SQLD_URL.set(url).expect("once");
+    let redis = RedisServer::start().expect("redis-server");
+    REDIS_URL.set(redis.url()).expect("once");
+    let postgres = PostgresServer::start().expect("postgres");
+    POSTGRES_URL.set(postgres.url()).expect("once");
     let mut c = criterion(&settings);
     // `SESSION_BENCH_ONLY=<group>` runs one group's setup and bench (a criterion filter alone
     // still builds every group's files).
@@ -769,6 +823,32 @@ fn main() {
     }
     c.final_summary();
     remove_tmpfs_files();
+    print_postgres_flush_ratio(&settings);
+}
+
+/// Issue 18's target, from this run's results: PostgreSQL's cost per peer in a 1,000-peer flush
+/// within 2x of SQLite's.
+fn print_postgres_flush_ratio(settings: &Settings) {
+    let dir = std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
+            .join("criterion")
+    });
+    let Ok(measured) = session_bench::report::collect(&dir) else { return };
+    let results = session_bench::report::Results::new(&measured);
+    for &n in &settings.sizes {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let get = |b: &str| results.get("flush_1000_peers", b, n);
+        if let (Some(pg), Some(sqlite)) = (get("postgres"), get("sqlite")) {
+            println!(
+                "flush_1000_peers at N={n}: per peer postgres {:.2} µs, sqlite {:.2} µs: postgres / sqlite = {:.2} (target: at most 2)",
+                pg / 1e6,
+                sqlite / 1e6,
+                pg / sqlite
+            );
+        }
+    }
 }
 
 fn remove_tmpfs_files() {

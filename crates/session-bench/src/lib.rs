@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod report;
+pub mod servers;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -140,6 +140,7 @@ fn backend_rank(b: &str) -> u8 {
         "sqlite_balanced" => 1,
         "libsql_remote" => 2,
         "libsql_replica" => 3,
+        "postgres" | "redis" => 3,
         "memory" => 4,
         "store+memory" => 5,
         "string" => 6,
@@ -168,7 +169,7 @@ pub fn anchor_for(scenario: &str, backend: &str) -> Option<&'static str> {
         (_, "file") => Some("layer_binary_file"),
         (_, "file_tmpfs") => Some("layer_binary_file_tmpfs"),
         (_, "sqlite_balanced") => Some("layer_binary_file"),
-        (_, "sqlite" | "libsql_remote" | "libsql_replica") => Some("layer_binary_file"),
+        (_, "sqlite" | "libsql_remote" | "libsql_replica" | "postgres" | "redis") => Some("layer_binary_file"),
         (_, "memory" | "store+memory") => Some("layer_in_memory"),
         (_, "string") => Some("layer_string"),
         _ => None,
@@ -213,6 +214,8 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
             "string",
             "libsql_remote",
             "libsql_replica",
+            "postgres",
+            "redis",
         ] {
             let (Some(a), Some(z)) = (r.get(scenario, b, small), r.get(scenario, b, big)) else {
                 if r.backends(scenario).contains(&b) || ["file", "sqlite", "memory", "string"].contains(&b) {
@@ -292,6 +295,19 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
             20.0,
             &format!("SQLite 1,000-peer flush ≥20x cheaper than `{anchor}`'s own 1,000-peer flush, at 100k (stricter reading)"),
         ));
+    }
+    // Issue 18: PostgreSQL's cost per peer in a 1,000-peer flush within 2x of SQLite's (both
+    // durable per commit).
+    for n in r.sizes("flush_1000_peers") {
+        let target = format!("PostgreSQL per peer in a 1,000-peer flush within 2x of SQLite's, at N={n}");
+        out.push(match (r.get("flush_1000_peers", "postgres", n), r.get("flush_1000_peers", "sqlite", n)) {
+            (Some(pg), Some(sqlite)) => Check {
+                target,
+                pass: Some(pg <= 2.0 * sqlite),
+                detail: format!("{} vs {} per peer: {:.2}x", fmt_ns(pg / 1000.0), fmt_ns(sqlite / 1000.0), pg / sqlite),
+            },
+            _ => Check { target, pass: None, detail: "not measured".into() },
+        });
     }
     for b in ["file", "sqlite", "sqlite_balanced"] {
         let raw: Vec<f64> =
@@ -530,6 +546,24 @@ mod tests {
         assert_eq!(ratio.pass, Some(false), "5x is not 30x");
         let md = markdown(&r, &BTreeMap::new(), "test");
         assert!(md.contains("| `file` | 10.00 µs | 20.00 µs | `layer_binary_file` | - / 0.200 |"), "{md}");
+    }
+
+    #[test]
+    fn postgres_flush_check_passes_within_2x_of_sqlite_and_fails_beyond() {
+        let r = Results::new(&[
+            m("flush_1000_peers", "sqlite", 1_000, 1_000_000.0),
+            m("flush_1000_peers", "postgres", 1_000, 1_900_000.0),
+            m("flush_1000_peers", "sqlite", 100_000, 1_000_000.0),
+            m("flush_1000_peers", "postgres", 100_000, 2_100_000.0),
+        ]);
+        let c = checks(&r, &BTreeMap::new());
+        let at = |n: u64| {
+            let target = format!("PostgreSQL per peer in a 1,000-peer flush within 2x of SQLite's, at N={n}");
+            c.iter().find(|c| c.target == target).expect("postgres check").clone()
+        };
+        assert_eq!(at(1_000).pass, Some(true), "{:?}", at(1_000));
+        assert_eq!(at(100_000).pass, Some(false), "{:?}", at(100_000));
+        assert!(at(1_000).detail.contains("1.90 µs vs 1.00 µs per peer: 1.90x"), "{:?}", at(1_000));
     }
 
     #[test]
