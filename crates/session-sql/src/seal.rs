@@ -12,8 +12,9 @@
 //! In a sealed row every value but the ones its table is keyed by (session id, DC id and flags,
 //! channel id, peer class and id, chunk position, count and key range, context position) is
 //! replaced by a fixed placeholder (0, empty or NULL, the same for every row), and the values
-//! themselves are serialized ([`encode_values`]) and sealed into `sealed` as base64 text
-//! (text, not a blob, so that a run of rows travels in one JSON parameter as plain rows do).
+//! themselves are serialized (a type byte and the value, each) and sealed into `sealed` as
+//! base64 text (text, not a blob, so that a run of rows travels in one JSON parameter as plain
+//! rows do).
 //! The seal's binding is the context `sql-row`, the session's name, the table's name and every
 //! value of the row left in clear: a sealed value copied to another row, table or named
 //! session does not open.
