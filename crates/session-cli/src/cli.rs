@@ -42,6 +42,10 @@ pub enum Command {
         /// A file holding the auth token for a remote libSQL database.
         #[arg(long, value_name = "PATH")]
         token_file: Option<std::path::PathBuf>,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
     },
     /// Convert a session (or every session in a folder) to another format or backend.
     Convert {
@@ -66,6 +70,10 @@ pub enum Command {
         /// A file holding the auth token for a remote libSQL database.
         #[arg(long, value_name = "PATH")]
         token_file: Option<std::path::PathBuf>,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
     },
     /// Check a session's integrity; exits non-zero on any problem.
     Verify {
@@ -78,6 +86,10 @@ pub enum Command {
         /// A file holding the auth token for a remote libSQL database.
         #[arg(long, value_name = "PATH")]
         token_file: Option<std::path::PathBuf>,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
     },
     /// List the named sessions of a database, with who holds each one's lease.
     List {
@@ -110,6 +122,56 @@ pub enum Command {
         api_id: Option<i32>,
         /// Auth token for a remote libSQL database (visible to other users in the process
         /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
+    },
+    /// Seal (encrypt at rest) a plain session of ours in place, with the key of
+    /// LAYER_SESSION_KEY or --key-file.
+    Encrypt {
+        /// The session: our file, SQLite or libSQL database, string file, libSQL server,
+        /// PostgreSQL or Redis session.
+        location: String,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
+        /// Auth token for a remote libSQL database (prefer --token-file).
+        #[arg(long)]
+        token: Option<String>,
+        /// A file holding the auth token for a remote libSQL database.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
+    },
+    /// Unseal a sealed session of ours in place (it is stored in clear afterwards).
+    Decrypt {
+        /// The session: our file, SQLite or libSQL database, or string file.
+        location: String,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
+    },
+    /// Seal a sealed session again under a new key (crash-safe: a kill at any instant leaves
+    /// it readable with the old or the new key).
+    Rekey {
+        /// The session (as for `encrypt`).
+        location: String,
+        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<std::path::PathBuf>,
+        /// A file holding the new key; without it, the new key is read from
+        /// LAYER_SESSION_NEW_KEY.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<std::path::PathBuf>,
+        /// Auth token for a remote libSQL database (prefer --token-file).
         #[arg(long)]
         token: Option<String>,
         /// A file holding the auth token for a remote libSQL database.
@@ -243,10 +305,13 @@ where
 
 async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> CliResult<u8> {
     match command {
-        Command::Inspect { source, json, reveal_secrets, token, token_file } => {
+        Command::Inspect { source, json, reveal_secrets, token, token_file, key_file } => {
             let token = token_from(token, token_file.as_deref())?;
+            let keys = key_from(key_file.as_deref())?;
             let src = location::parse_source(&source)?;
-            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false, api_id: None }).await?;
+            let loaded =
+                read::read(&src, &ReadOptions { token, integrity_check: false, api_id: None, keys: keys.clone() })
+                    .await?;
             let shown = src.to_string();
             if json {
                 let value = report::json(&loaded, &shown, reveal_secrets);
@@ -258,11 +323,14 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             Ok(EXIT_OK)
         }
-        Command::Verify { source, token, token_file } => {
+        Command::Verify { source, token, token_file, key_file } => {
             let token = token_from(token, token_file.as_deref())?;
+            let keys = key_from(key_file.as_deref())?;
             let src = location::parse_source(&source)?;
             let shown = src.to_string();
-            let loaded = read::read(&src, &ReadOptions { token, integrity_check: true, api_id: None }).await?;
+            let loaded =
+                read::read(&src, &ReadOptions { token, integrity_check: true, api_id: None, keys: keys.clone() })
+                    .await?;
             let findings = verify::check(&loaded);
             for note in &findings.notes {
                 let _ = writeln!(out, "note: {shown}: {note}");
@@ -283,10 +351,11 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                 Ok(EXIT_SOURCE)
             }
         }
-        Command::Convert { source, dest, force, allow_lossy, api_id, token, token_file } => {
+        Command::Convert { source, dest, force, allow_lossy, api_id, token, token_file, key_file } => {
             let token = token_from(token, token_file.as_deref())?;
-            let options = WriteOptions { force, allow_lossy, token: token.clone() };
-            let read_options = ReadOptions { token, integrity_check: false, api_id };
+            let keys = key_from(key_file.as_deref())?;
+            let options = WriteOptions { force, allow_lossy, token: token.clone(), keys: keys.clone() };
+            let read_options = ReadOptions { token, integrity_check: false, api_id, keys: keys.clone() };
             let src = location::parse_source(&source)?;
             if let Source::Path { path, family: None } = &src {
                 if path.is_dir() && !crate::gramjs_store::is_store(path) {
@@ -304,6 +373,9 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             let loaded = read::read(&src, &read_options).await?;
             for w in loaded.shown_warnings() {
                 let _ = writeln!(err, "warning: {src}: {w}");
+            }
+            if (loaded.sealed || options.keys.is_some()) && !write::holds_ciphertext(&dest) {
+                let _ = writeln!(err, "{}", unencrypted_warning(&dest.to_string()));
             }
             let dropped = write::write(&loaded.data, &dest, &options).await?;
             if !dropped.is_empty() {
@@ -332,17 +404,59 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             write!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
             Ok(EXIT_OK)
         }
-        Command::ExportString { source, compact, format, api_id, token, token_file } => {
+        Command::Encrypt { location, key_file, token, token_file } => {
             let token = token_from(token, token_file.as_deref())?;
+            let key = raw_key_from(key_file.as_deref())?.ok_or_else(no_key)?;
+            crate::reseal::run(&location, crate::reseal::Change::Encrypt(key), token, out).await
+        }
+        Command::Decrypt { location, key_file } => {
+            let key = raw_key_from(key_file.as_deref())?.ok_or_else(no_key)?;
+            crate::reseal::run(&location, crate::reseal::Change::Decrypt(key), None, out).await
+        }
+        Command::Rekey { location, key_file, new_key_file, token, token_file } => {
+            let token = token_from(token, token_file.as_deref())?;
+            let old = raw_key_from(key_file.as_deref())?.ok_or_else(no_key)?;
+            let new = crate::keys::key(new_key_file.as_deref(), crate::keys::NEW_KEY_ENV, "--new-key-file")?
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "rekey needs the new key: set {} or pass --new-key-file PATH",
+                        crate::keys::NEW_KEY_ENV
+                    ))
+                })?;
+            crate::reseal::run(&location, crate::reseal::Change::Rekey { old, new }, token, out).await
+        }
+        Command::ExportString { source, compact, format, api_id, token, token_file, key_file } => {
+            let token = token_from(token, token_file.as_deref())?;
+            let keys = key_from(key_file.as_deref())?;
             if compact && format != StringKind::Ours {
                 return Err(CliError::usage("--compact applies to --format ours only"));
             }
             let src = location::parse_source(&source)?;
-            let loaded = read::read(&src, &ReadOptions { token, integrity_check: false, api_id }).await?;
-            let (text, dropped) = write::string(&loaded.data, format.format(compact), true).map_err(|e| match e {
-                write::Staging::Failed(reason) => CliError::dest(format!("{format:?} string"), reason),
-                write::Staging::Lossy(d) => CliError::lossy("string", &d),
-            })?;
+            let loaded =
+                read::read(&src, &ReadOptions { token, integrity_check: false, api_id, keys: keys.clone() }).await?;
+            let string_format = format.format(compact);
+            let staged = match &keys {
+                Some(keys) if string_format == StringFormat::Full => {
+                    let (data, keys) = (loaded.data.clone(), keys.clone());
+                    crate::blocking(move || {
+                        write::sealed_string(&data, &keys).map_err(|e| match e {
+                            write::Staging::Failed(reason) => CliError::dest("sealed string", reason),
+                            write::Staging::Lossy(d) => CliError::lossy("sealed string", &d),
+                        })
+                    })
+                    .await?
+                }
+                _ => {
+                    if loaded.sealed || keys.is_some() {
+                        let _ = writeln!(err, "{}", unencrypted_warning(&format!("the {format:?} string")));
+                    }
+                    write::string(&loaded.data, string_format, true).map_err(|e| match e {
+                        write::Staging::Failed(reason) => CliError::dest(format!("{format:?} string"), reason),
+                        write::Staging::Lossy(d) => CliError::lossy("string", &d),
+                    })?
+                }
+            };
+            let (text, dropped) = staged;
             writeln!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
             if !dropped.is_empty() {
                 let _ = writeln!(err, "note: the string does not hold: {}", dropped.join("; "));
@@ -350,6 +464,31 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             Ok(EXIT_OK)
         }
     }
+}
+
+/// The key of `--key-file`, else of `LAYER_SESSION_KEY`.
+fn key_from(file: Option<&Path>) -> CliResult<Option<session_core::Keyring>> {
+    crate::keys::keyring(file, crate::keys::KEY_ENV, "--key-file")
+}
+
+fn raw_key_from(file: Option<&Path>) -> CliResult<Option<crate::keys::Key>> {
+    crate::keys::key(file, crate::keys::KEY_ENV, "--key-file")
+}
+
+fn no_key() -> CliError {
+    CliError::usage(format!(
+        "this command needs the key: set {} or pass --key-file PATH (a raw key as 64 hexadecimal characters, or a passphrase)",
+        crate::keys::KEY_ENV
+    ))
+}
+
+/// The warning printed when a sealed session (or one read with a key) goes into a format of
+/// another library, which cannot hold ciphertext.
+fn unencrypted_warning(dest: &str) -> String {
+    format!(
+        "warning: {dest}: written UNENCRYPTED: this format cannot hold ciphertext, so whoever reads it \
+         holds the account (keep it private, or convert into one of ours with a key)"
+    )
 }
 
 async fn convert_folder(

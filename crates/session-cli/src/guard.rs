@@ -128,6 +128,13 @@ pub fn remove_created_lock_file(dest: &Path, existed_before: bool) {
     }
 }
 
+/// `path` with `suffix` appended to its name (`db` -> `db-wal`).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// The message for a destination whose lock could not be taken.
 pub fn held(dest: &Path, e: &SessionError) -> CliError {
     let shown = shown_path(dest);

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use session_core::{SessionBackend, SessionData, SessionError};
+use session_core::{Keyring, SessionBackend, SessionData, SessionError};
 use session_file::StoredFormat;
 use session_interop::binary::{self as legacy, LegacyFormat};
 use session_interop::ForeignFormat;
@@ -38,6 +38,8 @@ pub struct Loaded {
     /// The layout version read from the source itself (our SQLite schema version), which wins
     /// over the format's own.
     pub version: Option<u32>,
+    /// The source is sealed (encrypted at rest) and was opened with the key given.
+    pub sealed: bool,
 }
 
 impl Loaded {
@@ -47,7 +49,15 @@ impl Loaded {
     }
 
     fn new(data: SessionData, format: Format) -> Self {
-        Self { data, format, warnings: Vec::new(), notes: Vec::new(), dropped: Vec::new(), version: None }
+        Self {
+            data,
+            format,
+            warnings: Vec::new(),
+            notes: Vec::new(),
+            dropped: Vec::new(),
+            version: None,
+            sealed: false,
+        }
     }
 
     /// The layout version of what was read.
@@ -74,6 +84,9 @@ pub struct ReadOptions {
     pub integrity_check: bool,
     /// The api_id to record when the source has none (Pyrogram formats require one).
     pub api_id: Option<i32>,
+    /// The key sealed sources are opened with (`LAYER_SESSION_KEY` or `--key-file`). Without
+    /// one a sealed source is refused, saying a key is needed.
+    pub keys: Option<Keyring>,
 }
 
 /// Reads `source`.
@@ -81,7 +94,7 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
     let shown = source.to_string();
     let loaded = match source {
         Source::Literal { text, family } => {
-            import_string(text, Some(*family)).map_err(|e| CliError::source(&shown, e))?
+            import_string_with(text, Some(*family), options.keys.as_ref()).map_err(|e| CliError::source(&shown, e))?
         }
         Source::Stdin { family } => {
             let family = *family;
@@ -90,19 +103,36 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
                 String::from_utf8(bytes).map_err(|_| CliError::source("<stdin>", "is not text (a string session is)"))
             })
             .await?;
-            import_string(&text, family).map_err(|e| CliError::source(&shown, e))?
+            import_string_with(&text, family, options.keys.as_ref()).map_err(|e| CliError::source(&shown, e))?
         }
         Source::Path { path, family } => {
             let path = path.clone();
             let family = *family;
             let check = options.integrity_check;
-            blocking(move || read_path(&path, family, check)).await?
+            let keys = options.keys.clone();
+            let keys_in = keys.clone();
+            match blocking(move || read_path(&path, family, check, keys_in.as_ref())).await? {
+                PathRead::Done(loaded) => *loaded,
+                PathRead::Sealed(copy) => {
+                    let keys = keys.ok_or_else(|| CliError::source(&shown, "is sealed: a key is needed"))?;
+                    let loaded = read_sealed_copy(copy, &keys, &shown).await?;
+                    check_family(&shown, family, loaded)?
+                }
+            }
         }
         Source::Remote { url } => {
             let token = options.token.as_deref().unwrap_or("");
-            let backend = session_libsql::LibSqlBackend::open_remote(&crate::location::remote_url(url), token)
-                .await
-                .map_err(|e| CliError::source(&shown, e))?;
+            let url = crate::location::remote_url(url);
+            let opened = match &options.keys {
+                None => session_libsql::LibSqlBackend::open_remote(&url, token).await,
+                Some(keys) => {
+                    session_libsql::LibSqlBackend::open_remote_with_key(&url, token, Default::default(), keys.clone())
+                        .await
+                }
+            };
+            let backend = opened.map_err(|e| crate::keys::source_error(&shown, &e))?;
+            // Told apart only by the key given: the backend says nothing of what it read.
+            let sealed = options.keys.is_some();
             let data = backend
                 .load_session()
                 .await
@@ -111,9 +141,11 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
             let closed = backend.close().await;
             let data = data?.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
             closed.map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, "libsql")))?;
-            Loaded::new(data, Format::LibsqlRemote)
+            let mut loaded = Loaded::new(data, Format::LibsqlRemote);
+            loaded.sealed = sealed;
+            loaded
         }
-        Source::Server(server) => read_server(server, &shown).await?,
+        Source::Server(server) => read_server(server, &shown, options.keys.as_ref()).await?,
     };
     let mut loaded = loaded;
     if loaded.data.api_id.is_none() {
@@ -124,11 +156,12 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
 
 /// Reads a PostgreSQL or Redis session: opening it takes its lease (the backends have no
 /// reader without one), which is handed back as soon as the session is loaded.
-async fn read_server(server: &ServerSession, shown: &str) -> CliResult<Loaded> {
+async fn read_server(server: &ServerSession, shown: &str, keys: Option<&Keyring>) -> CliResult<Loaded> {
     let purpose = server::Purpose::Read;
-    let opened = server::open(server, purpose)
+    let opened = server::open(server, purpose, keys.cloned())
         .await?
         .map_err(|e| CliError::source(shown, server::describe(server, &e, purpose)))?;
+    let sealed = keys.is_some();
     let data = opened.backend().load_session().await.map_err(|e| {
         let e = SessionError::from_boxed(e, opened.backend().name());
         CliError::source(shown, server::describe(server, &e, purpose))
@@ -141,7 +174,9 @@ async fn read_server(server: &ServerSession, shown: &str) -> CliResult<Loaded> {
         ServerKind::Postgres => Format::Postgres,
         ServerKind::Redis => Format::Redis,
     };
-    Ok(Loaded::new(data, format))
+    let mut loaded = Loaded::new(data, format);
+    loaded.sealed = sealed;
+    Ok(loaded)
 }
 
 fn family_matches(family: Option<Family>, format: Format) -> bool {
@@ -181,6 +216,21 @@ fn check_family(what: &str, family: Option<Family>, loaded: Loaded) -> CliResult
 
 /// Reads a string session of any supported format.
 pub fn import_string(text: &str, family: Option<Family>) -> CliResult<Loaded> {
+    import_string_with(text, family, None)
+}
+
+/// [`import_string`] with the key a sealed string (`Le1.`) is opened with.
+pub fn import_string_with(text: &str, family: Option<Family>, keys: Option<&Keyring>) -> CliResult<Loaded> {
+    if session_string::is_sealed(text) {
+        let decoded = match keys {
+            Some(keys) => session_string::decode_sealed(text, keys),
+            None => session_string::decode(text),
+        };
+        let data = decoded.map_err(|e| crate::keys::source_error("string session", &e))?;
+        let mut loaded = Loaded::new(data, Format::String(StringFormat::Full));
+        loaded.sealed = true;
+        return check_family("string session", family, loaded);
+    }
     let imported =
         session_string::foreign::import_with_warnings(text).map_err(|e| CliError::source("string session", e))?;
     let format = match imported.format {
@@ -248,7 +298,21 @@ fn too_large(path: &Path, len: u64, limit: u64, what: &str) -> CliResult<()> {
     Ok(())
 }
 
-fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
+fn read_path(
+    path: &Path,
+    family: Option<Family>,
+    integrity_check: bool,
+    keys: Option<&Keyring>,
+) -> CliResult<PathRead> {
+    read_path_inner(path, family, integrity_check, keys)
+}
+
+fn read_path_inner(
+    path: &Path,
+    family: Option<Family>,
+    integrity_check: bool,
+    keys: Option<&Keyring>,
+) -> CliResult<PathRead> {
     let shown = shown_path(path);
     let meta = std::fs::metadata(path).map_err(|e| CliError::source(&shown, e))?;
     kind_check(path, &meta)?;
@@ -260,7 +324,7 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
             ));
         }
         let data = gramjs_store::import(path).map_err(|e| CliError::source(&shown, e))?;
-        return check_family(&shown, family, Loaded::new(data, Format::GramjsStore));
+        return check_family(&shown, family, Loaded::new(data, Format::GramjsStore)).map(done);
     }
     // Non-blocking: a FIFO swapped in after the look above opens at once instead of waiting
     // for a writer, and the look at what was opened refuses it.
@@ -275,8 +339,10 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
     if head[..n].starts_with(read_only::SQLITE_HEADER) {
         too_large(path, meta.len(), SQLITE_LIMIT, "SQLite session")?;
         drop(file);
-        let loaded = read_sqlite(path, family, integrity_check)?;
-        return check_family(&shown, family, loaded);
+        return match read_sqlite(path, family, integrity_check, keys)? {
+            PathRead::Done(loaded) => check_family(&shown, family, *loaded).map(done),
+            sealed => Ok(sealed),
+        };
     }
     too_large(path, meta.len(), FILE_LIMIT, "session file")?;
     if meta.len() <= STRING_LIMIT {
@@ -285,12 +351,16 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
         bytes.extend_from_slice(&rest);
         let text_like = String::from_utf8(bytes).ok().filter(|s| crate::location::looks_like_string(s));
         if let Some(text) = text_like {
-            let loaded = import_string(&text, family).map_err(|e| CliError::source(&shown, e.message))?;
-            return Ok(loaded);
+            let loaded = import_string_with(&text, family, keys).map_err(|e| CliError::source(&shown, e.message))?;
+            return Ok(done(loaded));
         }
     }
     drop(file);
-    let snapshot = session_file::read_snapshot(path).map_err(|e| CliError::source(&shown, e))?;
+    let snapshot = match keys {
+        Some(keys) => session_file::read_snapshot_with_key(path, keys),
+        None => session_file::read_snapshot(path),
+    }
+    .map_err(|e| crate::keys::source_error(&shown, &e))?;
     let Some(snapshot) = snapshot else {
         return Err(CliError::source(&shown, "the file is empty: it holds no session"));
     };
@@ -299,6 +369,7 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
         _ => Format::File,
     };
     let mut loaded = Loaded::new(snapshot.data, format);
+    loaded.sealed = snapshot.sealed_with.is_some();
     if let Some(at) = snapshot.torn_at {
         let what = snapshot
             .torn
@@ -318,7 +389,7 @@ fn read_path(path: &Path, family: Option<Family>, integrity_check: bool) -> CliR
     for copy in &snapshot.torn_copies {
         loaded.notes.push(format!("an earlier torn tail of this file was cut and kept at {}", shown_path(copy)));
     }
-    check_family(&shown, family, loaded)
+    check_family(&shown, family, loaded).map(done)
 }
 
 fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -332,7 +403,12 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> CliResult<Loaded> {
+fn read_sqlite(
+    path: &Path,
+    family: Option<Family>,
+    integrity_check: bool,
+    keys: Option<&Keyring>,
+) -> CliResult<PathRead> {
     let shown = shown_path(path);
     let source_err = |e: SessionError| CliError::source(&shown, e);
     let mut db = ReadOnly::open(path).map_err(source_err)?.with_name(&shown);
@@ -351,12 +427,18 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
     match db.kind().map_err(source_err)? {
         read_only::Kind::Ours => {
             check(&db)?;
-            let snapshot = db.load().map_err(source_err)?;
-            let snapshot = snapshot.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
             let format = if family == Some(Family::Libsql) { Format::LibsqlLocal } else { Format::Sqlite };
+            let snapshot = match (db.load(), keys) {
+                (Err(SessionError::Sealed { .. }), Some(_)) => {
+                    drop(db);
+                    return Ok(PathRead::Sealed(sealed_copy(path, format)?));
+                }
+                (loaded, _) => loaded.map_err(|e| crate::keys::source_error(&shown, &e))?,
+            };
+            let snapshot = snapshot.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
             let mut loaded = Loaded::new(snapshot.data, format);
             loaded.version = Some(snapshot.version);
-            Ok(loaded)
+            Ok(done(loaded))
         }
         read_only::Kind::Empty => Err(CliError::source(&shown, "the database is empty: it holds no session")),
         read_only::Kind::Foreign => {
@@ -365,7 +447,64 @@ fn read_sqlite(path: &Path, family: Option<Family>, integrity_check: bool) -> Cl
             let imported = foreign::import_blocking(path).map_err(source_err)?;
             let mut loaded = Loaded::new(imported.session, Format::ForeignSqlite(imported.format));
             loaded.dropped = imported.warnings;
-            Ok(loaded)
+            Ok(done(loaded))
         }
     }
+}
+
+/// A sealed database of ours to read with the key: the read-only reader opens no sealed rows,
+/// and the backend that does takes the owner lock and may write (a fold, a rotation), so it
+/// reads a private copy (0700 folder, removed with it) of the database and its `-wal`. The
+/// original is neither locked nor written.
+struct SealedCopy {
+    _dir: tempfile::TempDir,
+    copy: std::path::PathBuf,
+    format: Format,
+}
+
+fn done(loaded: Loaded) -> PathRead {
+    PathRead::Done(Box::new(loaded))
+}
+
+/// What the blocking read of a path gives: the session, or a sealed database's copy to open
+/// with the key on the runtime.
+enum PathRead {
+    Done(Box<Loaded>),
+    Sealed(SealedCopy),
+}
+
+fn sealed_copy(path: &Path, format: Format) -> CliResult<SealedCopy> {
+    let shown = shown_path(path);
+    let fail = |e: std::io::Error| CliError::source(&shown, format!("cannot make a private copy to read: {e}"));
+    let dir = tempfile::Builder::new().prefix("layer-session-read").tempdir().map_err(fail)?;
+    let copy = dir.path().join("session.db");
+    copy_private(path, &copy).map_err(fail)?;
+    let wal = crate::guard::sibling(path, "-wal");
+    if wal.exists() {
+        copy_private(&wal, &crate::guard::sibling(&copy, "-wal")).map_err(fail)?;
+    }
+    Ok(SealedCopy { _dir: dir, copy, format })
+}
+
+/// Opens a [`SealedCopy`] with `keys` and loads it.
+async fn read_sealed_copy(sealed: SealedCopy, keys: &Keyring, shown: &str) -> CliResult<Loaded> {
+    // Messages name the source, not the private copy.
+    let copy = sealed.copy.display().to_string();
+    let fail = |e: &SessionError| CliError::source(shown, crate::keys::describe(e).replace(&copy, shown));
+    let backend =
+        session_sqlite::SqliteBackend::open_with_key(&sealed.copy, keys.clone()).await.map_err(|e| fail(&e))?;
+    let data = backend.load_session().await.map_err(|e| fail(&SessionError::from_boxed(e, "sqlite")));
+    let _ = backend.close().await;
+    let data = data?.ok_or_else(|| CliError::source(shown, "the database holds no session"))?;
+    let mut loaded = Loaded::new(data, sealed.format);
+    loaded.sealed = true;
+    Ok(loaded)
+}
+
+/// Copies `from` into a new private file `to`.
+fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut src = session_core::fs::open_nonblocking(from, false)?;
+    let mut dst = session_core::fs::private_options().write(true).create_new(true).open(to)?;
+    std::io::copy(&mut src, &mut dst)?;
+    dst.sync_all()
 }

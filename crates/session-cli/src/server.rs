@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use session_core::{SessionBackend, SessionError};
+use session_core::{Keyring, SessionBackend, SessionError};
 use session_postgres::{PostgresBackend, PostgresOptions};
 use session_redis::{RedisBackend, RedisOptions};
 
@@ -66,7 +66,14 @@ impl Opened {
 
 /// Opens `server`'s session, taking its lease. Every call of the backends is bounded by
 /// [`call_timeout`]; the whole opening (connection, checks, lease) by three of them.
-pub(crate) async fn open(server: &ServerSession, purpose: Purpose) -> CliResult<Result<Opened, SessionError>> {
+///
+/// With `keys`, the session is sealed (encryption at rest): a sealed one is opened with them,
+/// and a plain one is sealed (PostgreSQL at open, Redis by the first write).
+pub(crate) async fn open(
+    server: &ServerSession,
+    purpose: Purpose,
+    keys: Option<Keyring>,
+) -> CliResult<Result<Opened, SessionError>> {
     let timeout = call_timeout()?;
     let url = server.connect_url();
     if url.get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://")) {
@@ -79,20 +86,24 @@ pub(crate) async fn open(server: &ServerSession, purpose: Purpose) -> CliResult<
     }
     let open = async {
         match server.kind {
-            ServerKind::Postgres => PostgresOptions::new()
-                .session(server.session())
-                .call_timeout(timeout)
-                .pool_size(1)
-                .open(url)
-                .await
-                .map(Opened::Postgres),
-            ServerKind::Redis => RedisOptions::new()
-                .session(server.session())
-                .call_timeout(timeout)
-                .allow_volatile(purpose == Purpose::Read)
-                .open(url)
-                .await
-                .map(Opened::Redis),
+            ServerKind::Postgres => {
+                let options = PostgresOptions::new().session(server.session()).call_timeout(timeout).pool_size(1);
+                match keys {
+                    None => options.open(url).await,
+                    Some(keys) => options.open_with_key(url, keys).await,
+                }
+                .map(Opened::Postgres)
+            }
+            ServerKind::Redis => {
+                let mut options = RedisOptions::new()
+                    .session(server.session())
+                    .call_timeout(timeout)
+                    .allow_volatile(purpose == Purpose::Read);
+                if let Some(keys) = keys {
+                    options = options.key(keys);
+                }
+                options.open(url).await.map(Opened::Redis)
+            }
         }
     };
     Ok(match tokio::time::timeout(timeout.saturating_mul(3), open).await {
@@ -139,7 +150,7 @@ pub(crate) fn describe(server: &ServerSession, e: &SessionError, purpose: Purpos
         SessionError::Unauthorized { source, .. } => {
             format!("the server refused the credentials (wrong user or password?): {source}")
         }
-        other => other.to_string(),
+        other => crate::keys::describe(other),
     };
     scrub(&text, server.secrets())
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use session_core::{PeerKind, SessionBackend, SessionData, SessionError};
+use session_core::{Keyring, PeerKind, SessionBackend, SessionData, SessionError};
 use session_file::BinaryFileBackend;
 use session_interop::binary::{self as legacy, LegacyFormat};
 use session_interop::{ferogram, layer05, ForeignFormat, StringFormat};
@@ -29,6 +29,27 @@ pub struct WriteOptions {
     pub allow_lossy: bool,
     /// Auth token for a remote libSQL database.
     pub token: Option<String>,
+    /// Seal our destinations (file, SQLite, libSQL, our string, PostgreSQL, Redis) with this
+    /// key. Foreign formats cannot hold ciphertext: they are written in clear (the command
+    /// warns).
+    pub keys: Option<Keyring>,
+}
+
+impl WriteOptions {
+    /// Whether `dest` keeps the session sealed with [`WriteOptions::keys`] (false without a key,
+    /// and for the formats of other libraries, which hold no ciphertext).
+    pub fn seals(&self, dest: &Dest) -> bool {
+        self.keys.is_some() && holds_ciphertext(dest)
+    }
+}
+
+/// Whether `dest` is one of ours, which can be sealed.
+pub fn holds_ciphertext(dest: &Dest) -> bool {
+    match dest {
+        Dest::File(_) | Dest::Sqlite(_) | Dest::Libsql(_) | Dest::Remote(_) | Dest::Server(_) => true,
+        Dest::String(format, _) => *format == StringFormat::Full,
+        Dest::Legacy(..) | Dest::ForeignSqlite(..) | Dest::GramjsStore(_) => false,
+    }
 }
 
 /// Writes `data` to `dest`. Returns what the destination could not hold (empty unless
@@ -46,7 +67,11 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
     match dest {
         Dest::File(path) => {
             let lock_existed = prepare_backend_dest(path).await?;
-            let backend = BinaryFileBackend::open(path.clone()).await.map_err(|e| backend_err(path, &e))?;
+            let backend = match &options.keys {
+                None => BinaryFileBackend::open(path.clone()).await,
+                Some(keys) => BinaryFileBackend::open_with_key(path.clone(), keys.clone()).await,
+            }
+            .map_err(|e| backend_err(path, &e))?;
             let saved = save(&backend, data, &shown).await;
             guard::remove_created_lock_file(path, lock_existed);
             saved?;
@@ -54,7 +79,11 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
         }
         Dest::Sqlite(path) => {
             let lock_existed = prepare_backend_dest(path).await?;
-            let backend = SqliteBackend::open(path).await.map_err(|e| backend_err(path, &e))?;
+            let backend = match &options.keys {
+                None => SqliteBackend::open(path).await,
+                Some(keys) => SqliteBackend::open_with_key(path, keys.clone()).await,
+            }
+            .map_err(|e| backend_err(path, &e))?;
             let saved = save(&backend, data, &shown).await;
             // Closed (its -wal and -shm folded away) while it still holds the lock, whose file
             // goes last.
@@ -66,17 +95,24 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
         }
         Dest::Libsql(path) => {
             let lock_existed = prepare_backend_dest(path).await?;
-            let backend = LibSqlBackend::open_local(path).await.map_err(|e| backend_err(path, &e))?;
+            let backend = match &options.keys {
+                None => LibSqlBackend::open_local(path).await,
+                Some(keys) => LibSqlBackend::open_local_with_key(path, keys.clone()).await,
+            }
+            .map_err(|e| backend_err(path, &e))?;
             let saved = save(&backend, data, &shown).await;
             guard::remove_created_lock_file(path, lock_existed);
             saved?;
             Ok(Vec::new())
         }
         Dest::Remote(url) => {
-            let backend =
-                LibSqlBackend::open_remote(&crate::location::remote_url(url), options.token.as_deref().unwrap_or(""))
-                    .await
-                    .map_err(|e| CliError::dest(&shown, e))?;
+            let url = crate::location::remote_url(url);
+            let token = options.token.as_deref().unwrap_or("");
+            let backend = match &options.keys {
+                None => LibSqlBackend::open_remote(&url, token).await,
+                Some(keys) => LibSqlBackend::open_remote_with_key(&url, token, Default::default(), keys.clone()).await,
+            }
+            .map_err(|e| CliError::dest(&shown, crate::keys::describe(&e)))?;
             let existing = backend
                 .load_session()
                 .await
@@ -99,7 +135,14 @@ pub async fn write(data: &SessionData, dest: &Dest, options: &WriteOptions) -> C
             Ok(Vec::new())
         }
         Dest::String(format, out) => {
-            let (text, dropped) = string(data, *format, options.allow_lossy).map_err(|e| e.named(&shown))?;
+            let (text, dropped) = match (&options.keys, *format) {
+                (Some(keys), StringFormat::Full) => {
+                    let (data, keys) = (data.clone(), keys.clone());
+                    // Blocking: a passphrase's key is derived (Argon2id).
+                    blocking(move || sealed_string(&data, &keys).map_err(|e| e.named("string"))).await?
+                }
+                _ => string(data, *format, options.allow_lossy).map_err(|e| e.named(&shown))?,
+            };
             match out {
                 StringOut::Stdout => {
                     let mut stdout = std::io::stdout().lock();
@@ -141,7 +184,7 @@ async fn write_server(
 ) -> CliResult<()> {
     let purpose = server::Purpose::Write;
     let describe = |e: &SessionError| CliError::dest(shown, server::describe(server, e, purpose));
-    let opened = server::open(server, purpose).await?.map_err(|e| describe(&e))?;
+    let opened = server::open(server, purpose, options.keys.clone()).await?.map_err(|e| describe(&e))?;
     let backend = opened.backend();
     let existing = backend.load_session().await.map_err(|e| describe(&SessionError::from_boxed(e, backend.name())));
     let written = match existing {
@@ -240,6 +283,14 @@ pub fn string(data: &SessionData, format: StringFormat, allow_lossy: bool) -> Re
     let (back, _) = session_string::foreign::import(&text)
         .map_err(|e| failed(format!("the written string does not read back: {e}")))?;
     Ok((text, check(data, &back, allow_lossy)?))
+}
+
+/// Our full string sealed with `keys` (`Le1.`), read back with them before it is used.
+pub fn sealed_string(data: &SessionData, keys: &Keyring) -> Result<(String, Vec<String>), Staging> {
+    let text = session_string::encode_sealed(data, keys).map_err(failed)?;
+    let back = session_string::decode_sealed(&text, keys)
+        .map_err(|e| failed(format!("the written string does not read back: {e}")))?;
+    Ok((text, check(data, &back, false)?))
 }
 
 fn legacy_bytes(
