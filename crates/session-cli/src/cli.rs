@@ -60,6 +60,10 @@ pub enum Command {
         /// Convert even when the destination cannot hold everything; what is dropped is printed.
         #[arg(long)]
         allow_lossy: bool,
+        /// Write the destination in clear: the key (LAYER_SESSION_KEY or --key-file) only opens
+        /// a sealed source. Without it, a key also seals our destinations.
+        #[arg(long)]
+        decrypt: bool,
         /// The api_id to record when the source has none (Pyrogram formats require one).
         #[arg(long)]
         api_id: Option<i32>,
@@ -351,11 +355,13 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                 Ok(EXIT_SOURCE)
             }
         }
-        Command::Convert { source, dest, force, allow_lossy, api_id, token, token_file, key_file } => {
+        Command::Convert { source, dest, force, allow_lossy, decrypt, api_id, token, token_file, key_file } => {
             let token = token_from(token, token_file.as_deref())?;
             let keys = key_from(key_file.as_deref())?;
-            let options = WriteOptions { force, allow_lossy, token: token.clone(), keys: keys.clone() };
-            let read_options = ReadOptions { token, integrity_check: false, api_id, keys: keys.clone() };
+            let write_keys = if decrypt { None } else { keys.clone() };
+            let options = WriteOptions { force, allow_lossy, token: token.clone(), keys: write_keys };
+            let keys_given = keys.is_some();
+            let read_options = ReadOptions { token, integrity_check: false, api_id, keys };
             let src = location::parse_source(&source)?;
             if let Source::Path { path, family: None } = &src {
                 if path.is_dir() && !crate::gramjs_store::is_store(path) {
@@ -374,8 +380,12 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             for w in loaded.shown_warnings() {
                 let _ = writeln!(err, "warning: {src}: {w}");
             }
-            if (loaded.sealed || options.keys.is_some()) && !write::holds_ciphertext(&dest) {
-                let _ = writeln!(err, "{}", unencrypted_warning(&dest.to_string()));
+            if (loaded.sealed || keys_given) && !options.seals(&dest) {
+                if write::holds_ciphertext(&dest) {
+                    let _ = writeln!(err, "warning: {dest}: written UNENCRYPTED (--decrypt)");
+                } else {
+                    let _ = writeln!(err, "{}", unencrypted_warning(&dest.to_string()));
+                }
             }
             let dropped = write::write(&loaded.data, &dest, &options).await?;
             if !dropped.is_empty() {

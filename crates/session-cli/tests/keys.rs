@@ -1,0 +1,366 @@
+//! `layer-session` with encryption at rest: the key from `LAYER_SESSION_KEY` or `--key-file`,
+//! sealed destinations and sources (our file, SQLite and string), `encrypt`/`decrypt`/`rekey`,
+//! typed messages for a missing or wrong key, no key ever printed, foreign formats written in
+//! clear only with the key and a warning, and `rekey` killed with SIGKILL at random instants.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{s, tool};
+use session_core::{SessionBackend, SessionData};
+use session_file::BinaryFileBackend;
+
+/// Two raw keys (64 hex characters).
+const K1: &str = "5e3a1f0c9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+const K2: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+/// A passphrase distinctive enough to be found in any output.
+const PASSPHRASE: &str = "Tr0mbone-Glacier-Distinctive-4412";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// Runs the tool with `LAYER_SESSION_KEY` set to `key` (unset for `None`) and no new key;
+/// returns (exit code, stdout, stderr) after checking that no key material was printed.
+fn run_with(key: Option<&str>, new_key: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tool();
+    cmd.env_remove("LAYER_SESSION_KEY").env_remove("LAYER_SESSION_NEW_KEY");
+    if let Some(k) = key {
+        cmd.env("LAYER_SESSION_KEY", k);
+    }
+    if let Some(k) = new_key {
+        cmd.env("LAYER_SESSION_NEW_KEY", k);
+    }
+    let out = cmd.args(args).output().expect("runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    for secret in [K1, K2, PASSPHRASE, &K1.to_uppercase()] {
+        // Any 16 characters of a key or passphrase: never in what the tool prints.
+        for start in (0..=secret.len() - 16).step_by(4) {
+            let piece = &secret[start..start + 16];
+            assert!(!stdout.contains(piece), "key material in stdout of {args:?}: {stdout}");
+            assert!(!stderr.contains(piece), "key material in stderr of {args:?}: {stderr}");
+        }
+    }
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// A session with every field set and 50 cached peers, written as our plain log file.
+fn write_sample(path: &Path) -> SessionData {
+    let data = session_testkit::sample_session(50);
+    runtime().block_on(async {
+        let backend = BinaryFileBackend::open(path).await.expect("open file");
+        backend.save_session(&data).await.expect("save");
+    });
+    data
+}
+
+fn read_plain(path: &Path) -> SessionData {
+    session_file::read_snapshot(path).expect("read back").expect("a session").data
+}
+
+/// Every 8-byte window of every auth key and of the future auth token.
+fn secrets(data: &SessionData) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for dc in data.dcs.values() {
+        if let Some(key) = &dc.auth_key {
+            out.extend(key.as_bytes().windows(8).map(<[u8]>::to_vec));
+        }
+    }
+    if let Some(token) = &data.future_auth_token {
+        out.extend(token.windows(8).map(<[u8]>::to_vec));
+    }
+    assert!(out.len() > 200, "the sample holds auth keys");
+    out
+}
+
+/// Fails when any file in `dir` whose name starts with `stem` (the file, its -wal, -shm,
+/// lock) holds an 8-byte window of a secret.
+fn assert_no_secret(dir: &Path, stem: &str, data: &SessionData) {
+    let windows = secrets(data);
+    let mut looked = 0;
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if !name.starts_with(stem) || !path.is_file() {
+            continue;
+        }
+        looked += 1;
+        let bytes = std::fs::read(&path).expect("read");
+        for w in bytes.windows(8) {
+            assert!(!windows.iter().any(|s| s == w), "{name} holds 8 bytes of an auth key or token");
+        }
+    }
+    assert!(looked > 0, "no file {stem}* in {}", dir.display());
+}
+
+#[test]
+fn plain_to_sealed_to_plain_keeps_every_field_and_stores_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.session");
+    let data = write_sample(&src);
+    // The check can fail: the plain source holds the keys.
+    let plain_bytes = std::fs::read(&src).expect("read");
+    assert!(secrets(&data).iter().any(|w| plain_bytes.windows(8).any(|b| b == w.as_slice())));
+    for dest in ["sealed.session", "sealed.db", "sealed.txt"] {
+        let sealed = dir.path().join(dest);
+        let (code, _, err) = run_with(Some(K1), None, &["convert", s(&src), s(&sealed)]);
+        assert_eq!(code, 0, "{dest}: {err}");
+        assert_no_secret(dir.path(), dest, &data);
+        let (code, out, err) = run_with(Some(K1), None, &["verify", s(&sealed)]);
+        assert_eq!(code, 0, "verify {dest}: {out}{err}");
+        let (code, out, err) = run_with(Some(K1), None, &["inspect", "--json", s(&sealed)]);
+        assert_eq!(code, 0, "inspect {dest}: {err}");
+        assert!(out.contains("\"dcs\""), "{out}");
+        // Back to plain with the key: every field kept.
+        let back = dir.path().join(format!("back-{dest}.session"));
+        let (code, _, err) =
+            run_with(Some(K1), None, &["convert", "--decrypt", s(&sealed), &format!("file:{}", s(&back))]);
+        assert_eq!(code, 0, "{dest} back: {err}");
+        let (code, _, err) = run_with(None, None, &["convert", s(&back), &format!("file:{}.2", s(&back))]);
+        assert_eq!(code, 0, "the plain copy reads without a key: {err}");
+        assert_eq!(read_plain(&back), data, "{dest}: plain -> sealed -> plain");
+    }
+    // In place: encrypt, then decrypt; each kind of file.
+    for (name, convert_to) in [("inplace.session", "file:"), ("inplace.db", "sqlite:"), ("inplace.txt", "string:")] {
+        let path = dir.path().join(name);
+        let (code, _, err) = run_with(None, None, &["convert", s(&src), &format!("{convert_to}{}", s(&path))]);
+        assert_eq!(code, 0, "{name}: {err}");
+        let (code, out, err) = run_with(Some(K1), None, &["encrypt", s(&path)]);
+        assert_eq!((code, out.trim()), (0, format!("encrypted {}", s(&path)).as_str()), "{name}: {err}");
+        assert_no_secret(dir.path(), name, &data);
+        let (code, _, err) = run_with(None, None, &["inspect", s(&path)]);
+        assert_eq!(code, 2, "{name} is sealed now: {err}");
+        let (code, _, err) = run_with(Some(K1), None, &["decrypt", s(&path)]);
+        assert_eq!(code, 0, "{name}: {err}");
+        let back = dir.path().join(format!("{name}.back"));
+        let (code, _, err) = run_with(None, None, &["convert", s(&path), &format!("file:{}", s(&back))]);
+        assert_eq!(code, 0, "{name} is plain again: {err}");
+        assert_eq!(read_plain(&back), data, "{name}: encrypt then decrypt");
+        assert!(!dir.path().join(format!("{name}.lock")).exists(), "{name}: no lock file left behind");
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_key_is_a_typed_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.session");
+    write_sample(&src);
+    for dest in ["s.session", "s.db", "s.txt"] {
+        let sealed = dir.path().join(dest);
+        let (code, _, err) = run_with(Some(K1), None, &["convert", s(&src), s(&sealed)]);
+        assert_eq!(code, 0, "{err}");
+        let before = std::fs::read(&sealed).expect("read");
+        for command in ["inspect", "verify", "export-string"] {
+            let (code, out, err) = run_with(None, None, &[command, s(&sealed)]);
+            assert_eq!(code, 2, "{command} {dest} without a key: {err}");
+            assert!(out.is_empty(), "{out}");
+            assert!(err.contains("is sealed") && err.contains("a key is needed"), "{command} {dest}: {err}");
+            assert!(err.contains("LAYER_SESSION_KEY") && err.contains("--key-file"), "{err}");
+            let (code, _, err) = run_with(Some(K2), None, &[command, s(&sealed)]);
+            assert_eq!(code, 2, "{command} {dest} with the wrong key: {err}");
+            assert!(err.contains("wrong key") && err.contains("not the one it was sealed with"), "{err}");
+            assert!(!err.contains("orrupt"), "a wrong key is not damage: {err}");
+            assert!(!err.contains("layer-session-read"), "the private copy is not named: {err}");
+        }
+        let out = dir.path().join(format!("{dest}.out.session"));
+        let (code, _, err) = run_with(Some(K2), None, &["convert", s(&sealed), s(&out)]);
+        assert_eq!(code, 2, "{err}");
+        assert!(!out.exists(), "nothing written");
+        for command in ["decrypt", "rekey"] {
+            let (code, _, err) = run_with(Some(K2), Some(K1), &[command, s(&sealed)]);
+            assert_eq!(code, 2, "{command} with the wrong key: {err}");
+            assert!(err.contains("wrong key"), "{err}");
+        }
+        let (code, _, err) = run_with(None, None, &["decrypt", s(&sealed)]);
+        assert_eq!(code, 1, "decrypt without a key is a usage error: {err}");
+        assert!(err.contains("needs the key"), "{err}");
+        let (code, _, err) = run_with(Some(K1), None, &["rekey", s(&sealed)]);
+        assert_eq!(code, 1, "rekey without a new key: {err}");
+        assert!(err.contains("LAYER_SESSION_NEW_KEY"), "{err}");
+        assert_eq!(std::fs::read(&sealed).expect("read"), before, "{dest}: the sealed bytes are untouched");
+    }
+}
+
+#[test]
+fn key_files_must_be_private_and_no_key_is_ever_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.session");
+    let data = write_sample(&src);
+    let key_file = dir.path().join("pass.key");
+    let new_key_file = dir.path().join("new.key");
+    std::fs::write(&key_file, format!("{PASSPHRASE}\n")).expect("write key");
+    std::fs::write(&new_key_file, format!("{K2}\n")).expect("write key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (code, _, err) = run_with(None, None, &["inspect", "--key-file", s(&key_file), s(&src)]);
+        assert_eq!(code, 1, "a key file others can read is refused: {err}");
+        assert!(err.contains("chmod 600"), "{err}");
+        for f in [&key_file, &new_key_file] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+    let sealed = dir.path().join("p.db");
+    let kf = s(&key_file);
+    // Every command that reads or writes with the passphrase (run_with checks the output).
+    let steps: Vec<(Option<&str>, Vec<&str>, i32)> = vec![
+        (None, vec!["convert", "--key-file", kf, s(&src), s(&sealed)], 0),
+        (None, vec!["inspect", "--key-file", kf, "--reveal-secrets", s(&sealed)], 0),
+        (None, vec!["verify", "--key-file", kf, s(&sealed)], 0),
+        (None, vec!["inspect", s(&sealed)], 2),
+        (Some(K1), vec!["inspect", s(&sealed)], 2),
+        (None, vec!["rekey", "--key-file", kf, "--new-key-file", s(&new_key_file), s(&sealed)], 0),
+        (None, vec!["inspect", "--key-file", kf, s(&sealed)], 2),
+        (None, vec!["inspect", "--key-file", s(&new_key_file), s(&sealed)], 0),
+    ];
+    for (env_key, args, expected) in steps {
+        let (code, _, err) = run_with(env_key, None, &args);
+        assert_eq!(code, expected, "{args:?}: {err}");
+    }
+    assert_no_secret(dir.path(), "p.db", &data);
+    // The passphrase's bytes are not stored either.
+    let bytes = std::fs::read(&sealed).expect("read");
+    assert!(!bytes.windows(PASSPHRASE.len()).any(|w| w == PASSPHRASE.as_bytes()));
+    // A key given as an argument is not an option at all.
+    let (code, _, _) = run_with(None, None, &["inspect", "--key", K1, s(&sealed)]);
+    assert_eq!(code, 1, "--key is no option");
+}
+
+#[test]
+fn a_sealed_session_goes_into_a_foreign_format_only_with_the_key_and_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.session");
+    write_sample(&src);
+    let sealed = dir.path().join("sealed.session");
+    assert_eq!(run_with(Some(K1), None, &["convert", s(&src), s(&sealed)]).0, 0);
+    let telethon = dir.path().join("t.session");
+    let dests = [format!("telethon:{}", s(&telethon)), "pyrogram:-".to_owned(), "gramjs:-".to_owned()];
+    for dest in &dests {
+        let (code, out, err) = run_with(None, None, &["convert", "--allow-lossy", "--api-id", "7", s(&sealed), dest]);
+        assert_eq!(code, 2, "{dest} without the key: {err}");
+        assert!(out.is_empty() && err.contains("a key is needed"), "{err}");
+        if dest.starts_with("telethon:") {
+            assert!(!telethon.exists(), "nothing written without the key");
+        }
+        let (code, out, err) =
+            run_with(Some(K1), None, &["convert", "--allow-lossy", "--api-id", "7", s(&sealed), dest]);
+        assert_eq!(code, 0, "{dest} with the key: {err}");
+        assert!(err.contains("UNENCRYPTED"), "{dest}: the output is said to be unencrypted: {err}");
+        if dest.ends_with('-') {
+            assert!(!out.trim().is_empty(), "the string is printed");
+        }
+    }
+    assert!(telethon.exists());
+    let (code, out, err) = run_with(Some(K1), None, &["export-string", "--format", "telethon", s(&sealed)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("UNENCRYPTED") && !out.is_empty(), "{err}");
+    // Our own string with the key stays sealed, and reads back with it.
+    let (code, out, err) = run_with(Some(K1), None, &["export-string", s(&sealed)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Le1."), "a sealed string: {}", &out[..8.min(out.len())]);
+    assert!(!err.contains("UNENCRYPTED"), "{err}");
+    let (code, _, err) = run_with(Some(K1), None, &["inspect", &format!("string:{}", out.trim())]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn encrypt_decrypt_and_rekey_refuse_a_held_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("held.session");
+    write_sample(&path);
+    let before = std::fs::read(&path).expect("read");
+    let lock = session_core::fs::OwnerLock::acquire(&path).expect("hold it");
+    let (code, _, err) = run_with(Some(K1), None, &["encrypt", s(&path)]);
+    assert_eq!(code, 3, "a held session is refused: {err}");
+    assert!(err.contains("held by a running program"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+    drop(lock);
+    assert_eq!(run_with(Some(K1), None, &["encrypt", s(&path)]).0, 0);
+    let lock = session_core::fs::OwnerLock::acquire(&path).expect("hold it");
+    let sealed = std::fs::read(&path).expect("read");
+    for command in ["rekey", "decrypt"] {
+        let (code, _, err) = run_with(Some(K1), Some(K2), &[command, s(&path)]);
+        assert_eq!(code, 3, "{command}: {err}");
+    }
+    assert_eq!(std::fs::read(&path).expect("read"), sealed);
+    drop(lock);
+}
+
+/// Which of `keys` opens `path` now, and the session it reads (converted into a plain file).
+fn opened_by(path: &Path, keys: [&str; 2], out: &Path) -> (usize, SessionData) {
+    let mut opened = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let args = ["convert", "--decrypt", "--force", s(path), &format!("file:{}", s(out))];
+        let (code, _, err) = run_with(Some(key), None, &args);
+        match code {
+            0 => opened.push((i, read_plain(out))),
+            2 => assert!(err.contains("wrong key"), "neither read nor a wrong key: {err}"),
+            _ => panic!("exit {code}: {err}"),
+        }
+    }
+    assert_eq!(opened.len(), 1, "exactly one key opens the session");
+    opened.pop().expect("one")
+}
+
+#[test]
+fn rekey_killed_at_any_instant_leaves_the_session_under_the_old_or_the_new_key() {
+    // LAYER_SOAK_REKEY_KILLS (cargo xtask soak) runs more kills.
+    let rounds: usize = std::env::var("LAYER_SOAK_REKEY_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_layer-session"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.session");
+    let data = write_sample(&src);
+    let check_out = dir.path().join("check.session");
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    };
+    for name in ["k.session", "k.db"] {
+        let path = dir.path().join(name);
+        assert_eq!(run_with(Some(K1), None, &["convert", s(&src), s(&path)]).0, 0);
+        let keys = [K1, K2];
+        let mut current = 0;
+        // One whole run, timed: kills land anywhere in [0, 1.2 x its duration).
+        let started = Instant::now();
+        assert_eq!(run_with(Some(keys[0]), Some(keys[1]), &["rekey", s(&path)]).0, 0);
+        let full = started.elapsed().as_micros().max(1000) as u64 * 6 / 5;
+        current = 1 - current;
+        let (mut killed, mut finished) = (0, 0);
+        for round in 0..rounds {
+            let (old, new) = (keys[current], keys[1 - current]);
+            let mut child = Command::new(&bin)
+                .args(["rekey", s(&path)])
+                .env("LAYER_SESSION_KEY", old)
+                .env("LAYER_SESSION_NEW_KEY", new)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            std::thread::sleep(Duration::from_micros(next(full)));
+            // SIGKILL (kill -9); an already finished child is reaped either way.
+            let _ = child.kill();
+            let status = child.wait().expect("wait");
+            if status.success() {
+                finished += 1;
+            } else {
+                killed += 1;
+            }
+            let (now, read) = opened_by(&path, [keys[0], keys[1]], &check_out);
+            assert_eq!(read, data, "{name} round {round}: the session changed");
+            if status.success() {
+                assert_eq!(keys[now], new, "{name} round {round}: a finished rekey leaves the new key");
+            }
+            current = now;
+        }
+        assert!(killed > 0, "{name}: no run was killed before it finished (kills must land mid-run)");
+        eprintln!("{name}: {rounds} rounds, {killed} killed, {finished} finished, full run {full} us");
+    }
+}
