@@ -1,19 +1,21 @@
 //! One process owning 1,000 named sessions of one sqld database renews all their leases with one
 //! request per renewal interval, measured from outside: every HTTP request the process sends goes
-//! through a counting proxy in front of sqld. A lease taken over by another owner after it
+//! through a counting proxy in front of sqld. A lease taken over by another process after it
 //! expired is reported lost for that session alone; the 999 others keep writing.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Change, LeaseHolder, LeaseOptions, LeaseStatus, LeaseStore, Peer, PeerKind, SessionBackend};
+use session_core::{Change, LeaseOptions, LeaseStatus, Peer, PeerKind, SessionBackend};
 use session_core::{SessionData, SessionError};
-use session_libsql::{LibSqlBackend, LibSqlLeases, RemoteOptions};
+use session_libsql::{LibSqlBackend, RemoteOptions};
 use support::Sqld;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -76,6 +78,15 @@ impl CountingProxy {
     }
 }
 
+const CHILD: &str = env!("CARGO_BIN_EXE_session-libsql-lease-child");
+
+/// One line of a child's output (blocking: the child answers at once).
+fn line(out: &mut BufReader<std::process::ChildStdout>) -> String {
+    let mut l = String::new();
+    out.read_line(&mut l).unwrap();
+    l.trim_end().to_owned()
+}
+
 fn sessions() -> usize {
     std::env::var("LAYER_SOAK_BATCHED_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
 }
@@ -97,13 +108,13 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
             .lease(LeaseOptions::default().with_ttl(ttl))
     };
 
-    // The first open migrates the database; the rest open 8 at a time. An open that timed out
+    // The first open migrates the database; the rest open 12 at a time. An open that timed out
     // on the loaded server (its lease calls are bounded by a sixth of the time to live) is tried
     // again, at most twice.
     let mut backends: Vec<Option<LibSqlBackend>> = (0..n).map(|_| None).collect();
     backends[0] = Some(LibSqlBackend::open_remote_with(&proxy.url, "", options(0)).await.unwrap());
     let started = std::time::Instant::now();
-    let gate = Arc::new(tokio::sync::Semaphore::new(8));
+    let gate = Arc::new(tokio::sync::Semaphore::new(12));
     let mut opening = Vec::new();
     for i in 1..n {
         let (gate, url, opts) = (gate.clone(), proxy.url.clone(), options(i));
@@ -144,15 +155,33 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
         assert!(matches!(status, LeaseStatus::Held { .. }), "s{i}: {status:?}");
     }
 
-    // Another owner takes s17 over after its lease expired (the server's row is made to expire,
-    // as if its owner had been paused past the time to live), directly on sqld.
+    // Another process takes s17 over after its lease expired (the server's row is made to
+    // expire, as if its owner had been paused past the time to live); it reaches sqld directly.
     let victim = 17.min(n - 1);
     let raw = libsql::Builder::new_remote(sqld.url(), String::new()).build().await.unwrap().connect().unwrap();
-    raw.execute("UPDATE layer_session_leases SET expires_ms = 0 WHERE name = ?1", [format!("s{victim}")])
-        .await
-        .unwrap();
-    let thief = LibSqlLeases::connect(&sqld.url(), "", Duration::from_secs(10), &format!("s{victim}")).await.unwrap();
-    let taken = thief.acquire(&LeaseHolder::current(), Duration::from_secs(60)).await.unwrap();
+    // A renewal of the batch landing between the expiry and the takeover renews the lease (its
+    // token is still current): the other process is then Locked, and the round is repeated.
+    let mut rounds = 0;
+    let (mut thief, mut thief_out) = loop {
+        rounds += 1;
+        raw.execute("UPDATE layer_session_leases SET expires_ms = 0 WHERE name = ?1", [format!("s{victim}")])
+            .await
+            .unwrap();
+        let mut child = Command::new(CHILD)
+            .args(["named", &format!("remote:{}", sqld.url()), &format!("s{victim}"), "1", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let said = line(&mut out);
+        if said == "OPEN" {
+            break (child, out);
+        }
+        assert!(said.contains("Locked") && rounds < 5, "the other process could not take the lease over: {said}");
+        assert!(child.wait().unwrap().success());
+    };
 
     let mut watch = backends[victim].lease().unwrap();
     tokio::time::timeout(ttl, watch.wait_for(|s| matches!(s, LeaseStatus::Lost { .. })))
@@ -185,7 +214,11 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
             backends[i].persist(std::slice::from_ref(&change), &full).await.unwrap();
         }
     }
-    thief.release(taken.token).await.unwrap();
+    // The new owner writes, and hands the session back by closing.
+    thief.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(line(&mut thief_out), format!("ACK s{victim} 0"));
+    assert_eq!(line(&mut thief_out), "DONE");
+    assert!(thief.wait().unwrap().success());
     for b in &backends {
         b.close().await.unwrap();
     }
