@@ -161,6 +161,6 @@ mod tests {
         // A passphrase's key depends on the stored salt: no id before a derivation.
         assert!(pass.known_ids().is_empty());
         assert!(!format!("{pass:?}").contains("Distinctive"));
-        assert_eq!(parse("\n", "t").map_err(|e| e.code), Err(crate::error::EXIT_USAGE));
+        assert_eq!(parse("\n", "t").err().map(|e| e.code), Some(crate::error::EXIT_USAGE));
     }
 }

@@ -4,6 +4,10 @@
 //! clear only with the key and a warning, and `rekey` killed with SIGKILL at random instants.
 
 mod common;
+#[path = "../../session-postgres/tests/support/mod.rs"]
+mod pg;
+#[path = "../../session-redis/tests/support/mod.rs"]
+mod rd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,9 +52,28 @@ fn run_with(key: Option<&str>, new_key: Option<&str>, args: &[&str]) -> (i32, St
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-/// A session with every field set and 50 cached peers, written as our plain log file.
+/// A session with every field set and 50 cached peers, its auth keys and future auth token
+/// pseudo-random (the test kit's keys count up byte by byte, so their windows include text such
+/// as `12345678`, which ids stored in clear by design may hold), written as our plain log file.
 fn write_sample(path: &Path) -> SessionData {
-    let data = session_testkit::sample_session(50);
+    let mut data = session_testkit::sample_session(50);
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut random = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state.to_le_bytes()[3]
+    };
+    for dc in data.dcs.values_mut() {
+        if dc.auth_key.is_some() {
+            let mut bytes = [0u8; 256];
+            bytes.iter_mut().for_each(|b| *b = random());
+            dc.auth_key = Some(session_core::AuthKey::new(bytes));
+        }
+    }
+    if let Some(token) = &mut data.future_auth_token {
+        token.iter_mut().for_each(|b| *b = random());
+    }
     runtime().block_on(async {
         let backend = BinaryFileBackend::open(path).await.expect("open file");
         backend.save_session(&data).await.expect("save");
@@ -331,9 +354,9 @@ fn rekey_killed_at_any_instant_leaves_the_session_under_the_old_or_the_new_key()
         // One whole run, timed: kills land anywhere in [0, 1.2 x its duration).
         let started = Instant::now();
         assert_eq!(run_with(Some(keys[0]), Some(keys[1]), &["rekey", s(&path)]).0, 0);
-        let full = started.elapsed().as_micros().max(1000) as u64 * 6 / 5;
+        let full = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1000) * 6 / 5;
         current = 1 - current;
-        let (mut killed, mut finished) = (0, 0);
+        let (mut killed, mut finished, mut killed_after) = (0, 0, 0);
         for round in 0..rounds {
             let (old, new) = (keys[current], keys[1 - current]);
             let mut child = Command::new(&bin)
@@ -357,10 +380,109 @@ fn rekey_killed_at_any_instant_leaves_the_session_under_the_old_or_the_new_key()
             assert_eq!(read, data, "{name} round {round}: the session changed");
             if status.success() {
                 assert_eq!(keys[now], new, "{name} round {round}: a finished rekey leaves the new key");
+            } else if keys[now] == new {
+                killed_after += 1;
             }
             current = now;
         }
-        assert!(killed > 0, "{name}: no run was killed before it finished (kills must land mid-run)");
-        eprintln!("{name}: {rounds} rounds, {killed} killed, {finished} finished, full run {full} us");
+        // The kills land on both sides of the replacement, or the loop proves nothing.
+        assert!(killed > killed_after, "{name}: no run was killed before it replaced the file");
+        assert!(finished + killed_after > 0, "{name}: no run got as far as replacing the file");
+        eprintln!(
+            "{name}: {rounds} rounds, {killed} killed ({killed_after} of them after the replacement), \
+             {finished} finished, full run {full} us"
+        );
+    }
+}
+
+/// Every file under `dir` (recursively) scanned for an 8-byte window of a secret; returns the
+/// bytes read.
+fn scan_tree(dir: &Path, data: &SessionData) -> usize {
+    let windows: std::collections::HashSet<Vec<u8>> = secrets(data).into_iter().collect();
+    // The data directory is tens of MiB: a table of the windows' first two bytes spares the
+    // hash of almost every position (this runs unoptimized).
+    let mut heads = vec![false; 1 << 16];
+    for w in &windows {
+        heads[usize::from(w[0]) << 8 | usize::from(w[1])] = true;
+    }
+    let mut seen = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                seen += bytes.len();
+                for (at, w) in bytes.windows(8).enumerate() {
+                    if !heads[usize::from(w[0]) << 8 | usize::from(w[1])] {
+                        continue;
+                    }
+                    assert!(
+                        !windows.contains(w),
+                        "{} holds 8 bytes of a secret at {at}: {:?}",
+                        path.display(),
+                        String::from_utf8_lossy(&bytes[at.saturating_sub(40)..(at + 48).min(bytes.len())])
+                    );
+                }
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn postgres_and_redis_sessions_are_sealed_rekeyed_and_read_back() {
+    let pg = pg::Postgres::start();
+    let redis = rd::Redis::start(rd::Config {
+        persistence: rd::Persistence::Durable,
+        password: Some("rEdis-Pw-keys-distinctive".to_owned()),
+        tcp: true,
+    });
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src.session");
+    let data = write_sample(&src);
+    // The scan can fail: the plain source holds the keys.
+    assert!(std::panic::catch_unwind(|| scan_tree(work.path(), &data)).is_err(), "the plain file is seen");
+    let urls = [format!("{}#sealed", pg.tcp_url()), format!("{}#sealed", redis.url())];
+    for url in &urls {
+        let (code, _, err) = run_with(Some(K1), None, &["convert", s(&src), url]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = run_with(None, None, &["inspect", url]);
+        assert_eq!(code, 2, "without the key: {err}");
+        assert!(err.contains("a key is needed"), "{err}");
+        let (code, _, err) = run_with(Some(K2), None, &["inspect", url]);
+        assert_eq!(code, 2, "with the wrong key: {err}");
+        assert!(err.contains("wrong key"), "{err}");
+        let (code, out, err) = run_with(Some(K1), Some(K2), &["rekey", url]);
+        assert_eq!(code, 0, "rekey: {err}");
+        assert!(out.starts_with("rekeyed"), "{out}");
+        let (code, _, err) = run_with(Some(K1), None, &["inspect", url]);
+        assert_eq!(code, 2, "the old key no longer opens it: {err}");
+        let back = work.path().join("back.session");
+        let args = ["convert", "--decrypt", "--force", url.as_str(), s(&back)];
+        let (code, _, err) = run_with(Some(K2), None, &args);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(read_plain(&back), data, "{url}: the session changed");
+    }
+    // Nothing written so far was in clear: no window of a key in Redis's files or in
+    // PostgreSQL's data directory (its WAL included).
+    assert!(scan_tree(redis.dir(), &data) > 0, "Redis's files were read");
+    assert!(scan_tree(&pg.socket_dir().join("data"), &data) > 1 << 20, "the data directory was read");
+    // A plain server session encrypted in place (PostgreSQL seals a database whole: a fresh one).
+    let pg_plain = pg::Postgres::start();
+    for url in [format!("{}#plain", pg_plain.tcp_url()), format!("{}#plain", redis.url())] {
+        let plain = url;
+        let (code, _, err) = run_with(None, None, &["convert", s(&src), &plain]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = run_with(Some(K1), None, &["encrypt", &plain]);
+        assert_eq!(code, 0, "encrypt: {err}");
+        let (code, _, err) = run_with(None, None, &["inspect", &plain]);
+        assert_eq!(code, 2, "sealed now: {err}");
+        let (code, _, err) = run_with(Some(K1), None, &["encrypt", &plain]);
+        assert_eq!(code, 2, "already sealed: {err}");
+        let (code, _, err) = run_with(Some(K1), None, &["decrypt", &plain]);
+        assert_eq!(code, 1, "decrypt of a server session is refused with its reason: {err}");
     }
 }
