@@ -577,6 +577,9 @@ impl Group {
 /// (through the store of one of them), each answer applied to its own lease.
 async fn renew_group(group: Weak<Group>, options: LeaseOptions) {
     let mut pause = options.renew_every();
+    // Requests that failed whole in a row: the next one goes through another lease's store, so
+    // one broken connection does not hold every lease of the group.
+    let mut failed = 0usize;
     loop {
         tokio::time::sleep(pause).await;
         let Some(group) = group.upgrade() else { return };
@@ -592,7 +595,7 @@ async fn renew_group(group: Weak<Group>, options: LeaseOptions) {
             }
         });
         drop(group);
-        let Some((first, _, store, _)) = batch.first() else {
+        let Some((first, _, store, _)) = batch.get(failed % batch.len().max(1)) else {
             pause = options.renew_every();
             continue;
         };
@@ -606,7 +609,10 @@ async fn renew_group(group: Weak<Group>, options: LeaseOptions) {
         tracing::trace!(leases = renewals.len(), "renewing a batch of leases");
         let answers = bounded(options.call_timeout(), &resource, store.renew_many(&renewals, options.ttl)).await;
         let mut answers: Vec<Result<LeaseGrant, SessionError>> = match answers {
-            Ok(answers) if answers.len() == renewals.len() => answers,
+            Ok(answers) if answers.len() == renewals.len() => {
+                failed = 0;
+                answers
+            }
             Ok(answers) => {
                 let why = format!("the store answered {} of {} renewals", answers.len(), renewals.len());
                 renewals
@@ -615,6 +621,7 @@ async fn renew_group(group: Weak<Group>, options: LeaseOptions) {
                     .collect()
             }
             Err(e) => {
+                failed = failed.wrapping_add(1);
                 let why = e.to_string();
                 renewals
                     .iter()
@@ -953,6 +960,59 @@ mod tests {
             }
         }
         assert!(thief.fence().is_ok());
+    }
+
+    /// Memory leases whose batch requests fail (a broken connection) when `broken`.
+    struct BrokenBatch {
+        inner: MemoryLeases,
+        broken: bool,
+    }
+
+    #[async_trait]
+    impl LeaseStore for BrokenBatch {
+        fn resource(&self) -> String {
+            self.inner.resource()
+        }
+        async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.inner.acquire(holder, ttl).await
+        }
+        async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
+            self.inner.renew(token, ttl).await
+        }
+        async fn release(&self, token: u64) -> Result<(), SessionError> {
+            self.inner.release(token).await
+        }
+        fn batch(&self) -> Option<LeaseBatch> {
+            self.inner.batch()
+        }
+        async fn renew_many(
+            &self,
+            renewals: &[Renewal],
+            ttl: Duration,
+        ) -> Result<Vec<Result<LeaseGrant, SessionError>>, SessionError> {
+            if self.broken {
+                return Err(SessionError::Unavailable { resource: self.resource(), source: "broken".into() });
+            }
+            self.inner.renew_many(renewals, ttl).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_first_store_fails_is_renewed_through_another() {
+        let ttl = Duration::from_millis(1200);
+        let leases = MemoryLeases::new();
+        let mut held = Vec::new();
+        for i in 0..3 {
+            let store = BrokenBatch { inner: leases.session(&format!("b{i}")), broken: i == 0 };
+            held.push(Lease::acquire(Arc::new(store), LeaseOptions::default().with_ttl(ttl)).await.expect("acquire"));
+        }
+        let until = Instant::now() + ttl * 3;
+        while Instant::now() < until {
+            tokio::time::sleep(ttl / 12).await;
+            for (i, lease) in held.iter().enumerate() {
+                assert!(matches!(lease.status(), LeaseStatus::Held { .. }), "lease {i}: {:?}", lease.status());
+            }
+        }
     }
 
     /// A store that says it batches but keeps the default `renew_many`.
