@@ -460,6 +460,8 @@ struct SealedCopy {
     _dir: tempfile::TempDir,
     copy: std::path::PathBuf,
     format: Format,
+    /// The schema version in the database header (`PRAGMA user_version`, bytes 60..64).
+    version: Option<u32>,
 }
 
 fn done(loaded: Loaded) -> PathRead {
@@ -483,7 +485,12 @@ fn sealed_copy(path: &Path, format: Format) -> CliResult<SealedCopy> {
     if wal.exists() {
         copy_private(&wal, &crate::guard::sibling(&copy, "-wal")).map_err(fail)?;
     }
-    Ok(SealedCopy { _dir: dir, copy, format })
+    let mut header = [0u8; 64];
+    let version = std::fs::File::open(&copy)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .ok()
+        .map(|()| u32::from_be_bytes([header[60], header[61], header[62], header[63]]));
+    Ok(SealedCopy { _dir: dir, copy, format, version })
 }
 
 /// Opens a [`SealedCopy`] with `keys` and loads it.
@@ -498,6 +505,7 @@ async fn read_sealed_copy(sealed: SealedCopy, keys: &Keyring, shown: &str) -> Cl
     let data = data?.ok_or_else(|| CliError::source(shown, "the database holds no session"))?;
     let mut loaded = Loaded::new(data, sealed.format);
     loaded.sealed = true;
+    loaded.version = sealed.version;
     Ok(loaded)
 }
 

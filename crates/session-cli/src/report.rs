@@ -105,6 +105,7 @@ pub fn json(loaded: &Loaded, source: &str, reveal_secrets: bool) -> Value {
         "format": loaded.format.id(),
         "format_name": loaded.format.describe(),
         "format_version": loaded.version(),
+        "sealed": loaded.sealed,
         "home_dc": if data.home_dc == 0 { Value::Null } else { Value::from(data.home_dc) },
         "dcs": dcs,
         "user_id": or_null(carries.user, data.user.map(|u| wide(u.id))),
@@ -139,6 +140,9 @@ pub fn text(loaded: &Loaded, source: &str, reveal_secrets: bool) -> String {
     let version = loaded.version().map(|v| format!(" (version {v})")).unwrap_or_default();
     let _ = writeln!(s, "source:      {source}");
     let _ = writeln!(s, "format:      {} [{}]{version}", format.describe(), format.id());
+    if loaded.sealed {
+        let _ = writeln!(s, "sealed:      yes (encrypted at rest, opened with the key given)");
+    }
     let _ = writeln!(s, "home DC:     {}", if data.home_dc == 0 { "none".into() } else { data.home_dc.to_string() });
     let _ = writeln!(s, "DCs:         {}", data.dcs.len());
     for o in data.dcs.values() {
