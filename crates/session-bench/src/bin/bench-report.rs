@@ -64,7 +64,9 @@ fn header(quick: bool) -> String {
          fdatasync is free: its CPU side, beside `layer_binary_file_tmpfs`), `sqlite` (SqliteBackend, default \
          durability `PowerLoss`: WAL, fsync per commit), `sqlite_balanced` \
          (`Durability::Balanced`: no fsync for ordinary changes, fsync for critical ones), `libsql_remote` / `libsql_replica` \
-         (LibSqlBackend against a local sqld on 127.0.0.1), `memory` (InMemoryBackend, direct), \
+         (LibSqlBackend against a local sqld on 127.0.0.1), `postgres` (PostgresBackend, a named session \
+         in a local PostgreSQL server over its unix socket, fsync on), `redis` (RedisBackend, a named session in a \
+         local redis-server over its unix socket, `appendfsync always`), `memory` (InMemoryBackend, direct), \
          `store+memory` (SessionStore over InMemoryBackend: apply, then flush until acknowledged), \
          `string` (StringSessionBackend; `string_export_import` uses `encode_full`/`decode`). \
          Every change goes through the public `SessionBackend::persist(changes, full)` and is acknowledged \
