@@ -294,3 +294,36 @@ async fn a_sealed_replica_and_a_sealed_local_file_hold_no_secret() {
     let backend = LibSqlBackend::open_local_with_key(&local, keys(2)).await.unwrap();
     assert_eq!(backend.load_session().await.unwrap(), Some(data));
 }
+
+/// Named sealed sessions of one sqld database.
+struct SealedRemote {
+    sqld: Sqld,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl session_testkit::Harness for SealedRemote {
+    type Backend = LibSqlBackend;
+
+    async fn fresh(&self) -> Result<LibSqlBackend, session_core::BoxError> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(open_sealed(&self.sqld.url(), &format!("s{n}"), 9).await?)
+    }
+
+    async fn reopen(
+        &self,
+        old: std::sync::Arc<LibSqlBackend>,
+    ) -> Result<std::sync::Arc<LibSqlBackend>, session_core::BoxError> {
+        let name = old.session_name().to_owned();
+        drop(old);
+        Ok(std::sync::Arc::new(open_sealed(&self.sqld.url(), &name, 9).await?))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_remote_sessions_pass_the_suite_and_a_thousand_peers_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = SealedRemote { sqld: Sqld::start(&dir.path().join("server"), None), next: Default::default() };
+    session_testkit::run_all(&remote).await;
+    session_testkit::many_peers(&remote, 1_000).await;
+}

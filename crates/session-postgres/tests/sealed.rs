@@ -272,3 +272,34 @@ async fn moved_and_flipped_values_are_errors_and_change_nothing() {
         backend.close().await.unwrap();
     }
 }
+
+struct SealedSessions {
+    pg: Postgres,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+#[session_core::async_trait]
+impl session_testkit::Harness for SealedSessions {
+    type Backend = PostgresBackend;
+
+    async fn fresh(&self) -> Result<PostgresBackend, session_core::BoxError> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(options(&format!("s{n}")).open_with_key(&self.pg.url(), keys(9)).await?)
+    }
+
+    async fn reopen(
+        &self,
+        old: std::sync::Arc<PostgresBackend>,
+    ) -> Result<std::sync::Arc<PostgresBackend>, session_core::BoxError> {
+        let name = old.session().to_owned();
+        drop(old);
+        Ok(std::sync::Arc::new(options(&name).open_with_key(&self.pg.url(), keys(9)).await?))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_sessions_pass_the_suite_and_a_thousand_peers_round_trip() {
+    let sessions = SealedSessions { pg: Postgres::start(), next: std::sync::atomic::AtomicUsize::new(0) };
+    session_testkit::run_all(&sessions).await;
+    session_testkit::many_peers(&sessions, 1_000).await;
+}

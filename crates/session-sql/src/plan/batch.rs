@@ -92,37 +92,51 @@ pub(crate) const INSERT_REMOVALS_BATCH: &str = "INSERT INTO peer_removals (sid, 
 /// driver has prepared already and which need no JSON.
 pub(crate) const BATCH_MIN: usize = 2;
 
+/// Most rows one sealed batch carries: a sealed row is about twice as long as a plain one (its
+/// envelope in base64), and a libSQL server refuses a statement's text past a few megabytes
+/// (`string or blob too big`), where 70,000 plain rows still fit. 8,192 sealed rows are about
+/// 1 MB of JSON.
+pub(crate) const SEALED_BATCH_ROWS: usize = 8192;
+
 /// The statements of a run of upserts (the last upsert of a key wins, as applying them in order
-/// would leave it). `no_removals`: no removal is stored, so none is deleted.
+/// would leave it). `no_removals`: no removal is stored, so none is deleted. A sealed run is
+/// split every [`SEALED_BATCH_ROWS`] rows (each part a few statements, over disjoint keys).
 pub(crate) fn upsert_run<'a>(
     peers: impl IntoIterator<Item = &'a Peer>,
     no_removals: bool,
     seal: Seal<'_>,
 ) -> Result<Vec<Statement>, SessionError> {
     let last: BTreeMap<PeerKey, &Peer> = peers.into_iter().map(|p| (p.key(), p)).collect();
-    let (mut keys, mut rows, mut sum) = (String::from("["), String::from("["), 0u32);
-    for peer in last.values() {
-        let params = stored(Table::Peers, peer_values(peer), seal)?;
-        if let Some(SqlValue::Integer(crc)) = params.last() {
-            sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
+    let last: Vec<&Peer> = last.into_values().collect();
+    let part = if seal.is_some() { SEALED_BATCH_ROWS } else { last.len().max(1) };
+    let mut out = Vec::new();
+    for peers in last.chunks(part) {
+        let (mut keys, mut rows, mut sum) = (String::from("["), String::from("["), 0u32);
+        for peer in peers {
+            let params = stored(Table::Peers, peer_values(peer), seal)?;
+            if let Some(SqlValue::Integer(crc)) = params.last() {
+                sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
+            }
+            push_json_row(&mut keys, params.get(..2).unwrap_or_default());
+            push_json_row(&mut rows, &params);
         }
-        push_json_row(&mut keys, params.get(..2).unwrap_or_default());
-        push_json_row(&mut rows, &params);
+        keys.push(']');
+        rows.push(']');
+        let keys = SqlValue::Text(keys);
+        let sum = int(sum);
+        let upsert =
+            Statement::new(pick(seal, UPSERT_PEERS_BATCH, UPSERT_PEERS_BATCH_SEALED), vec![SqlValue::Text(rows)]);
+        if no_removals {
+            out.extend([Statement::new(SUM_PEERS_BATCH, vec![keys, sum]), upsert]);
+        } else {
+            out.extend([
+                Statement::new(SUM_PEERS_UNREMOVE_BATCH, vec![keys.clone(), sum]),
+                Statement::new(DELETE_REMOVALS_BATCH, vec![keys]),
+                upsert,
+            ]);
+        }
     }
-    keys.push(']');
-    rows.push(']');
-    let keys = SqlValue::Text(keys);
-    let sum = int(sum);
-    let upsert = Statement::new(pick(seal, UPSERT_PEERS_BATCH, UPSERT_PEERS_BATCH_SEALED), vec![SqlValue::Text(rows)]);
-    Ok(if no_removals {
-        vec![Statement::new(SUM_PEERS_BATCH, vec![keys, sum]), upsert]
-    } else {
-        vec![
-            Statement::new(SUM_PEERS_UNREMOVE_BATCH, vec![keys.clone(), sum]),
-            Statement::new(DELETE_REMOVALS_BATCH, vec![keys]),
-            upsert,
-        ]
-    })
+    Ok(out)
 }
 
 /// The statements of a run of removals; `recorded` says which keys get a removal row (see

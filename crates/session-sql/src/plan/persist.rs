@@ -458,6 +458,29 @@ mod tests {
     }
 
     #[test]
+    fn a_long_sealed_run_is_split_into_parts_a_server_takes() {
+        let keys = session_core::Keyring::new(session_core::SealingKey::from_bytes([5; 32]));
+        let seal = crate::open_seal("t", None, Some(&keys)).expect("seal").expect("sealed").session("s");
+        let all = Known { session_row: true, no_removals: true, chunk_ranges: None };
+        let n = 2 * batch::SEALED_BATCH_ROWS + 100;
+        let upserts: Vec<Change> =
+            (0..i64::try_from(n).unwrap_or(0)).map(|i| Change::UpsertPeer(Peer::new(i, PeerKind::User, i))).collect();
+        let mut full = SessionData::default();
+        full.apply_all(&upserts);
+        let plan = persist_plan_sealed(3, &upserts, &full, all, Some(&seal)).expect("plan");
+        let sqls: Vec<&str> = plan.iter().map(|st| st.sql).collect();
+        let part = [batch::SUM_PEERS_BATCH, batch::UPSERT_PEERS_BATCH_SEALED];
+        assert_eq!(sqls, [part, part, part].concat());
+        let mut rows = 0;
+        for st in plan.iter().filter(|st| st.sql == batch::UPSERT_PEERS_BATCH_SEALED) {
+            let Some(SqlValue::Text(json)) = st.params.get(1) else { panic!("{:?}", st.params.first()) };
+            assert!(json.len() < 2 << 20, "a part of {} bytes", json.len());
+            rows += serde_json::from_str::<Vec<serde_json::Value>>(json).expect("JSON").len();
+        }
+        assert_eq!(rows, n);
+    }
+
+    #[test]
     fn a_run_of_peer_changes_is_a_constant_number_of_statements_however_long() {
         let all = Known { session_row: true, no_removals: true, chunk_ranges: None };
         let stored = Known { session_row: true, no_removals: false, chunk_ranges: None };
