@@ -8,6 +8,8 @@ mod common;
 mod pg;
 #[path = "../../session-redis/tests/support/mod.rs"]
 mod rd;
+#[path = "../../session-libsql/tests/support/mod.rs"]
+mod sqld;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -500,4 +502,90 @@ fn postgres_and_redis_sessions_are_sealed_rekeyed_and_read_back() {
         let (code, _, err) = run_with(Some(K1), None, &["decrypt", &plain]);
         assert_eq!(code, 1, "decrypt of a server session is refused with its reason: {err}");
     }
+}
+
+#[test]
+fn a_libsql_server_session_is_sealed_rekeyed_and_read_back() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src.session");
+    let data = write_sample(&src);
+    let server_dir = work.path().join("server");
+    let server = sqld::Sqld::start(&server_dir, None);
+    let url = server.url().replacen("http://", "libsql+http://", 1);
+    let (code, _, err) = run_with(Some(K1), None, &["convert", s(&src), &url]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_with(None, None, &["inspect", &url]);
+    assert_eq!(code, 2, "without the key: {err}");
+    assert!(err.contains("a key is needed"), "{err}");
+    let (code, _, err) = run_with(Some(K2), None, &["verify", &url]);
+    assert_eq!(code, 2, "with the wrong key: {err}");
+    assert!(err.contains("wrong key"), "{err}");
+    let (code, _, err) = run_with(Some(K1), Some(K2), &["rekey", &url]);
+    assert_eq!(code, 0, "rekey: {err}");
+    let (code, _, err) = run_with(Some(K1), None, &["inspect", &url]);
+    assert_eq!(code, 2, "the old key no longer opens it: {err}");
+    let back = work.path().join("back.session");
+    let (code, _, err) = run_with(Some(K2), None, &["convert", "--decrypt", &url, s(&back)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read_plain(&back), data);
+    // sqld's own files (database, WAL) hold no window of a key.
+    assert!(scan_tree(&server_dir, &data) > 0, "sqld's files were read");
+    drop(server);
+    // A plain database encrypted in place.
+    let plain_dir = work.path().join("plain-server");
+    let server = sqld::Sqld::start(&plain_dir, None);
+    let url = server.url().replacen("http://", "libsql+http://", 1);
+    assert_eq!(run_with(None, None, &["convert", s(&src), &url]).0, 0);
+    let (code, _, err) = run_with(Some(K1), None, &["encrypt", &url]);
+    assert_eq!(code, 0, "encrypt: {err}");
+    let (code, _, err) = run_with(None, None, &["inspect", &url]);
+    assert_eq!(code, 2, "sealed now: {err}");
+    assert_eq!(run_with(Some(K1), None, &["inspect", &url]).0, 0);
+}
+
+#[test]
+fn rekey_killed_with_the_new_file_staged_keeps_the_old_key_and_the_next_run_completes() {
+    use std::io::BufRead;
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_layer-session"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.session");
+    let data = write_sample(&src);
+    let check_out = dir.path().join("check.session");
+    for name in ["f.session", "f.db", "f.txt"] {
+        let path = dir.path().join(name);
+        assert_eq!(run_with(Some(K1), None, &["convert", s(&src), s(&path)]).0, 0);
+        let mut child = Command::new(&bin)
+            .args(["rekey", s(&path)])
+            .env("LAYER_SESSION_KEY", K1)
+            .env("LAYER_SESSION_NEW_KEY", K2)
+            .env("LAYER_SESSION_FAILPOINT", "pause-after-stage")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut line = String::new();
+        std::io::BufReader::new(stderr).read_line(&mut line).expect("read");
+        assert!(line.contains("failpoint: paused"), "{name}: {line}");
+        // The new file is written, fsync'ed and read back: the instant before the rename.
+        let staged = staging_folders(dir.path());
+        assert_eq!(staged.len(), 1, "{name}: one staging folder");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let (now, read) = opened_by(&path, [K1, K2], &check_out);
+        assert_eq!((now, &read), (0, &data), "{name}: killed before the rename, the old key opens it");
+        let (code, _, err) = run_with(Some(K1), Some(K2), &["rekey", s(&path)]);
+        assert_eq!(code, 0, "{name}: the next run completes: {err}");
+        let (now, read) = opened_by(&path, [K1, K2], &check_out);
+        assert_eq!((now, &read), (1, &data), "{name}: the new key opens it");
+        assert!(staging_folders(dir.path()).is_empty(), "{name}: the killed run's staging folder is removed");
+    }
+}
+
+fn staging_folders(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".layer-session-stage")))
+        .collect()
 }
