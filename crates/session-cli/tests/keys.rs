@@ -589,3 +589,47 @@ fn staging_folders(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".layer-session-stage")))
         .collect()
 }
+
+#[test]
+fn the_owner_opens_what_rekey_left_and_keeps_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    for name in ["o.session", "o.db"] {
+        let path = dir.path().join(name);
+        let data = session_testkit::sample_session(20);
+        // Written by the backend itself, which leaves its lock file (and, for the log, the
+        // high-water mark of the file it wrote) beside it.
+        rt.block_on(async {
+            if name.ends_with(".db") {
+                let b = session_sqlite::SqliteBackend::open(&path).await.expect("open");
+                b.save_session(&data).await.expect("save");
+            } else {
+                let b = BinaryFileBackend::open(&path).await.expect("open");
+                b.save_session(&data).await.expect("save");
+            }
+        });
+        assert_eq!(run_with(Some(K1), None, &["encrypt", s(&path)]).0, 0);
+        let (code, _, err) = run_with(Some(K1), Some(K2), &["rekey", s(&path)]);
+        assert_eq!(code, 0, "{name}: {err}");
+        let keys = || session_core::Keyring::new(session_core::SealingKey::from_hex(K2).expect("hex"));
+        rt.block_on(async {
+            let mut changed = data.clone();
+            changed.home_dc = 5;
+            if name.ends_with(".db") {
+                let b = session_sqlite::SqliteBackend::open_with_key(&path, keys()).await.expect("owner opens");
+                assert_eq!(b.load_session().await.expect("load"), Some(data.clone()), "{name}");
+                b.save_session(&changed).await.expect("save");
+                b.close().await.expect("close");
+                let b = session_sqlite::SqliteBackend::open_with_key(&path, keys()).await.expect("reopen");
+                assert_eq!(b.load_session().await.expect("load"), Some(changed), "{name}");
+            } else {
+                let b = BinaryFileBackend::open_with_key(&path, keys()).await.expect("owner opens");
+                assert_eq!(b.load_session().await.expect("load"), Some(data.clone()), "{name}");
+                b.save_session(&changed).await.expect("save");
+                drop(b);
+                let b = BinaryFileBackend::open_with_key(&path, keys()).await.expect("reopen");
+                assert_eq!(b.load_session().await.expect("load"), Some(changed), "{name}");
+            }
+        });
+    }
+}
