@@ -372,6 +372,13 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                             location::shown_path(path)
                         )));
                     }
+                    if keys_given {
+                        let sample = location::batch_dest(&dest, &location::batch_dir(&dest), "session")?;
+                        if !options.seals(&sample) {
+                            let what = format!("every session written into {}", location::shown_arg(&dest));
+                            let _ = writeln!(err, "{}", unencrypted_warning(&what));
+                        }
+                    }
                     return convert_folder(path, &dest, &read_options, &options, out).await;
                 }
             }

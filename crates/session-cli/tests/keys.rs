@@ -291,6 +291,19 @@ fn a_sealed_session_goes_into_a_foreign_format_only_with_the_key_and_a_warning()
         }
     }
     assert!(telethon.exists());
+    // A folder: our files sealed, a foreign format warned once.
+    let folder = dir.path().join("in");
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::fs::copy(&sealed, folder.join("a.session")).expect("copy");
+    let (code, out, err) = run_with(Some(K1), None, &["convert", s(&folder), s(&dir.path().join("ours"))]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("UNENCRYPTED"), "{err}");
+    let (code, _, err) = run_with(None, None, &["inspect", s(&dir.path().join("ours/a.session"))]);
+    assert_eq!(code, 2, "sealed in the batch too: {err}");
+    let dest = format!("telethon:{}", s(&dir.path().join("theirs")));
+    let (code, out, err) = run_with(Some(K1), None, &["convert", "--allow-lossy", s(&folder), &dest]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err.matches("UNENCRYPTED").count(), 1, "{err}");
     let (code, out, err) = run_with(Some(K1), None, &["export-string", "--format", "telethon", s(&sealed)]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("UNENCRYPTED") && !out.is_empty(), "{err}");
