@@ -172,9 +172,12 @@ fn is_expired(e: &libsql::Error) -> bool {
     e.to_string().contains("STREAM_EXPIRED")
 }
 
-/// SQLITE_BUSY, as the server reports it.
+/// SQLITE_BUSY, as the server reports it, and sqld's answer for a transaction it rolled back
+/// because another one kept the write lock past sqld's limit: either way nothing of the batch
+/// was applied, so it may be sent again within the call's deadline.
 fn is_busy(e: &libsql::Error) -> bool {
-    e.to_string().contains("database is locked")
+    let text = e.to_string();
+    text.contains("database is locked") || text.contains("Transaction timed out")
 }
 
 pub(super) async fn collect(mut rows: libsql::Rows) -> Result<Vec<Vec<libsql::Value>>, libsql::Error> {

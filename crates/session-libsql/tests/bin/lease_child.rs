@@ -57,12 +57,12 @@ async fn race(url: &str) {
                 other => panic!("an open backend whose lease is {other:?}"),
             };
             say(format!("OWNER {token} {}", std::process::id()));
-            let _ = std::io::stdin().lock().lines().next();
+            wait_for_line().await;
             backend.close().await.unwrap();
         }
         Err(e) => {
             say(format!("{} {e}", kind(&e).to_uppercase()));
-            let _ = std::io::stdin().lock().lines().next();
+            wait_for_line().await;
         }
     }
 }
@@ -105,7 +105,7 @@ async fn open_named(target: &str, name: &str) -> Result<LibSqlBackend, SessionEr
             let options = RemoteOptions::default()
                 .session(name)
                 .timeout(Duration::from_secs(20))
-                .lease(LeaseOptions::default().with_ttl(Duration::from_secs(60)));
+                .lease(LeaseOptions::default().with_ttl(Duration::from_secs(120)));
             LibSqlBackend::open_remote_with(url, "", options).await
         }
         Some(("local", path)) => LibSqlBackend::open_local_named(path, name).await,
@@ -122,7 +122,7 @@ async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
         }
     }
     say("OPEN".to_owned());
-    let _ = std::io::stdin().lock().lines().next();
+    wait_for_line().await;
     let mut writers = Vec::new();
     let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
     for (name, backend) in &backends {
@@ -156,7 +156,7 @@ async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
                         }
                         Err(e) => {
                             let e = SessionError::from_boxed(e, "libsql");
-                            if matches!(e, SessionError::Unavailable { .. }) && attempts < 3 {
+                            if matches!(e, SessionError::Unavailable { .. }) && attempts < 5 {
                                 say(format!("RETRY {name} {i} {e}"));
                                 continue;
                             }
@@ -174,4 +174,10 @@ async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
         backend.close().await.unwrap();
     }
     say("DONE".to_owned());
+}
+
+/// Waits for the parent's next line without blocking the runtime: the backends' lease renewals
+/// and the HTTP client's connection tasks keep running while a child waits, as in a real owner.
+async fn wait_for_line() {
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().next()).await;
 }
