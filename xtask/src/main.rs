@@ -157,6 +157,10 @@ fn soak(args: &[&str]) -> Result<(), String> {
     // Every bit of every byte of the SQLite sample flipped (CI flips one bit per byte).
     let bits = [("LAYER_SOAK_SQLITE_BITS", "8")];
     cargo(&["test", "--release", "-p", "session-sqlite", "--test", "adversarial", "--", "--nocapture"], &bits)?;
+    // `layer-session rekey` killed at random instants: 10x the kills of CI per format.
+    let rekey = [("LAYER_SOAK_REKEY_KILLS", "200")];
+    let rekey_test = "rekey_killed_at_any_instant_leaves_the_session_under_the_old_or_the_new_key";
+    cargo(&["test", "--release", "-p", "session-cli", "--test", "keys", rekey_test, "--", "--nocapture"], &rekey)?;
     powercut_soak()
 }
 
