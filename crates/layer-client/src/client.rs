@@ -778,4 +778,23 @@ mod builder_tests {
         let b = Client::builder().session(shared);
         assert!(matches!(&b.source, Source::Backend(_)));
     }
+
+    /// The key given to the builder or the config never shows in their `Debug` (only its id),
+    /// as bytes, hex or the passphrase.
+    #[test]
+    fn debug_never_shows_the_session_key() {
+        let key = session_core::SealingKey::from_bytes([0xab; 32]);
+        let id = key.id().to_string();
+        let b = Client::builder().session_path("x.session").session_key(session_core::Keyring::new(key));
+        let passphrase = session_core::Passphrase::new("correct horse battery staple");
+        let keys = session_core::Keyring::from_passphrase(passphrase, session_core::KdfParams::default());
+        let config = Config { session_key: Some(keys), ..Default::default() };
+        for shown in [format!("{b:?}"), format!("{b:#?}"), format!("{config:?}"), format!("{config:#?}")] {
+            for secret in ["abab", "ABAB", "171, 171", "correct horse"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            assert!(shown.contains("session_key"), "{shown}");
+        }
+        assert!(format!("{b:?}").contains(&id), "the key id names the key");
+    }
 }
