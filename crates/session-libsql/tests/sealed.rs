@@ -14,7 +14,7 @@ use std::time::Duration;
 use session_core::{AuthKey, Change, DcOption, Keyring, Peer, PeerKind, SealingKey, SessionData, SessionError};
 use session_libsql::{LibSqlBackend, RemoteOptions, SessionBackend};
 use session_sql::{row_crc, SqlValueRef, Table};
-use session_testkit::sample_session;
+use session_testkit::{sample_session, Rng};
 use support::Sqld;
 
 fn key(byte: u8) -> SealingKey {
@@ -25,26 +25,15 @@ fn keys(byte: u8) -> Keyring {
     Keyring::new(key(byte))
 }
 
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s.to_le_bytes()[3]
-        })
-        .collect()
-}
-
 /// A session with known auth keys on two DCs and a future auth token.
 fn secret_session(seed: u64) -> SessionData {
     let mut data = sample_session(40);
     data.apply(&Change::SetDc(
-        DcOption::new(2, "149.154.167.51:443".parse().unwrap()).with_auth_key(AuthKey::from_slice(&noise(seed, 256))),
+        DcOption::new(2, "149.154.167.51:443".parse().unwrap())
+            .with_auth_key(AuthKey::from_slice(&Rng::new(seed).bytes(256))),
     ));
-    data.apply(&Change::SetAuthKey { dc_id: 4, key: AuthKey::from_slice(&noise(seed + 1, 256)) });
-    data.apply(&Change::SetFutureAuthToken(Some(noise(seed + 2, 64))));
+    data.apply(&Change::SetAuthKey { dc_id: 4, key: AuthKey::from_slice(&Rng::new(seed + 1).bytes(256)) });
+    data.apply(&Change::SetFutureAuthToken(Some(Rng::new(seed + 2).bytes(64))));
     data
 }
 
@@ -55,8 +44,8 @@ async fn write(backend: &LibSqlBackend, mut data: SessionData) -> SessionData {
     data.apply_all(&batch);
     backend.persist(&batch, &data).await.unwrap();
     let more = vec![
-        Change::SetAuthKey { dc_id: 5, key: AuthKey::from_slice(&noise(77, 256)) },
-        Change::SetFutureAuthToken(Some(noise(78, 48))),
+        Change::SetAuthKey { dc_id: 5, key: AuthKey::from_slice(&Rng::new(77).bytes(256)) },
+        Change::SetFutureAuthToken(Some(Rng::new(78).bytes(48))),
     ];
     data.apply_all(&more);
     backend.persist(&more, &data).await.unwrap();

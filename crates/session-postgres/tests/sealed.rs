@@ -17,7 +17,7 @@ use session_core::{
 };
 use session_postgres::{PostgresBackend, PostgresOptions};
 use session_sql::{row_crc, SqlValueRef, Table};
-use session_testkit::sample_session;
+use session_testkit::{sample_session, Rng};
 use support::Postgres;
 
 fn key(byte: u8) -> SealingKey {
@@ -28,27 +28,16 @@ fn keys(byte: u8) -> Keyring {
     Keyring::new(key(byte))
 }
 
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s.to_le_bytes()[3]
-        })
-        .collect()
-}
-
 const PHONE: &str = "+15550123987";
 
 fn secret_session(seed: u64) -> SessionData {
     let mut data = sample_session(40);
     data.apply(&Change::SetDc(
-        DcOption::new(2, "149.154.167.51:443".parse().unwrap()).with_auth_key(AuthKey::from_slice(&noise(seed, 256))),
+        DcOption::new(2, "149.154.167.51:443".parse().unwrap())
+            .with_auth_key(AuthKey::from_slice(&Rng::new(seed).bytes(256))),
     ));
-    data.apply(&Change::SetAuthKey { dc_id: 4, key: AuthKey::from_slice(&noise(seed + 1, 256)) });
-    data.apply(&Change::SetFutureAuthToken(Some(noise(seed + 2, 64))));
+    data.apply(&Change::SetAuthKey { dc_id: 4, key: AuthKey::from_slice(&Rng::new(seed + 1).bytes(256)) });
+    data.apply(&Change::SetFutureAuthToken(Some(Rng::new(seed + 2).bytes(64))));
     data.apply(&Change::UpsertPeer(Peer::new(555_001, PeerKind::User, 17).with_phone(Some(PHONE.into()))));
     data
 }
@@ -61,8 +50,8 @@ async fn write(backend: &PostgresBackend, mut data: SessionData) -> SessionData 
     backend.persist(&batch, &data).await.unwrap();
     let more = vec![
         Change::UpsertPeer(Peer::new(901, PeerKind::User, 5)),
-        Change::SetAuthKey { dc_id: 5, key: AuthKey::from_slice(&noise(77, 256)) },
-        Change::SetFutureAuthToken(Some(noise(78, 48))),
+        Change::SetAuthKey { dc_id: 5, key: AuthKey::from_slice(&Rng::new(77).bytes(256)) },
+        Change::SetFutureAuthToken(Some(Rng::new(78).bytes(48))),
     ];
     data.apply_all(&more);
     backend.persist(&more, &data).await.unwrap();

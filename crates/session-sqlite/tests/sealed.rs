@@ -14,7 +14,7 @@ use session_core::{
 };
 use session_sql::{row_crc, SqlValueRef, Table};
 use session_sqlite::SqliteBackend;
-use session_testkit::{many_peers, run_all, sample_session, Harness};
+use session_testkit::{many_peers, run_all, sample_session, Harness, Rng};
 
 const FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 
@@ -26,19 +26,6 @@ fn keys(byte: u8) -> Keyring {
     Keyring::new(key(byte))
 }
 
-/// Random-looking bytes (xorshift), so an 8-byte window of them cannot occur by chance.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s.to_le_bytes()[3]
-        })
-        .collect()
-}
-
 const PHONE: &str = "+15550123987";
 const USERNAME: &str = "secret_username_q";
 
@@ -48,10 +35,10 @@ fn secret_session(seed: u64) -> SessionData {
     let mut data = sample_session(30);
     data.apply(&Change::SetDc(
         DcOption::new(2, "149.154.167.51:443".parse().expect("addr"))
-            .with_auth_key(AuthKey::from_slice(&noise(seed, 256))),
+            .with_auth_key(AuthKey::from_slice(&Rng::new(seed).bytes(256))),
     ));
-    data.apply(&Change::SetAuthKey { dc_id: 4, key: AuthKey::from_slice(&noise(seed + 1, 256)) });
-    data.apply(&Change::SetFutureAuthToken(Some(noise(seed + 2, 64))));
+    data.apply(&Change::SetAuthKey { dc_id: 4, key: AuthKey::from_slice(&Rng::new(seed + 1).bytes(256)) });
+    data.apply(&Change::SetFutureAuthToken(Some(Rng::new(seed + 2).bytes(64))));
     data.apply(&Change::UpsertPeer(
         Peer::new(555_001, PeerKind::User, 0x1234_5678_9ABC_DEF1).with_phone(Some(PHONE.into())),
     ));
@@ -107,8 +94,8 @@ async fn write(backend: &SqliteBackend, mut data: SessionData) -> SessionData {
     backend.persist(&batch, &data).await.expect("persist a batch");
     let more = vec![
         Change::UpsertPeer(Peer::new(900, PeerKind::Bot, 77)),
-        Change::SetAuthKey { dc_id: 5, key: AuthKey::from_slice(&noise(99, 256)) },
-        Change::SetFutureAuthToken(Some(noise(98, 48))),
+        Change::SetAuthKey { dc_id: 5, key: AuthKey::from_slice(&Rng::new(99).bytes(256)) },
+        Change::SetFutureAuthToken(Some(Rng::new(98).bytes(48))),
         Change::SetHomeDc(4),
     ];
     data.apply_all(&more);

@@ -125,6 +125,12 @@ impl Rng {
         }
     }
 
+    /// `n` bytes of the sequence (key material, tokens: no 8-byte window of them recurs by
+    /// chance elsewhere).
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n.div_ceil(8)).flat_map(|_| self.next_u64().to_le_bytes()).take(n).collect()
+    }
+
     /// An i32 from the low bits.
     pub fn i32(&mut self) -> i32 {
         let [a, b, c, d, ..] = self.next_u64().to_le_bytes();
