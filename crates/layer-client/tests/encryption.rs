@@ -36,6 +36,11 @@ async fn dc() -> Dc {
     .await
 }
 
+/// A builder with the test's application credentials.
+fn builder() -> layer_client::ClientBuilder {
+    Client::builder().api_id(API_ID).api_hash(API_HASH)
+}
+
 fn key(byte: u8) -> Keyring {
     Keyring::new(SealingKey::from_bytes([byte; 32]))
 }
@@ -79,22 +84,15 @@ async fn a_file_session_is_sealed_with_the_builders_key_and_refused_without_it()
         .await
         .unwrap();
 
-    let (client, shutdown) = Client::builder()
-        .session_path(&path)
-        .session_key(key(1))
-        .api_id(API_ID)
-        .api_hash(API_HASH)
-        .connect()
-        .await
-        .unwrap();
+    let (client, shutdown) = builder().session_path(&path).session_key(key(1)).connect().await.unwrap();
     assert!(client.is_authorized().await.unwrap());
     shutdown.shutdown().await.unwrap();
     drop(client);
     assert_no_window_of(&dc.key, &stored_bytes(dir.path()));
 
-    let plain = Client::builder().session_path(&path).api_id(API_ID).api_hash(API_HASH).connect().await;
+    let plain = builder().session_path(&path).connect().await;
     assert!(matches!(connect_err(plain), ClientError::Session(SessionError::Sealed { .. })));
-    let wrong = Client::builder().session_path(&path).session_key(key(2)).api_id(API_ID).api_hash(API_HASH).connect();
+    let wrong = builder().session_path(&path).session_key(key(2)).connect();
     assert!(matches!(connect_err(wrong.await), ClientError::Session(SessionError::WrongKey { .. })));
 
     // Config takes the key too; the session is still the logged-in one.
@@ -124,14 +122,7 @@ async fn a_sqlite_session_is_sealed_with_the_builders_key_and_refused_without_it
         backend.save_session(&session_for(&[&dc], 2, Some(SelfUser::new(78, false)))).await.unwrap();
         backend.close().await.unwrap();
     }
-    let (client, shutdown) = Client::builder()
-        .session_path(&path)
-        .session_key(key(3))
-        .api_id(API_ID)
-        .api_hash(API_HASH)
-        .connect()
-        .await
-        .unwrap();
+    let (client, shutdown) = builder().session_path(&path).session_key(key(3)).connect().await.unwrap();
     assert!(client.is_authorized().await.unwrap());
     assert_eq!(client.session().snapshot().user, Some(SelfUser::new(78, false)));
     // Checked while the client runs, so the -wal is there too.
@@ -139,33 +130,24 @@ async fn a_sqlite_session_is_sealed_with_the_builders_key_and_refused_without_it
     shutdown.shutdown().await.unwrap();
     drop(client);
 
-    let plain = Client::builder().session_path(&path).api_id(API_ID).api_hash(API_HASH).connect().await;
+    let plain = builder().session_path(&path).connect().await;
     assert!(matches!(connect_err(plain), ClientError::Session(SessionError::Sealed { .. })));
-    let wrong = Client::builder().session_path(&path).session_key(key(4)).api_id(API_ID).api_hash(API_HASH).connect();
+    let wrong = builder().session_path(&path).session_key(key(4)).connect();
     assert!(matches!(connect_err(wrong.await), ClientError::Session(SessionError::WrongKey { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_string_session_with_a_key_exports_the_sealed_form_only_that_key_opens() {
     let dc = dc().await;
-    let (client, shutdown) = Client::builder()
+    let (client, shutdown) = builder()
         .session(InMemoryBackend::with_session(session_for(&[&dc], 2, Some(SelfUser::new(79, true)))))
-        .api_id(API_ID)
-        .api_hash(API_HASH)
         .connect()
         .await
         .unwrap();
     let plain = client.export_session_string().await.unwrap();
     shutdown.shutdown().await.unwrap();
     drop(client);
-    let (client, shutdown) = Client::builder()
-        .session_string(plain.clone())
-        .session_key(key(5))
-        .api_id(API_ID)
-        .api_hash(API_HASH)
-        .connect()
-        .await
-        .unwrap();
+    let (client, shutdown) = builder().session_string(plain.clone()).session_key(key(5)).connect().await.unwrap();
     assert!(client.is_authorized().await.unwrap());
     let sealed = client.export_session_string().await.unwrap();
     shutdown.shutdown().await.unwrap();
@@ -175,29 +157,16 @@ async fn a_string_session_with_a_key_exports_the_sealed_form_only_that_key_opens
 
     let without = Client::with_string_session(&sealed, API_ID, API_HASH).await;
     assert!(matches!(connect_err(without), ClientError::Session(SessionError::Sealed { .. })));
-    let wrong = Client::builder().session_string(sealed.clone()).session_key(key(6)).api_id(API_ID).api_hash(API_HASH);
+    let wrong = builder().session_string(sealed.clone()).session_key(key(6));
     assert!(matches!(connect_err(wrong.connect().await), ClientError::Session(SessionError::WrongKey { .. })));
-    let (client, shutdown) = Client::builder()
-        .session_string(sealed)
-        .session_key(key(5))
-        .api_id(API_ID)
-        .api_hash(API_HASH)
-        .connect()
-        .await
-        .unwrap();
+    let (client, shutdown) = builder().session_string(sealed).session_key(key(5)).connect().await.unwrap();
     assert_eq!(client.session().snapshot().user, Some(SelfUser::new(79, true)));
     shutdown.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_key_beside_a_backend_passed_in_is_refused_not_ignored() {
-    let err = Client::builder()
-        .session(InMemoryBackend::new())
-        .session_key(key(7))
-        .api_id(API_ID)
-        .api_hash(API_HASH)
-        .connect()
-        .await;
+    let err = builder().session(InMemoryBackend::new()).session_key(key(7)).connect().await;
     match connect_err(err) {
         ClientError::Config(message) => assert!(message.contains("open_with_key"), "{message}"),
         other => panic!("expected a configuration error, got {other:?}"),
