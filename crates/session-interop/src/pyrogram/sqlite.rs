@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use session_core::{
-    AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError, UpdateState,
+    AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError,
     UpdateStateChange,
 };
 
 use crate::sqlite::format::{
     ExportPlan, ForeignFormat, Statement, KURIGRAM_VERSION, PYROFORK_VERSION, PYROGRAM_VERSION,
 };
-use crate::sqlite::value::{field, get, ForeignFile as File, Value};
+use crate::sqlite::value::{field, get, update_state, ForeignFile as File, Value};
 
 /// Pyrogram 2.0.106 `SCHEMA`.
 const PYROGRAM_SCHEMA: &str = "
@@ -373,22 +373,15 @@ pub(crate) fn read(file: &File<'_>) -> Result<(SessionData, Vec<String>), Sessio
     s.peers = peers.into_iter().collect();
 
     if l.update_state {
-        let mut state = UpdateState::default();
-        for row in file.rows("SELECT id, pts, qts, date, seq FROM update_state")? {
-            let id: i64 = field(file, get(&row, 0), "update_state.id")?.unwrap_or(0);
-            let pts: i32 = field(file, get(&row, 1), "update_state.pts")?.unwrap_or(0);
-            if id == 0 {
-                state.pts = pts;
-                state.qts = field(file, get(&row, 2), "update_state.qts")?.unwrap_or(0);
-                state.date = field(file, get(&row, 3), "update_state.date")?.unwrap_or(0);
-                state.seq = field(file, get(&row, 4), "update_state.seq")?.unwrap_or(0);
+        // Channel rows are keyed by the marked channel id.
+        let state = update_state(file, |id| {
+            let key = PeerKey::from_marked(id);
+            if key.class == PeerClass::Channel {
+                key.id
             } else {
-                // Channel rows are keyed by the marked channel id.
-                let key = PeerKey::from_marked(id);
-                let channel = if key.class == PeerClass::Channel { key.id } else { id };
-                state.channels.insert(channel, pts);
+                id
             }
-        }
+        })?;
         s.apply(&Change::UpdateState(UpdateStateChange::All(state)));
     }
     Ok((s, warnings))

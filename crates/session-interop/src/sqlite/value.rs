@@ -2,7 +2,7 @@
 //! one thing a driver must provide ([`Query`]: run a read-only statement, return its rows), and
 //! the lenient field readers every layout uses.
 
-use session_core::SessionError;
+use session_core::{SessionError, UpdateState};
 
 /// A value read from (or bound into) a foreign file. Read leniently: these files come from
 /// dynamically typed code (Telethon stores float timestamps in INTEGER columns, Pyrogram text in
@@ -178,6 +178,26 @@ pub(crate) fn field<T: TryFrom<i64>>(file: &ForeignFile<'_>, v: &Value, what: &s
             T::try_from(i).map(Some).map_err(|_| file.invalid(&format!("{what} {i} is out of range")))
         }
     }
+}
+
+/// The `update_state(id, pts, qts, date, seq)` table Telethon and the Pyrogram family share: row
+/// 0 is the common state, every other row a channel's pts under the id `channel` maps to ours
+/// (the two libraries key channels differently).
+pub(crate) fn update_state(file: &ForeignFile<'_>, channel: impl Fn(i64) -> i64) -> Result<UpdateState, SessionError> {
+    let mut state = UpdateState::default();
+    for row in file.rows("SELECT id, pts, qts, date, seq FROM update_state")? {
+        let id: i64 = field(file, get(&row, 0), "update_state.id")?.unwrap_or(0);
+        let pts: i32 = field(file, get(&row, 1), "update_state.pts")?.unwrap_or(0);
+        if id == 0 {
+            state.pts = pts;
+            state.qts = field(file, get(&row, 2), "update_state.qts")?.unwrap_or(0);
+            state.date = field(file, get(&row, 3), "update_state.date")?.unwrap_or(0);
+            state.seq = field(file, get(&row, 4), "update_state.seq")?.unwrap_or(0);
+        } else {
+            state.channels.insert(channel(id), pts);
+        }
+    }
+    Ok(state)
 }
 
 /// Column `i` of `row`, `NULL` past its end.

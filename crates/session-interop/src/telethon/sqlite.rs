@@ -3,12 +3,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use session_core::{
-    AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError, UpdateState,
+    AuthKey, Change, DcOption, Peer, PeerClass, PeerKey, PeerKind, SelfUser, SessionData, SessionError,
     UpdateStateChange,
 };
 
 use crate::sqlite::format::{ExportPlan, Statement, TELETHON_VERSION as VERSION};
-use crate::sqlite::value::{field, get, phone_digits, ForeignFile as File, Value};
+use crate::sqlite::value::{field, get, phone_digits, update_state, ForeignFile as File, Value};
 
 /// Telethon's own table definitions (its `_create_table` calls), so that Telethon sees its
 /// own file.
@@ -103,20 +103,8 @@ pub(crate) fn read(file: &File<'_>) -> Result<SessionData, SessionError> {
     s.peers = peers.into_iter().collect();
 
     if file.has_table("update_state")? {
-        let mut state = UpdateState::default();
-        for row in file.rows("SELECT id, pts, qts, date, seq FROM update_state")? {
-            let id: i64 = field(file, get(&row, 0), "update_state.id")?.unwrap_or(0);
-            let pts: i32 = field(file, get(&row, 1), "update_state.pts")?.unwrap_or(0);
-            if id == 0 {
-                state.pts = pts;
-                state.qts = field(file, get(&row, 2), "update_state.qts")?.unwrap_or(0);
-                state.date = field(file, get(&row, 3), "update_state.date")?.unwrap_or(0);
-                state.seq = field(file, get(&row, 4), "update_state.seq")?.unwrap_or(0);
-            } else {
-                // Telethon keys channel states by the bare channel id.
-                state.channels.insert(id, pts);
-            }
-        }
+        // Telethon keys channel states by the bare channel id.
+        let state = update_state(file, |id| id)?;
         s.apply(&Change::UpdateState(UpdateStateChange::All(state)));
     }
     Ok(s)
