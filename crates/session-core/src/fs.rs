@@ -531,14 +531,16 @@ fn read_note(file: &mut File) -> Option<String> {
     (!line.is_empty()).then(|| line.to_owned())
 }
 
+/// Writes all of `buf` at offset `at` (positioned write on Unix: the file's cursor is left alone).
 #[cfg(unix)]
-fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+pub fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.write_all_at(buf, at)
 }
 
+/// Writes all of `buf` at offset `at` (moves the file's cursor off Unix).
 #[cfg(not(unix))]
-fn write_at(mut file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+pub fn write_at(mut file: &File, buf: &[u8], at: u64) -> io::Result<()> {
     use std::io::{Seek, SeekFrom, Write};
     file.seek(SeekFrom::Start(at))?;
     file.write_all(buf)

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use session_core::fs::{
-    check_regular, check_regular_file, make_private, open_nonblocking, private_options, sync_dir, OwnerLock,
+    check_regular, check_regular_file, make_private, open_nonblocking, private_options, sync_dir, write_at, OwnerLock,
 };
 use session_core::{codec, BoxError, Change, KeyId, Keyring, SessionBackend, SessionData, SessionError};
 
@@ -527,19 +527,6 @@ fn append(inner: &Inner, file: &File, record: &[u8], at: u64) -> io::Result<()> 
     write_at(file, record, at)?;
     inner.fail(Step::AppendSync)?;
     file.sync_data()
-}
-
-#[cfg(unix)]
-fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(buf, at)
-}
-
-#[cfg(not(unix))]
-fn write_at(mut file: &File, buf: &[u8], at: u64) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(at))?;
-    file.write_all(buf)
 }
 
 fn file_name(path: &Path) -> String {
