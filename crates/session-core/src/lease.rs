@@ -385,6 +385,25 @@ impl Lease {
         SessionError::LeaseLost { resource: self.shared.resource.clone(), reason }
     }
 
+    /// Passes a write's result on, except that a [`SessionError::LeaseLost`] from the store
+    /// (its fence refused this token) ends the lease for good, as [`lost`](Lease::lost) does.
+    pub fn fenced<T>(&self, result: Result<T, SessionError>) -> Result<T, SessionError> {
+        match result {
+            Err(SessionError::LeaseLost { reason, .. }) => Err(self.lost(reason)),
+            other => other,
+        }
+    }
+
+    /// Releases a lease taken by an open that failed after taking it (so that a retry is not
+    /// locked out for the time to live) and returns the open's `error`; a failed release is
+    /// logged, never returned in its place (the lease then expires on its own).
+    pub async fn give_back(self, error: SessionError) -> SessionError {
+        if let Err(e) = self.release().await {
+            tracing::warn!(error = %e, "could not release the lease of a failed open; it expires on its own");
+        }
+        error
+    }
+
     fn stop_keeper(&self) {
         if let Some(task) = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
@@ -805,6 +824,28 @@ mod tests {
         let second = second.expect("second owner");
         assert!(second.token() > token);
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fenced_ends_the_lease_only_on_lease_lost_and_give_back_frees_it() {
+        let leases = MemoryLeases::new();
+        let lease = Lease::acquire(Arc::new(leases.clone()), LeaseOptions::default()).await.expect("first");
+        let other = SessionError::Unavailable { resource: "r".into(), source: "down".into() };
+        assert!(matches!(lease.fenced::<()>(Err(other)), Err(SessionError::Unavailable { .. })));
+        assert_eq!(lease.fenced(Ok(7)).expect("ok"), 7);
+        assert!(matches!(lease.status(), LeaseStatus::Held { .. }), "{:?}", lease.status());
+        let refused = SessionError::LeaseLost { resource: "r".into(), reason: "token 1 refused".into() };
+        assert!(matches!(lease.fenced::<()>(Err(refused)), Err(SessionError::LeaseLost { .. })));
+        assert!(matches!(lease.status(), LeaseStatus::Lost { .. }), "{:?}", lease.status());
+        assert!(lease.fence().is_err());
+
+        let second = Lease::acquire(Arc::new(leases.clone()), LeaseOptions::default()).await;
+        assert!(second.is_err(), "a lost lease is not released by itself before its expiry");
+        let held = Lease::acquire(Arc::new(leases.session("b")), LeaseOptions::default()).await.expect("b");
+        let err = held.give_back(SessionError::invalid("x", "the open failed")).await;
+        assert!(matches!(err, SessionError::Invalid { .. }), "{err:?}");
+        let again = Lease::acquire(Arc::new(leases.session("b")), LeaseOptions::default()).await;
+        assert!(again.is_ok(), "given back at once: {:?}", again.err());
     }
 
     /// A store whose renewals can be made to fail (unreachable) at will.
