@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod read_only;
 mod remote;
 #[cfg(feature = "local")]
 mod replica;
@@ -29,6 +30,7 @@ pub use session_core::{
     SessionData, SessionError, SessionStore,
 };
 
+pub use crate::read_only::RemoteSnapshot;
 pub use crate::remote::LibSqlLeases;
 use crate::remote::Remote;
 #[cfg(feature = "local")]

@@ -140,7 +140,7 @@ impl Remote {
     }
 
     /// `PRAGMA user_version` and the tables, from one snapshot.
-    pub(super) async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
+    pub(crate) async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
         let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;

@@ -86,7 +86,7 @@ impl Remote {
 
     /// Runs `sql` (several statements) as one transaction: all or nothing. Returns the rows of
     /// the last statement, when the server sent them.
-    pub(super) async fn batch(&self, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
+    pub(crate) async fn batch(&self, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
         let conn = self.lock().await?;
         self.timed(&conn, async {
             // Another connection's write transaction (our own lease renewal, another process's

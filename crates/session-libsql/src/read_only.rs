@@ -1,0 +1,127 @@
+//! Reading a session on a libSQL server without owning it ([`LibSqlBackend::read_remote`]): for
+//! tools (`layer-session inspect`, `verify`) that look at a session while its owner runs.
+//!
+//! Reading never uses the session's auth keys against Telegram, so it needs no lease; and
+//! because it takes none, it must never write either: no lease row, no migration, no
+//! registration of the name, no sealing of a plain database. A database that is empty, of an
+//! older schema or of another program is reported as it is, never changed. Every call is bounded
+//! by [`RemoteOptions::timeout`]; the rows are read in one read transaction (the backend's own
+//! load path), so a concurrent write is seen whole or not at all.
+
+use session_core::{KeyId, Keyring, SessionData, SessionError};
+use session_sql::{SealRecord, SqlValueRef};
+
+use crate::remote::Remote;
+use crate::{LibSqlBackend, RemoteOptions};
+
+/// What [`LibSqlBackend::read_remote`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteSnapshot {
+    /// The session as one committed transaction left it.
+    pub data: SessionData,
+    /// The id of the key the database is sealed with (`None`: a plain database).
+    pub sealed_with: Option<KeyId>,
+}
+
+impl LibSqlBackend {
+    /// Reads session [`RemoteOptions::session`] of the database on the server at `url` without
+    /// taking its lease and without writing anything: its owner keeps running undisturbed.
+    /// `Ok(None)` when the database holds no such session (an empty database included).
+    ///
+    /// With `keys`, a sealed database is opened with them ([`SessionError::WrongKey`] when they
+    /// lack its key); without, a sealed one is [`SessionError::Sealed`]. A database of an older
+    /// schema is [`SessionError::Invalid`] saying so (a reader does not migrate: the owner, or
+    /// any writer, brings it up to date), a newer one [`SessionError::UnsupportedVersion`], one
+    /// of another program [`SessionError::Invalid`]. The lease options are not used.
+    pub async fn read_remote(
+        url: &str,
+        auth_token: &str,
+        options: &RemoteOptions,
+        keys: Option<&Keyring>,
+    ) -> Result<Option<RemoteSnapshot>, SessionError> {
+        session_sql::check_name(&options.session)?;
+        let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
+        // Refuses another program's database and a newer schema before anything else is read.
+        remote.check().await?;
+        let (version, tables) = remote.inspect().await?;
+        if version == 0 {
+            // Empty (or only the tables a lease or a replica adds): no session stored.
+            return Ok(None);
+        }
+        if version < session_sql::SCHEMA_VERSION {
+            return Err(SessionError::invalid(
+                format!("session database {}", remote.resource),
+                format!(
+                    "its schema is version {version}, older than this build's {}; a read-only look does not \
+                     migrate it: open it once with a writer (its owner does this) to bring it up to date",
+                    session_sql::SCHEMA_VERSION
+                ),
+            ));
+        }
+        if !tables.iter().any(|t| t == crate::remote::GENERATION_TABLE) {
+            return Err(SessionError::invalid(
+                format!("session database {}", remote.resource),
+                "it has not been opened by a remote client yet (no write generation): open it once with a writer",
+            ));
+        }
+        let Some(sid) = session_id(&remote, &options.session).await? else {
+            return Ok(None);
+        };
+        remote.sid = sid;
+        let sealed_with = match seal_record(&remote).await? {
+            // A plain database opens as it is, keys or not (a writer with keys would seal it; a
+            // reader writes nothing).
+            None => None,
+            Some(record) => {
+                let (resource, keys) = (remote.resource.clone(), keys.cloned());
+                // A passphrase's key is derived here (Argon2id): off the runtime.
+                let seal =
+                    tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, Some(record), keys.as_ref()))
+                        .await
+                        .map_err(|e| SessionError::Backend { backend: "libsql".to_owned(), source: Box::new(e) })??;
+                remote.seal = seal.map(|seal| seal.session(&options.session));
+                Some(record.key_id)
+            }
+        };
+        let (data, _) = remote.load().await?;
+        Ok(data.map(|data| RemoteSnapshot { data, sealed_with }))
+    }
+}
+
+/// The database's seal record (`None`: a plain database).
+async fn seal_record(remote: &Remote) -> Result<Option<SealRecord>, SessionError> {
+    let rows = remote.batch(session_sql::LOAD_SEAL).await?;
+    match rows.as_deref().and_then(<[_]>::first) {
+        None => Ok(None),
+        Some(row) => {
+            let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+            SealRecord::from_row(&remote.resource, &refs).map(Some)
+        }
+    }
+}
+
+fn value_ref(v: &libsql::Value) -> SqlValueRef<'_> {
+    match v {
+        libsql::Value::Null => SqlValueRef::Null,
+        libsql::Value::Integer(i) => SqlValueRef::Integer(*i),
+        libsql::Value::Real(f) => SqlValueRef::Real(*f),
+        libsql::Value::Text(t) => SqlValueRef::Text(t),
+        libsql::Value::Blob(b) => SqlValueRef::Blob(b),
+    }
+}
+
+/// The id of the session called `name`, read (never registered); `None` when the name is not
+/// in the database.
+async fn session_id(remote: &Remote, name: &str) -> Result<Option<session_sql::SessionId>, SessionError> {
+    // Checked names hold no control character; a quote is doubled, as SQL text escapes it.
+    let sql = format!("SELECT id FROM sessions WHERE name = '{}'", name.replace('\'', "''"));
+    let rows = remote.batch(&sql).await?;
+    match rows.as_deref().and_then(<[_]>::first).map(Vec::as_slice) {
+        None => Ok(None),
+        Some([libsql::Value::Integer(sid)]) => Ok(Some(*sid)),
+        Some(_) => {
+            Err(SessionError::corrupt(&remote.resource, format!("sessions: the id of {name:?} is not an integer")))
+        }
+    }
+}
