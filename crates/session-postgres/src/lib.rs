@@ -3,6 +3,7 @@
 mod db;
 mod lease;
 mod list;
+mod read_only;
 mod schema;
 mod seal;
 mod trace;
@@ -23,6 +24,7 @@ use tracing::Instrument as _;
 pub use crate::db::Tls;
 use crate::db::{cells, connect, execute, query, Db};
 pub use crate::lease::PostgresLeases;
+pub use crate::read_only::PostgresSnapshot;
 pub use crate::schema::DEFAULT_SCHEMA;
 pub use session_core::{KdfParams, KeyId, Keyring, Passphrase, SealingKey};
 pub use session_sql::lease::DEFAULT_SESSION;

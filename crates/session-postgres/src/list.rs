@@ -4,7 +4,7 @@
 
 use session_sql::{SessionInfo, Statement, LIST_SESSIONS, LIST_SESSIONS_WITH_LEASES};
 
-use crate::db::{cells, connect, query};
+use crate::db::{cells, connect, query, Tls};
 use crate::schema;
 use crate::{PostgresOptions, DEFAULT_SESSION};
 use session_core::SessionError;
@@ -13,7 +13,18 @@ impl PostgresOptions {
     /// The sessions in these options' schema of the database at `url`, by name (none when the
     /// schema does not exist yet), with their lease. Bounded by the call timeout.
     pub async fn list_sessions(&self, url: &str) -> Result<Vec<SessionInfo>, SessionError> {
-        let db = connect(url, DEFAULT_SESSION, &self.schema, self.timeout, tokio_postgres::NoTls, 1)?;
+        self.list_sessions_with_tls(url, tokio_postgres::NoTls).await
+    }
+
+    /// [`list_sessions`](Self::list_sessions) connecting through `tls`.
+    pub async fn list_sessions_with_tls<T>(&self, url: &str, tls: T) -> Result<Vec<SessionInfo>, SessionError>
+    where
+        T: Tls,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+    {
+        let db = connect(url, DEFAULT_SESSION, &self.schema, self.timeout, tls, 1)?;
         let db = &db;
         db.bounded(async {
             let mut conn = db.conn().await?;

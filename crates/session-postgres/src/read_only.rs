@@ -1,0 +1,162 @@
+//! Reading a session without owning it ([`PostgresOptions::read_session`]): for tools
+//! (`layer-session inspect`, `verify`) that look at a session while its owner runs.
+//!
+//! Reading never uses the session's auth keys against Telegram, so it needs no lease; and
+//! because it takes none, it never writes: no lease row, no schema or table created, no
+//! migration, no registration of the name, no sealing of a plain schema. Everything runs in
+//! read-only transactions (PostgreSQL itself refuses a write in one); the rows in one
+//! `REPEATABLE READ` snapshot, so a concurrent persist is seen whole or not at all. Every call is
+//! bounded by the options' call timeout.
+
+use session_core::{KeyId, Keyring, SessionData, SessionError};
+use session_sql::{SealRecord, SessionRows, SqlValue, Statement, LOAD_QUERIES, SCHEMA_VERSION};
+use tokio_postgres::tls::TlsConnect;
+use tokio_postgres::{IsolationLevel, Socket};
+
+use crate::db::{cells, connect, query, Db, Tls};
+use crate::schema;
+use crate::PostgresOptions;
+
+/// What [`PostgresOptions::read_session`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PostgresSnapshot {
+    /// The session as one committed transaction left it.
+    pub data: SessionData,
+    /// The id of the key the schema is sealed with (`None`: a plain schema).
+    pub sealed_with: Option<KeyId>,
+}
+
+impl PostgresOptions {
+    /// Reads session [`PostgresOptions::session`] from the database at `url` without TLS (see
+    /// [`read_session_with_tls`](Self::read_session_with_tls)).
+    pub async fn read_session(
+        &self,
+        url: &str,
+        keys: Option<&Keyring>,
+    ) -> Result<Option<PostgresSnapshot>, SessionError> {
+        self.read_session_with_tls(url, tokio_postgres::NoTls, keys).await
+    }
+
+    /// Reads session [`PostgresOptions::session`] from these options' schema of the database at
+    /// `url`, connecting through `tls`, without taking its lease and without writing anything:
+    /// its owner keeps running undisturbed. `Ok(None)` when no such session is stored (a
+    /// missing or empty schema included).
+    ///
+    /// With `keys`, a sealed schema is opened with them ([`SessionError::WrongKey`] when they
+    /// lack its key); without, a sealed one is [`SessionError::Sealed`]. A plain schema is read
+    /// as it is, keys or not. A schema of an older layout is [`SessionError::Invalid`] saying so
+    /// (a reader does not migrate), a newer one [`SessionError::UnsupportedVersion`]. The lease
+    /// and pool options are not used (one connection).
+    pub async fn read_session_with_tls<T>(
+        &self,
+        url: &str,
+        tls: T,
+        keys: Option<&Keyring>,
+    ) -> Result<Option<PostgresSnapshot>, SessionError>
+    where
+        T: Tls,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let db = connect(url, &self.session, &self.schema, self.timeout, tls, 1)?;
+        let Some((sid, record)) = locate(&db, &self.schema, &self.session).await? else {
+            return Ok(None);
+        };
+        let sealer = match record {
+            None => None,
+            Some(record) => {
+                let (resource, keys) = (db.resource.clone(), keys.cloned());
+                // A passphrase's key is derived here (Argon2id): off the runtime.
+                let seal =
+                    tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, Some(record), keys.as_ref()))
+                        .await
+                        .map_err(|e| SessionError::Backend { backend: "postgres".to_owned(), source: Box::new(e) })??;
+                seal.map(|seal| seal.session(&self.session))
+            }
+        };
+        let sealed_with = record.map(|r| r.key_id);
+        let data = rows(&db, sid, sealer).await?;
+        Ok(data.map(|data| PostgresSnapshot { data, sealed_with }))
+    }
+}
+
+/// The session's id and the schema's seal record, from one read-only transaction; `None` when
+/// the schema holds no session of that name.
+async fn locate(db: &Db, schema: &str, name: &str) -> Result<Option<(i64, Option<SealRecord>)>, SessionError> {
+    db.bounded(async {
+        let mut conn = db.conn().await?;
+        let result = async {
+            let client = conn.client()?;
+            let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
+            let (version, tables) = schema::inspect(&tx, db, schema).await?;
+            if version == 0 {
+                let foreign: Vec<&str> =
+                    tables.iter().map(String::as_str).filter(|t| !session_sql::lease::TABLES.contains(t)).collect();
+                if !foreign.is_empty() {
+                    return Err(SessionError::invalid(
+                        format!("session database {}", db.resource),
+                        format!("the schema holds other tables ({}) and no layer-client schema", foreign.join(", ")),
+                    ));
+                }
+                return Ok(None);
+            }
+            // A newer schema: UnsupportedVersion.
+            session_sql::migrations_from(version).map(drop)?;
+            if version < SCHEMA_VERSION {
+                return Err(SessionError::invalid(
+                    format!("session database {}", db.resource),
+                    format!(
+                        "its schema is version {version}, older than this build's {SCHEMA_VERSION}; a read-only \
+                         look does not migrate it: open it once with a writer (its owner does this) to bring it up \
+                         to date"
+                    ),
+                ));
+            }
+            let id = Statement { sql: session_sql::SESSION_ID, params: vec![SqlValue::Text(name.to_owned())] };
+            let Some(row) = query(&tx, db, &id).await?.into_iter().next() else {
+                return Ok(None);
+            };
+            let sid = session_sql::session_id(&db.resource, &cells(&row, &db.resource)?)?;
+            let seal = Statement { sql: session_sql::LOAD_SEAL, params: Vec::new() };
+            let record = match query(&tx, db, &seal).await?.first() {
+                Some(row) => Some(SealRecord::from_row(&db.resource, &cells(row, &db.resource)?)?),
+                None => None,
+            };
+            tx.commit().await.map_err(|e| db.map(e))?;
+            Ok(Some((sid, record)))
+        }
+        .await;
+        conn.finish(result)
+    })
+    .await
+}
+
+/// The session's rows, read in one read-only `REPEATABLE READ` snapshot.
+async fn rows(db: &Db, sid: i64, sealer: Option<session_sql::Sealer>) -> Result<Option<SessionData>, SessionError> {
+    db.bounded(async {
+        let mut conn = db.conn().await?;
+        let result = async {
+            let client = conn.client()?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| db.map(e))?;
+            let mut rows = SessionRows::new(&db.resource).with_seal(sealer);
+            for (table, sql) in LOAD_QUERIES {
+                for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(sid)] }).await? {
+                    rows.row(table, &cells(&row, &db.resource)?)?;
+                }
+            }
+            tx.commit().await.map_err(|e| db.map(e))?;
+            rows.finish()
+        }
+        .await;
+        conn.finish(result)
+    })
+    .await
+}
