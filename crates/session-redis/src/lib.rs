@@ -6,6 +6,7 @@ mod conn;
 mod keys;
 mod lease;
 mod list;
+mod read_only;
 mod reader;
 mod scripts;
 mod seal;
@@ -17,6 +18,7 @@ pub use conn::DEFAULT_CALL_TIMEOUT;
 pub use keys::{DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
 pub use lease::RedisLeases;
 pub use list::RedisSessionInfo;
+pub use read_only::RedisSnapshot;
 /// The core crate, so that users of this backend need no other dependency.
 pub use session_core;
 pub use session_core::{
