@@ -110,15 +110,7 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
             let family = *family;
             let check = options.integrity_check;
             let keys = options.keys.clone();
-            let keys_in = keys.clone();
-            match blocking(move || read_path(&path, family, check, keys_in.as_ref())).await? {
-                PathRead::Done(loaded) => *loaded,
-                PathRead::Sealed(copy) => {
-                    let keys = keys.ok_or_else(|| CliError::source(&shown, "is sealed: a key is needed"))?;
-                    let loaded = read_sealed_copy(copy, &keys, &shown).await?;
-                    check_family(&shown, family, loaded)?
-                }
-            }
+            blocking(move || read_path(&path, family, check, keys.as_ref())).await?
         }
         Source::Remote { url } => {
             let token = options.token.as_deref().unwrap_or("");
@@ -298,21 +290,7 @@ fn too_large(path: &Path, len: u64, limit: u64, what: &str) -> CliResult<()> {
     Ok(())
 }
 
-fn read_path(
-    path: &Path,
-    family: Option<Family>,
-    integrity_check: bool,
-    keys: Option<&Keyring>,
-) -> CliResult<PathRead> {
-    read_path_inner(path, family, integrity_check, keys)
-}
-
-fn read_path_inner(
-    path: &Path,
-    family: Option<Family>,
-    integrity_check: bool,
-    keys: Option<&Keyring>,
-) -> CliResult<PathRead> {
+fn read_path(path: &Path, family: Option<Family>, integrity_check: bool, keys: Option<&Keyring>) -> CliResult<Loaded> {
     let shown = shown_path(path);
     let meta = std::fs::metadata(path).map_err(|e| CliError::source(&shown, e))?;
     kind_check(path, &meta)?;
@@ -324,7 +302,7 @@ fn read_path_inner(
             ));
         }
         let data = gramjs_store::import(path).map_err(|e| CliError::source(&shown, e))?;
-        return check_family(&shown, family, Loaded::new(data, Format::GramjsStore)).map(done);
+        return check_family(&shown, family, Loaded::new(data, Format::GramjsStore));
     }
     // Non-blocking: a FIFO swapped in after the look above opens at once instead of waiting
     // for a writer, and the look at what was opened refuses it.
@@ -339,10 +317,8 @@ fn read_path_inner(
     if head[..n].starts_with(read_only::SQLITE_HEADER) {
         too_large(path, meta.len(), SQLITE_LIMIT, "SQLite session")?;
         drop(file);
-        return match read_sqlite(path, family, integrity_check, keys)? {
-            PathRead::Done(loaded) => check_family(&shown, family, *loaded).map(done),
-            sealed => Ok(sealed),
-        };
+        let loaded = read_sqlite(path, family, integrity_check, keys)?;
+        return check_family(&shown, family, loaded);
     }
     too_large(path, meta.len(), FILE_LIMIT, "session file")?;
     if meta.len() <= STRING_LIMIT {
@@ -352,7 +328,7 @@ fn read_path_inner(
         let text_like = String::from_utf8(bytes).ok().filter(|s| crate::location::looks_like_string(s));
         if let Some(text) = text_like {
             let loaded = import_string_with(&text, family, keys).map_err(|e| CliError::source(&shown, e.message))?;
-            return Ok(done(loaded));
+            return Ok(loaded);
         }
     }
     drop(file);
@@ -389,7 +365,7 @@ fn read_path_inner(
     for copy in &snapshot.torn_copies {
         loaded.notes.push(format!("an earlier torn tail of this file was cut and kept at {}", shown_path(copy)));
     }
-    check_family(&shown, family, loaded).map(done)
+    check_family(&shown, family, loaded)
 }
 
 fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -408,7 +384,7 @@ fn read_sqlite(
     family: Option<Family>,
     integrity_check: bool,
     keys: Option<&Keyring>,
-) -> CliResult<PathRead> {
+) -> CliResult<Loaded> {
     let shown = shown_path(path);
     let source_err = |e: SessionError| CliError::source(&shown, e);
     let mut db = ReadOnly::open(path).map_err(source_err)?.with_name(&shown);
@@ -428,17 +404,17 @@ fn read_sqlite(
         read_only::Kind::Ours => {
             check(&db)?;
             let format = if family == Some(Family::Libsql) { Format::LibsqlLocal } else { Format::Sqlite };
-            let snapshot = match (db.load(), keys) {
-                (Err(SessionError::Sealed { .. }), Some(_)) => {
-                    drop(db);
-                    return Ok(PathRead::Sealed(sealed_copy(path, format)?));
-                }
-                (loaded, _) => loaded.map_err(|e| crate::keys::source_error(&shown, &e))?,
-            };
+            // With a key the reader opens a sealed database itself: no lock, nothing written.
+            let snapshot = match keys {
+                Some(keys) => db.load_with_key(keys),
+                None => db.load(),
+            }
+            .map_err(|e| crate::keys::source_error(&shown, &e))?;
             let snapshot = snapshot.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
             let mut loaded = Loaded::new(snapshot.data, format);
             loaded.version = Some(snapshot.version);
-            Ok(done(loaded))
+            loaded.sealed = snapshot.sealed_with.is_some();
+            Ok(loaded)
         }
         read_only::Kind::Empty => Err(CliError::source(&shown, "the database is empty: it holds no session")),
         read_only::Kind::Foreign => {
@@ -447,72 +423,7 @@ fn read_sqlite(
             let imported = foreign::import_blocking(path).map_err(source_err)?;
             let mut loaded = Loaded::new(imported.session, Format::ForeignSqlite(imported.format));
             loaded.dropped = imported.warnings;
-            Ok(done(loaded))
+            Ok(loaded)
         }
     }
-}
-
-/// A sealed database of ours to read with the key: the read-only reader opens no sealed rows,
-/// and the backend that does takes the owner lock and may write (a fold, a rotation), so it
-/// reads a private copy (0700 folder, removed with it) of the database and its `-wal`. The
-/// original is neither locked nor written.
-struct SealedCopy {
-    _dir: tempfile::TempDir,
-    copy: std::path::PathBuf,
-    format: Format,
-    /// The schema version in the database header (`PRAGMA user_version`, bytes 60..64).
-    version: Option<u32>,
-}
-
-fn done(loaded: Loaded) -> PathRead {
-    PathRead::Done(Box::new(loaded))
-}
-
-/// What the blocking read of a path gives: the session, or a sealed database's copy to open
-/// with the key on the runtime.
-enum PathRead {
-    Done(Box<Loaded>),
-    Sealed(SealedCopy),
-}
-
-fn sealed_copy(path: &Path, format: Format) -> CliResult<SealedCopy> {
-    let shown = shown_path(path);
-    let fail = |e: std::io::Error| CliError::source(&shown, format!("cannot make a private copy to read: {e}"));
-    let dir = tempfile::Builder::new().prefix("layer-session-read").tempdir().map_err(fail)?;
-    let copy = dir.path().join("session.db");
-    copy_private(path, &copy).map_err(fail)?;
-    let wal = crate::guard::sibling(path, "-wal");
-    if wal.exists() {
-        copy_private(&wal, &crate::guard::sibling(&copy, "-wal")).map_err(fail)?;
-    }
-    let mut header = [0u8; 64];
-    let version = std::fs::File::open(&copy)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
-        .ok()
-        .map(|()| u32::from_be_bytes([header[60], header[61], header[62], header[63]]));
-    Ok(SealedCopy { _dir: dir, copy, format, version })
-}
-
-/// Opens a [`SealedCopy`] with `keys` and loads it.
-async fn read_sealed_copy(sealed: SealedCopy, keys: &Keyring, shown: &str) -> CliResult<Loaded> {
-    // Messages name the source, not the private copy.
-    let copy = sealed.copy.display().to_string();
-    let fail = |e: &SessionError| CliError::source(shown, crate::keys::describe(e).replace(&copy, shown));
-    let backend =
-        session_sqlite::SqliteBackend::open_with_key(&sealed.copy, keys.clone()).await.map_err(|e| fail(&e))?;
-    let data = backend.load_session().await.map_err(|e| fail(&SessionError::from_boxed(e, "sqlite")));
-    let _ = backend.close().await;
-    let data = data?.ok_or_else(|| CliError::source(shown, "the database holds no session"))?;
-    let mut loaded = Loaded::new(data, sealed.format);
-    loaded.sealed = true;
-    loaded.version = sealed.version;
-    Ok(loaded)
-}
-
-/// Copies `from` into a new private file `to`.
-fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut src = session_core::fs::open_nonblocking(from, false)?;
-    let mut dst = session_core::fs::private_options().write(true).create_new(true).open(to)?;
-    std::io::copy(&mut src, &mut dst)?;
-    dst.sync_all()
 }

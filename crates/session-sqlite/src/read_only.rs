@@ -26,9 +26,9 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
-use session_core::{SessionData, SessionError};
+use session_core::{KeyId, Keyring, SessionData, SessionError};
 use session_sql::lease::DEFAULT_SESSION;
-use session_sql::{load_queries, SessionInfo, SessionRows, APPLICATION_ID, SCHEMA_VERSION};
+use session_sql::{load_queries, SealRecord, SessionInfo, SessionRows, APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::values::value_ref;
 
@@ -56,6 +56,9 @@ pub struct Snapshot {
     pub data: SessionData,
     /// The database's schema version (older ones are read as they are, not migrated).
     pub version: u32,
+    /// The id of the key the database is sealed with, when it was read with a key
+    /// ([`ReadOnly::load_named_with_key`]); `None` for a plain database.
+    pub sealed_with: Option<KeyId>,
 }
 
 /// A read-only connection to a session database, and the private copy it reads when it has to
@@ -182,6 +185,24 @@ impl ReadOnly {
     /// [`ReadOnly::load`] of the session called `name` (`None`: no such session, or nothing
     /// stored under it).
     pub fn load_named(&mut self, name: &str) -> Result<Option<Snapshot>, SessionError> {
+        self.load_inner(name, None)
+    }
+
+    /// [`ReadOnly::load`] of a database that may be sealed: see
+    /// [`ReadOnly::load_named_with_key`].
+    pub fn load_with_key(&mut self, keys: &Keyring) -> Result<Option<Snapshot>, SessionError> {
+        self.load_inner(DEFAULT_SESSION, Some(keys))
+    }
+
+    /// [`ReadOnly::load_named`] of a database that may be sealed (encrypted at rest): a sealed
+    /// one is opened with `keys` ([`SessionError::WrongKey`] when they lack its key), a plain one
+    /// is read as it is. Nothing is written either way (a backend opened with a key would seal a
+    /// plain database; a reader does not). Blocking: a passphrase's key is derived here.
+    pub fn load_named_with_key(&mut self, name: &str, keys: &Keyring) -> Result<Option<Snapshot>, SessionError> {
+        self.load_inner(name, Some(keys))
+    }
+
+    fn load_inner(&mut self, name: &str, keys: Option<&Keyring>) -> Result<Option<Snapshot>, SessionError> {
         let resource = self.resource.as_str();
         let version = self.version()?;
         let tx = self.conn.transaction().map_err(|e| sql(resource, e))?;
@@ -197,7 +218,27 @@ impl ReadOnly {
         } else {
             return Ok(None);
         };
-        let mut rows = SessionRows::at_version(resource, version);
+        // The seal record is read in the same transaction as the rows it opens. Without keys it
+        // is not read: a sealed row is then `Sealed`, as before.
+        let record = match keys {
+            Some(_) if version >= 5 => match tx.query_row(session_sql::LOAD_SEAL, [], |r| {
+                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
+            }) {
+                Ok((key_id, kdf)) => {
+                    Some(SealRecord::from_row(resource, &[text(key_id.as_deref()), text(kdf.as_deref())])?)
+                }
+                Err(rusqlite::Error::QueryReturnedNoRows) => None,
+                Err(e) => return Err(sql(resource, e)),
+            },
+            _ => None,
+        };
+        let seal = match (record, keys) {
+            (Some(record), Some(keys)) => {
+                session_sql::open_seal(resource, Some(record), Some(keys))?.map(|seal| seal.session(name))
+            }
+            _ => None,
+        };
+        let mut rows = SessionRows::at_version(resource, version).with_seal(seal);
         for (table, query) in load_queries(version) {
             let mut stmt = tx.prepare(query).map_err(|e| sql(resource, e))?;
             let n = stmt.column_count();
@@ -215,7 +256,8 @@ impl ReadOnly {
             }
         }
         drop(tx);
-        Ok(rows.finish()?.map(|data| Snapshot { data, version }))
+        let sealed_with = record.map(|r| r.key_id);
+        Ok(rows.finish()?.map(|data| Snapshot { data, version, sealed_with }))
     }
 
     /// The schema version, refused when newer than this build's.
@@ -307,6 +349,11 @@ fn sql(resource: &str, e: rusqlite::Error) -> SessionError {
         }
         _ => SessionError::Backend { backend: format!("sqlite {resource}"), source: Box::new(e) },
     }
+}
+
+/// A nullable text column as session-sql reads it.
+fn text(v: Option<&str>) -> session_sql::SqlValueRef<'_> {
+    v.map_or(session_sql::SqlValueRef::Null, session_sql::SqlValueRef::Text)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
