@@ -14,6 +14,8 @@ mod read;
 mod report;
 mod reseal;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
 mod verify;
 mod write;
 
@@ -23,7 +25,7 @@ pub use error::{CliError, CliResult, EXIT_DEST, EXIT_LOSSY, EXIT_OK, EXIT_SOURCE
 pub use format::{Carries, Format};
 pub use keys::{KEY_ENV, NEW_KEY_ENV};
 pub use list::{list as list_sessions, Listed};
-pub use location::{parse_dest, parse_source, Dest, Family, ServerKind, ServerSession, Source, StringOut};
+pub use location::{parse_dest, parse_source, Dest, Family, ServerKind, ServerSession, Source, SslMode, StringOut};
 pub use read::{import_string, import_string_with, read, Loaded, ReadOptions};
 pub use report::{hex, json as inspect_json, text as inspect_text};
 pub use server::{DEFAULT_TIMEOUT as SERVER_TIMEOUT, TIMEOUT_ENV};

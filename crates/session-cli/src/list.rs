@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use session_libsql::LibSqlBackend;
-use session_postgres::PostgresOptions;
-use session_redis::RedisOptions;
 use session_sqlite::SqliteBackend;
 
 use crate::error::{CliError, CliResult};
@@ -68,23 +66,15 @@ pub async fn list(source: &Source, token: Option<&str>) -> CliResult<Vec<Listed>
             Ok(sql(infos))
         }
         Source::Server(s) => {
-            let timeout = server::call_timeout()?;
             let purpose = server::Purpose::Read;
+            let describe = |e: &session_core::SessionError| CliError::source(&shown, server::describe(s, e, purpose));
             match s.kind {
                 ServerKind::Postgres => {
-                    let infos = PostgresOptions::new()
-                        .call_timeout(timeout)
-                        .list_sessions(s.connect_url())
-                        .await
-                        .map_err(|e| CliError::source(&shown, server::describe(s, &e, purpose)))?;
+                    let infos = server::list_postgres(s).await?.map_err(|e| describe(&e))?;
                     Ok(sql(infos))
                 }
                 ServerKind::Redis => {
-                    let infos = RedisOptions::new()
-                        .call_timeout(timeout)
-                        .list_sessions(s.connect_url())
-                        .await
-                        .map_err(|e| CliError::source(&shown, server::describe(s, &e, purpose)))?;
+                    let infos = server::list_redis(s).await?.map_err(|e| describe(&e))?;
                     Ok(infos
                         .into_iter()
                         .map(|i| Listed {

@@ -120,8 +120,52 @@ const SERVER_SCHEMES: [(&str, ServerKind); 5] = [
     ("redis+unix://", ServerKind::Redis),
 ];
 
+/// How a PostgreSQL location asks for TLS (`sslmode=` in its URL, with libpq's meanings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// No `sslmode`, or `disable`: no TLS (as before this parameter was read).
+    #[default]
+    Disable,
+    /// `allow` or `prefer`: TLS when the server offers it, its certificate not checked.
+    Prefer,
+    /// `require`: TLS or nothing, the certificate not checked (checked against `sslrootcert`
+    /// when one is given, as libpq does: then it is `verify-ca`).
+    Require,
+    /// `verify-ca`: TLS, the certificate chain checked against the roots, not the host name.
+    VerifyCa,
+    /// `verify-full`: TLS, the chain and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Option<SslMode> {
+        Some(match value {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// The `sslmode` tokio-postgres is given (it knows `disable`, `prefer` and `require`; the
+    /// certificate checks are the connector's).
+    fn driver(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+        }
+    }
+}
+
 /// A named session on a database server: the URL to connect with (which may carry a password)
 /// and the session's name (`#NAME` after the URL; the backend's default session without one).
+///
+/// Query parameters of the URL that are ours, not the driver's, are taken out of the URL the
+/// driver gets: `schema=` (PostgreSQL: the schema the tables live in), `sslmode=` and
+/// `sslrootcert=` (PostgreSQL TLS, see [`SslMode`]), `prefix=` (Redis: the key prefix).
 ///
 /// Its `Debug` and `Display` never show the password: only [`ServerSession::connect_url`] does,
 /// and it is handed to the driver only.
@@ -129,8 +173,17 @@ const SERVER_SCHEMES: [(&str, ServerKind); 5] = [
 pub struct ServerSession {
     /// What kind of server.
     pub kind: ServerKind,
-    /// The URL without the `#NAME`, credentials included.
+    /// The URL for the driver: without the `#NAME` and without our parameters, credentials
+    /// included.
     url: String,
+    /// `schema=` (PostgreSQL).
+    schema: Option<String>,
+    /// `prefix=` (Redis).
+    prefix: Option<String>,
+    /// `sslmode=` (PostgreSQL).
+    ssl: SslMode,
+    /// `sslrootcert=` (PostgreSQL): the roots a certificate is checked against.
+    root_cert: Option<PathBuf>,
     /// The session's name, if one was given.
     pub name: Option<String>,
     /// The URL as messages show it (passwords replaced by `***`).
@@ -166,7 +219,88 @@ impl ServerSession {
         if host_end.is_empty() && kind == ServerKind::Postgres {
             return Err(CliError::usage(format!("{shown}: names no server")));
         }
-        Ok(ServerSession { kind, url: url.to_owned(), name, shown, secrets })
+        let mut server = ServerSession {
+            kind,
+            url: String::new(),
+            name,
+            shown,
+            secrets,
+            schema: None,
+            prefix: None,
+            ssl: SslMode::Disable,
+            root_cert: None,
+        };
+        server.url = server.take_params(url)?;
+        Ok(server)
+    }
+
+    /// Takes our query parameters out of `url` (kept in `self`) and gives the URL the driver
+    /// reads. Values are percent-decoded; an unknown value of ours is a usage error.
+    fn take_params(&mut self, url: &str) -> CliResult<String> {
+        // The query starts after the user info (a password may hold a raw `?`).
+        let start = url.find("://").map_or(0, |i| i + 3);
+        let after_userinfo = url[start..].rfind('@').map_or(start, |i| start + i + 1);
+        let Some(q) = url[after_userinfo..].find('?') else {
+            return Ok(url.to_owned());
+        };
+        let (base, query) = (&url[..after_userinfo + q], &url[after_userinfo + q + 1..]);
+        let mut kept: Vec<String> = Vec::new();
+        let mut ssl_given = false;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(raw);
+            let shown = &self.shown;
+            let given = |value: String| {
+                if value.is_empty() {
+                    Err(CliError::usage(format!("{shown}: `{key}=` needs a value")))
+                } else {
+                    Ok(value)
+                }
+            };
+            match (self.kind, key) {
+                (ServerKind::Postgres, "schema") => self.schema = Some(given(value)?),
+                (ServerKind::Postgres, "sslrootcert") => self.root_cert = Some(given(value)?.into()),
+                (ServerKind::Postgres, "sslmode") => {
+                    self.ssl = SslMode::parse(&value).ok_or_else(|| {
+                        CliError::usage(format!(
+                            "{}: sslmode={value} is not one of disable, allow, prefer, require, verify-ca, verify-full",
+                            self.shown
+                        ))
+                    })?;
+                    ssl_given = true;
+                }
+                (ServerKind::Redis, "prefix") => self.prefix = Some(given(value)?),
+                _ => kept.push(pair.to_owned()),
+            }
+        }
+        // libpq: a root certificate given makes `require` check the chain (`verify-ca`).
+        if self.ssl == SslMode::Require && self.root_cert.is_some() {
+            self.ssl = SslMode::VerifyCa;
+        }
+        if ssl_given {
+            kept.push(format!("sslmode={}", self.ssl.driver()));
+        }
+        Ok(if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) })
+    }
+
+    /// The PostgreSQL schema the URL names (`schema=`), if it names one.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The Redis key prefix the URL names (`prefix=`), if it names one.
+    pub fn key_prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+
+    /// The TLS the URL asks for (`sslmode=`, PostgreSQL).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl
+    }
+
+    /// The roots certificates are checked against (`sslrootcert=`, PostgreSQL), when given.
+    pub fn root_cert(&self) -> Option<&Path> {
+        self.root_cert.as_deref()
     }
 
     /// The URL to connect with, credentials included: for the driver only, never for a message.
@@ -215,11 +349,11 @@ impl fmt::Debug for ServerSession {
 pub fn secrets_in(arg: &str) -> Vec<String> {
     let lower = arg.to_ascii_lowercase();
     let mut out = Vec::new();
-    for (scheme, kind) in SERVER_SCHEMES {
+    for (scheme, _) in SERVER_SCHEMES {
         for (at, _) in lower.match_indices(scheme) {
-            if let Ok(server) = ServerSession::parse_kind(&arg[at..], kind) {
-                out.extend(server.secrets);
-            }
+            // Whatever else is wrong with the URL (a bad parameter), its password is found.
+            let (url, _) = split_name(&arg[at..]);
+            out.extend(redact_server_url(url).1);
         }
     }
     out

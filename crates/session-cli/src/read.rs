@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use session_core::{Keyring, SessionBackend, SessionData, SessionError};
+use session_core::{Keyring, SessionData, SessionError};
 use session_file::StoredFormat;
 use session_interop::binary::{self as legacy, LegacyFormat};
 use session_interop::ForeignFormat;
@@ -115,26 +115,14 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
         Source::Remote { url } => {
             let token = options.token.as_deref().unwrap_or("");
             let url = crate::location::remote_url(url);
-            let opened = match &options.keys {
-                None => session_libsql::LibSqlBackend::open_remote(&url, token).await,
-                Some(keys) => {
-                    session_libsql::LibSqlBackend::open_remote_with_key(&url, token, Default::default(), keys.clone())
-                        .await
-                }
-            };
-            let backend = opened.map_err(|e| crate::keys::source_error(&shown, &e))?;
-            // Told apart only by the key given: the backend says nothing of what it read.
-            let sealed = options.keys.is_some();
-            let data = backend
-                .load_session()
+            let remote = session_libsql::RemoteOptions::default().timeout(server::call_timeout()?);
+            // Reading takes no lease: a running owner is left alone, and nothing is written.
+            let snapshot = session_libsql::LibSqlBackend::read_remote(&url, token, &remote, options.keys.as_ref())
                 .await
-                .map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, backend.name())));
-            // Opening took the session's lease: hand it back at once.
-            let closed = backend.close().await;
-            let data = data?.ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
-            closed.map_err(|e| CliError::source(&shown, SessionError::from_boxed(e, "libsql")))?;
-            let mut loaded = Loaded::new(data, Format::LibsqlRemote);
-            loaded.sealed = sealed;
+                .map_err(|e| crate::keys::source_error(&shown, &e))?
+                .ok_or_else(|| CliError::source(&shown, "the database holds no session"))?;
+            let mut loaded = Loaded::new(snapshot.data, Format::LibsqlRemote);
+            loaded.sealed = snapshot.sealed_with.is_some();
             loaded
         }
         Source::Server(server) => read_server(server, &shown, options.keys.as_ref()).await?,
@@ -146,28 +134,19 @@ pub async fn read(source: &Source, options: &ReadOptions) -> CliResult<Loaded> {
     Ok(loaded)
 }
 
-/// Reads a PostgreSQL or Redis session: opening it takes its lease (the backends have no
-/// reader without one), which is handed back as soon as the session is loaded.
+/// Reads a PostgreSQL or Redis session without its lease (see `server::read`).
 async fn read_server(server: &ServerSession, shown: &str, keys: Option<&Keyring>) -> CliResult<Loaded> {
-    let purpose = server::Purpose::Read;
-    let opened = server::open(server, purpose, keys.cloned())
+    let describe = |e: &SessionError| CliError::source(shown, server::describe(server, e, server::Purpose::Read));
+    let (data, sealed_with) = server::read(server, keys)
         .await?
-        .map_err(|e| CliError::source(shown, server::describe(server, &e, purpose)))?;
-    let sealed = keys.is_some();
-    let data = opened.backend().load_session().await.map_err(|e| {
-        let e = SessionError::from_boxed(e, opened.backend().name());
-        CliError::source(shown, server::describe(server, &e, purpose))
-    });
-    let closed = opened.close().await;
-    let data =
-        data?.ok_or_else(|| CliError::source(shown, format!("holds no session named {:?}", server.session())))?;
-    closed.map_err(|e| CliError::source(shown, server::describe(server, &e, purpose)))?;
+        .map_err(|e| describe(&e))?
+        .ok_or_else(|| CliError::source(shown, format!("holds no session named {:?}", server.session())))?;
     let format = match server.kind {
         ServerKind::Postgres => Format::Postgres,
         ServerKind::Redis => Format::Redis,
     };
     let mut loaded = Loaded::new(data, format);
-    loaded.sealed = sealed;
+    loaded.sealed = sealed_with.is_some();
     Ok(loaded)
 }
 

@@ -1,12 +1,15 @@
 //! PostgreSQL and Redis locations: the backend of a `postgres://` or `redis://` session opened
-//! for one read or one write (its lease taken, as every owner takes it, and handed back when the
-//! command is done), in bounded time, and what the server answered phrased without a password.
+//! for one write (its lease taken, as every owner takes it, and handed back when the command is
+//! done) or read without its lease (reading never uses the session's keys against Telegram, so
+//! a running owner is left alone), in bounded time, and what the server answered phrased without
+//! a password. The URL's own parameters (`schema=`, `prefix=`, `sslmode=`, `sslrootcert=`) become
+//! the backends' options and TLS connector here.
 
 use std::time::Duration;
 
-use session_core::{Keyring, SessionBackend, SessionError};
-use session_postgres::{PostgresBackend, PostgresOptions};
-use session_redis::{RedisBackend, RedisOptions};
+use session_core::{KeyId, Keyring, SessionBackend, SessionData, SessionError};
+use session_postgres::{PostgresBackend, PostgresOptions, SessionInfo};
+use session_redis::{RedisBackend, RedisOptions, RedisSessionInfo};
 
 use crate::error::{CliError, CliResult};
 use crate::location::{ServerKind, ServerSession};
@@ -64,6 +67,82 @@ impl Opened {
     }
 }
 
+/// The TLS connector a PostgreSQL location asks for (`None`: plain).
+#[cfg(feature = "tls")]
+type Connector = tokio_postgres_rustls::MakeRustlsConnect;
+/// Without the `tls` feature there is no connector: a location that asks for TLS is refused.
+#[cfg(not(feature = "tls"))]
+type Connector = std::convert::Infallible;
+
+fn postgres_tls(server: &ServerSession) -> Result<Option<Connector>, SessionError> {
+    #[cfg(feature = "tls")]
+    {
+        crate::tls::postgres(server.ssl_mode(), server.root_cert())
+            .map_err(|reason| SessionError::invalid("PostgreSQL TLS", reason))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        match server.ssl_mode() {
+            crate::location::SslMode::Disable => Ok(None),
+            _ => Err(SessionError::invalid(
+                "PostgreSQL TLS",
+                "this layer-session is built without its `tls` feature: sslmode other than disable is not available",
+            )),
+        }
+    }
+}
+
+/// `rediss://` is refused by a build without TLS (the driver would call it "not a Redis URL",
+/// which sends the user looking for a typo); with TLS, the redis crate gets its provider.
+fn redis_tls(server: &ServerSession) -> Result<(), SessionError> {
+    let tls = server.connect_url().get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    #[cfg(feature = "tls")]
+    if tls {
+        crate::tls::install_provider();
+    }
+    #[cfg(not(feature = "tls"))]
+    if tls {
+        return Err(SessionError::invalid(
+            "Redis URL",
+            "rediss:// (Redis over TLS) is not built into this layer-session (built without its `tls` \
+             feature); reach the server through a TLS tunnel and a redis:// URL",
+        ));
+    }
+    Ok(())
+}
+
+fn postgres_options(server: &ServerSession, timeout: Duration) -> PostgresOptions {
+    let options = PostgresOptions::new().session(server.session()).call_timeout(timeout).pool_size(1);
+    match server.schema() {
+        Some(schema) => options.schema(schema),
+        None => options,
+    }
+}
+
+fn redis_options(server: &ServerSession, timeout: Duration) -> RedisOptions {
+    let options = RedisOptions::new().session(server.session()).call_timeout(timeout);
+    match server.key_prefix() {
+        Some(prefix) => options.key_prefix(prefix),
+        None => options,
+    }
+}
+
+/// `call` bounded by three call timeouts (a connection, the checks, the work), as an
+/// `Unavailable` naming `server` when it runs out.
+async fn bounded<T>(
+    server: &ServerSession,
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    match tokio::time::timeout(timeout.saturating_mul(3), call).await {
+        Ok(r) => r,
+        Err(_) => Err(SessionError::Unavailable {
+            resource: server.to_string(),
+            source: format!("no answer within {:.1} s", timeout.saturating_mul(3).as_secs_f64()).into(),
+        }),
+    }
+}
+
 /// Opens `server`'s session, taking its lease. Every call of the backends is bounded by
 /// [`call_timeout`]; the whole opening (connection, checks, lease) by three of them.
 ///
@@ -76,29 +155,25 @@ pub(crate) async fn open(
 ) -> CliResult<Result<Opened, SessionError>> {
     let timeout = call_timeout()?;
     let url = server.connect_url();
-    if url.get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://")) {
-        // The driver would call it "not a Redis URL", which sends the user looking for a typo.
-        return Ok(Err(SessionError::invalid(
-            "Redis URL",
-            "rediss:// (Redis over TLS) is not built into this layer-session (the redis crate's TLS \
-             support is not compiled in); reach the server through a TLS tunnel and a redis:// URL",
-        )));
-    }
     let open = async {
         match server.kind {
             ServerKind::Postgres => {
-                let options = PostgresOptions::new().session(server.session()).call_timeout(timeout).pool_size(1);
-                match keys {
-                    None => options.open(url).await,
-                    Some(keys) => options.open_with_key(url, keys).await,
+                let options = postgres_options(server, timeout);
+                match (postgres_tls(server)?, keys) {
+                    (None, None) => options.open(url).await,
+                    (None, Some(keys)) => options.open_with_key(url, keys).await,
+                    #[cfg(feature = "tls")]
+                    (Some(tls), None) => options.open_with_tls(url, tls).await,
+                    #[cfg(feature = "tls")]
+                    (Some(tls), Some(keys)) => options.open_with_tls_and_key(url, tls, keys).await,
+                    #[cfg(not(feature = "tls"))]
+                    (Some(never), _) => match never {},
                 }
                 .map(Opened::Postgres)
             }
             ServerKind::Redis => {
-                let mut options = RedisOptions::new()
-                    .session(server.session())
-                    .call_timeout(timeout)
-                    .allow_volatile(purpose == Purpose::Read);
+                redis_tls(server)?;
+                let mut options = redis_options(server, timeout).allow_volatile(purpose == Purpose::Read);
                 if let Some(keys) = keys {
                     options = options.key(keys);
                 }
@@ -106,13 +181,71 @@ pub(crate) async fn open(
             }
         }
     };
-    Ok(match tokio::time::timeout(timeout.saturating_mul(3), open).await {
-        Ok(r) => r,
-        Err(_) => Err(SessionError::Unavailable {
-            resource: server.to_string(),
-            source: format!("no answer within {:.1} s", timeout.saturating_mul(3).as_secs_f64()).into(),
-        }),
-    })
+    Ok(bounded(server, timeout, open).await)
+}
+
+/// A session read without its lease: the session (`None`: none stored under the name) and the
+/// id of the key it is sealed with.
+pub(crate) type Snapshot = Option<(SessionData, Option<KeyId>)>;
+
+/// Reads `server`'s session without taking its lease and without writing anything (the
+/// backends' read-only opens): its owner, if one runs, is not disturbed. A sealed session is
+/// opened with `keys`. Bounded as [`open`] is.
+pub(crate) async fn read(server: &ServerSession, keys: Option<&Keyring>) -> CliResult<Result<Snapshot, SessionError>> {
+    let timeout = call_timeout()?;
+    let url = server.connect_url();
+    let read = async {
+        match server.kind {
+            ServerKind::Postgres => {
+                let options = postgres_options(server, timeout);
+                match postgres_tls(server)? {
+                    None => options.read_session(url, keys).await,
+                    #[cfg(feature = "tls")]
+                    Some(tls) => options.read_session_with_tls(url, tls, keys).await,
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match never {},
+                }
+                .map(|s| s.map(|s| (s.data, s.sealed_with)))
+            }
+            ServerKind::Redis => {
+                redis_tls(server)?;
+                let mut options = redis_options(server, timeout);
+                if let Some(keys) = keys {
+                    options = options.key(keys.clone());
+                }
+                options.read_session(url).await.map(|s| s.map(|s| (s.data, s.sealed_with)))
+            }
+        }
+    };
+    Ok(bounded(server, timeout, read).await)
+}
+
+/// The sessions of a PostgreSQL schema (reads only, no lease).
+pub(crate) async fn list_postgres(server: &ServerSession) -> CliResult<Result<Vec<SessionInfo>, SessionError>> {
+    let timeout = call_timeout()?;
+    let options = postgres_options(server, timeout);
+    let url = server.connect_url();
+    let list = async {
+        match postgres_tls(server)? {
+            None => options.list_sessions(url).await,
+            #[cfg(feature = "tls")]
+            Some(tls) => options.list_sessions_with_tls(url, tls).await,
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match never {},
+        }
+    };
+    Ok(bounded(server, timeout, list).await)
+}
+
+/// The sessions under a Redis key prefix (reads only, no lease).
+pub(crate) async fn list_redis(server: &ServerSession) -> CliResult<Result<Vec<RedisSessionInfo>, SessionError>> {
+    let timeout = call_timeout()?;
+    let options = redis_options(server, timeout);
+    let list = async {
+        redis_tls(server)?;
+        options.list_sessions(server.connect_url()).await
+    };
+    Ok(bounded(server, timeout, list).await)
 }
 
 /// What went wrong with `server`, for a message after its name: the kind first (unreachable,
@@ -132,11 +265,17 @@ pub(crate) fn describe(server: &ServerSession, e: &SessionError, purpose: Purpos
                 Purpose::Write => {
                     format!("is held by a running program, {who}{expiry}; stop it before replacing this session")
                 }
-                Purpose::Read => format!(
-                    "is held by a running program, {who}{expiry}; reading it takes its lease, so stop the program first"
-                ),
+                Purpose::Read => format!("is held by a running program, {who}{expiry}"),
             }
         }
+        SessionError::Unavailable { source, .. } if is_tls_refusal(&source.to_string()) => format!(
+            "the TLS connection was refused: the server's certificate is not trusted{} ({source})",
+            match server.root_cert() {
+                Some(path) => format!(" by sslrootcert {}", crate::location::shown_path(path)),
+                None =>
+                    " by the system's roots (give its CA with sslrootcert=PATH, or SSL_CERT_FILE for Redis)".to_owned(),
+            }
+        ),
         SessionError::Unavailable { source, .. } => {
             let kind = match server.kind {
                 ServerKind::Postgres => "PostgreSQL",
@@ -153,6 +292,15 @@ pub(crate) fn describe(server: &ServerSession, e: &SessionError, purpose: Purpos
         other => crate::keys::describe(other),
     };
     scrub(&text, server.secrets())
+}
+
+/// A failure of the TLS handshake over the certificate (a wrong or missing CA, a name that does
+/// not match): retrying cannot help, so it is said plainly, not as "cannot be reached".
+fn is_tls_refusal(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("invalid peer certificate")
+        || text.contains("certificate verify failed")
+        || text.contains("unknownissuer")
 }
 
 /// `text` with every one of `secrets` replaced by `***`.
