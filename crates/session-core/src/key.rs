@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use blake2::digest::consts::U8;
 use blake2::digest::Mac;
 use chacha20poly1305::aead::rand_core::RngCore;
-use chacha20poly1305::aead::OsRng;
+use chacha20poly1305::aead::{KeyInit, OsRng};
+use chacha20poly1305::{Key, XChaCha20Poly1305};
 use zeroize::Zeroizing;
 
 use crate::error::SessionError;
@@ -138,7 +139,9 @@ impl fmt::Debug for Passphrase {
 /// A 32-byte XChaCha20-Poly1305 key. Zeroized on drop; `Debug` shows its [`KeyId`] only.
 #[derive(Clone)]
 pub struct SealingKey {
-    bytes: Zeroizing<[u8; KEY_LEN]>,
+    /// The AEAD under this key, built once (it holds the key's only copy, and zeroizes it on
+    /// drop), rather than once per sealed value.
+    cipher: XChaCha20Poly1305,
     id: KeyId,
     kdf: Option<KdfRecord>,
 }
@@ -207,7 +210,8 @@ impl SealingKey {
         mac.update(KEY_ID_LABEL);
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&mac.finalize().into_bytes());
-        SealingKey { bytes, id: KeyId(id), kdf }
+        let cipher = XChaCha20Poly1305::new(Key::from_slice(bytes.as_ref()));
+        SealingKey { cipher, id: KeyId(id), kdf }
     }
 
     /// The key's public id.
@@ -220,8 +224,8 @@ impl SealingKey {
         self.kdf.as_ref()
     }
 
-    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
-        &self.bytes
+    pub(crate) fn cipher(&self) -> &XChaCha20Poly1305 {
+        &self.cipher
     }
 }
 

@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | 1 | envelope version ([`ENVELOPE_VERSION`]) |
 //! | 8 | [`KeyId`] of the key that sealed it |
-//! | 24 | random nonce (from the operating system) |
+//! | 24 | random nonce |
 //! | n + 16 | ciphertext and Poly1305 tag |
 //!
 //! The associated data is a constant label, the version and key id bytes, and a [`Binding`]:
@@ -24,9 +24,20 @@
 //!   differs); which one cannot be told, and both mean the stored data is not what was sealed;
 //! - an envelope too short to hold its header and tag, or of an unknown version:
 //!   [`SessionError::Corrupt`] / [`SessionError::UnsupportedVersion`].
+//!
+//! Cost: a value is sealed on every write of a row or record, so one seal is kept to the AEAD
+//! itself. The cipher is built once per key ([`SealingKey`] holds it, zeroized on drop), the
+//! associated data is assembled on the stack, and nonces come from a ChaCha20 generator
+//! (RustCrypto's `ChaCha20Rng`) seeded once from the operating system instead of one
+//! `getrandom` call per value (see [`fresh_nonce`] for why that is as safe).
 
-use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
-use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use std::sync::{Mutex, PoisonError};
+
+use chacha20::rand_core::{Rng as _, SeedableRng as _};
+use chacha20::ChaCha20Rng;
+use chacha20poly1305::aead::rand_core::RngCore as _;
+use chacha20poly1305::aead::{AeadInPlace, OsRng};
+use chacha20poly1305::{Tag, XNonce};
 use zeroize::Zeroizing;
 
 use crate::error::SessionError;
@@ -88,16 +99,61 @@ impl Binding {
     }
 }
 
-fn cipher(key: &SealingKey) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(Key::from_slice(key.bytes()))
+/// Associated data up to this long is assembled on the stack (a binding of the SQL backends
+/// is about 60 bytes); a longer one goes to the heap.
+const AAD_INLINE: usize = 256;
+
+/// Calls `f` with the associated data of an envelope whose header starts `header`: the label,
+/// the version and key id bytes, the binding.
+fn with_aad<T>(header: &[u8], binding: &Binding, f: impl FnOnce(&[u8]) -> T) -> T {
+    let parts: [&[u8]; 3] = [AAD_LABEL, &header[..1 + KEY_ID_LEN], &binding.0];
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut inline = [0u8; AAD_INLINE];
+    let mut heap = Vec::new();
+    let buf = if len <= AAD_INLINE {
+        &mut inline[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    let mut at = 0;
+    for p in parts {
+        buf[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    f(buf)
 }
 
-fn aad(header: &[u8], binding: &Binding) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(AAD_LABEL.len() + 1 + KEY_ID_LEN + binding.0.len());
-    aad.extend_from_slice(AAD_LABEL);
-    aad.extend_from_slice(&header[..1 + KEY_ID_LEN]);
-    aad.extend_from_slice(&binding.0);
-    aad
+/// The generator nonces are drawn from, and the process that seeded it.
+struct NonceSource {
+    rng: ChaCha20Rng,
+    pid: u32,
+}
+
+static NONCES: Mutex<Option<NonceSource>> = Mutex::new(None);
+
+/// Fills `out` with a fresh nonce: the next bytes of a ChaCha20 generator seeded with 32 bytes
+/// from the operating system, once per process.
+///
+/// Why this is as good as asking the operating system each time: XChaCha20-Poly1305 needs
+/// nonces that never repeat under one key, and at 192 bits, random ones do not (2^-96 after
+/// 2^48 values). A ChaCha20 stream under a secret random seed is indistinguishable from random
+/// bytes, which is what the bound assumes. The one way its output can repeat is a copy of its
+/// state: a `fork` gives the child the parent's generator, and both would then draw the same
+/// nonces. So the generator remembers the process id that seeded it and is seeded again in any
+/// other process (a forked child always has another id than the parent it was copied from).
+fn fresh_nonce(out: &mut [u8; NONCE_LEN]) {
+    let pid = std::process::id();
+    let mut slot = NONCES.lock().unwrap_or_else(PoisonError::into_inner);
+    let source = match &mut *slot {
+        Some(source) if source.pid == pid => source,
+        slot => {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(seed.as_mut());
+            slot.insert(NonceSource { rng: ChaCha20Rng::from_seed(*seed), pid })
+        }
+    };
+    source.rng.fill_bytes(out);
 }
 
 /// Seals `plaintext` with `key`, bound to `binding`, under a fresh random nonce.
@@ -105,20 +161,20 @@ pub fn seal(key: &SealingKey, binding: &Binding, plaintext: &[u8]) -> Result<Vec
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.push(ENVELOPE_VERSION);
     out.extend_from_slice(&key.id().0);
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let mut nonce = [0u8; NONCE_LEN];
+    fresh_nonce(&mut nonce);
     out.extend_from_slice(&nonce);
-    let aad = aad(&out, binding);
     out.extend_from_slice(plaintext);
-    let tag = cipher(key)
-        .encrypt_in_place_detached(&nonce, &aad, &mut out[ENVELOPE_HEADER_LEN..])
-        .map_err(|_| SessionError::invalid("sealed value", "too long to seal"))?;
+    let (header, body) = out.split_at_mut(ENVELOPE_HEADER_LEN);
+    let tag =
+        with_aad(header, binding, |aad| key.cipher().encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, body))
+            .map_err(|_| SessionError::invalid("sealed value", "too long to seal"))?;
     out.extend_from_slice(&tag);
     Ok(out)
 }
 
 /// Fills `out` with random bytes from the operating system (salts, file ids).
 pub fn random_bytes(out: &mut [u8]) {
-    use chacha20poly1305::aead::rand_core::RngCore;
     OsRng.fill_bytes(out);
 }
 
@@ -165,14 +221,15 @@ pub fn open_with(
     let (header, rest) = sealed.split_at(ENVELOPE_HEADER_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut plain = Zeroizing::new(ciphertext.to_vec());
-    cipher(key)
-        .decrypt_in_place_detached(
+    with_aad(header, binding, |aad| {
+        key.cipher().decrypt_in_place_detached(
             XNonce::from_slice(&header[1 + KEY_ID_LEN..]),
-            &aad(header, binding),
+            aad,
             &mut plain,
             Tag::from_slice(tag),
         )
-        .map_err(|_| {
+    })
+    .map_err(|_| {
             SessionError::corrupt(
                 resource,
                 format!(

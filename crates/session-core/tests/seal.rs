@@ -246,3 +246,45 @@ fn clones_of_a_keyring_share_the_keys_derived_by_any_of_them() {
     assert!(copy.known_ids().contains(&key.id()));
     assert_eq!(copy.sealing_key(None).expect("cached").id(), key.id());
 }
+
+#[test]
+fn nonces_never_repeat_across_threads_and_calls() {
+    // Nonces come from one generator shared by every thread: each seal, on any thread, must
+    // still draw its own. The same plaintext and binding are sealed each time, so two equal
+    // envelopes could only come from a repeated nonce.
+    let k = std::sync::Arc::new(key(3));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let k = std::sync::Arc::clone(&k);
+            std::thread::spawn(move || {
+                (0..2_000).map(|_| seal::seal(&k, &binding(), b"same").expect("seal")).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut nonces = std::collections::HashSet::new();
+    for t in threads {
+        for sealed in t.join().expect("thread") {
+            assert!(nonces.insert(sealed[9..33].to_vec()), "a nonce was drawn twice");
+            assert_eq!(seal::open_with(&k, "t", &binding(), &sealed).expect("open").as_slice(), b"same");
+        }
+    }
+    assert_eq!(nonces.len(), 8_000);
+}
+
+#[test]
+fn a_long_binding_binds_as_a_short_one_does() {
+    // Associated data past the inline buffer is built on the heap: it must bind all the same.
+    for len in [0usize, 200, 256, 300, 4_000] {
+        let b = Binding::new("test-row").row(vec![7u8; len]);
+        let sealed = seal::seal(&key(1), &b, b"value").expect("seal");
+        assert_eq!(seal::open_with(&key(1), "t", &b, &sealed).expect("open").as_slice(), b"value", "{len}");
+        let mut other = vec![7u8; len];
+        if let Some(last) = other.last_mut() {
+            *last = 8;
+        } else {
+            other.push(7);
+        }
+        let moved = Binding::new("test-row").row(other);
+        assert!(matches!(seal::open_with(&key(1), "t", &moved, &sealed), Err(SessionError::Corrupt { .. })), "{len}");
+    }
+}
