@@ -1,0 +1,329 @@
+//! `inspect`, `verify` and `list` of a server session while its owner runs (issue 16): reading
+//! never uses the session's keys against Telegram, so it takes no lease. On a real libSQL server
+//! (sqld), PostgreSQL and Redis: the owner is another process (`session-cli-holder owner`) that
+//! holds the lease and persists batches of 1,000 peers the whole time (added, then removed); the
+//! tool reads and exits 0, every read sees a batch whole or not at all, and the owner keeps its
+//! lease (same token) and keeps writing. Reading an empty database or server creates nothing.
+
+mod common;
+#[path = "../../session-postgres/tests/support/mod.rs"]
+mod pg;
+#[path = "../../session-redis/tests/support/mod.rs"]
+mod rd;
+#[path = "../../session-libsql/tests/support/mod.rs"]
+mod sqld;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{s, tool};
+use session_core::SessionBackend;
+
+/// The holder program (`tests/bin/holder.rs`).
+const HOLDER: &str = env!("CARGO_BIN_EXE_session-cli-holder");
+/// Peers of the session the owner starts from.
+const BASE_PEERS: usize = 300;
+const REDIS_PASSWORD: &str = "rEdis-Pw-0wned-distinctive";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// Runs the tool; (exit code, stdout, stderr). No password shows in what it printed.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = tool().env("LAYER_SESSION_TIMEOUT", "5").args(args).output().expect("runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    for secret in [pg::PASSWORD, REDIS_PASSWORD] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "a password in the output of {args:?}");
+    }
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// The owner process: holds the session's lease and persists batches of 1,000 peers.
+struct Owner {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    token: u64,
+}
+
+impl Owner {
+    fn start(kind: &str, url: &str, name: &str) -> Owner {
+        let mut child = Command::new(HOLDER)
+            .args(["owner", kind, url, name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the owner");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("owner's first line");
+        let token = line
+            .strip_prefix("owner-ready ")
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("the owner did not start: {line:?}"));
+        assert!(token > 0, "the owner holds no lease");
+        Owner { child, out, token }
+    }
+
+    /// (token now, batches persisted, persists that failed).
+    fn status(&mut self) -> (u64, u64, u64) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"status\n").and_then(|()| stdin.flush()).expect("ask the owner");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("owner's answer");
+        let n: Vec<u64> = line.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
+        match n.as_slice() {
+            [token, batches, errors] => (*token, *batches, *errors),
+            _ => panic!("unexpected owner answer {line:?}"),
+        }
+    }
+
+    /// Waits until the owner has persisted more than `batches` batches.
+    fn wait_past(&mut self, batches: u64) -> (u64, u64, u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = self.status();
+            if st.1 > batches {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "the owner wrote nothing for 30 s: {st:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes its stdin: it stops writing, hands the lease back and must exit 0.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let status = self.child.wait().expect("owner exits");
+        assert!(status.success(), "the owner failed: {status}");
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A session of `BASE_PEERS` peers as our log file.
+fn sample(rt: &tokio::runtime::Runtime, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("src.session");
+    rt.block_on(async {
+        let b = session_file::BinaryFileBackend::open(&path).await.expect("open");
+        b.save_session(&session_testkit::sample_session(BASE_PEERS)).await.expect("save");
+        b.close().await.expect("close");
+    });
+    path
+}
+
+/// A count of peers is the start's, or the start's plus one whole batch of 1,000 (the owner
+/// adds 1,000 peers in one persist and removes them in the next): never a part of a batch.
+fn whole(count: usize, what: &str) {
+    assert!(
+        count == BASE_PEERS || count == BASE_PEERS + 1000,
+        "{what}: {count} peers is neither {BASE_PEERS} nor {BASE_PEERS} + 1,000: a read saw part of a persist"
+    );
+}
+
+/// The whole check against one server. `cli` is the session's location for the tool, `list`
+/// the database's, `direct` reads the peers count through the backend's read-only open.
+fn reads_while_owned(owner: &mut Owner, name: &str, cli: &str, list: &str, direct: &dyn Fn() -> Option<usize>) {
+    let (_, before, _) = owner.wait_past(0);
+    let mut seen = BTreeSet::new();
+    for _ in 0..3 {
+        let (code, out, err) = run(&["inspect", "--json", cli]);
+        assert_eq!(code, 0, "inspect of an owned session: {err}");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let count = usize::try_from(json["peer_count"].as_u64().expect("peer_count")).expect("count");
+        whole(count, "inspect");
+        seen.insert(count);
+        let (code, out, err) = run(&["verify", cli]);
+        assert_eq!(code, 0, "verify of an owned session: {out}{err}");
+        assert!(out.starts_with("ok: "), "{out}");
+    }
+    let (code, out, err) = run(&["list", list]);
+    assert_eq!(code, 0, "list: {err}");
+    let line =
+        out.lines().find(|l| l.contains(&format!("{name:?}: stored; held by"))).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(&format!("pid {} ", owner.pid())), "list does not name the owner: {out}");
+    for _ in 0..30 {
+        let count = direct().expect("the read-only open found the session");
+        whole(count, "read-only open");
+        seen.insert(count);
+    }
+    let (token, after, errors) = owner.wait_past(before + 2);
+    assert_eq!(token, owner.token, "the owner's lease changed hands while the tool read");
+    assert_eq!(errors, 0, "the owner's writes failed while the tool read");
+    assert!(after > before, "the owner stopped writing");
+    // The reads overlapped the writes: they saw the session both with and without the batch.
+    assert_eq!(seen.len(), 2, "every read saw the same state ({seen:?}): the reads did not overlap the persists");
+}
+
+#[test]
+fn libsql_server_inspect_verify_and_list_while_the_owner_writes() {
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+    let server = sqld::Sqld::start(&work.path().join("server"), None);
+    // The tool's libSQL server locations name the database's default session.
+    let cli = server.url().replacen("http://", "libsql+http://", 1);
+    let (code, _, err) = run(&["convert", s(&sample(&rt, work.path())), &cli]);
+    assert_eq!(code, 0, "{err}");
+    let mut owner = Owner::start("libsql", &server.url(), "default");
+    let url = server.url();
+    let direct = || {
+        rt.block_on(session_libsql::LibSqlBackend::read_remote(&url, "", &Default::default(), None))
+            .expect("read")
+            .map(|s| s.data.peers.len())
+    };
+    reads_while_owned(&mut owner, "default", &cli, &cli, &direct);
+    owner.stop();
+}
+
+#[test]
+fn postgres_inspect_verify_and_list_while_the_owner_writes() {
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+    let pg = pg::Postgres::start();
+    let cli = format!("{}#owned", pg.tcp_url());
+    let (code, _, err) = run(&["convert", s(&sample(&rt, work.path())), &cli]);
+    assert_eq!(code, 0, "{err}");
+    let mut owner = Owner::start("postgres", &pg.tcp_url(), "owned");
+    let url = pg.tcp_url();
+    let direct = || {
+        let options = session_postgres::PostgresOptions::new().session("owned");
+        rt.block_on(options.read_session(&url, None)).expect("read").map(|s| s.data.peers.len())
+    };
+    reads_while_owned(&mut owner, "owned", &cli, &pg.tcp_url(), &direct);
+    owner.stop();
+}
+
+#[test]
+fn redis_inspect_verify_and_list_while_the_owner_writes() {
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+    let redis = rd::Redis::start(rd::Config {
+        persistence: rd::Persistence::Durable,
+        password: Some(REDIS_PASSWORD.to_owned()),
+        tcp: true,
+    });
+    let cli = format!("{}#owned", redis.url());
+    let (code, _, err) = run(&["convert", s(&sample(&rt, work.path())), &cli]);
+    assert_eq!(code, 0, "{err}");
+    let mut owner = Owner::start("redis", &redis.url(), "owned");
+    let url = redis.url();
+    let direct = || {
+        let options = session_redis::RedisOptions::new().session("owned");
+        rt.block_on(options.read_session(&url)).expect("read").map(|s| s.data.peers.len())
+    };
+    reads_while_owned(&mut owner, "owned", &cli, &redis.url(), &direct);
+    owner.stop();
+}
+
+/// The tables of sqld's default database, read over its HTTP API (not through our client).
+fn sqld_tables(url: &str) -> Vec<String> {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let body = r#"{"requests":[{"type":"execute","stmt":{"sql":"SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"}},{"type":"close"}]}"#;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to sqld");
+    let request = format!(
+        "POST /v2/pipeline HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let (head, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A chunked body: the JSON is the text between the first `{` and the last `}`.
+    let json = &json[json.find('{').expect("json")..=json.rfind('}').expect("json")];
+    let value: serde_json::Value = serde_json::from_str(json).expect("json");
+    value["results"][0]["response"]["result"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row[0]["value"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `DBSIZE` over RESP (with AUTH), not through our client.
+fn redis_dbsize(port: u16, password: &str) -> i64 {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    let request =
+        format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n*1\r\n$6\r\nDBSIZE\r\n*1\r\n$4\r\nQUIT\r\n", password.len());
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix(':').and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no DBSIZE in {answer:?}"))
+}
+
+#[test]
+fn reading_an_empty_database_or_server_creates_nothing() {
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+
+    let server = sqld::Sqld::start(&work.path().join("server"), None);
+    let cli = server.url().replacen("http://", "libsql+http://", 1);
+    let (code, _, err) = run(&["inspect", &cli]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds no session"), "{err}");
+    let (code, _, err) = run(&["verify", &cli]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = run(&["list", &cli]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 sessions"), "{out}");
+    assert_eq!(sqld_tables(&server.url()), Vec::<String>::new(), "reading created tables on the server");
+
+    let pg = pg::Postgres::start();
+    for (command, location) in [
+        ("inspect", format!("{}#nobody", pg.tcp_url())),
+        ("verify", format!("{}?schema=elsewhere#nobody", pg.tcp_url())),
+    ] {
+        let (code, _, err) = run(&[command, &location]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("holds no session named \"nobody\""), "{err}");
+    }
+    let (code, _, err) = run(&["list", &pg.tcp_url()]);
+    assert_eq!(code, 0, "{err}");
+    let created = rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&pg.tcp_url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname NOT IN \
+                 ('information_schema', 'public') UNION ALL SELECT schemaname::text || '.' || tablename::text \
+                 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+                &[],
+            )
+            .await
+            .expect("query");
+        rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+    });
+    assert_eq!(created, Vec::<String>::new(), "reading created a schema or tables on the server");
+
+    let redis = rd::Redis::start(rd::Config {
+        persistence: rd::Persistence::Volatile,
+        password: Some(REDIS_PASSWORD.to_owned()),
+        tcp: true,
+    });
+    let (code, _, err) = run(&["inspect", &format!("{}#nobody", redis.url())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds no session named \"nobody\""), "{err}");
+    let (code, _, err) = run(&["list", &redis.url()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(redis_dbsize(redis.port, REDIS_PASSWORD), 0, "reading wrote keys on the server");
+}
