@@ -4,7 +4,8 @@
 //!
 //! Benchmark ids are `<scenario>/<backend>/<cached peers>`; the report reads them back from
 //! `target/criterion`. Ours are named `memory`, `store+memory`, `string`, `sqlite`, `file`,
-//! `libsql_remote`, `libsql_replica`, `postgres`, `redis`; anchors `layer_*`, `grammers_*`.
+//! `libsql_remote`, `libsql_replica`, `postgres`, `redis`, and sealed (encryption at rest)
+//! `file_sealed`, `sqlite_sealed`; anchors `layer_*`, `grammers_*`.
 //! The servers (sqld, `redis-server`, PostgreSQL) run on this machine, started by `main`.
 
 #![allow(missing_docs)]
@@ -51,6 +52,10 @@ enum Ours {
     Redis,
     Memory,
     String,
+    /// `File` with encryption at rest (every record sealed with a raw key).
+    FileSealed,
+    /// `Sqlite` with encryption at rest (every row's values sealed with a raw key).
+    SqliteSealed,
 }
 
 const OURS: [Ours; 8] = [
@@ -67,6 +72,16 @@ const OURS: [Ours; 8] = [
 /// The per-change scenarios also run these (the CPU side of the file backend, and SQLite without
 /// an fsync per ordinary commit).
 const PER_CHANGE_EXTRA: [Ours; 2] = [Ours::FileTmpfs, Ours::SqliteBalanced];
+
+/// Issue 19's rows: the file and SQLite backends sealed, each beside its plain row in the same
+/// groups (cache one peer, 1,000-peer flush, load), so that the report's ratio is sealed / plain
+/// from one run.
+const SEALED: [Ours; 2] = [Ours::FileSealed, Ours::SqliteSealed];
+
+/// The key the sealed rows seal with (a raw key: no passphrase derivation in the timings).
+fn bench_keys() -> session_core::Keyring {
+    session_core::Keyring::new(session_core::SealingKey::from_bytes([0x42; 32]))
+}
 
 /// A file on tmpfs named after `dir` (removed with [`TmpfsGuard`] when the bench ends).
 fn tmpfs_path(dir: &Path) -> PathBuf {
@@ -105,6 +120,8 @@ impl Ours {
             Ours::Redis => "redis",
             Ours::Memory => "memory",
             Ours::String => "string",
+            Ours::FileSealed => "file_sealed",
+            Ours::SqliteSealed => "sqlite_sealed",
         }
     }
 
@@ -141,6 +158,12 @@ impl Ours {
             ),
             Ours::Memory => Box::new(InMemoryBackend::new()),
             Ours::String => Box::new(StringSessionBackend::new("")),
+            Ours::FileSealed => {
+                Box::new(BinaryFileBackend::open_with_key(self.path(dir), bench_keys()).await.expect("open file"))
+            }
+            Ours::SqliteSealed => {
+                Box::new(SqliteBackend::open_with_key(self.path(dir), bench_keys()).await.expect("open sqlite"))
+            }
         }
     }
 
@@ -421,7 +444,7 @@ fn removes(range: std::ops::Range<u64>) -> Vec<Change> {
 fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("cache_one_peer");
     for &n in &settings.sizes {
-        for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA) {
+        for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA).chain(SEALED) {
             let dir = tempfile::tempdir().expect("tempdir");
             let (dir, state) = (dir.path(), &Lazy::new());
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
@@ -518,7 +541,7 @@ fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("flush_1000_peers");
     g.sampling_mode(SamplingMode::Flat);
     for &n in &settings.sizes {
-        for ours in OURS {
+        for ours in OURS.into_iter().chain(SEALED) {
             let dir = tempfile::tempdir().expect("tempdir");
             let (dir, state) = (dir.path(), &Lazy::new());
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
@@ -693,7 +716,7 @@ fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     g.sampling_mode(SamplingMode::Flat);
     let kept = RefCell::new(serde_json::Map::new());
     for &n in &settings.sizes {
-        for ours in OURS {
+        for ours in OURS.into_iter().chain(SEALED) {
             let dir = tempfile::tempdir().expect("tempdir");
             let (dir, state, kept) = (dir.path(), &Lazy::new(), &kept);
             g.bench_function(BenchmarkId::new(ours.name(), n), |b| {
@@ -824,6 +847,7 @@ fn main() {
     c.final_summary();
     remove_tmpfs_files();
     print_postgres_flush_ratio(&settings);
+    print_sealed_ratios(&settings);
 }
 
 /// Issue 18's target, from this run's results: PostgreSQL's cost per peer in a 1,000-peer flush
@@ -849,6 +873,38 @@ fn print_postgres_flush_ratio(settings: &Settings) {
             );
         }
     }
+}
+
+/// Issue 19's targets, from this run's results: sealed / plain for the file and SQLite backends
+/// (cache one new peer and a 1,000-peer flush at most 1.3x, load at most 1.5x).
+fn print_sealed_ratios(settings: &Settings) {
+    let Ok(measured) = session_bench::report::collect(&criterion_dir()) else { return };
+    let results = session_bench::report::Results::new(&measured);
+    for (scenario, target) in session_bench::report::SEALED_TARGETS {
+        for &n in &settings.sizes {
+            let n = u64::try_from(n).unwrap_or(u64::MAX);
+            for (plain, sealed) in session_bench::report::SEALED_PAIRS {
+                if let (Some(p), Some(s)) = (results.get(scenario, plain, n), results.get(scenario, sealed, n)) {
+                    println!(
+                        "{scenario} at N={n}: {sealed} {} / {plain} {} = {:.2} (target: at most {target})",
+                        session_bench::report::fmt_ns(s),
+                        session_bench::report::fmt_ns(p),
+                        s / p
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Where criterion writes its results (as the report reads them).
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
+            .join("criterion")
+    })
 }
 
 fn remove_tmpfs_files() {

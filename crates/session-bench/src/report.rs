@@ -135,7 +135,9 @@ pub fn is_anchor(backend: &str) -> bool {
 fn backend_rank(b: &str) -> u8 {
     match b {
         "file" => 0,
+        "file_sealed" => 0,
         "file_tmpfs" => 1,
+        "sqlite_sealed" => 1,
         "sqlite" => 1,
         "sqlite_balanced" => 1,
         "libsql_remote" => 2,
@@ -166,6 +168,9 @@ pub fn fmt_ns(ns: f64) -> String {
 pub fn anchor_for(scenario: &str, backend: &str) -> Option<&'static str> {
     match (scenario, backend) {
         ("durable_flush", _) => Some("raw_fsync_4k"),
+        // Sealed rows against the same backend in clear: the ratio is the cost of encryption.
+        (_, "file_sealed") => Some("file"),
+        (_, "sqlite_sealed") => Some("sqlite"),
         (_, "file") => Some("layer_binary_file"),
         (_, "file_tmpfs") => Some("layer_binary_file_tmpfs"),
         (_, "sqlite_balanced") => Some("layer_binary_file"),
@@ -186,6 +191,12 @@ pub const SCENARIOS: [(&str, &str); 7] = [
     ("string_export_import", "String export + import"),
     ("durable_flush", "Durable flush of one change vs raw 4 KiB append + fdatasync"),
 ];
+
+/// Issue 19's targets: (scenario, most sealed / plain may be) for encryption at rest.
+pub const SEALED_TARGETS: [(&str, f64); 3] = [("cache_one_peer", 1.3), ("flush_1000_peers", 1.3), ("load", 1.5)];
+
+/// The (plain, sealed) rows the encryption targets compare.
+pub const SEALED_PAIRS: [(&str, &str); 2] = [("file", "file_sealed"), ("sqlite", "sqlite_sealed")];
 
 /// One line of the targets checklist.
 #[derive(Clone, Debug)]
@@ -308,6 +319,24 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
             },
             _ => Check { target, pass: None, detail: "not measured".into() },
         });
+    }
+    // Issue 19: encryption at rest costs at most 1.3x per new peer and per 1,000-peer flush, and
+    // at most 1.5x on a load of 100,000 peers (on the file and SQLite backends).
+    for (scenario, factor) in SEALED_TARGETS {
+        let sizes: Vec<u64> = if scenario == "load" { vec![big] } else { r.sizes(scenario) };
+        for n in sizes {
+            for (plain, sealed) in SEALED_PAIRS {
+                let target = format!("{scenario}: `{sealed}` within {factor}x of `{plain}`, at N={n}");
+                out.push(match (r.get(scenario, sealed, n), r.get(scenario, plain, n)) {
+                    (Some(s), Some(p)) => Check {
+                        target,
+                        pass: Some(s <= factor * p),
+                        detail: format!("{} vs {}: {:.2}x", fmt_ns(s), fmt_ns(p), s / p),
+                    },
+                    _ => Check { target, pass: None, detail: "not measured".into() },
+                });
+            }
+        }
     }
     for b in ["file", "sqlite", "sqlite_balanced"] {
         let raw: Vec<f64> =
@@ -564,6 +593,28 @@ mod tests {
         assert_eq!(at(1_000).pass, Some(true), "{:?}", at(1_000));
         assert_eq!(at(100_000).pass, Some(false), "{:?}", at(100_000));
         assert!(at(1_000).detail.contains("1.90 µs vs 1.00 µs per peer: 1.90x"), "{:?}", at(1_000));
+    }
+
+    #[test]
+    fn sealed_checks_compare_with_the_plain_row_of_the_same_run() {
+        let r = Results::new(&[
+            m("cache_one_peer", "sqlite", 1_000, 100_000.0),
+            m("cache_one_peer", "sqlite_sealed", 1_000, 129_000.0),
+            m("flush_1000_peers", "sqlite", 1_000, 1_000_000.0),
+            m("flush_1000_peers", "sqlite_sealed", 1_000, 1_310_000.0),
+            m("load", "file", 100_000, 10_000_000.0),
+            m("load", "file_sealed", 100_000, 14_000_000.0),
+        ]);
+        let c = checks(&r, &BTreeMap::new());
+        let find = |t: &str| c.iter().find(|c| c.target == t).unwrap_or_else(|| panic!("{t}: {c:?}")).clone();
+        assert_eq!(find("cache_one_peer: `sqlite_sealed` within 1.3x of `sqlite`, at N=1000").pass, Some(true));
+        let flush = find("flush_1000_peers: `sqlite_sealed` within 1.3x of `sqlite`, at N=1000");
+        assert_eq!(flush.pass, Some(false), "{flush:?}");
+        assert!(flush.detail.ends_with("1.31x"), "{flush:?}");
+        assert_eq!(find("load: `file_sealed` within 1.5x of `file`, at N=100000").pass, Some(true));
+        assert_eq!(find("load: `sqlite_sealed` within 1.5x of `sqlite`, at N=100000").pass, None);
+        let md = markdown(&r, &BTreeMap::new(), "test");
+        assert!(md.contains("| `sqlite_sealed` | 1.31 ms | `sqlite` | 1.310 |"), "{md}");
     }
 
     #[test]
