@@ -268,13 +268,14 @@ pub(crate) fn describe(server: &ServerSession, e: &SessionError, purpose: Purpos
                 Purpose::Read => format!("is held by a running program, {who}{expiry}"),
             }
         }
-        SessionError::Unavailable { source, .. } if is_tls_refusal(&source.to_string()) => format!(
-            "the TLS connection was refused: the server's certificate is not trusted{} ({source})",
+        SessionError::Unavailable { source, .. } if is_tls_refusal(&chain(source.as_ref())) => format!(
+            "the TLS connection was refused: the server's certificate is not trusted{} ({})",
             match server.root_cert() {
                 Some(path) => format!(" by sslrootcert {}", crate::location::shown_path(path)),
                 None =>
                     " by the system's roots (give its CA with sslrootcert=PATH, or SSL_CERT_FILE for Redis)".to_owned(),
-            }
+            },
+            chain(source.as_ref())
         ),
         SessionError::Unavailable { source, .. } => {
             let kind = match server.kind {
@@ -292,6 +293,22 @@ pub(crate) fn describe(server: &ServerSession, e: &SessionError, purpose: Purpos
         other => crate::keys::describe(other),
     };
     scrub(&text, server.secrets())
+}
+
+/// An error and every error under it, as one text (a driver's top error often says only "error
+/// performing TLS handshake"; the reason is underneath).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(inner) = next {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = inner.source();
+    }
+    text
 }
 
 /// A failure of the TLS handshake over the certificate (a wrong or missing CA, a name that does
