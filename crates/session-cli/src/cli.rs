@@ -15,12 +15,27 @@ use crate::{batch, report, verify};
 
 /// Inspect, convert and verify Telegram sessions of every library, format and backend.
 #[derive(Debug, Parser)]
-#[command(name = "layer-session", version, about, long_about = None)]
+#[command(name = "layer-session", version, about, long_about = None, after_help = SERVER_HELP)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The part of `--help` about server locations: the URL parameters that are the tool's own.
+const SERVER_HELP: &str = "\
+Server locations (PostgreSQL and Redis: a session NAME after `#`, the default session without):
+  libsql://HOST, libsql+http://HOST:PORT     a libSQL server (token: --token-file)
+  postgres://USER:PW@HOST:PORT/DB?...#NAME    PostgreSQL; parameters:
+      schema=NAME          the schema of the session tables (default layer_session)
+      sslmode=MODE         disable (default), allow, prefer, require, verify-ca, verify-full
+      sslrootcert=PATH     CA certificates (PEM) to check the server against (default: the system's)
+  redis://:PW@HOST:PORT/DB?...#NAME, rediss://... (TLS, system roots or SSL_CERT_FILE),
+  redis+unix:///PATH?pass=PW                  Redis; parameter:
+      prefix=TEXT          the key prefix (default layer-session:)
+Reading (inspect, verify, list, export-string) takes no lease: it works while the owner runs.
+Writing takes the session's lease and is refused while another program holds it.
+LAYER_SESSION_TIMEOUT bounds each call to a server (seconds, default 10).";
 
 /// The commands.
 #[derive(Debug, Subcommand)]

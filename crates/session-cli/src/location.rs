@@ -900,6 +900,45 @@ mod tests {
     }
 
     #[test]
+    fn our_url_parameters_are_taken_out_for_the_driver() {
+        let pw = "Pw-41ab-distinctive";
+        let Ok(Source::Server(pg)) = parse_source(&format!(
+            "postgres://u:{pw}@db.example/app?connect_timeout=3&schema=bots&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem#b1"
+        )) else {
+            panic!("a postgres:// source")
+        };
+        assert_eq!(pg.connect_url(), format!("postgres://u:{pw}@db.example/app?connect_timeout=3&sslmode=require"));
+        assert_eq!((pg.schema(), pg.ssl_mode(), pg.session()), (Some("bots"), SslMode::VerifyFull, "b1"));
+        assert_eq!(pg.root_cert(), Some(Path::new("/etc/ca.pem")));
+        assert!(!pg.to_string().contains(pw), "{pg}");
+        // libpq: `require` with a root certificate checks the chain.
+        let Ok(Source::Server(req)) = parse_source("postgres://h/db?sslmode=require&sslrootcert=ca.pem") else {
+            panic!("a postgres:// source")
+        };
+        assert_eq!((req.ssl_mode(), req.connect_url()), (SslMode::VerifyCa, "postgres://h/db?sslmode=require"));
+        let Ok(Source::Server(plain)) = parse_source("postgres://h/db") else { panic!("a postgres:// source") };
+        assert_eq!(
+            (plain.ssl_mode(), plain.schema(), plain.connect_url()),
+            (SslMode::Disable, None, "postgres://h/db")
+        );
+        let Ok(Dest::Server(rd)) = parse_dest(&format!("rediss://:{pw}@cache:6380/0?prefix=bots%3A#r")) else {
+            panic!("a rediss:// destination")
+        };
+        assert_eq!(
+            (rd.key_prefix(), rd.connect_url()),
+            (Some("bots:"), format!("rediss://:{pw}@cache:6380/0").as_str())
+        );
+        // A `prefix=` is PostgreSQL's own business (passed on), `schema=` Redis's.
+        let Ok(Source::Server(other)) = parse_source("redis://h?schema=x") else { panic!("a redis:// source") };
+        assert_eq!((other.key_prefix(), other.connect_url()), (None, "redis://h?schema=x"));
+        for bad in ["postgres://h/db?sslmode=sometimes", "postgres://h/db?schema=", "redis://h?prefix="] {
+            assert_eq!(parse_source(bad).map_err(|e| e.code), Err(crate::error::EXIT_USAGE), "{bad}");
+        }
+        // The password is found even in a URL whose parameters are wrong.
+        assert_eq!(secrets_in(&format!("postgres://u:{pw}@h/db?sslmode=bad")), [pw]);
+    }
+
+    #[test]
     fn urls_lose_their_credentials_and_prefixes() {
         assert_eq!(redact_url("libsql://user:secret@db.example.com?authToken=x"), "libsql://***@db.example.com");
         assert_eq!(remote_url("libsql+http://127.0.0.1:8080"), "http://127.0.0.1:8080");
