@@ -238,6 +238,64 @@ pub(crate) async fn execute(
     tx.execute(&prepared, &refs).await.map_err(|e| db.map(e))
 }
 
+/// Runs `statements` in `tx`, in order, pipelined: each is sent without waiting for the answer
+/// to the one before (`tokio-postgres` sends a request when its future is first polled, and the
+/// server answers in order), so a plan costs one round trip instead of one per statement, and
+/// the statements a connection has not prepared yet are prepared in one round trip as well.
+/// The first statement that fails ends the call with its error; the server has then refused
+/// every statement after it (a failed statement aborts the transaction), and the transaction
+/// is rolled back when `tx` is dropped, so nothing of the plan is kept.
+pub(crate) async fn execute_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    db: &Db,
+    statements: &[&Statement],
+) -> Result<(), SessionError> {
+    let texts: Vec<Arc<str>> = statements.iter().map(|st| db.text(st.sql)).collect();
+    let prepared = in_order(texts.iter().map(|text| tx.prepare_cached(text))).await.map_err(|e| db.map(e))?;
+    let params = statements
+        .iter()
+        .zip(&prepared)
+        .map(|(st, p)| bind(&st.params, p.params(), &db.resource))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
+        params.iter().map(|ps| ps.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()).collect();
+    in_order(prepared.iter().zip(&refs).map(|(p, r)| tx.execute(p, r))).await.map_err(|e| db.map(e))?;
+    Ok(())
+}
+
+/// Polls `futures` together (so that the requests they make are pipelined) until all are
+/// done; their results in order, or the error of the first (in order) that failed among those
+/// done when one fails. The server answers in order, so a failed statement's error is seen
+/// before the errors of the statements it aborted.
+async fn in_order<T, E, F>(futures: impl IntoIterator<Item = F>) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut done: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            let Some(f) = slot else { continue };
+            match f.as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(v)) => {
+                    *out = Some(v);
+                    *slot = None;
+                }
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => all = false,
+            }
+        }
+        if all {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await?;
+    Ok(done.into_iter().flatten().collect())
+}
+
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
 /// The parameters as the Rust types of the server's inferred parameter types.

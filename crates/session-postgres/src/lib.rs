@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use session_core::async_trait;
 use session_core::{
-    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
+    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, PeerKey, SessionBackend, SessionData, SessionError,
 };
-use session_sql::{Sealer, SessionId, SessionRows, SqlValue, Statement, LOAD_QUERIES};
+use session_sql::{Known, Sealer, SessionId, SessionRows, SqlValue, Statement, LOAD_CHUNK_RANGES, LOAD_QUERIES};
 use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::{IsolationLevel, Socket};
 use tracing::field::Empty;
 use tracing::Instrument as _;
 
 pub use crate::db::Tls;
-use crate::db::{cells, connect, execute, query, Db};
+use crate::db::{cells, connect, execute_all, query, Db};
 pub use crate::lease::PostgresLeases;
 pub use crate::read_only::PostgresSnapshot;
 pub use crate::schema::DEFAULT_SCHEMA;
@@ -182,7 +182,14 @@ impl PostgresOptions {
                     if let Some((from, to)) = migrated {
                         tracing::info!(url = %db.resource, from, to, "migrated the session schema");
                     }
-                    let mut backend = PostgresBackend { db, session: self.session.clone(), sid, lease, seal: None };
+                    let mut backend = PostgresBackend {
+                        db,
+                        session: self.session.clone(),
+                        sid,
+                        lease,
+                        seal: None,
+                        stored: tokio::sync::Mutex::new(None),
+                    };
                     match sealed {
                         None => Ok(backend),
                         Some(opened) => match backend.seal_with(opened).await {
@@ -226,7 +233,55 @@ pub struct PostgresBackend {
     lease: Lease,
     /// How this session's rows are sealed (`None`: a plain schema).
     seal: Option<Sealer>,
+    /// What is stored of the session, as far as this backend knows (`None`: unknown, read
+    /// before the next persist). Held across a whole write, which also makes this backend's
+    /// writes one at a time.
+    stored: tokio::sync::Mutex<Option<Stored>>,
 }
+
+/// What a persist plan may leave out knowing (see [`Known`]): while this backend holds the
+/// lease it is the only writer of its session's rows (any other is fenced out), so what its
+/// own committed writes left is what is stored. A write that failed leaves it unknown (the
+/// commit may or may not have happened), and the next persist reads it again.
+#[derive(Clone, Debug, Default)]
+struct Stored {
+    /// The `session` row exists.
+    session_row: bool,
+    /// `peer_removals` may hold a row of the session.
+    removals: bool,
+    /// The key ranges of the session's chunks, in order.
+    ranges: Vec<(PeerKey, PeerKey)>,
+}
+
+impl Stored {
+    fn known(&self) -> Known<'_> {
+        Known { session_row: self.session_row, no_removals: !self.removals, chunk_ranges: Some(&self.ranges) }
+    }
+
+    /// What is stored once `changes` are persisted over `self`: the plan records a removal
+    /// only for a key that may be chunked, and a log out clears every row (the chunks too)
+    /// and makes the session row again.
+    fn after(&self, changes: &[Change]) -> Stored {
+        let mut next = Stored { session_row: true, ..self.clone() };
+        for c in changes {
+            match c {
+                Change::LogOut => {
+                    next.removals = false;
+                    next.ranges.clear();
+                }
+                Change::RemovePeer(key) if session_sql::may_be_chunked(Some(&next.ranges), *key) => {
+                    next.removals = true;
+                }
+                _ => {}
+            }
+        }
+        next
+    }
+}
+
+/// Whether the session row exists and whether `peer_removals` holds a row of the session.
+const READ_STORED: &str = "SELECT EXISTS (SELECT 1 FROM session WHERE sid = $1), \
+     EXISTS (SELECT 1 FROM peer_removals WHERE sid = $1)";
 
 impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -296,7 +351,7 @@ impl PostgresBackend {
                 None => Vec::new(),
             };
             plan.push(seal.record_statement());
-            self.write(self.span("save", None), plan).await?;
+            self.write(self.span("save", None), false, |_| Ok((plan, None))).await?;
             tracing::info!(key_id = %seal.key_id(), "sealed the session with a new key");
         }
         self.seal = Some(sealer);
@@ -358,23 +413,51 @@ impl PostgresBackend {
         Ok(data)
     }
 
-    /// Runs `plan` in one transaction that starts with the lease's fence.
-    async fn write(&self, span: tracing::Span, plan: Vec<Statement>) -> Result<(), SessionError> {
+    /// Reads what is stored of the session (see [`Stored`]).
+    async fn read_stored(&self, client: &deadpool_postgres::Object) -> Result<Stored, SessionError> {
+        let db = &self.db;
+        let row = client.query_one(READ_STORED, &[&self.sid]).await.map_err(|e| db.map(e))?;
+        let (session_row, removals) = (row.get::<_, bool>(0), row.get::<_, bool>(1));
+        let ranges = client
+            .query(&*db.text(LOAD_CHUNK_RANGES), &[&self.sid])
+            .await
+            .map_err(|e| db.map(e))?
+            .iter()
+            .map(|row| session_sql::chunk_range(&db.resource, &cells(row, &db.resource)?))
+            .collect::<Result<Vec<_>, SessionError>>()?;
+        Ok(Stored { session_row, removals, ranges })
+    }
+
+    /// Runs the plan `plan` builds in one transaction that starts with the lease's fence, its
+    /// statements pipelined. `plan` is handed what is stored (read first if unknown) when
+    /// `needs_stored`, and returns with the plan what is stored once it committed (`None`:
+    /// unknown).
+    async fn write<P>(&self, span: tracing::Span, needs_stored: bool, plan: P) -> Result<(), SessionError>
+    where
+        P: FnOnce(Option<&Stored>) -> Result<(Vec<Statement>, Option<Stored>), SessionError>,
+    {
         // Refused here (lease not held, or too close to expiry), the write is not attempted and
         // the lease keeps its status; only the server's fence refusing it ends the lease.
         let token = self.lease.fence()?;
         let db = &self.db;
         let fence = session_sql::lease::fence(&self.session, token);
         let write = db.bounded(async {
+            let mut stored = self.stored.lock().await;
             let mut conn = db.conn().await?;
             let result = async {
                 let client = conn.client()?;
-                let tx = client.transaction().await.map_err(|e| db.map(e))?;
-                execute(&tx, db, &fence).await?;
-                for st in &plan {
-                    execute(&tx, db, st).await?;
+                if needs_stored && stored.is_none() {
+                    *stored = Some(self.read_stored(client).await?);
                 }
-                tx.commit().await.map_err(|e| db.map(e))
+                let (plan, after) = plan(stored.as_ref())?;
+                // Unknown until the commit is acknowledged.
+                *stored = None;
+                let tx = client.transaction().await.map_err(|e| db.map(e))?;
+                let statements: Vec<&Statement> = std::iter::once(&fence).chain(&plan).collect();
+                execute_all(&tx, db, &statements).await?;
+                tx.commit().await.map_err(|e| db.map(e))?;
+                *stored = after;
+                Ok(())
             }
             .await;
             conn.finish(result)
@@ -404,7 +487,8 @@ impl SessionBackend for PostgresBackend {
     }
 
     async fn delete(&self) -> Result<(), BoxError> {
-        self.write(self.span("delete", None), session_sql::delete_plan(self.sid).collect()).await.map_err(boxed)
+        let plan = session_sql::delete_plan(self.sid).collect();
+        self.write(self.span("delete", None), false, |_| Ok((plan, Some(Stored::default())))).await.map_err(boxed)
     }
 
     fn name(&self) -> &str {
@@ -419,13 +503,21 @@ impl SessionBackend for PostgresBackend {
         let span = self.span("save", None);
         span.record("peers", data.peers.len());
         let plan = session_sql::save_plan_sealed(self.sid, data, self.seal.as_ref()).map_err(boxed)?;
-        self.write(span, plan).await.map_err(boxed)
+        // The new chunks' key ranges are read before the next persist.
+        self.write(span, false, |_| Ok((plan, None))).await.map_err(boxed)
     }
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {
-        let plan = session_sql::persist_plan_sealed(self.sid, changes, full, Default::default(), self.seal.as_ref())
-            .map_err(boxed)?;
-        self.write(self.span("persist", Some(changes.len())), plan).await.map_err(boxed)
+        let span = self.span("persist", Some(changes.len()));
+        let seal = self.seal.as_ref();
+        self.write(span, true, |stored| {
+            // Read before the plan is built; were it still unknown, the plan assumes nothing.
+            let known = stored.map_or_else(Known::default, Stored::known);
+            let plan = session_sql::persist_plan_sealed(self.sid, changes, full, known, seal)?;
+            Ok((plan, stored.map(|s| s.after(changes))))
+        })
+        .await
+        .map_err(boxed)
     }
 
     fn lease(&self) -> Option<tokio::sync::watch::Receiver<LeaseStatus>> {

@@ -26,6 +26,16 @@
 //! and the write's commit; in PostgreSQL it can, unless the fence's read of the row holds a lock
 //! that a takeover's update must wait for until the write commits or rolls back.
 //!
+//! The statements that read or delete the stored rows of a run of peers by the keys of a JSON
+//! parameter get PostgreSQL variants too ([`Dialect::translate`] gives them for the texts of the
+//! batch plans): a join of the keys to the table (SQLite's `CROSS JOIN`, which SQLite runs
+//! in the order written) is the planner's choice in PostgreSQL, and with the row estimates of a
+//! table that grew since it was last analyzed (the overlay of a session does, fast) it hashes
+//! every row of the session instead of looking the keys up: one flush then costs
+//! O(rows stored), not O(change). The variants look each key up by the primary key whatever
+//! the statistics say: a sum adds a scalar subquery per key, a delete takes the rows the
+//! keys name by their `ctid` (a TID scan).
+//!
 //! Integers that a JSON parameter carries are exact on both engines: PostgreSQL's `jsonb` keeps
 //! numbers as `numeric`, and `->>` gives their decimal text back.
 
@@ -86,9 +96,119 @@ impl Dialect {
     }
 }
 
+// The stored `crc` of the rows of `table` keyed by the `[class, id, ...]` arrays of the JSON
+// parameter `param`, summed and reduced as the SQLite text's `old_sum!` does, each key looked up
+// by the primary key.
+macro_rules! pg_old_sum {
+    ($table:literal, $param:literal) => {
+        concat!(
+            "(coalesce((SELECT CAST(sum((SELECT t.crc FROM ",
+            $table,
+            " AS t WHERE t.sid = $1 AND t.class = CAST(j.value ->> 0 AS BIGINT) \
+             AND t.id = CAST(j.value ->> 1 AS BIGINT))) AS BIGINT) FROM jsonb_array_elements(CAST(",
+            $param,
+            " AS text)::jsonb) AS j(value)), 0) % 4294967296)"
+        )
+    };
+}
+
+// Deletes the rows of `table` keyed by the JSON parameter $2: their `ctid`, each found by the
+// primary key, then a TID scan (the `sid` filter keeps it to the session whatever happens).
+macro_rules! pg_delete_keyed {
+    ($table:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE sid = $1 AND ctid = ANY (ARRAY(SELECT (SELECT t.ctid FROM ",
+            $table,
+            " AS t WHERE t.sid = $1 AND t.class = CAST(j.value ->> 0 AS BIGINT) \
+             AND t.id = CAST(j.value ->> 1 AS BIGINT)) FROM jsonb_array_elements(CAST($2 AS text)::jsonb) AS j(value)))"
+        )
+    };
+}
+
+// Upserts the peers of the JSON parameter $2 (rows of `$cols` in the order `$values` reads them)
+// without `ON CONFLICT`: PostgreSQL inserts each row of an `INSERT ... ON CONFLICT` speculatively
+// (a second index pass per row), which makes it the dearest statement of a flush. The rows are
+// read from the JSON once; each key is looked up by the primary key (its `ctid`, NULL when new);
+// the stored rows are updated through a TID scan and the new ones inserted, both against the
+// statement's one snapshot, so no key is written twice. A concurrent insert of the same key
+// (impossible under the lease) would fail the statement, never be overwritten.
+macro_rules! pg_upsert_peers {
+    ($values:literal, $cols:literal, $set:literal) => {
+        concat!(
+            "WITH k AS MATERIALIZED (SELECT ",
+            $values,
+            " FROM jsonb_array_elements(CAST($2 AS text)::jsonb) AS elements(value)), \
+             o AS MATERIALIZED (SELECT k.*, (SELECT t.ctid FROM peers AS t WHERE t.sid = $1 AND t.class = k.class \
+             AND t.id = k.id) AS at FROM k), \
+             u AS (UPDATE peers AS t SET ",
+            $set,
+            " FROM o WHERE t.ctid = ANY (ARRAY(SELECT at FROM o WHERE at IS NOT NULL)) AND t.ctid = o.at \
+             AND t.sid = $1) \
+             INSERT INTO peers (sid, ",
+            $cols,
+            ") SELECT $1, ",
+            $cols,
+            " FROM o WHERE at IS NULL"
+        )
+    };
+}
+
+/// The PostgreSQL variants of the batch statements that read or delete rows by a JSON list of
+/// keys (see the module docs), by their SQLite text.
+fn batch_variant(sql: &str) -> Option<&'static str> {
+    use crate::plan::batch;
+    Some(match sql {
+        s if s == batch::SUM_PEERS_BATCH => concat!(
+            "UPDATE session SET peers_sum = (peers_sum - ",
+            pg_old_sum!("peers", "$2"),
+            " + $3 + 4294967296) % 4294967296 WHERE sid = $1"
+        ),
+        s if s == batch::SUM_PEERS_UNREMOVE_BATCH => concat!(
+            "UPDATE session SET peers_sum = (peers_sum - ",
+            pg_old_sum!("peers", "$2"),
+            " + $3 + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
+            pg_old_sum!("peer_removals", "$2"),
+            " + 4294967296) % 4294967296 WHERE sid = $1"
+        ),
+        s if s == batch::SUM_REMOVE_BATCH => concat!(
+            "UPDATE session SET peers_sum = (peers_sum - ",
+            pg_old_sum!("peers", "$2"),
+            " + 4294967296) % 4294967296, removals_sum = (removals_sum - ",
+            pg_old_sum!("peer_removals", "$3"),
+            " + $4 + 4294967296) % 4294967296 WHERE sid = $1"
+        ),
+        s if s == batch::UPSERT_PEERS_BATCH => pg_upsert_peers!(
+            "CAST(value ->> 0 AS BIGINT) AS class, CAST(value ->> 1 AS BIGINT) AS id, \
+             CAST(value ->> 2 AS BIGINT) AS kind, CAST(value ->> 3 AS BIGINT) AS access_hash, \
+             CAST(value ->> 4 AS BIGINT) AS min, (value ->> 5) AS usernames, (value ->> 6) AS phone, \
+             CAST(value ->> 7 AS BIGINT) AS crc",
+            "class, id, kind, access_hash, min, usernames, phone, crc",
+            "kind = o.kind, access_hash = o.access_hash, min = o.min, usernames = o.usernames, phone = o.phone, \
+             crc = o.crc"
+        ),
+        s if s == batch::UPSERT_PEERS_BATCH_SEALED => pg_upsert_peers!(
+            "CAST(value ->> 0 AS BIGINT) AS class, CAST(value ->> 1 AS BIGINT) AS id, \
+             CAST(value ->> 2 AS BIGINT) AS kind, CAST(value ->> 3 AS BIGINT) AS access_hash, \
+             CAST(value ->> 4 AS BIGINT) AS min, (value ->> 5) AS usernames, (value ->> 6) AS phone, \
+             (value ->> 7) AS sealed, CAST(value ->> 8 AS BIGINT) AS crc",
+            "class, id, kind, access_hash, min, usernames, phone, sealed, crc",
+            "kind = o.kind, access_hash = o.access_hash, min = o.min, usernames = o.usernames, phone = o.phone, \
+             sealed = o.sealed, crc = o.crc"
+        ),
+        s if s == batch::DELETE_REMOVALS_BATCH => pg_delete_keyed!("peer_removals"),
+        s if s == batch::REMOVE_PEERS_BATCH => pg_delete_keyed!("peers"),
+        _ => return None,
+    })
+}
+
 fn to_postgres(sql: &str) -> String {
     if sql == lease::FENCE {
         return PG_FENCE.to_owned();
+    }
+    if let Some(variant) = batch_variant(sql) {
+        return variant.to_owned();
     }
     let mut s = sql.replace(lease::NOW_MS, PG_NOW_MS);
     s = pragmas(&s);

@@ -2,7 +2,7 @@
 //! table's rows, and the plans built from them ([`persist`]: a change set over what is stored;
 //! [`replace`]: a full save, a compaction of the peer cache, a delete).
 
-mod batch;
+pub(crate) mod batch;
 mod persist;
 mod replace;
 
