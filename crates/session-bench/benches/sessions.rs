@@ -5,7 +5,8 @@
 //! Benchmark ids are `<scenario>/<backend>/<cached peers>`; the report reads them back from
 //! `target/criterion`. Ours are named `memory`, `store+memory`, `string`, `sqlite`, `file`,
 //! `libsql_remote`, `libsql_replica`, `postgres`, `redis`, and sealed (encryption at rest)
-//! `file_sealed`, `sqlite_sealed`; anchors `layer_*`, `grammers_*`.
+//! `file_sealed`, `sqlite_sealed`, and in `fenced_persist` `libsql_remote_fenced` /
+//! `libsql_remote_unfenced`; anchors `layer_*`, `grammers_*`.
 //! The servers (sqld, `redis-server`, PostgreSQL) run on this machine, started by `main`.
 
 #![allow(missing_docs)]
@@ -808,6 +809,63 @@ fn durable_flush(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     g.finish();
 }
 
+/// Issue 16's fence target: the same one-peer persist on `libsql_remote` with the lease's fence
+/// (`persist`, what every write does) and without it (`persist_unfenced`, the bench-only path of
+/// session-libsql's `bench-unfenced` feature: same plan, text, request and generation bump). A
+/// one-peer persist is the write the fence's statement weighs most in. Both ids run both
+/// persists, alternating which goes first, so that the two see the same machine; each times its
+/// own.
+fn fenced_persist(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
+    let mut g = c.benchmark_group("fenced_persist");
+    for &n in &settings.sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, state) = (dir.path(), &Lazy::new());
+        for fenced in [true, false] {
+            let id = if fenced { "libsql_remote_fenced" } else { "libsql_remote_unfenced" };
+            g.bench_function(BenchmarkId::new(id, n), |b| {
+                b.to_async(rt).iter_custom(|iters| async move {
+                    let ((backend, mut full, mut counter), _) = state
+                        .take(async || {
+                            let options = session_libsql::RemoteOptions::default().session(session_name(dir));
+                            let backend =
+                                LibSqlBackend::open_remote_with(sqld_url(), "", options).await.expect("open remote");
+                            let full = session(n);
+                            backend.save_session(&full).await.expect("save");
+                            (backend, full, 0u64)
+                        })
+                        .await;
+                    let mut own = Duration::ZERO;
+                    for i in 0..iters {
+                        for second in [false, true] {
+                            let with_fence = second == (i % 2 == 0);
+                            let change = [Change::UpsertPeer(new_peer(counter))];
+                            counter += 1;
+                            full.apply_all(&change);
+                            let start = Instant::now();
+                            if with_fence {
+                                backend.persist(&change, &full).await.expect("persist");
+                            } else {
+                                backend.persist_unfenced(&change, &full).await.expect("persist");
+                            }
+                            if with_fence == fenced {
+                                own += start.elapsed();
+                            }
+                        }
+                        if counter % BATCH == 0 {
+                            let r = removes(counter.saturating_sub(BATCH)..counter);
+                            full.apply_all(&r);
+                            backend.persist(&r, &full).await.expect("persist");
+                        }
+                    }
+                    state.put((backend, full, counter));
+                    own
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn main() {
     let settings = Settings::from_env();
     let rt = runtime();
@@ -844,10 +902,14 @@ fn main() {
     if run("durable_flush") {
         durable_flush(&mut c, &rt, &settings);
     }
+    if run("fenced_persist") {
+        fenced_persist(&mut c, &rt, &settings);
+    }
     c.final_summary();
     remove_tmpfs_files();
     print_postgres_flush_ratio(&settings);
     print_sealed_ratios(&settings);
+    print_fence_ratio(&settings);
 }
 
 /// Issue 18's target, from this run's results: PostgreSQL's cost per peer in a 1,000-peer flush
@@ -893,6 +955,24 @@ fn print_sealed_ratios(settings: &Settings) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Issue 16's target, from this run's results: a fenced persist at most 1.2x an unfenced one.
+fn print_fence_ratio(settings: &Settings) {
+    let Ok(measured) = session_bench::report::collect(&criterion_dir()) else { return };
+    let results = session_bench::report::Results::new(&measured);
+    for &n in &settings.sizes {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let get = |b: &str| results.get("fenced_persist", b, n);
+        if let (Some(f), Some(u)) = (get("libsql_remote_fenced"), get("libsql_remote_unfenced")) {
+            println!(
+                "fenced_persist at N={n}: libsql_remote fenced {} / unfenced {} = {:.3} (target: at most 1.2)",
+                session_bench::report::fmt_ns(f),
+                session_bench::report::fmt_ns(u),
+                f / u
+            );
         }
     }
 }

@@ -320,6 +320,24 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
             _ => Check { target, pass: None, detail: "not measured".into() },
         });
     }
+    // Issue 16: the lease's fence costs a write at most 1.2x (the same one-peer persist on
+    // libSQL remote with and without the fence statement, alternated in one bench).
+    for n in r.sizes("fenced_persist") {
+        let target = format!("libSQL remote: a fenced persist within 1.2x of an unfenced one, at N={n}");
+        out.push(
+            match (
+                r.get("fenced_persist", "libsql_remote_fenced", n),
+                r.get("fenced_persist", "libsql_remote_unfenced", n),
+            ) {
+                (Some(f), Some(u)) => Check {
+                    target,
+                    pass: Some(f <= 1.2 * u),
+                    detail: format!("{} vs {}: {:.2}x", fmt_ns(f), fmt_ns(u), f / u),
+                },
+                _ => Check { target, pass: None, detail: "not measured".into() },
+            },
+        );
+    }
     // Issue 19: encryption at rest costs at most 1.3x per new peer and per 1,000-peer flush, and
     // at most 1.5x on a load of 100,000 peers (on the file and SQLite backends).
     for (scenario, factor) in SEALED_TARGETS {
@@ -593,6 +611,24 @@ mod tests {
         assert_eq!(at(1_000).pass, Some(true), "{:?}", at(1_000));
         assert_eq!(at(100_000).pass, Some(false), "{:?}", at(100_000));
         assert!(at(1_000).detail.contains("1.90 µs vs 1.00 µs per peer: 1.90x"), "{:?}", at(1_000));
+    }
+
+    #[test]
+    fn fence_check_passes_within_1_2x_of_the_unfenced_persist_and_fails_beyond() {
+        let r = Results::new(&[
+            m("fenced_persist", "libsql_remote_unfenced", 1_000, 1_000_000.0),
+            m("fenced_persist", "libsql_remote_fenced", 1_000, 1_190_000.0),
+            m("fenced_persist", "libsql_remote_unfenced", 100_000, 1_000_000.0),
+            m("fenced_persist", "libsql_remote_fenced", 100_000, 1_210_000.0),
+        ]);
+        let c = checks(&r, &BTreeMap::new());
+        let at = |n: u64| {
+            let target = format!("libSQL remote: a fenced persist within 1.2x of an unfenced one, at N={n}");
+            c.iter().find(|c| c.target == target).expect("fence check").clone()
+        };
+        assert_eq!(at(1_000).pass, Some(true), "{:?}", at(1_000));
+        assert_eq!(at(100_000).pass, Some(false), "{:?}", at(100_000));
+        assert!(at(1_000).detail.ends_with("1.19x"), "{:?}", at(1_000));
     }
 
     #[test]

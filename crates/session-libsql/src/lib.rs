@@ -6,6 +6,8 @@ mod remote;
 #[cfg(feature = "local")]
 mod replica;
 mod trace;
+#[cfg(feature = "bench-unfenced")]
+mod unfenced;
 
 use std::path::Path;
 use std::sync::Arc;
