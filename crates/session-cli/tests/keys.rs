@@ -646,3 +646,66 @@ fn the_owner_opens_what_rekey_left_and_keeps_writing() {
         });
     }
 }
+
+/// Every file of `dir` with its length and modification time; not the `-shm` (SQLite's shared
+/// memory, where every WAL reader marks its snapshot: that is how readers and the writer agree).
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter(|e| e.as_ref().map_or(true, |e| !e.file_name().to_string_lossy().ends_with("-shm")))
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let meta = std::fs::metadata(&path).expect("meta");
+            (path, meta.len(), meta.modified().expect("mtime"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The read-only SQLite reader opens a sealed database with a key, beside the owner that holds
+/// it, without a copy and without writing: `load_with_key` (issue 16's keyed reader), and the
+/// tool's `inspect` through it.
+#[test]
+fn a_sealed_sqlite_held_by_its_owner_is_read_with_the_key_without_writing() {
+    use session_core::{Keyring, SealingKey};
+    use session_sqlite::read_only::ReadOnly;
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+    let db = work.path().join("held.db");
+    let key = |hex: &str| Keyring::new(SealingKey::from_hex(hex).expect("key"));
+    let data = session_testkit::sample_session(40);
+    let owner = rt.block_on(async {
+        let owner = session_sqlite::SqliteBackend::open_with_key(&db, key(K1)).await.expect("owner opens");
+        owner.save_session(&data).await.expect("save");
+        owner
+    });
+    let before = listing(work.path());
+    let mut reader = ReadOnly::open(&db).expect("read-only open");
+    assert!(!reader.copied(), "the owner's database was copied to be read");
+    assert!(matches!(reader.load(), Err(session_core::SessionError::Sealed { .. })), "read without the key");
+    let snapshot = reader.load_with_key(&key(K1)).expect("read with the key").expect("a session");
+    assert_eq!(snapshot.data, data);
+    assert_eq!(snapshot.sealed_with, Some(SealingKey::from_hex(K1).expect("key").id()));
+    assert!(matches!(reader.load_with_key(&key(K2)), Err(session_core::SessionError::WrongKey { .. })));
+    drop(reader);
+    let (code, out, err) = run_with(Some(K1), None, &["inspect", "--json", s(&db)]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((json["sealed"].as_bool(), json["peer_count"].as_u64()), (Some(true), Some(40)));
+    assert_eq!(listing(work.path()), before, "reading changed or created a file beside the database");
+    // The owner goes on writing under its key.
+    rt.block_on(async {
+        owner.save_session(&session_testkit::sample_session(41)).await.expect("the owner still writes");
+        owner.close().await.expect("close");
+    });
+    // A plain database read with a key is read as it is, and stays plain.
+    let plain = work.path().join("plain.db");
+    rt.block_on(async {
+        let b = session_sqlite::SqliteBackend::open(&plain).await.expect("open");
+        b.save_session(&data).await.expect("save");
+        b.close().await.expect("close");
+    });
+    let snapshot = ReadOnly::open(&plain).expect("open").load_with_key(&key(K1)).expect("read").expect("a session");
+    assert_eq!((snapshot.data, snapshot.sealed_with), (data, None));
+}
