@@ -59,10 +59,14 @@ impl LibSqlBackend {
                 ),
             ));
         }
-        if !tables.iter().any(|t| t == crate::remote::GENERATION_TABLE) {
+        // The load reads the write generation beside the rows; a database last opened by an
+        // older build (or only locally) lacks its tables, which a writer's open adds.
+        let has = |t: &str| tables.iter().any(|have| have == t);
+        if !has(crate::remote::GENERATION_TABLE) || !has(crate::remote::HISTORY_TABLE) {
             return Err(SessionError::invalid(
                 format!("session database {}", remote.resource),
-                "it has not been opened by a remote client yet (no write generation): open it once with a writer",
+                "it lacks the write generation tables of this build's remote clients: open it once with a writer (its \
+                 owner does this) to add them",
             ));
         }
         let Some(sid) = session_id(&remote, &options.session).await? else {
