@@ -29,6 +29,9 @@ async fn main() -> Result<(), session_core::BoxError> {
     let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(7);
     // `only`: run one backend's rounds (by name), for a profiler.
     let only = std::env::args().nth(2);
+    if std::env::args().nth(3).as_deref() == Some("load") {
+        return load(rounds, only.as_deref()).await;
+    }
     let key = SealingKey::from_bytes([7; 32]);
     let binding = Binding::new("sql-row").session("").part("peers").row([0u8; 18]);
     let plain = [0x5Au8; 64];
@@ -119,6 +122,45 @@ async fn main() -> Result<(), session_core::BoxError> {
             flush[sealed].as_secs_f64() / flush[plain].as_secs_f64(),
             one[sealed].as_secs_f64() / one[plain].as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+/// `seal_probe <rounds> <backend or all> load`: open and load 100,000 peers, sealed beside
+/// plain, alternating.
+async fn load(rounds: usize, only: Option<&str>) -> Result<(), session_core::BoxError> {
+    let dir = tempfile::tempdir()?;
+    let data = session_bench::session(100_000);
+    let keys = Keyring::new(SealingKey::from_bytes([9; 32]));
+    let names = ["sqlite", "sqlite_sealed", "file", "file_sealed"];
+    let open = async |name: &str| -> Result<Box<dyn SessionBackend>, session_core::BoxError> {
+        let path = dir.path().join(name);
+        let b: Box<dyn SessionBackend> = match name {
+            "sqlite" => Box::new(session_sqlite::SqliteBackend::open(path).await?),
+            "sqlite_sealed" => Box::new(session_sqlite::SqliteBackend::open_with_key(path, keys.clone()).await?),
+            "file" => Box::new(session_file::BinaryFileBackend::open(path).await?),
+            _ => Box::new(session_file::BinaryFileBackend::open_with_key(path, keys.clone()).await?),
+        };
+        Ok(b)
+    };
+    for name in names {
+        open(name).await?.save_session(&data).await?;
+    }
+    let mut best = [Duration::MAX; 4];
+    for _ in 0..rounds {
+        for (i, name) in names.iter().enumerate() {
+            if only.is_some_and(|o| o != "all" && o != *name) {
+                continue;
+            }
+            let t = Instant::now();
+            let b = open(name).await?;
+            let loaded = b.load_session().await?.map_or(0, |d| d.peers.len());
+            best[i] = best[i].min(t.elapsed());
+            assert_eq!(loaded, 100_000);
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        println!("{name}: open + load of 100,000 peers {:?}", best[i]);
     }
     Ok(())
 }
