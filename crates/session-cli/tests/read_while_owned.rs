@@ -231,10 +231,14 @@ fn redis_inspect_verify_and_list_while_the_owner_writes() {
     owner.stop();
 }
 
-/// The tables of sqld's default database, read over its HTTP API (not through our client).
-fn sqld_tables(url: &str) -> Vec<String> {
+/// The rows (first column, as text) of the last of `statements` on sqld's default database,
+/// over its HTTP API (not through our client).
+fn sqld_exec(url: &str, statements: &[&str]) -> Vec<String> {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let body = r#"{"requests":[{"type":"execute","stmt":{"sql":"SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"}},{"type":"close"}]}"#;
+    let mut requests: Vec<serde_json::Value> =
+        statements.iter().map(|sql| serde_json::json!({"type": "execute", "stmt": {"sql": sql}})).collect();
+    requests.push(serde_json::json!({"type": "close"}));
+    let body = serde_json::json!({ "requests": requests }).to_string();
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to sqld");
     let request = format!(
         "POST /v2/pipeline HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -248,12 +252,23 @@ fn sqld_tables(url: &str) -> Vec<String> {
     // A chunked body: the JSON is the text between the first `{` and the last `}`.
     let json = &json[json.find('{').expect("json")..=json.rfind('}').expect("json")];
     let value: serde_json::Value = serde_json::from_str(json).expect("json");
-    value["results"][0]["response"]["result"]["rows"]
+    let last = &value["results"][statements.len() - 1];
+    assert_eq!(last["type"], "ok", "sqld refused a statement: {value}");
+    last["response"]["result"]["rows"]
         .as_array()
         .expect("rows")
         .iter()
-        .filter_map(|row| row[0]["value"].as_str().map(str::to_owned))
+        .filter_map(|row| match &row[0] {
+            serde_json::Value::Object(v) => {
+                v.get("value").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            }
+            _ => None,
+        })
         .collect()
+}
+
+fn sqld_tables(url: &str) -> Vec<String> {
+    sqld_exec(url, &["SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"])
 }
 
 /// `DBSIZE` over RESP (with AUTH), not through our client.
@@ -326,4 +341,54 @@ fn reading_an_empty_database_or_server_creates_nothing() {
     let (code, _, err) = run(&["list", &redis.url()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(redis_dbsize(redis.port, REDIS_PASSWORD), 0, "reading wrote keys on the server");
+}
+
+/// A database of an older schema is reported as such by a read, never migrated by it.
+#[test]
+fn an_older_schema_is_reported_and_left_as_it_is() {
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+
+    let server = sqld::Sqld::start(&work.path().join("server"), None);
+    sqld_exec(&server.url(), &["CREATE TABLE peers (id INTEGER PRIMARY KEY)", "PRAGMA user_version = 1"]);
+    let cli = server.url().replacen("http://", "libsql+http://", 1);
+    let (code, _, err) = run(&["inspect", &cli]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("its schema is version 1, older than this build's"), "{err}");
+    assert_eq!(sqld_exec(&server.url(), &["PRAGMA user_version"]), ["1"], "the read migrated the database");
+    assert_eq!(sqld_tables(&server.url()), ["peers"], "the read created tables");
+
+    let pg = pg::Postgres::start();
+    let version = |schema: &str| -> (i64, i64) {
+        rt.block_on(async {
+            let (c, connection) = tokio_postgres::connect(&pg.tcp_url(), tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let tables: i64 = c
+                .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = $1", &[&schema])
+                .await
+                .expect("tables")
+                .get(0);
+            let v: i64 = c
+                .query_one(&format!("SELECT version FROM {schema}.layer_session_schema WHERE id = 0"), &[])
+                .await
+                .expect("version")
+                .get(0);
+            (tables, v)
+        })
+    };
+    rt.block_on(async {
+        let (c, connection) = tokio_postgres::connect(&pg.tcp_url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        c.batch_execute(&format!(
+            "CREATE SCHEMA old; CREATE TABLE old.layer_session_schema (id INTEGER PRIMARY KEY, application_id BIGINT, \
+             version BIGINT); INSERT INTO old.layer_session_schema VALUES (0, {}, 2)",
+            0x4C59_5353
+        ))
+        .await
+        .expect("an old schema");
+    });
+    let (code, _, err) = run(&["inspect", &format!("{}?schema=old#x", pg.tcp_url())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("its schema is version 2, older than this build's"), "{err}");
+    assert_eq!(version("old"), (1, 2), "the read migrated the schema or created tables");
 }
