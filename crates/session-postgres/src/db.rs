@@ -12,6 +12,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use session_core::SessionError;
 use session_sql::dialect::Dialect;
 use session_sql::{SqlValue, SqlValueRef, Statement};
+
+use crate::batch::{Exec, Text};
 use std::str::FromStr as _;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{FromSql, ToSql, Type};
@@ -220,7 +222,7 @@ pub(crate) async fn query(
 ) -> Result<Vec<Row>, SessionError> {
     let text = db.text(statement.sql);
     let prepared = tx.prepare_cached(&text).await.map_err(|e| db.map(e))?;
-    let params = bind(&statement.params, prepared.params(), &db.resource)?;
+    let params = bind(statement.params.iter(), prepared.params(), &db.resource)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
     tx.query(&prepared, &refs).await.map_err(|e| db.map(e))
 }
@@ -233,7 +235,7 @@ pub(crate) async fn execute(
 ) -> Result<u64, SessionError> {
     let text = db.text(statement.sql);
     let prepared = tx.prepare_cached(&text).await.map_err(|e| db.map(e))?;
-    let params = bind(&statement.params, prepared.params(), &db.resource)?;
+    let params = bind(statement.params.iter(), prepared.params(), &db.resource)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
     tx.execute(&prepared, &refs).await.map_err(|e| db.map(e))
 }
@@ -248,14 +250,20 @@ pub(crate) async fn execute(
 pub(crate) async fn execute_all(
     tx: &deadpool_postgres::Transaction<'_>,
     db: &Db,
-    statements: &[&Statement],
+    statements: &[Exec<'_>],
 ) -> Result<(), SessionError> {
-    let texts: Vec<Arc<str>> = statements.iter().map(|st| db.text(st.sql)).collect();
+    let texts: Vec<Arc<str>> = statements
+        .iter()
+        .map(|st| match st.text {
+            Text::Plan(sql) => db.text(sql),
+            Text::Postgres(text) => Arc::from(text),
+        })
+        .collect();
     let prepared = in_order(texts.iter().map(|text| tx.prepare_cached(text))).await.map_err(|e| db.map(e))?;
     let params = statements
         .iter()
         .zip(&prepared)
-        .map(|(st, p)| bind(&st.params, p.params(), &db.resource))
+        .map(|(st, p)| bind(st.params.iter().copied(), p.params(), &db.resource))
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
         params.iter().map(|ps| ps.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()).collect();
@@ -299,14 +307,18 @@ where
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
 /// The parameters as the Rust types of the server's inferred parameter types.
-fn bind<'a>(values: &'a [SqlValue], types: &[Type], resource: &str) -> Result<Vec<Param<'a>>, SessionError> {
+fn bind<'a>(
+    values: impl ExactSizeIterator<Item = &'a SqlValue>,
+    types: &[Type],
+    resource: &str,
+) -> Result<Vec<Param<'a>>, SessionError> {
     if values.len() != types.len() {
         return Err(SessionError::Backend {
             backend: "postgres".to_owned(),
             source: format!("{} parameters for a statement of {}", values.len(), types.len()).into(),
         });
     }
-    values.iter().zip(types).map(|(v, ty)| one(v, ty, resource)).collect()
+    values.zip(types).map(|(v, ty)| one(v, ty, resource)).collect()
 }
 
 fn one<'a>(value: &'a SqlValue, ty: &Type, resource: &str) -> Result<Param<'a>, SessionError> {

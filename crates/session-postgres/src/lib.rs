@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod batch;
 mod db;
 mod lease;
 mod list;
@@ -21,6 +22,8 @@ use tokio_postgres::{IsolationLevel, Socket};
 use tracing::field::Empty;
 use tracing::Instrument as _;
 
+#[doc(hidden)]
+pub use crate::batch::postgres_plan;
 pub use crate::db::Tls;
 use crate::db::{cells, connect, execute_all, query, Db};
 pub use crate::lease::PostgresLeases;
@@ -453,8 +456,9 @@ impl PostgresBackend {
                 // Unknown until the commit is acknowledged.
                 *stored = None;
                 let tx = client.transaction().await.map_err(|e| db.map(e))?;
-                let statements: Vec<&Statement> = std::iter::once(&fence).chain(&plan).collect();
-                execute_all(&tx, db, &statements).await?;
+                let mut plan = plan;
+                plan.insert(0, fence.clone());
+                execute_all(&tx, db, &batch::fuse(&plan)).await?;
                 tx.commit().await.map_err(|e| db.map(e))?;
                 *stored = after;
                 Ok(())

@@ -167,16 +167,26 @@ async fn each_statement_of_a_flush_reads_only_its_keys() {
     data.apply_all(&grow);
     b.persist(&grow, &data).await.unwrap();
     let sid: i64 = client.query_one("SELECT id FROM sessions WHERE name = 's'", &[]).await.unwrap().get(0);
-    // Every batch statement: upserts that delete removals, removals that record some.
-    let flush: Vec<Change> = upserts(3_000..3_500, 5).chain(removals(4_000..4_500)).collect();
+    // Every batch statement: upserts of stored, removed and new keys that delete removals,
+    // removals that record some.
+    let flush: Vec<Change> = upserts(20_000..20_200, 5)
+        .chain(upserts(0..200, 5))
+        .chain(upserts(3_000..3_100, 5))
+        .chain(removals(4_000..4_500))
+        .collect();
     data.apply_all(&flush);
     let plan: Vec<_> = session_sql::persist_plan_known(sid, &flush, &data, Known::default()).unwrap().collect();
-    assert!(plan.len() >= 5, "{} statements", plan.len());
+    // Each statement of session-sql's plan in PostgreSQL's dialect, and each this backend runs.
+    let mut statements: Vec<(String, Vec<SqlValue>)> =
+        plan.iter().map(|st| (Dialect::Postgres.translate(st.sql).into_owned(), st.params.clone())).collect();
+    let fused = session_postgres::postgres_plan(&plan);
+    assert!(fused.len() < plan.len(), "no run was one statement");
+    statements.extend(fused);
+    assert!(statements.len() >= 8, "{} statements", statements.len());
     client.batch_execute("BEGIN").await.unwrap();
-    for st in &plan {
-        let text = Dialect::Postgres.translate(st.sql);
-        let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync>> = st
-            .params
+    for (text, params) in &statements {
+        client.batch_execute("SAVEPOINT s").await.unwrap();
+        let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync>> = params
             .iter()
             .map(|v| -> Box<dyn tokio_postgres::types::ToSql + Sync> {
                 match v {
@@ -193,6 +203,7 @@ async fn each_statement_of_a_flush_reads_only_its_keys() {
         for (node, rows) in scans(&explained) {
             assert!(rows <= 1_000, "{node} read {rows} rows for 1,000 keys in\n{text}\n{}", explained.join("\n"));
         }
+        client.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
     }
     client.batch_execute("ROLLBACK").await.unwrap();
 }

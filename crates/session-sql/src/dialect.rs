@@ -203,6 +203,43 @@ fn batch_variant(sql: &str) -> Option<&'static str> {
     })
 }
 
+/// A statement of the plan of a run of peer upserts, for a PostgreSQL driver that runs a run's
+/// statements as one statement of its own (see [`peer_batch`]). Every one takes the session's
+/// id as `?1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerBatch {
+    /// Moves `peers_sum` from the stored rows of the keys `?2` (a JSON array of `[class, id]`)
+    /// to `?3`, the sum of the new rows' `crc`.
+    SumPeers,
+    /// [`SumPeers`](PeerBatch::SumPeers), and takes the removals of the same keys out of
+    /// `removals_sum`.
+    SumPeersUnremove,
+    /// Deletes the removals of the keys `?2`.
+    DeleteRemovals,
+    /// Upserts the peer rows `?2`, a JSON array of `[class, id, kind, access_hash, min,
+    /// usernames, phone, crc]`.
+    Upsert,
+    /// [`Upsert`](PeerBatch::Upsert) of sealed rows: `sealed` before `crc`.
+    UpsertSealed,
+}
+
+/// Which statement of a run of peer upserts `sql` (a text of this crate's plans) is, `None` for
+/// any other. A run of upserts is planned as `SumPeers` then `Upsert` (or `UpsertSealed`), or,
+/// when removals may be stored, `SumPeersUnremove`, `DeleteRemovals`, then the upsert; the keys
+/// of the sum and the delete are exactly those of the upsert's rows, and the sum's `?3` is the
+/// sum of their `crc`. (A sealed run is split into several such groups, over disjoint keys.)
+pub fn peer_batch(sql: &str) -> Option<PeerBatch> {
+    use crate::plan::batch;
+    Some(match sql {
+        s if s == batch::SUM_PEERS_BATCH => PeerBatch::SumPeers,
+        s if s == batch::SUM_PEERS_UNREMOVE_BATCH => PeerBatch::SumPeersUnremove,
+        s if s == batch::DELETE_REMOVALS_BATCH => PeerBatch::DeleteRemovals,
+        s if s == batch::UPSERT_PEERS_BATCH => PeerBatch::Upsert,
+        s if s == batch::UPSERT_PEERS_BATCH_SEALED => PeerBatch::UpsertSealed,
+        _ => return None,
+    })
+}
+
 fn to_postgres(sql: &str) -> String {
     if sql == lease::FENCE {
         return PG_FENCE.to_owned();
