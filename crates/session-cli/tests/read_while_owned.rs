@@ -34,7 +34,17 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs the tool; (exit code, stdout, stderr). No password shows in what it printed.
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = tool().env("LAYER_SESSION_TIMEOUT", "5").args(args).output().expect("runs");
+    run_key(None, args)
+}
+
+/// [`run`] with `LAYER_SESSION_KEY` set to `key` (unset for `None`).
+fn run_key(key: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tool();
+    cmd.env("LAYER_SESSION_TIMEOUT", "5").env_remove("LAYER_SESSION_KEY");
+    if let Some(key) = key {
+        cmd.env("LAYER_SESSION_KEY", key);
+    }
+    let out = cmd.args(args).output().expect("runs");
     let (stdout, stderr) =
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     for secret in [pg::PASSWORD, REDIS_PASSWORD] {
@@ -52,7 +62,17 @@ struct Owner {
 
 impl Owner {
     fn start(kind: &str, url: &str, name: &str) -> Owner {
-        let mut child = Command::new(HOLDER)
+        Owner::start_key(kind, url, name, None)
+    }
+
+    /// [`Owner::start`] of a session sealed with the raw key `key`.
+    fn start_key(kind: &str, url: &str, name: &str, key: Option<&str>) -> Owner {
+        let mut cmd = Command::new(HOLDER);
+        cmd.env_remove("LAYER_SESSION_KEY");
+        if let Some(key) = key {
+            cmd.env("LAYER_SESSION_KEY", key);
+        }
+        let mut child = cmd
             .args(["owner", kind, url, name])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -140,16 +160,30 @@ fn whole(count: usize, what: &str) {
 /// The whole check against one server. `cli` is the session's location for the tool, `list`
 /// the database's, `direct` reads the peers count through the backend's read-only open.
 fn reads_while_owned(owner: &mut Owner, name: &str, cli: &str, list: &str, direct: &dyn Fn() -> Option<usize>) {
+    reads_while_owned_key(owner, None, name, cli, list, direct, 30);
+}
+
+/// [`reads_while_owned`] of a session sealed with `key` (the tool reads it with the key).
+fn reads_while_owned_key(
+    owner: &mut Owner,
+    key: Option<&str>,
+    name: &str,
+    cli: &str,
+    list: &str,
+    direct: &dyn Fn() -> Option<usize>,
+    rounds: usize,
+) {
     let (_, before, _) = owner.wait_past(0);
     let mut seen = BTreeSet::new();
     for _ in 0..3 {
-        let (code, out, err) = run(&["inspect", "--json", cli]);
+        let (code, out, err) = run_key(key, &["inspect", "--json", cli]);
         assert_eq!(code, 0, "inspect of an owned session: {err}");
         let json: serde_json::Value = serde_json::from_str(&out).expect("json");
         let count = usize::try_from(json["peer_count"].as_u64().expect("peer_count")).expect("count");
         whole(count, "inspect");
+        assert_eq!(json["sealed"].as_bool(), Some(key.is_some()), "{json}");
         seen.insert(count);
-        let (code, out, err) = run(&["verify", cli]);
+        let (code, out, err) = run_key(key, &["verify", cli]);
         assert_eq!(code, 0, "verify of an owned session: {out}{err}");
         assert!(out.starts_with("ok: "), "{out}");
     }
@@ -158,7 +192,7 @@ fn reads_while_owned(owner: &mut Owner, name: &str, cli: &str, list: &str, direc
     let line =
         out.lines().find(|l| l.contains(&format!("{name:?}: stored; held by"))).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains(&format!("pid {} ", owner.pid())), "list does not name the owner: {out}");
-    for _ in 0..30 {
+    for _ in 0..rounds {
         let count = direct().expect("the read-only open found the session");
         whole(count, "read-only open");
         seen.insert(count);
@@ -391,4 +425,64 @@ fn an_older_schema_is_reported_and_left_as_it_is() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("its schema is version 2, older than this build's"), "{err}");
     assert_eq!(version("old"), (1, 2), "the read migrated the schema or created tables");
+}
+
+/// A raw sealing key (64 hex characters).
+const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// Sealed sessions are read with the key while their owner (opened with the same key) writes;
+/// without the key a read is refused as sealed, and the owner is not disturbed either way.
+#[test]
+fn sealed_sessions_are_read_with_the_key_while_the_owner_writes() {
+    use session_core::{Keyring, SealingKey};
+    let rt = runtime();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = sample(&rt, work.path());
+    let keys = || Keyring::new(SealingKey::from_hex(KEY).expect("key"));
+
+    let server = sqld::Sqld::start(&work.path().join("server"), None);
+    let pg = pg::Postgres::start();
+    let redis = rd::Redis::start(rd::Config {
+        persistence: rd::Persistence::Durable,
+        password: Some(REDIS_PASSWORD.to_owned()),
+        tcp: true,
+    });
+    let libsql_cli = server.url().replacen("http://", "libsql+http://", 1);
+    let cases = [
+        ("libsql", server.url(), "default", libsql_cli.clone(), libsql_cli.clone()),
+        ("postgres", pg.tcp_url(), "sealed", format!("{}#sealed", pg.tcp_url()), pg.tcp_url()),
+        ("redis", redis.url(), "sealed", format!("{}#sealed", redis.url()), redis.url()),
+    ];
+    for (kind, url, name, cli, list) in &cases {
+        let (code, _, err) = run_key(Some(KEY), &["convert", s(&src), cli]);
+        assert_eq!(code, 0, "{kind}: {err}");
+        let mut owner = Owner::start_key(kind, url, name, Some(KEY));
+        let direct = || -> Option<usize> {
+            let found = match *kind {
+                "libsql" => rt
+                    .block_on(session_libsql::LibSqlBackend::read_remote(url, "", &Default::default(), Some(&keys())))
+                    .expect("read")
+                    .map(|s| (s.data.peers.len(), s.sealed_with)),
+                "postgres" => rt
+                    .block_on(session_postgres::PostgresOptions::new().session(name).read_session(url, Some(&keys())))
+                    .expect("read")
+                    .map(|s| (s.data.peers.len(), s.sealed_with)),
+                _ => rt
+                    .block_on(session_redis::RedisOptions::new().session(*name).key(keys()).read_session(url))
+                    .expect("read")
+                    .map(|s| (s.data.peers.len(), s.sealed_with)),
+            };
+            found.map(|(peers, sealed)| {
+                assert_eq!(sealed, Some(SealingKey::from_hex(KEY).expect("key").id()), "{kind}: not read as sealed");
+                peers
+            })
+        };
+        reads_while_owned_key(&mut owner, Some(KEY), name, cli, list, &direct, 12);
+        let (code, _, err) = run_key(None, &["inspect", cli]);
+        assert_eq!(code, 2, "{kind}: a sealed session read without the key: {err}");
+        assert!(err.to_lowercase().contains("sealed"), "{kind}: {err}");
+        let (token, _, errors) = owner.status();
+        assert_eq!((token, errors), (owner.token, 0), "{kind}: the owner was disturbed");
+        owner.stop();
+    }
 }

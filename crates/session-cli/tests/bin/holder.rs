@@ -11,7 +11,8 @@
 //! `owner-ready TOKEN` (the lease's fencing token) and then persists batches of 1,000 peers (added,
 //! then removed again), one persist each, until its stdin closes. Each line on stdin is answered with
 //! `owner TOKEN BATCHES ERRORS` (the token now, batches persisted, persists that failed); at the
-//! end it closes the backend (handing the lease back).
+//! end it closes the backend (handing the lease back). With `LAYER_SESSION_KEY` (a raw key), the
+//! session is opened sealed with it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,12 +56,18 @@ fn main() {
 type TokenOf = Box<dyn Fn() -> u64 + Send + Sync>;
 
 async fn owner(kind: &str, url: &str, name: &str, auth_token: &str) {
+    // A sealed session is owned with the raw key (64 hex characters) of LAYER_SESSION_KEY.
+    let keys = std::env::var("LAYER_SESSION_KEY")
+        .ok()
+        .map(|hex| session_core::Keyring::new(session_core::SealingKey::from_hex(&hex).expect("a raw key")));
     let (backend, token_of): (Arc<dyn SessionBackend>, TokenOf) = match kind {
         "libsql" => {
             let options = session_libsql::RemoteOptions::default().session(name);
-            let b = Arc::new(
-                session_libsql::LibSqlBackend::open_remote_with(url, auth_token, options).await.expect("open"),
-            );
+            let opened = match keys {
+                Some(keys) => session_libsql::LibSqlBackend::open_remote_with_key(url, auth_token, options, keys).await,
+                None => session_libsql::LibSqlBackend::open_remote_with(url, auth_token, options).await,
+            };
+            let b = Arc::new(opened.expect("open"));
             let watch = b.lease().expect("a remote backend holds a lease");
             let token = Box::new(move || match &*watch.borrow() {
                 LeaseStatus::Held { token, .. } => *token,
@@ -69,12 +76,21 @@ async fn owner(kind: &str, url: &str, name: &str, auth_token: &str) {
             (b, token)
         }
         "postgres" => {
-            let b = Arc::new(session_postgres::PostgresOptions::new().session(name).open(url).await.expect("open"));
+            let options = session_postgres::PostgresOptions::new().session(name);
+            let opened = match keys {
+                Some(keys) => options.open_with_key(url, keys).await,
+                None => options.open(url).await,
+            };
+            let b = Arc::new(opened.expect("open"));
             let held = b.clone();
             (b, Box::new(move || held.lease_token()))
         }
         _ => {
-            let b = Arc::new(session_redis::RedisOptions::new().session(name).open(url).await.expect("open"));
+            let mut options = session_redis::RedisOptions::new().session(name);
+            if let Some(keys) = keys {
+                options = options.key(keys);
+            }
+            let b = Arc::new(options.open(url).await.expect("open"));
             let held = b.clone();
             (
                 b,
