@@ -185,7 +185,7 @@ impl Ours {
                 if let Some(old) = prev.take() {
                     // A server session has an owner: the old one hands its lease back first,
                     // as a restart that shuts down cleanly does.
-                    if matches!(self, Ours::Postgres | Ours::Redis) {
+                    if matches!(self, Ours::Postgres | Ours::Redis | Ours::LibsqlRemote | Ours::LibsqlReplica) {
                         old.close().await.expect("close");
                     }
                 }

@@ -252,11 +252,11 @@ impl LibSqlBackend {
         let open = async {
             // Nothing is written (the lease included) to a database that is not ours.
             let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
-            remote.check().await?;
-            let lease = take_lease(url, auth_token, &options).await?;
+            let checked = remote.check().await?;
+            let lease = take_lease(&remote, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
             let setup = async {
-                remote.setup().await?;
+                remote.setup(checked).await?;
                 let sealed = remote.check_seal(keys).await?;
                 remote.register(&options.session).await?;
                 match sealed {
@@ -341,11 +341,11 @@ impl LibSqlBackend {
                 None => SqliteBackend::open_named_with(path, &options.session, Durability::ProcessCrash).await?,
             };
             let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
-            remote.check().await?;
-            let lease = take_lease(url, auth_token, &options).await?;
+            let checked = remote.check().await?;
+            let lease = take_lease(&remote, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
             let replica = async {
-                remote.setup().await?;
+                remote.setup(checked).await?;
                 let sealed = remote.check_seal(keys).await?;
                 remote.register(&options.session).await?;
                 if let Some(s) = sealed {
@@ -584,11 +584,12 @@ impl RemoteOptions {
     }
 }
 
-async fn take_lease(url: &str, auth_token: &str, options: &RemoteOptions) -> Result<Lease, SessionError> {
+/// Takes the session's lease on a connection of its own beside `remote`'s.
+async fn take_lease(remote: &Remote, auth_token: &str, options: &RemoteOptions) -> Result<Lease, SessionError> {
     // The lease's calls end (and reset their connection) by themselves before the keeper's own
     // bound on a lease call would cancel them mid-request.
     let timeout = options.timeout.min(options.lease.call_timeout() * 4 / 5);
-    let store = LibSqlLeases::connect(url, auth_token, timeout, &options.session).await?;
+    let store = LibSqlLeases::beside(remote, auth_token, timeout, &options.session)?;
     Lease::acquire(Arc::new(store), options.lease).await
 }
 

@@ -373,6 +373,30 @@ async fn pages_shrink_under_a_small_response_limit() {
     assert_eq!(load(&replica).await.as_ref(), Some(&data));
 }
 
+/// A load is one batch when every table's first page holds all its rows, else a paged read
+/// transaction: a session of more chunks than one page of them (32 of 4,096 peers) loads
+/// exactly, and so does the same session cut to fit one batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_past_one_batch_loads_exactly_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqld = Sqld::start(&dir.path().join("server"), None);
+    let backend = LibSqlBackend::open_remote(&sqld.url(), "").await.unwrap();
+    let mut data = sample_session(33 * 4_096);
+    backend.save_session(&data).await.unwrap();
+    let mut chunks = raw(&sqld.url(), "").await.query("SELECT count(*) FROM peer_chunks", ()).await.unwrap();
+    let n: i64 = chunks.next().await.unwrap().unwrap().get(0).unwrap();
+    assert!(n > 32, "{n} chunks: the paged read is not reached");
+    assert_eq!(load(&backend).await.as_ref(), Some(&data));
+    let mut rng = Rng::new(5);
+    let rows: Vec<Change> = (200_000..200_050).map(|n| Change::UpsertPeer(sample_peer(n, &mut rng))).collect();
+    persist(&backend, &mut data, rows).await;
+    assert_eq!(load(&backend).await.as_ref(), Some(&data));
+    let small = sample_session(1_000);
+    backend.save_session(&small).await.unwrap();
+    assert_eq!(load(&backend).await.as_ref(), Some(&small));
+    backend.close().await.unwrap();
+}
+
 /// A server database of schema version 2 (no checksums) with rows is migrated in one
 /// interactive transaction that checksums them: it loads the same session, and then a value
 /// changed behind the backend's back, or a row deleted, is `Corrupt`.

@@ -34,13 +34,28 @@ impl LibSqlLeases {
     /// every call fails with [`SessionError::Unavailable`] after `timeout`.
     pub async fn connect(url: &str, auth_token: &str, timeout: Duration, name: &str) -> Result<Self, SessionError> {
         let remote = Remote::connect(url, auth_token, timeout).await?;
+        Ok(Self::over(remote, auth_token, name))
+    }
+
+    /// The lease of session `name` on a connection of its own beside `beside` (same server,
+    /// token and client; see [`Remote::sibling`]).
+    pub(crate) fn beside(
+        beside: &Remote,
+        auth_token: &str,
+        timeout: Duration,
+        name: &str,
+    ) -> Result<Self, SessionError> {
+        Ok(Self::over(beside.sibling(timeout)?, auth_token, name))
+    }
+
+    fn over(remote: Remote, auth_token: &str, name: &str) -> Self {
         let group = {
             use std::hash::{Hash as _, Hasher as _};
             let mut digest = std::collections::hash_map::DefaultHasher::new();
             auth_token.hash(&mut digest);
             format!("libsql:{}:{:016x}", remote.resource, digest.finish())
         };
-        Ok(LibSqlLeases { remote, name: name.to_owned(), group })
+        LibSqlLeases { remote, name: name.to_owned(), group }
     }
 
     /// Runs `statements` as one transaction; every row of the last statement.

@@ -1,6 +1,7 @@
-//! The read path: the session and its generation in one read transaction, the small tables in
-//! one batch, the large ones in pages of JSON the server builds, and the peer chunks (blobs) a
-//! few per request.
+//! The read path: the session and its generation in one snapshot. A session that fits one
+//! response (the common case) is one transactional batch, one request; a larger one is read in
+//! one read transaction: the small tables in one batch, the large ones in pages of JSON the
+//! server builds, and the peer chunks (blobs) a few per request.
 
 use session_core::{SessionData, SessionError};
 use session_sql::{SessionRows, SqlValueRef, Table, LOAD_PEER_CHUNKS_AFTER, LOAD_QUERIES};
@@ -11,13 +12,120 @@ use super::transport::{collect, value_ref};
 use super::{Generation, Remote, GENERATION_TABLE, READ_GENERATION};
 
 impl Remote {
-    /// The stored session and the generation it belongs to, read in one transaction.
+    /// The stored session and the generation it belongs to, read in one transaction: one
+    /// request when it fits one response ([`Remote::load_in_one_batch`]), else in pages.
     ///
-    /// Round trips: `BEGIN`, one batch for the generation and the small tables, one request per
-    /// page of [`PAGE_ROWS`] peers (and channels), `COMMIT`. Pages come back as one JSON text per
-    /// page built by the server (`json_group_array`), which is several times cheaper to move and
-    /// decode than Hrana's per-value encoding.
+    /// Large tables come back as one JSON text per page built by the server
+    /// (`json_group_array`), which is several times cheaper to move and decode than Hrana's
+    /// per-value encoding.
     pub(crate) async fn load(&self) -> Result<(Option<SessionData>, Generation), SessionError> {
+        if let Some(loaded) = self.load_in_one_batch().await? {
+            return Ok(loaded);
+        }
+        self.load_in_pages().await
+    }
+
+    /// The whole load as one transactional batch (one request, one snapshot): the generation,
+    /// the small tables, the first page of each large table and of the chunks. `None` when a
+    /// page came back full (there may be more rows), too large for the server's response limit,
+    /// or the server withheld the batch's rows: [`Remote::load_in_pages`] reads it then.
+    ///
+    /// A session of up to [`CHUNKS_PER_PAGE`] chunks (131,072 peers written by a full save)
+    /// and [`PAGE_ROWS`] overlay rows loads in this one request, where the paged read takes
+    /// seven (`BEGIN`, a batch, four pages, `COMMIT`), each a round trip and a new stream.
+    async fn load_in_one_batch(&self) -> Result<Option<(Option<SessionData>, Generation)>, SessionError> {
+        let small: Vec<(Table, &str)> =
+            LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t) && !is_blobs(*t)).collect();
+        let mut later: Vec<Table> = Vec::new();
+        let mut sql = String::from(READ_GENERATION);
+        for (_, q) in &small {
+            sql.push_str(";\n");
+            sql.push_str(&self.bound(q)?);
+        }
+        for (table, q) in LOAD_QUERIES {
+            sql.push_str(";\n");
+            if is_blobs(table) {
+                inline(
+                    &mut sql,
+                    &session_sql::Statement {
+                        sql: LOAD_PEER_CHUNKS_AFTER,
+                        params: vec![
+                            session_sql::SqlValue::Integer(self.sid),
+                            session_sql::SqlValue::Integer(-1),
+                            session_sql::SqlValue::Integer(CHUNKS_PER_PAGE),
+                        ],
+                    },
+                )?;
+            } else if is_large(table) {
+                let Some(page) = self.json_page(q, PAGE_ROWS, 0)? else {
+                    return Ok(None);
+                };
+                sql.push_str(&page);
+            } else {
+                continue;
+            }
+            later.push(table);
+        }
+        let Some(sets) = self.read_batch(&sql).await? else {
+            return Ok(None);
+        };
+        // Rows withheld (a server may): read in pages.
+        let Some(sets) = sets.into_iter().collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        if sets.len() != 1 + small.len() + later.len() {
+            return Ok(None);
+        }
+        let (first, rest) = sets.split_at(1);
+        let (small_sets, later_sets) = rest.split_at(small.len());
+        // Complete only when no page came back full.
+        for (table, rows) in later.iter().zip(later_sets) {
+            let full = if is_blobs(*table) {
+                rows.len() >= usize::try_from(CHUNKS_PER_PAGE).unwrap_or(usize::MAX)
+            } else {
+                match rows.first().and_then(|row| row.first()) {
+                    Some(libsql::Value::Integer(n)) => u64::try_from(*n).unwrap_or(u64::MAX) >= PAGE_ROWS,
+                    _ => true,
+                }
+            };
+            if full {
+                return Ok(None);
+            }
+        }
+        let generation = match first.first().and_then(|rows| rows.first()).and_then(|row| row.first()) {
+            Some(libsql::Value::Integer(v)) => *v,
+            Some(_) => {
+                return Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: not an integer")))
+            }
+            None => return Ok(None),
+        };
+        let mut out = SessionRows::new(self.resource.clone()).with_seal(self.seal.clone());
+        for ((table, _), rows) in small.iter().zip(small_sets) {
+            for row in rows {
+                let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                out.row(*table, &refs)?;
+            }
+        }
+        for (table, rows) in later.iter().zip(later_sets) {
+            if is_blobs(*table) {
+                for row in rows {
+                    let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                    out.row(*table, &refs)?;
+                }
+            } else {
+                let Some(row) = rows.first() else {
+                    return Ok(None);
+                };
+                self.json_rows(*table, row, &mut out)?;
+            }
+        }
+        Ok(Some((out.finish()?, generation)))
+    }
+
+    /// The paged read, in one interactive read transaction. Round trips: `BEGIN`, one batch for
+    /// the generation and the small tables, one request per page of [`PAGE_ROWS`] peers (and
+    /// channels) and of [`CHUNKS_PER_PAGE`] chunks, `COMMIT`.
+    async fn load_in_pages(&self) -> Result<(Option<SessionData>, Generation), SessionError> {
         let conn = self.lock().await?;
         self.timed(&conn, async {
             let tx = conn.transaction().await.map_err(|e| self.map(e))?;
@@ -101,17 +209,15 @@ impl Remote {
         query: &'static str,
         out: &mut SessionRows,
     ) -> Result<(), SessionError> {
-        let Some(columns) = select_columns(query) else {
+        if select_columns(query).is_none() {
             return self.load_plain(tx, table, query, out).await;
-        };
-        let bound = self.bound(query)?;
+        }
         let mut offset: u64 = 0;
         let mut page: u64 = PAGE_ROWS;
         loop {
-            let sql = format!(
-                "SELECT count(*), json_group_array(json_array({})) FROM ({bound} LIMIT {page} OFFSET {offset})",
-                columns.join(", ")
-            );
+            let Some(sql) = self.json_page(query, page, offset)? else {
+                return self.load_plain(tx, table, query, out).await;
+            };
             let rows = match tx.execute_batch(&sql).await {
                 Ok(mut results) => match results.next_stmt_row().flatten() {
                     Some(rows) => collect(rows).await.map_err(|e| self.map(e))?,
@@ -127,28 +233,47 @@ impl Remote {
             let Some(row) = rows.first() else {
                 return self.load_plain(tx, table, query, out).await;
             };
-            let (Some(libsql::Value::Integer(n)), Some(libsql::Value::Text(json))) = (row.first(), row.get(1)) else {
-                return Err(SessionError::corrupt(&self.resource, "a page of rows that is not JSON text"));
-            };
-            let decoded: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
-                .map_err(|e| SessionError::corrupt(&self.resource, format!("a page of rows: {e}")))?;
-            let bad = || SessionError::corrupt(&self.resource, "a page of rows with a value JSON cannot carry exactly");
-            let mut refs = [SqlValueRef::Null; 16];
-            for values in &decoded {
-                if values.len() > refs.len() {
-                    return Err(SessionError::corrupt(&self.resource, "a row with too many columns"));
-                }
-                for (slot, v) in refs.iter_mut().zip(values) {
-                    *slot = json_ref(v).ok_or_else(bad)?;
-                }
-                out.row(table, refs.get(..values.len()).unwrap_or_default())?;
-            }
-            let n = u64::try_from(*n).unwrap_or(0);
+            let n = self.json_rows(table, row, out)?;
             if n < page {
                 return Ok(());
             }
             offset += n;
         }
+    }
+
+    /// The query of one page of `query`'s rows as one JSON text built by the server (`None`:
+    /// the query is not a plain column list).
+    fn json_page(&self, query: &'static str, page: u64, offset: u64) -> Result<Option<String>, SessionError> {
+        let Some(columns) = select_columns(query) else {
+            return Ok(None);
+        };
+        let bound = self.bound(query)?;
+        Ok(Some(format!(
+            "SELECT count(*), json_group_array(json_array({})) FROM ({bound} LIMIT {page} OFFSET {offset})",
+            columns.join(", ")
+        )))
+    }
+
+    /// Hands the rows of a page [`Remote::json_page`] read (its one row: the count and the JSON
+    /// text) to `out`; returns the count.
+    fn json_rows(&self, table: Table, row: &[libsql::Value], out: &mut SessionRows) -> Result<u64, SessionError> {
+        let (Some(libsql::Value::Integer(n)), Some(libsql::Value::Text(json))) = (row.first(), row.get(1)) else {
+            return Err(SessionError::corrupt(&self.resource, "a page of rows that is not JSON text"));
+        };
+        let decoded: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
+            .map_err(|e| SessionError::corrupt(&self.resource, format!("a page of rows: {e}")))?;
+        let bad = || SessionError::corrupt(&self.resource, "a page of rows with a value JSON cannot carry exactly");
+        let mut refs = [SqlValueRef::Null; 16];
+        for values in &decoded {
+            if values.len() > refs.len() {
+                return Err(SessionError::corrupt(&self.resource, "a row with too many columns"));
+            }
+            for (slot, v) in refs.iter_mut().zip(values) {
+                *slot = json_ref(v).ok_or_else(bad)?;
+            }
+            out.row(table, refs.get(..values.len()).unwrap_or_default())?;
+        }
+        Ok(u64::try_from(*n).unwrap_or(0))
     }
 
     /// Reads `peer_chunks` a few rows per request (blobs travel as base64, so a million peers

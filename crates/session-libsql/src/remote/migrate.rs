@@ -13,11 +13,13 @@ use super::{Remote, CREATE_GENERATION, GENERATION_TABLE, HISTORY_TABLE};
 
 impl Remote {
     /// Reads (writes nothing) whether the database is one this build may use: ours at a version
-    /// it knows, or empty. Run before anything is written to it, the lease included.
-    pub(crate) async fn check(&self) -> Result<(), SessionError> {
+    /// it knows, or empty. Run before anything is written to it, the lease included. Returns
+    /// what it read (the schema version and the tables), for [`Remote::setup`].
+    pub(crate) async fn check(&self) -> Result<Checked, SessionError> {
         let (version, tables) = self.inspect().await?;
         self.refuse_foreign(version, &tables)?;
-        session_sql::migrations_from(version).map(drop)
+        session_sql::migrations_from(version).map(drop)?;
+        Ok(Checked { version, tables })
     }
 
     fn refuse_foreign(&self, version: u32, tables: &[String]) -> Result<(), SessionError> {
@@ -43,7 +45,17 @@ impl Remote {
         ))
     }
 
-    pub(crate) async fn setup(&self) -> Result<(), SessionError> {
+    /// Brings the schema up to date. `checked`: what [`Remote::check`] read at this open. When
+    /// it found the schema up to date, nothing is read again: a schema this build finds current
+    /// changes only by a newer build's migration, which may as well come just after this
+    /// open, so a second read after the lease would buy nothing but a round trip.
+    pub(crate) async fn setup(&self, checked: Checked) -> Result<(), SessionError> {
+        let Checked { version, tables } = checked;
+        if session_sql::migrations_from(version)?.next().is_none()
+            && [GENERATION_TABLE, HISTORY_TABLE].iter().all(|g| tables.iter().any(|t| t == g))
+        {
+            return Ok(());
+        }
         // Two clients may migrate at once: the loser's transaction fails and rolls back, and the
         // next round sees the winner's version.
         let mut attempts = 0;
@@ -139,34 +151,71 @@ impl Remote {
         .await
     }
 
-    /// `PRAGMA user_version` and the tables, from one snapshot.
+    /// `PRAGMA user_version` and the tables, from one snapshot: one request (a transactional
+    /// batch), where an interactive transaction took four (`BEGIN`, two queries, `COMMIT`).
     pub(crate) async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
+        let sets = self.read_batch(INSPECT).await?.unwrap_or_default();
+        // `PRAGMA user_version` always answers a row: none means the server withheld the rows of
+        // the batch (batches ask for none), so the reads are made one by one.
+        let Some(version) = sets.first().and_then(Option::as_ref).and_then(|rows| rows.first()).and_then(|r| r.first())
+        else {
+            return self.inspect_one_by_one().await;
+        };
+        let version = match version {
+            libsql::Value::Integer(v) => u32::try_from(*v).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        let tables = sets
+            .get(1)
+            .and_then(Option::as_ref)
+            .into_iter()
+            .flatten()
+            .filter_map(|row| match row.first() {
+                Some(libsql::Value::Text(name)) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok((version, tables))
+    }
+
+    /// [`Remote::inspect`] in an interactive read transaction (a statement per request).
+    async fn inspect_one_by_one(&self) -> Result<(u32, Vec<String>), SessionError> {
         let conn = self.lock().await?;
-        self.timed(&conn, async {
-            let tx = conn.transaction().await.map_err(|e| self.map(e))?;
-            let mut version = 0;
-            let mut rows = tx.query("PRAGMA user_version", ()).await.map_err(|e| self.map(e))?;
-            if let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
-                if let libsql::Value::Integer(v) = row.get_value(0).map_err(|e| self.map(e))? {
-                    version = u32::try_from(v).unwrap_or(u32::MAX);
-                }
+        self.timed(&conn, self.inspect_in(&conn)).await
+    }
+
+    async fn inspect_in(&self, conn: &libsql::Connection) -> Result<(u32, Vec<String>), SessionError> {
+        let tx = conn.transaction().await.map_err(|e| self.map(e))?;
+        let mut version = 0;
+        let mut rows = tx.query("PRAGMA user_version", ()).await.map_err(|e| self.map(e))?;
+        if let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+            if let libsql::Value::Integer(v) = row.get_value(0).map_err(|e| self.map(e))? {
+                version = u32::try_from(v).unwrap_or(u32::MAX);
             }
-            let mut tables = Vec::new();
-            let mut rows = tx
-                .query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", ())
-                .await
-                .map_err(|e| self.map(e))?;
-            while let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
-                if let libsql::Value::Text(name) = row.get_value(0).map_err(|e| self.map(e))? {
-                    tables.push(name);
-                }
+        }
+        let mut tables = Vec::new();
+        let mut rows = tx.query(TABLES, ()).await.map_err(|e| self.map(e))?;
+        while let Some(row) = rows.next().await.map_err(|e| self.map(e))? {
+            if let libsql::Value::Text(name) = row.get_value(0).map_err(|e| self.map(e))? {
+                tables.push(name);
             }
-            tx.commit().await.map_err(|e| self.map(e))?;
-            Ok((version, tables))
-        })
-        .await
+        }
+        tx.commit().await.map_err(|e| self.map(e))?;
+        Ok((version, tables))
     }
 }
+
+/// What [`Remote::check`] read: the schema version and the tables.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    version: u32,
+    tables: Vec<String>,
+}
+
+/// The database's tables, by name.
+const TABLES: &str = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name";
+/// What [`Remote::inspect`] reads, as one batch.
+const INSPECT: &str = "PRAGMA user_version;\nSELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name";
 
 /// The migration without `PRAGMA application_id = ...`: libSQL servers refuse to set it (only
 /// `user_version` may be written over Hrana), so a remote database is recognised by its

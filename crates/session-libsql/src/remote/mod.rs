@@ -81,7 +81,9 @@ pub(crate) type Generation = i64;
 pub(crate) struct Remote {
     // One connection (one HTTP client with its pool); calls are serialized on it.
     conn: Mutex<libsql::Connection>,
-    _db: libsql::Database,
+    /// The client the connection was made by, shared with the lease's connection
+    /// ([`Remote::sibling`]): building one loads the system's TLS roots.
+    db: std::sync::Arc<libsql::Database>,
     /// The URL without credentials, for messages.
     pub(crate) resource: String,
     timeout: Duration,

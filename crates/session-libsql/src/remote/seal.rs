@@ -32,11 +32,18 @@ impl Remote {
                 Some(SealRecord::from_row(&self.resource, &refs)?)
             }
         };
-        let resource = self.resource.clone();
-        // A passphrase's key is derived here (Argon2id): off the runtime.
-        let seal = tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, record, keys.as_ref()))
-            .await
-            .map_err(|e| SessionError::Backend { backend: "libsql".to_owned(), source: Box::new(e) })??;
+        let seal = match keys {
+            // Without keys nothing is derived: the answer (plain, or `Sealed`) is at once, with
+            // no trip through the blocking pool.
+            None => session_sql::open_seal(&self.resource, record, None)?,
+            Some(keys) => {
+                let resource = self.resource.clone();
+                // A passphrase's key is derived here (Argon2id): off the runtime.
+                tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, record, Some(&keys)))
+                    .await
+                    .map_err(|e| SessionError::Backend { backend: "libsql".to_owned(), source: Box::new(e) })??
+            }
+        };
         Ok(seal.map(|seal| Opened { seal, record }))
     }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::instrument::WithSubscriber as _;
 use tracing::Dispatch;
 
-use super::errors::map_error;
+use super::errors::{map_error, too_large};
 use super::url::http_url;
 use super::Remote;
 
@@ -20,17 +20,39 @@ impl Remote {
     pub(crate) async fn connect(url: &str, auth_token: &str, timeout: Duration) -> Result<Remote, SessionError> {
         let http = http_url(url)?;
         let resource = http.split(['?', '#']).next().unwrap_or_default().to_owned();
-        let db = libsql::Builder::new_remote(http, auth_token.to_owned())
-            .build()
-            .with_subscriber(Dispatch::none())
-            .await
-            .map_err(|e| map_error(e, &resource))?;
+        let plain = http.starts_with("http://");
+        let mut builder = libsql::Builder::new_remote(http, auth_token.to_owned());
+        if plain {
+            // libsql's own connector loads and parses the system's TLS roots on every build
+            // (2-4 ms of each open, measured on a local sqld), which a plain `http://` URL never
+            // uses: it gets a TCP connector, with Nagle off as libsql's own sets it.
+            let mut tcp = hyper::client::HttpConnector::new();
+            tcp.set_nodelay(true);
+            builder = builder.connector(tcp);
+        }
+        let db = builder.build().with_subscriber(Dispatch::none()).await.map_err(|e| map_error(e, &resource))?;
         let conn = tracing::dispatcher::with_default(&Dispatch::none(), || db.connect())
             .map_err(|e| map_error(e, &resource))?;
         Ok(Remote {
             conn: Mutex::new(conn),
-            _db: db,
+            db: std::sync::Arc::new(db),
             resource,
+            timeout,
+            sid: session_sql::DEFAULT_SESSION_ID,
+            seal: None,
+        })
+    }
+
+    /// Another connection (a Hrana stream and HTTP connection of its own) to the same server
+    /// through the same client, whose calls fail after `timeout`: the lease's, made without
+    /// building a second client.
+    pub(crate) fn sibling(&self, timeout: Duration) -> Result<Remote, SessionError> {
+        let conn = tracing::dispatcher::with_default(&Dispatch::none(), || self.db.connect())
+            .map_err(|e| map_error(e, &self.resource))?;
+        Ok(Remote {
+            conn: Mutex::new(conn),
+            db: self.db.clone(),
+            resource: self.resource.clone(),
             timeout,
             sid: session_sql::DEFAULT_SESSION_ID,
             seal: None,
@@ -118,6 +140,54 @@ impl Remote {
             }
         })
         .await
+    }
+
+    /// Runs the reads of `sql` as one transactional batch (one request, one snapshot) and
+    /// returns every statement's rows (`None` for a statement whose rows the server withheld),
+    /// or `Ok(None)` when the answer exceeds the server's response limit.
+    ///
+    /// A read changes nothing, so it is sent again once, on a fresh stream, when the first
+    /// attempt met a stream the server had expired or a connection it had closed (an owner's
+    /// connection may sit idle for a while between its open and its first load).
+    pub(super) async fn read_batch(
+        &self,
+        sql: &str,
+    ) -> Result<Option<Vec<Option<Vec<Vec<libsql::Value>>>>>, SessionError> {
+        let conn = self.lock().await?;
+        self.timed(&conn, async {
+            let mut retried = false;
+            loop {
+                let e = match Self::read_attempt(&conn, sql).await {
+                    Ok(sets) => return Ok(Some(sets)),
+                    Err(e) if too_large(&e) => return Ok(None),
+                    Err(e) => e,
+                };
+                let expired = is_expired(&e);
+                let e = self.map(e);
+                if retried || !(expired || matches!(e, SessionError::Unavailable { .. })) {
+                    return Err(e);
+                }
+                tracing::debug!("a read met an expired stream or a closed connection, retrying on a new one");
+                retried = true;
+                conn.reset().await;
+            }
+        })
+        .await
+    }
+
+    async fn read_attempt(
+        conn: &libsql::Connection,
+        sql: &str,
+    ) -> Result<Vec<Option<Vec<Vec<libsql::Value>>>>, libsql::Error> {
+        let mut results = conn.execute_transactional_batch(sql).await?;
+        let mut sets = Vec::new();
+        while let Some(rows) = results.next_stmt_row() {
+            sets.push(match rows {
+                Some(rows) => Some(collect(rows).await?),
+                None => None,
+            });
+        }
+        Ok(sets)
     }
 
     async fn attempt(conn: &libsql::Connection, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, libsql::Error> {
