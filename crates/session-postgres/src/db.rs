@@ -13,7 +13,7 @@ use session_core::SessionError;
 use session_sql::dialect::Dialect;
 use session_sql::{SqlValue, SqlValueRef, Statement};
 
-use crate::batch::{Exec, Text};
+use crate::batch::{Arg, Exec, Text};
 use std::str::FromStr as _;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{FromSql, ToSql, Type};
@@ -263,7 +263,7 @@ pub(crate) async fn execute_all(
     let params = statements
         .iter()
         .zip(&prepared)
-        .map(|(st, p)| bind(st.params.iter().copied(), p.params(), &db.resource))
+        .map(|(st, p)| bind_args(&st.params, p.params(), &db.resource))
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
         params.iter().map(|ps| ps.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()).collect();
@@ -319,6 +319,24 @@ fn bind<'a>(
         });
     }
     values.zip(types).map(|(v, ty)| one(v, ty, resource)).collect()
+}
+
+/// [`bind`] for an [`Exec`]'s parameters: a run's columns as the arrays its text casts them to.
+fn bind_args<'a>(args: &'a [Arg<'_>], types: &[Type], resource: &str) -> Result<Vec<Param<'a>>, SessionError> {
+    if args.len() != types.len() {
+        return Err(SessionError::Backend {
+            backend: "postgres".to_owned(),
+            source: format!("{} parameters for a statement of {}", args.len(), types.len()).into(),
+        });
+    }
+    args.iter()
+        .zip(types)
+        .map(|(a, ty)| match a {
+            Arg::Value(v) => one(v, ty, resource),
+            Arg::Ints(v) => Ok(Box::new(v) as Param<'a>),
+            Arg::Texts(v) => Ok(Box::new(v) as Param<'a>),
+        })
+        .collect()
 }
 
 fn one<'a>(value: &'a SqlValue, ty: &Type, resource: &str) -> Result<Param<'a>, SessionError> {
