@@ -655,6 +655,30 @@ mod tests {
     }
 
     #[test]
+    fn batch_statements_look_their_keys_up_by_the_primary_key() {
+        use crate::plan::batch::*;
+        let keyed =
+            [SUM_PEERS_BATCH, SUM_PEERS_UNREMOVE_BATCH, SUM_REMOVE_BATCH, DELETE_REMOVALS_BATCH, REMOVE_PEERS_BATCH];
+        for sql in keyed {
+            let pg = to_postgres(sql);
+            // No join of the keys to a table the planner could hash, no `IN` it could too.
+            assert!(!pg.contains(" JOIN ") && !pg.contains(" IN ("), "{pg}");
+            assert!(pg.contains("t.sid = $1 AND t.class = CAST(j.value ->> 0 AS BIGINT)"), "{pg}");
+        }
+        for (sql, kind) in [
+            (SUM_PEERS_BATCH, PeerBatch::SumPeers),
+            (SUM_PEERS_UNREMOVE_BATCH, PeerBatch::SumPeersUnremove),
+            (DELETE_REMOVALS_BATCH, PeerBatch::DeleteRemovals),
+            (UPSERT_PEERS_BATCH, PeerBatch::Upsert),
+            (UPSERT_PEERS_BATCH_SEALED, PeerBatch::UpsertSealed),
+        ] {
+            assert_eq!(peer_batch(sql), Some(kind));
+        }
+        assert_eq!(peer_batch(SUM_REMOVE_BATCH), None);
+        assert_eq!(peer_batch(&format!("{SUM_PEERS_BATCH} ")), None);
+    }
+
+    #[test]
     fn text_columns_are_the_schemas() {
         let mut declared: Vec<String> = Vec::new();
         for sql in MIGRATIONS.iter().copied().chain([lease::CREATE_LEASES, lease::CREATE_FENCE]) {
