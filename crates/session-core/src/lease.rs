@@ -397,7 +397,7 @@ impl Lease {
     /// Releases a lease taken by an open that failed after taking it (so that a retry is not
     /// locked out for the time to live) and returns the open's `error`; a failed release is
     /// logged, never returned in its place (the lease then expires on its own).
-    pub async fn give_back(self, error: SessionError) -> SessionError {
+    pub async fn give_back(&self, error: SessionError) -> SessionError {
         if let Err(e) = self.release().await {
             tracing::warn!(error = %e, "could not release the lease of a failed open; it expires on its own");
         }

@@ -197,21 +197,11 @@ impl PostgresOptions {
                         None => Ok(backend),
                         Some(opened) => match backend.seal_with(opened).await {
                             Ok(()) => Ok(backend),
-                            Err(e) => {
-                                if let Err(release) = backend.lease.release().await {
-                                    tracing::warn!(error = %release, "could not release the lease of a failed open; it expires");
-                                }
-                                Err(e)
-                            }
+                            Err(e) => Err(backend.lease.give_back(e).await),
                         },
                     }
                 }
-                Err(e) => {
-                    if let Err(release) = lease.release().await {
-                        tracing::warn!(error = %release, "could not release the lease of a failed open; it expires");
-                    }
-                    Err(e)
-                }
+                Err(e) => Err(lease.give_back(e).await),
             }
         };
         trace::timed(span, open).await
@@ -466,10 +456,7 @@ impl PostgresBackend {
             .await;
             conn.finish(result)
         });
-        match trace::timed(span, write.in_current_span()).await {
-            Err(SessionError::LeaseLost { reason, .. }) => Err(self.lease.lost(reason)),
-            other => other,
-        }
+        self.lease.fenced(trace::timed(span, write.in_current_span()).await)
     }
 }
 

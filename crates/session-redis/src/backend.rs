@@ -201,12 +201,9 @@ impl RedisBackend {
             let sealing =
                 match sealing(&conn, &keys, options.keys.as_ref(), &key_prefix, &options.session, &resource).await {
                     Ok(s) => s,
-                    Err(e) => {
-                        // Nothing was written; hand the session back at once rather than when the
-                        // lease expires.
-                        let _ = lease.release().await;
-                        return Err(e);
-                    }
+                    // Nothing was written; hand the session back at once rather than when the
+                    // lease expires.
+                    Err(e) => return Err(lease.give_back(e).await),
                 };
             Ok(RedisBackend {
                 conn,
