@@ -516,10 +516,7 @@ impl LibSqlBackend {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.save_session(data).await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r
-                    .write(fence, session_sql::save_plan_sealed(r.sid, data, r.seal.as_ref())?.into_iter())
-                    .await
-                    .map(drop),
+                Inner::Remote(r) => r.save(fence, data).await,
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.save_session(fence, data).await,
             }
@@ -639,7 +636,7 @@ impl SessionBackend for LibSqlBackend {
             match &self.inner {
                 #[cfg(feature = "local")]
                 Inner::Local(l, _) => l.delete().await.map_err(|e| SessionError::from_boxed(e, self.name())),
-                Inner::Remote(r) => r.write(fence, session_sql::delete_plan(r.sid)).await.map(drop),
+                Inner::Remote(r) => r.delete(fence).await,
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.delete(fence).await,
             }
@@ -683,11 +680,7 @@ impl SessionBackend for LibSqlBackend {
                 Inner::Local(l, _) => {
                     l.persist(changes, full).await.map_err(|e| SessionError::from_boxed(e, self.name()))
                 }
-                Inner::Remote(r) => {
-                    let plan =
-                        session_sql::persist_plan_sealed(r.sid, changes, full, Default::default(), r.seal.as_ref())?;
-                    r.write(fence, plan.into_iter()).await.map(drop)
-                }
+                Inner::Remote(r) => r.persist(fence, changes, full).await,
                 #[cfg(feature = "local")]
                 Inner::Replica(r) => r.persist(fence, changes, full).await,
             }

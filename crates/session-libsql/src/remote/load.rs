@@ -66,6 +66,9 @@ impl Remote {
             }
             later.push(table);
         }
+        // Held (when free) through the read, so that no persist of this owner lands between
+        // the snapshot and what is learnt from it.
+        let mut known = self.known.try_lock().ok();
         let Some(sets) = self.read_batch(&sql).await? else {
             return Ok(None);
         };
@@ -100,26 +103,35 @@ impl Remote {
             None => return Ok(None),
         };
         let mut out = SessionRows::new(self.resource.clone()).with_seal(self.seal.clone());
+        let mut session_row = false;
         for ((table, _), rows) in small.iter().zip(small_sets) {
             for row in rows {
                 let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
                 out.row(*table, &refs)?;
+                session_row |= *table == Table::Session;
             }
         }
+        let (mut removals, mut ranges) = (false, Vec::new());
         for (table, rows) in later.iter().zip(later_sets) {
             if is_blobs(*table) {
                 for row in rows {
                     let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
                     out.row(*table, &refs)?;
+                    ranges.push(session_sql::chunk_range(&self.resource, refs.get(2..6).unwrap_or_default())?);
                 }
             } else {
                 let Some(row) = rows.first() else {
                     return Ok(None);
                 };
-                self.json_rows(*table, row, &mut out)?;
+                let n = self.json_rows(*table, row, &mut out)?;
+                removals |= *table == Table::PeerRemovals && n > 0;
             }
         }
-        Ok(Some((out.finish()?, generation)))
+        let data = out.finish()?;
+        if let Some(known) = &mut known {
+            known.loaded(session_row, removals, ranges);
+        }
+        Ok(Some((data, generation)))
     }
 
     /// The paged read, in one interactive read transaction. Round trips: `BEGIN`, one batch for

@@ -10,6 +10,7 @@
 
 mod errors;
 mod inline;
+mod known;
 mod lease;
 mod list;
 mod load;
@@ -92,6 +93,9 @@ pub(crate) struct Remote {
     pub(crate) sid: session_sql::SessionId,
     /// How this session's rows are sealed (`None`: a plain database); see [`seal`].
     pub(crate) seal: Option<session_sql::Sealer>,
+    /// What this owner knows of the stored rows ([`known`]); held by a persist from its plan to
+    /// its answer, so that plans follow one another.
+    known: tokio::sync::Mutex<known::KnownRows>,
 }
 
 impl std::fmt::Debug for Remote {

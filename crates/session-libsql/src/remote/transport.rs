@@ -40,6 +40,7 @@ impl Remote {
             timeout,
             sid: session_sql::DEFAULT_SESSION_ID,
             seal: None,
+            known: Default::default(),
         })
     }
 
@@ -56,6 +57,7 @@ impl Remote {
             timeout,
             sid: session_sql::DEFAULT_SESSION_ID,
             seal: None,
+            known: Default::default(),
         })
     }
 
@@ -63,14 +65,18 @@ impl Remote {
     /// other calls of this process) counts against the call's timeout, so five calls queued
     /// behind a frozen server all fail after one timeout, not after one, two, ... five.
     pub(super) async fn lock(&self) -> Result<Held<'_>, SessionError> {
-        let deadline = Instant::now() + self.timeout;
+        self.lock_until(Instant::now() + self.timeout).await
+    }
+
+    /// [`Remote::lock`] for a call whose time started earlier (it ends at `deadline`).
+    pub(super) async fn lock_until(&self, deadline: Instant) -> Result<Held<'_>, SessionError> {
         match tokio::time::timeout_at(deadline, self.conn.lock()).await {
             Ok(conn) => Ok(Held { conn, deadline }),
             Err(_) => Err(self.no_answer()),
         }
     }
 
-    fn no_answer(&self) -> SessionError {
+    pub(super) fn no_answer(&self) -> SessionError {
         SessionError::Unavailable {
             resource: self.resource.clone(),
             source: format!("no answer within {:?}", self.timeout).into(),
@@ -109,7 +115,16 @@ impl Remote {
     /// Runs `sql` (several statements) as one transaction: all or nothing. Returns the rows of
     /// the last statement, when the server sent them.
     pub(crate) async fn batch(&self, sql: &str) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
-        let conn = self.lock().await?;
+        self.batch_until(Instant::now() + self.timeout, sql).await
+    }
+
+    /// [`Remote::batch`] for a call that ends at `deadline`.
+    pub(super) async fn batch_until(
+        &self,
+        deadline: Instant,
+        sql: &str,
+    ) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
+        let conn = self.lock_until(deadline).await?;
         self.timed(&conn, async {
             // Another connection's write transaction (our own lease renewal, another process's
             // acquire) makes the server answer "database is locked" at once instead of waiting:

@@ -1,8 +1,9 @@
 //! The write path: a plan of session-sql (persist, save, delete) sent as one transaction in one
 //! HTTP request, with the bump of the generation and the generations it went from and to.
 
-use session_core::SessionError;
+use session_core::{Change, SessionData, SessionError};
 use session_sql::Statement;
+use tokio::time::Instant;
 
 use super::inline::inline_all;
 #[cfg(feature = "local")]
@@ -33,6 +34,70 @@ impl Remote {
         fence: Option<(&str, u64)>,
         plan: impl Iterator<Item = Statement>,
     ) -> Result<Option<Step>, SessionError> {
+        self.write_until(Instant::now() + self.timeout, fence, plan).await
+    }
+
+    /// A persist of `changes` (the remote mode's): planned with what this owner knows of the
+    /// stored rows ([`super::known`]), which the answer then updates. The call's waiting, for an
+    /// earlier persist included, ends within the timeout.
+    pub(crate) async fn persist(
+        &self,
+        fence: Option<(&str, u64)>,
+        changes: &[Change],
+        full: &SessionData,
+    ) -> Result<(), SessionError> {
+        let start = Instant::now();
+        let mut known =
+            tokio::time::timeout_at(start + self.timeout, self.known.lock()).await.map_err(|_| self.no_answer())?;
+        let built = Instant::now();
+        let plan = session_sql::persist_plan_sealed(self.sid, changes, full, known.known(), self.seal.as_ref())?;
+        // The timeout bounds the waiting for the server, queueing included; the plan's own CPU
+        // time (sealing every row of a long run) is not waiting.
+        let deadline = start + self.timeout + built.elapsed();
+        let result = self.write_until(deadline, fence, plan.into_iter()).await;
+        match &result {
+            Ok(_) => known.persisted(changes),
+            Err(_) => known.forget(),
+        }
+        result.map(drop)
+    }
+
+    /// A full save of `data` (the remote mode's).
+    pub(crate) async fn save(&self, fence: Option<(&str, u64)>, data: &SessionData) -> Result<(), SessionError> {
+        let start = Instant::now();
+        let mut known =
+            tokio::time::timeout_at(start + self.timeout, self.known.lock()).await.map_err(|_| self.no_answer())?;
+        let built = Instant::now();
+        let plan = session_sql::save_plan_sealed(self.sid, data, self.seal.as_ref())?;
+        // As in a persist: the plan's CPU time is not waiting for the server.
+        let deadline = start + self.timeout + built.elapsed();
+        let result = self.write_until(deadline, fence, plan.into_iter()).await;
+        match &result {
+            Ok(_) => known.saved(data),
+            Err(_) => known.forget(),
+        }
+        result.map(drop)
+    }
+
+    /// A delete of every row of the session (the remote mode's).
+    pub(crate) async fn delete(&self, fence: Option<(&str, u64)>) -> Result<(), SessionError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut known = tokio::time::timeout_at(deadline, self.known.lock()).await.map_err(|_| self.no_answer())?;
+        let result = self.write_until(deadline, fence, session_sql::delete_plan(self.sid)).await;
+        match &result {
+            Ok(_) => known.deleted(),
+            Err(_) => known.forget(),
+        }
+        result.map(drop)
+    }
+
+    /// [`Remote::write`] for a call that ends at `deadline`.
+    async fn write_until(
+        &self,
+        deadline: Instant,
+        fence: Option<(&str, u64)>,
+        plan: impl Iterator<Item = Statement>,
+    ) -> Result<Option<Step>, SessionError> {
         let mut sql = String::new();
         let fence = fence.map(|(name, token)| session_sql::lease::fence(name, token));
         inline_all(&mut sql, fence.into_iter().chain(plan))?;
@@ -40,7 +105,7 @@ impl Remote {
         sql.push_str(READ_GENERATION);
         // The SQL text carries the rows' values (keys included): its size is logged, never it.
         tracing::debug!(bytes = sql.len(), "sending one write transaction");
-        let rows = self.batch(&sql).await?;
+        let rows = self.batch_until(deadline, &sql).await?;
         // Batches ask for no rows; sqld sends them anyway. A server that does not gives `None`,
         // and the caller reads the counter separately.
         Ok(rows.and_then(|rows| match rows.first().map(Vec::as_slice) {
