@@ -8,6 +8,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aes_gcm_siv::Aes256GcmSiv;
 use blake2::digest::consts::U8;
 use blake2::digest::Mac;
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -136,12 +137,15 @@ impl fmt::Debug for Passphrase {
     }
 }
 
-/// A 32-byte XChaCha20-Poly1305 key. Zeroized on drop; `Debug` shows its [`KeyId`] only.
+/// A 32-byte sealing key (AES-256-GCM-SIV; XChaCha20-Poly1305 for envelopes of version 1).
+/// Zeroized on drop; `Debug` shows its [`KeyId`] only.
 #[derive(Clone)]
 pub struct SealingKey {
-    /// The AEAD under this key, built once (it holds the key's only copy, and zeroizes it on
-    /// drop), rather than once per sealed value.
-    cipher: XChaCha20Poly1305,
+    /// The AEADs under this key, built once (they hold the key's only copies, and zeroize them
+    /// on drop), rather than once per sealed value.
+    siv: Aes256GcmSiv,
+    /// Opens envelopes of version 1, written by earlier builds.
+    xchacha: XChaCha20Poly1305,
     id: KeyId,
     kdf: Option<KdfRecord>,
 }
@@ -210,8 +214,9 @@ impl SealingKey {
         mac.update(KEY_ID_LABEL);
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&mac.finalize().into_bytes());
-        let cipher = XChaCha20Poly1305::new(Key::from_slice(bytes.as_ref()));
-        SealingKey { cipher, id: KeyId(id), kdf }
+        let siv = Aes256GcmSiv::new(aes_gcm_siv::Key::<Aes256GcmSiv>::from_slice(bytes.as_ref()));
+        let xchacha = XChaCha20Poly1305::new(Key::from_slice(bytes.as_ref()));
+        SealingKey { siv, xchacha, id: KeyId(id), kdf }
     }
 
     /// The key's public id.
@@ -224,8 +229,12 @@ impl SealingKey {
         self.kdf.as_ref()
     }
 
-    pub(crate) fn cipher(&self) -> &XChaCha20Poly1305 {
-        &self.cipher
+    pub(crate) fn siv(&self) -> &Aes256GcmSiv {
+        &self.siv
+    }
+
+    pub(crate) fn xchacha(&self) -> &XChaCha20Poly1305 {
+        &self.xchacha
     }
 }
 

@@ -264,7 +264,7 @@ fn nonces_never_repeat_across_threads_and_calls() {
     let mut nonces = std::collections::HashSet::new();
     for t in threads {
         for sealed in t.join().expect("thread") {
-            assert!(nonces.insert(sealed[9..33].to_vec()), "a nonce was drawn twice");
+            assert!(nonces.insert(sealed[9..21].to_vec()), "a nonce was drawn twice");
             assert_eq!(seal::open_with(&k, "t", &binding(), &sealed).expect("open").as_slice(), b"same");
         }
     }
@@ -287,4 +287,40 @@ fn a_long_binding_binds_as_a_short_one_does() {
         let moved = Binding::new("test-row").row(other);
         assert!(matches!(seal::open_with(&key(1), "t", &moved, &sealed), Err(SessionError::Corrupt { .. })), "{len}");
     }
+}
+
+/// An envelope of version 1 (XChaCha20-Poly1305), written by the build before version 2 with
+/// key `[7; 32]`, [`binding`] and the plaintext below.
+const V1_ENVELOPE: &str = "0185d3a54690e83333d4a06a11281166fb5262c331089140e768e43d939653cb10e6e3d4a7cadd24053765fe60cc8412adbf4ac6ecda62918295f71f0275851477c69c954ce3819c2933d33abd0cea9df0678ebbb2c68f";
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+#[test]
+fn envelopes_of_version_1_still_open_and_new_ones_are_version_2() {
+    let ring = Keyring::new(key(7));
+    let v1 = unhex(V1_ENVELOPE);
+    assert_eq!(v1[0], 1);
+    assert_eq!(seal::key_id_of(&v1), Some(key(7).id()));
+    let plain = ring.open(None, "test", &binding(), &v1).expect("a version 1 envelope opens");
+    assert_eq!(plain.as_slice(), b"written by an envelope version 1 build");
+    // Bound as before: moved, or opened by another key, it fails the same ways.
+    let moved = ring.open(None, "test", &Binding::new("test-row").session("bob").dc(2).row(b"auth_key"), &v1);
+    assert!(matches!(moved, Err(SessionError::Corrupt { .. })), "{moved:?}");
+    assert!(matches!(Keyring::new(key(8)).open(None, "test", &binding(), &v1), Err(SessionError::WrongKey { .. })));
+
+    let v2 = ring.seal(None, &binding(), b"written by an envelope version 1 build").expect("seal");
+    assert_eq!(v2[0], seal::ENVELOPE_VERSION);
+    assert_eq!(seal::ENVELOPE_VERSION, 2);
+    assert_eq!(v2.len(), v1.len() - 12, "12-byte nonces instead of 24");
+    // The version is authenticated: the same bytes read as the other version do not open.
+    for (mut relabelled, what) in [(v2.clone(), "v2 as v1"), (v1.clone(), "v1 as v2")] {
+        relabelled[0] ^= 3;
+        let err = ring.open(None, "test", &binding(), &relabelled).expect_err(what);
+        assert!(matches!(err, SessionError::Corrupt { .. }), "{what}: {err:?}");
+    }
+    // A version 1 envelope cut to less than its own header and tag is damage, not an open.
+    let cut = &v1[..1 + 8 + 24 + 15];
+    assert!(matches!(ring.open(None, "test", &binding(), cut), Err(SessionError::Corrupt { .. })));
 }

@@ -268,7 +268,11 @@ async fn every_flipped_byte_is_a_typed_error_never_a_wrong_key_or_other_data() {
         }
     }
     eprintln!("{tried} flipped bits in {} fields: {corrupt} Corrupt, {newer} UnsupportedVersion", fields.len());
-    assert!(tried > 1_000 && corrupt + newer == tried && newer <= fields.len() + 1, "{tried}: {corrupt}, {newer}");
+    // Each value's version byte (2) reads as a newer version with either bit flipped (3, 130).
+    assert!(
+        tried > 1_000 && corrupt + newer == tried && newer <= 2 * (fields.len() + 1),
+        "{tried}: {corrupt}, {newer}"
+    );
     assert!(dump(&redis.url()).await.get(&hash) == before.get(&hash), "the stored session changed");
     assert_eq!(b.load_session().await.unwrap(), Some(data));
 }
