@@ -245,7 +245,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Encryption at rest: the session is sealed with `keys` (XChaCha20-Poly1305; a passphrase
+    /// Encryption at rest: the session is sealed with `keys` (AES-256-GCM-SIV; a passphrase
     /// is stretched with Argon2id). Applies to the sessions the builder opens itself: a file
     /// (sealed log), a `.db` SQLite file (`sqlite-session`: sealed rows) and a session string
     /// (the sealed `Le1.` form, also what [`Client::export_session_string`] returns). A plain

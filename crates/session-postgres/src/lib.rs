@@ -117,7 +117,7 @@ impl PostgresOptions {
     }
 
     /// [`open`](Self::open) for a session sealed (encrypted at rest) with `keys`: every value but
-    /// the ids rows are keyed by is sealed with XChaCha20-Poly1305 before it is sent, bound to
+    /// the ids rows are keyed by is sealed with AES-256-GCM-SIV before it is sent, bound to
     /// the session's name, its table and its row, so the server (and its backups) holds only
     /// ciphertext. The schema's `seal` table records the key id (and a passphrase's salt and
     /// costs). A schema sealed with a key the keyring lacks is [`SessionError::WrongKey`], one

@@ -146,7 +146,7 @@ impl SqliteBackend {
     }
 
     /// [`SqliteBackend::open`] for a session sealed (encrypted at rest) with `keys`: every value
-    /// but the ids its rows are keyed by is sealed with XChaCha20-Poly1305 under the keyring's
+    /// but the ids its rows are keyed by is sealed with AES-256-GCM-SIV under the keyring's
     /// key, bound to the session's name, its table and its row (see
     /// [`session_sql::seal`] and the book's encryption page).
     ///
