@@ -142,10 +142,11 @@ impl fmt::Debug for Passphrase {
 #[derive(Clone)]
 pub struct SealingKey {
     /// The AEADs under this key, built once (they hold the key's only copies, and zeroize them
-    /// on drop), rather than once per sealed value.
-    siv: Aes256GcmSiv,
+    /// on drop), rather than once per sealed value. Boxed: AES-256's key schedules take about a
+    /// kilobyte, which would otherwise sit in every value holding a key.
+    siv: Box<Aes256GcmSiv>,
     /// Opens envelopes of version 1, written by earlier builds.
-    xchacha: XChaCha20Poly1305,
+    xchacha: Box<XChaCha20Poly1305>,
     id: KeyId,
     kdf: Option<KdfRecord>,
 }
@@ -214,8 +215,8 @@ impl SealingKey {
         mac.update(KEY_ID_LABEL);
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&mac.finalize().into_bytes());
-        let siv = Aes256GcmSiv::new(aes_gcm_siv::Key::<Aes256GcmSiv>::from_slice(bytes.as_ref()));
-        let xchacha = XChaCha20Poly1305::new(Key::from_slice(bytes.as_ref()));
+        let siv = Box::new(Aes256GcmSiv::new(aes_gcm_siv::Key::<Aes256GcmSiv>::from_slice(bytes.as_ref())));
+        let xchacha = Box::new(XChaCha20Poly1305::new(Key::from_slice(bytes.as_ref())));
         SealingKey { siv, xchacha, id: KeyId(id), kdf }
     }
 

@@ -16,6 +16,7 @@ mod memory;
 mod model;
 mod peers;
 pub mod seal;
+mod snapshot;
 mod source;
 mod store;
 mod trace_macro;
@@ -33,6 +34,7 @@ pub use lease::{
 pub use memory::InMemoryBackend;
 pub use model::{DcFlags, DcKey, DcOption, MinPeerContext, SelfUser, SessionData, UpdateState};
 pub use peers::{Peer, PeerBlob, PeerCache, PeerClass, PeerKey, PeerKind, SortedPeers};
+pub use snapshot::SessionSnapshot;
 pub use source::SessionSource;
 pub use store::{FlushPolicy, SessionStore};
 

@@ -32,7 +32,8 @@ pub use session_core::{
     SessionData, SessionError, SessionStore,
 };
 
-pub use crate::read_only::RemoteSnapshot;
+/// What [`LibSqlBackend::read_remote`] found (the server backends share [`session_core::SessionSnapshot`]).
+pub type RemoteSnapshot = session_core::SessionSnapshot;
 pub use crate::remote::LibSqlLeases;
 use crate::remote::Remote;
 #[cfg(feature = "local")]

@@ -8,21 +8,11 @@
 //! by [`RemoteOptions::timeout`]; the rows are read in one read transaction (the backend's own
 //! load path), so a concurrent write is seen whole or not at all.
 
-use session_core::{KeyId, Keyring, SessionData, SessionError};
+use session_core::{Keyring, SessionError, SessionSnapshot};
 use session_sql::{SealRecord, SqlValueRef};
 
 use crate::remote::Remote;
 use crate::{LibSqlBackend, RemoteOptions};
-
-/// What [`LibSqlBackend::read_remote`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RemoteSnapshot {
-    /// The session as one committed transaction left it.
-    pub data: SessionData,
-    /// The id of the key the database is sealed with (`None`: a plain database).
-    pub sealed_with: Option<KeyId>,
-}
 
 impl LibSqlBackend {
     /// Reads session [`RemoteOptions::session`] of the database on the server at `url` without
@@ -39,7 +29,7 @@ impl LibSqlBackend {
         auth_token: &str,
         options: &RemoteOptions,
         keys: Option<&Keyring>,
-    ) -> Result<Option<RemoteSnapshot>, SessionError> {
+    ) -> Result<Option<SessionSnapshot>, SessionError> {
         session_sql::check_name(&options.session)?;
         let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
         // Refuses another program's database and a newer schema before anything else is read.
@@ -89,7 +79,7 @@ impl LibSqlBackend {
             }
         };
         let (data, _) = remote.load().await?;
-        Ok(data.map(|data| RemoteSnapshot { data, sealed_with }))
+        Ok(data.map(|data| SessionSnapshot::new(data, sealed_with)))
     }
 }
 

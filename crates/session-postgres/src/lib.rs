@@ -27,7 +27,8 @@ pub use crate::batch::postgres_plan;
 pub use crate::db::Tls;
 use crate::db::{cells, connect, execute_all, query, Db};
 pub use crate::lease::PostgresLeases;
-pub use crate::read_only::PostgresSnapshot;
+/// What [`PostgresOptions::read_session`] found (the server backends share [`session_core::SessionSnapshot`]).
+pub type PostgresSnapshot = session_core::SessionSnapshot;
 pub use crate::schema::DEFAULT_SCHEMA;
 pub use session_core::{KdfParams, KeyId, Keyring, Passphrase, SealingKey};
 pub use session_sql::lease::DEFAULT_SESSION;

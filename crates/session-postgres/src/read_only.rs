@@ -8,7 +8,7 @@
 //! `REPEATABLE READ` snapshot, so a concurrent persist is seen whole or not at all. Every call is
 //! bounded by the options' call timeout.
 
-use session_core::{KeyId, Keyring, SessionData, SessionError};
+use session_core::{Keyring, SessionData, SessionError, SessionSnapshot};
 use session_sql::{SealRecord, SessionRows, SqlValue, Statement, LOAD_QUERIES, SCHEMA_VERSION};
 use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::{IsolationLevel, Socket};
@@ -17,16 +17,6 @@ use crate::db::{cells, connect, query, Db, Tls};
 use crate::schema;
 use crate::PostgresOptions;
 
-/// What [`PostgresOptions::read_session`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PostgresSnapshot {
-    /// The session as one committed transaction left it.
-    pub data: SessionData,
-    /// The id of the key the schema is sealed with (`None`: a plain schema).
-    pub sealed_with: Option<KeyId>,
-}
-
 impl PostgresOptions {
     /// Reads session [`PostgresOptions::session`] from the database at `url` without TLS (see
     /// [`read_session_with_tls`](Self::read_session_with_tls)).
@@ -34,7 +24,7 @@ impl PostgresOptions {
         &self,
         url: &str,
         keys: Option<&Keyring>,
-    ) -> Result<Option<PostgresSnapshot>, SessionError> {
+    ) -> Result<Option<SessionSnapshot>, SessionError> {
         self.read_session_with_tls(url, tokio_postgres::NoTls, keys).await
     }
 
@@ -53,7 +43,7 @@ impl PostgresOptions {
         url: &str,
         tls: T,
         keys: Option<&Keyring>,
-    ) -> Result<Option<PostgresSnapshot>, SessionError>
+    ) -> Result<Option<SessionSnapshot>, SessionError>
     where
         T: Tls,
         T::Stream: Sync + Send,
@@ -78,7 +68,7 @@ impl PostgresOptions {
         };
         let sealed_with = record.map(|r| r.key_id);
         let data = rows(&db, sid, sealer).await?;
-        Ok(data.map(|data| PostgresSnapshot { data, sealed_with }))
+        Ok(data.map(|data| SessionSnapshot::new(data, sealed_with)))
     }
 }
 

@@ -18,7 +18,8 @@ pub use conn::DEFAULT_CALL_TIMEOUT;
 pub use keys::{DEFAULT_KEY_PREFIX, DEFAULT_SESSION};
 pub use lease::RedisLeases;
 pub use list::RedisSessionInfo;
-pub use read_only::RedisSnapshot;
+/// What [`RedisOptions::read_session`] found (the server backends share [`session_core::SessionSnapshot`]).
+pub type RedisSnapshot = session_core::SessionSnapshot;
 /// The core crate, so that users of this backend need no other dependency.
 pub use session_core;
 pub use session_core::{

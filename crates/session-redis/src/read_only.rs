@@ -10,23 +10,13 @@
 //! call timeout.
 
 use redis::AsyncConnectionConfig;
-use session_core::{KeyId, SessionData, SessionError};
+use session_core::{SessionError, SessionSnapshot};
 
 use crate::conn::{Conn, Failure};
 use crate::keys::{Keys, DEFAULT_KEY_PREFIX};
 use crate::reader::{self, Fields};
 use crate::seal::{self, blocking, Sealer};
 use crate::RedisOptions;
-
-/// What [`RedisOptions::read_session`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisSnapshot {
-    /// The session as the last write left it.
-    pub data: SessionData,
-    /// The id of the key the session is sealed with (`None`: a plain session).
-    pub sealed_with: Option<KeyId>,
-}
 
 impl RedisOptions {
     /// Reads session [`RedisOptions::session`] under these options' key prefix at `url` without
@@ -37,7 +27,7 @@ impl RedisOptions {
     /// ([`SessionError::WrongKey`] when they lack its key); without, a sealed one is
     /// [`SessionError::Sealed`]. A plain session is read as it is. A server that keeps nothing on
     /// disk is not refused (nothing is written to it). The lease options are not used.
-    pub async fn read_session(&self, url: &str) -> Result<Option<RedisSnapshot>, SessionError> {
+    pub async fn read_session(&self, url: &str) -> Result<Option<SessionSnapshot>, SessionError> {
         // Parses the URL and gives the redacted form and the error mapping; its own connection
         // (which loads the write scripts) is never opened.
         let conn = Conn::new(url, self.call_timeout)?;
@@ -76,6 +66,6 @@ impl RedisOptions {
                 (data, Some(marker.key_id))
             }
         };
-        Ok(data.map(|data| RedisSnapshot { data, sealed_with }))
+        Ok(data.map(|data| SessionSnapshot::new(data, sealed_with)))
     }
 }
