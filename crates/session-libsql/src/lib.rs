@@ -269,7 +269,7 @@ impl LibSqlBackend {
                 Ok(()) => {
                     Ok(Self { inner: Inner::Remote(remote), lease: Some(lease), session: options.session.clone() })
                 }
-                Err(e) => Err(give_back(lease, e).await),
+                Err(e) => Err(lease.give_back(e).await),
             }
         };
         trace::timed(span, open).await
@@ -358,7 +358,7 @@ impl LibSqlBackend {
                 Ok(replica) => {
                     Ok(Self { inner: Inner::Replica(replica), lease: Some(lease), session: options.session.clone() })
                 }
-                Err(e) => Err(give_back(lease, e).await),
+                Err(e) => Err(lease.give_back(e).await),
             }
         };
         trace::timed(span, open).await
@@ -374,9 +374,9 @@ impl LibSqlBackend {
 
     /// A write the server's fence refused ends the lease for good (another owner has it).
     fn fenced<T>(&self, result: Result<T, SessionError>) -> Result<T, SessionError> {
-        match (result, &self.lease) {
-            (Err(SessionError::LeaseLost { reason, .. }), Some(lease)) => Err(lease.lost(reason)),
-            (result, _) => result,
+        match &self.lease {
+            Some(lease) => lease.fenced(result),
+            None => result,
         }
     }
 
@@ -589,15 +589,6 @@ async fn take_lease(remote: &Remote, auth_token: &str, options: &RemoteOptions) 
     let timeout = options.timeout.min(options.lease.call_timeout() * 4 / 5);
     let store = LibSqlLeases::beside(remote, auth_token, timeout, &options.session)?;
     Lease::acquire(Arc::new(store), options.lease).await
-}
-
-/// Releases a lease taken by an open that failed afterwards, so that a retry is not locked out
-/// for the time to live; returns the open's error.
-async fn give_back(lease: Lease, error: SessionError) -> SessionError {
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %e, "could not release the lease of a failed open; it expires on its own");
-    }
-    error
 }
 
 enum PathField<'a> {
