@@ -471,3 +471,36 @@ pub(crate) fn map_error(e: tokio_postgres::Error, resource: &str) -> SessionErro
     }
     SessionError::Backend { backend: "postgres".to_owned(), source }
 }
+
+/// Session `sid`'s rows, read in one read-only `REPEATABLE READ` snapshot (so the sums check
+/// rows of one moment), opened with `sealer` when the schema is sealed.
+pub(crate) async fn load_rows(
+    db: &Db,
+    sid: i64,
+    sealer: Option<session_sql::Sealer>,
+) -> Result<Option<session_core::SessionData>, SessionError> {
+    db.bounded(async {
+        let mut conn = db.conn().await?;
+        let result = async {
+            let client = conn.client()?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| db.map(e))?;
+            let mut rows = session_sql::SessionRows::new(&db.resource).with_seal(sealer);
+            for (table, sql) in session_sql::LOAD_QUERIES {
+                for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(sid)] }).await? {
+                    rows.row(table, &cells(&row, &db.resource)?)?;
+                }
+            }
+            tx.commit().await.map_err(|e| db.map(e))?;
+            rows.finish()
+        }
+        .await;
+        conn.finish(result)
+    })
+    .await
+}

@@ -16,16 +16,16 @@ use session_core::async_trait;
 use session_core::{
     codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, PeerKey, SessionBackend, SessionData, SessionError,
 };
-use session_sql::{Known, Sealer, SessionId, SessionRows, SqlValue, Statement, LOAD_CHUNK_RANGES, LOAD_QUERIES};
+use session_sql::{Known, Sealer, SessionId, Statement, LOAD_CHUNK_RANGES};
 use tokio_postgres::tls::TlsConnect;
-use tokio_postgres::{IsolationLevel, Socket};
+use tokio_postgres::Socket;
 use tracing::field::Empty;
 use tracing::Instrument as _;
 
 #[doc(hidden)]
 pub use crate::batch::postgres_plan;
 pub use crate::db::Tls;
-use crate::db::{cells, connect, execute_all, query, Db};
+use crate::db::{cells, connect, execute_all, load_rows, Db};
 pub use crate::lease::PostgresLeases;
 /// What [`PostgresOptions::read_session`] found (the server backends share [`session_core::SessionSnapshot`]).
 pub type PostgresSnapshot = session_core::SessionSnapshot;
@@ -376,30 +376,7 @@ impl PostgresBackend {
     async fn load_data(&self) -> Result<Option<SessionData>, SessionError> {
         let span = self.span("load", None);
         let db = &self.db;
-        let load = db.bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                // One snapshot for every table, so the sums check rows of one moment.
-                let tx = client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-                    .map_err(|e| db.map(e))?;
-                let mut rows = SessionRows::new(&db.resource).with_seal(self.seal.clone());
-                for (table, sql) in LOAD_QUERIES {
-                    for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(self.sid)] }).await? {
-                        rows.row(table, &cells(&row, &db.resource)?)?;
-                    }
-                }
-                tx.commit().await.map_err(|e| db.map(e))?;
-                rows.finish()
-            }
-            .await;
-            conn.finish(result)
-        });
+        let load = load_rows(db, self.sid, self.seal.clone());
         let data = trace::timed(span.clone(), load).await?;
         if let Some(data) = &data {
             span.record("peers", data.peers.len());

@@ -8,12 +8,12 @@
 //! `REPEATABLE READ` snapshot, so a concurrent persist is seen whole or not at all. Every call is
 //! bounded by the options' call timeout.
 
-use session_core::{Keyring, SessionData, SessionError, SessionSnapshot};
-use session_sql::{SealRecord, SessionRows, SqlValue, Statement, LOAD_QUERIES, SCHEMA_VERSION};
+use session_core::{Keyring, SessionError, SessionSnapshot};
+use session_sql::{SealRecord, SqlValue, Statement, SCHEMA_VERSION};
 use tokio_postgres::tls::TlsConnect;
-use tokio_postgres::{IsolationLevel, Socket};
+use tokio_postgres::Socket;
 
-use crate::db::{cells, connect, query, Db, Tls};
+use crate::db::{cells, connect, load_rows, query, Db, Tls};
 use crate::schema;
 use crate::PostgresOptions;
 
@@ -67,7 +67,7 @@ impl PostgresOptions {
             }
         };
         let sealed_with = record.map(|r| r.key_id);
-        let data = rows(&db, sid, sealer).await?;
+        let data = load_rows(&db, sid, sealer).await?;
         Ok(data.map(|data| SessionSnapshot::new(data, sealed_with)))
     }
 }
@@ -116,34 +116,6 @@ async fn locate(db: &Db, schema: &str, name: &str) -> Result<Option<(i64, Option
             };
             tx.commit().await.map_err(|e| db.map(e))?;
             Ok(Some((sid, record)))
-        }
-        .await;
-        conn.finish(result)
-    })
-    .await
-}
-
-/// The session's rows, read in one read-only `REPEATABLE READ` snapshot.
-async fn rows(db: &Db, sid: i64, sealer: Option<session_sql::Sealer>) -> Result<Option<SessionData>, SessionError> {
-    db.bounded(async {
-        let mut conn = db.conn().await?;
-        let result = async {
-            let client = conn.client()?;
-            let tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-                .map_err(|e| db.map(e))?;
-            let mut rows = SessionRows::new(&db.resource).with_seal(sealer);
-            for (table, sql) in LOAD_QUERIES {
-                for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(sid)] }).await? {
-                    rows.row(table, &cells(&row, &db.resource)?)?;
-                }
-            }
-            tx.commit().await.map_err(|e| db.map(e))?;
-            rows.finish()
         }
         .await;
         conn.finish(result)
