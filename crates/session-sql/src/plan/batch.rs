@@ -174,27 +174,6 @@ pub(crate) fn remove_run(
     any
 }
 
-/// Appends `n` in decimal, without the formatting machinery (a run writes a dozen per row).
-fn push_int(out: &mut String, n: i64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    // `unsigned_abs` keeps `i64::MIN` exact.
-    let mut m = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + u8::try_from(m % 10).unwrap_or(0);
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push('-');
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
-}
-
 /// Appends `params` as a JSON array (after a `,` unless it is the first in `out`'s array):
 /// integers in decimal (exact, whatever their size), text as JSON strings, anything else null
 /// (a peer or removal row holds no other value).
@@ -208,7 +187,7 @@ fn push_json_row(out: &mut String, params: &[SqlValue]) {
             out.push(',');
         }
         match v {
-            SqlValue::Integer(n) => push_int(out, *n),
+            SqlValue::Integer(n) => out.push_str(itoa::Buffer::new().format(*n)),
             // Most texts (every sealed envelope, in base64) need no escape: copied as they are,
             // where serializing each into a string of its own was a tenth of a sealed plan.
             SqlValue::Text(t) if t.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') => {
