@@ -9,7 +9,6 @@
 //! load path), so a concurrent write is seen whole or not at all.
 
 use session_core::{Keyring, SessionError, SessionSnapshot};
-use session_sql::{SealRecord, SqlValueRef};
 
 use crate::remote::Remote;
 use crate::{LibSqlBackend, RemoteOptions};
@@ -63,45 +62,16 @@ impl LibSqlBackend {
             return Ok(None);
         };
         remote.sid = sid;
-        let sealed_with = match seal_record(&remote).await? {
-            // A plain database opens as it is, keys or not (a writer with keys would seal it; a
-            // reader writes nothing).
-            None => None,
-            Some(record) => {
-                let (resource, keys) = (remote.resource.clone(), keys.cloned());
-                // A passphrase's key is derived here (Argon2id): off the runtime.
-                let seal =
-                    tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, Some(record), keys.as_ref()))
-                        .await
-                        .map_err(|e| SessionError::Backend { backend: "libsql".to_owned(), source: Box::new(e) })??;
-                remote.seal = seal.map(|seal| seal.session(&options.session));
-                Some(record.key_id)
-            }
-        };
+        let record = remote.seal_record().await?;
+        // A plain database opens as it is, keys or not (a writer with keys would seal it; a
+        // reader writes nothing).
+        if let Some(record) = record {
+            let seal = remote.open_seal(Some(record), keys.cloned()).await?;
+            remote.seal = seal.map(|seal| seal.session(&options.session));
+        }
+        let sealed_with = record.map(|r| r.key_id);
         let (data, _) = remote.load().await?;
         Ok(data.map(|data| SessionSnapshot::new(data, sealed_with)))
-    }
-}
-
-/// The database's seal record (`None`: a plain database).
-async fn seal_record(remote: &Remote) -> Result<Option<SealRecord>, SessionError> {
-    let rows = remote.batch(session_sql::LOAD_SEAL).await?;
-    match rows.as_deref().and_then(<[_]>::first) {
-        None => Ok(None),
-        Some(row) => {
-            let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
-            SealRecord::from_row(&remote.resource, &refs).map(Some)
-        }
-    }
-}
-
-fn value_ref(v: &libsql::Value) -> SqlValueRef<'_> {
-    match v {
-        libsql::Value::Null => SqlValueRef::Null,
-        libsql::Value::Integer(i) => SqlValueRef::Integer(*i),
-        libsql::Value::Real(f) => SqlValueRef::Real(*f),
-        libsql::Value::Text(t) => SqlValueRef::Text(t),
-        libsql::Value::Blob(b) => SqlValueRef::Blob(b),
     }
 }
 

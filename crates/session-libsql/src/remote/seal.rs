@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use session_core::{Keyring, SessionError};
-use session_sql::{SealRecord, SqlValue, SqlValueRef, Statement};
+use session_sql::{DbSeal, SealRecord, SqlValue, SqlValueRef, Statement};
 
 use super::inline::inline;
 use super::transport::{collect, value_ref};
@@ -25,26 +25,40 @@ impl Remote {
     /// before anything is written: a sealed database without `keys` is `Sealed`, with a keyring
     /// lacking its key `WrongKey`. Returns the sealing and the record it was decided from.
     pub(crate) async fn check_seal(&self, keys: Option<Keyring>) -> Result<Option<Opened>, SessionError> {
-        let record = match self.query_one(session_sql::LOAD_SEAL, Vec::new()).await? {
-            None => None,
+        let record = self.seal_record().await?;
+        let seal = self.open_seal(record, keys).await?;
+        Ok(seal.map(|seal| Opened { seal, record }))
+    }
+
+    /// The database's seal record (`None`: a plain database).
+    pub(crate) async fn seal_record(&self) -> Result<Option<SealRecord>, SessionError> {
+        match self.query_one(session_sql::LOAD_SEAL, Vec::new()).await? {
+            None => Ok(None),
             Some(row) => {
                 let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
-                Some(SealRecord::from_row(&self.resource, &refs)?)
+                SealRecord::from_row(&self.resource, &refs).map(Some)
             }
-        };
-        let seal = match keys {
+        }
+    }
+
+    /// How the database opens with `keys` given its seal `record` ([`session_sql::open_seal`]).
+    pub(crate) async fn open_seal(
+        &self,
+        record: Option<SealRecord>,
+        keys: Option<Keyring>,
+    ) -> Result<Option<Arc<DbSeal>>, SessionError> {
+        match keys {
             // Without keys nothing is derived: the answer (plain, or `Sealed`) is at once, with
             // no trip through the blocking pool.
-            None => session_sql::open_seal(&self.resource, record, None)?,
+            None => session_sql::open_seal(&self.resource, record, None),
             Some(keys) => {
                 let resource = self.resource.clone();
                 // A passphrase's key is derived here (Argon2id): off the runtime.
                 tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, record, Some(&keys)))
                     .await
-                    .map_err(|e| SessionError::Backend { backend: "libsql".to_owned(), source: Box::new(e) })??
+                    .map_err(|e| SessionError::Backend { backend: "libsql".to_owned(), source: Box::new(e) })?
             }
-        };
-        Ok(seal.map(|seal| Opened { seal, record }))
+        }
     }
 
     /// Seals this session (registered as `name`) with what [`Remote::check_seal`] decided. With
