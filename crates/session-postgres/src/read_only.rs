@@ -14,8 +14,8 @@ use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::Socket;
 
 use crate::db::{cells, connect, load_rows, query, Db, Tls};
-use crate::schema;
 use crate::PostgresOptions;
+use crate::{schema, seal};
 
 impl PostgresOptions {
     /// Reads session [`PostgresOptions::session`] from the database at `url` without TLS (see
@@ -57,13 +57,7 @@ impl PostgresOptions {
         let sealer = match record {
             None => None,
             Some(record) => {
-                let (resource, keys) = (db.resource.clone(), keys.cloned());
-                // A passphrase's key is derived here (Argon2id): off the runtime.
-                let seal =
-                    tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, Some(record), keys.as_ref()))
-                        .await
-                        .map_err(|e| SessionError::Backend { backend: "postgres".to_owned(), source: Box::new(e) })??;
-                seal.map(|seal| seal.session(&self.session))
+                seal::open_seal(&db, Some(record), keys.cloned()).await?.map(|seal| seal.session(&self.session))
             }
         };
         let sealed_with = record.map(|r| r.key_id);

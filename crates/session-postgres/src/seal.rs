@@ -47,12 +47,21 @@ pub(crate) async fn check(db: &Db, keys: Option<Keyring>) -> Result<Option<Opene
             conn.finish(result)
         })
         .await?;
+    let seal = open_seal(db, record, keys).await?;
+    Ok(seal.map(|seal| Opened { seal, record }))
+}
+
+/// How the schema opens with `keys` given its seal `record` ([`session_sql::open_seal`]).
+pub(crate) async fn open_seal(
+    db: &Db,
+    record: Option<SealRecord>,
+    keys: Option<Keyring>,
+) -> Result<Option<Arc<DbSeal>>, SessionError> {
     let resource = db.resource.clone();
     // A passphrase's key is derived here (Argon2id): off the runtime.
-    let seal = tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, record, keys.as_ref()))
+    tokio::task::spawn_blocking(move || session_sql::open_seal(&resource, record, keys.as_ref()))
         .await
-        .map_err(|e| SessionError::Backend { backend: "postgres".to_owned(), source: Box::new(e) })??;
-    Ok(seal.map(|seal| Opened { seal, record }))
+        .map_err(|e| SessionError::Backend { backend: "postgres".to_owned(), source: Box::new(e) })?
 }
 
 /// How many sessions other than `sid` hold a session row.
