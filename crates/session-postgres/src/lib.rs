@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use session_core::async_trait;
 use session_core::{
-    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, PeerKey, SessionBackend, SessionData, SessionError,
+    codec, BoxError, Change, Lease, LeaseOptions, LeaseStatus, SessionBackend, SessionData, SessionError,
 };
 use session_sql::{Known, Sealer, SessionId, Statement, LOAD_CHUNK_RANGES};
 use tokio_postgres::tls::TlsConnect;
@@ -233,45 +233,10 @@ pub struct PostgresBackend {
     stored: tokio::sync::Mutex<Option<Stored>>,
 }
 
-/// What a persist plan may leave out knowing (see [`Known`]): while this backend holds the
-/// lease it is the only writer of its session's rows (any other is fenced out), so what its
-/// own committed writes left is what is stored. A write that failed leaves it unknown (the
-/// commit may or may not have happened), and the next persist reads it again.
-#[derive(Clone, Debug, Default)]
-struct Stored {
-    /// The `session` row exists.
-    session_row: bool,
-    /// `peer_removals` may hold a row of the session.
-    removals: bool,
-    /// The key ranges of the session's chunks, in order.
-    ranges: Vec<(PeerKey, PeerKey)>,
-}
-
-impl Stored {
-    fn known(&self) -> Known<'_> {
-        Known { session_row: self.session_row, no_removals: !self.removals, chunk_ranges: Some(&self.ranges) }
-    }
-
-    /// What is stored once `changes` are persisted over `self`: the plan records a removal
-    /// only for a key that may be chunked, and a log out clears every row (the chunks too)
-    /// and makes the session row again.
-    fn after(&self, changes: &[Change]) -> Stored {
-        let mut next = Stored { session_row: true, ..self.clone() };
-        for c in changes {
-            match c {
-                Change::LogOut => {
-                    next.removals = false;
-                    next.ranges.clear();
-                }
-                Change::RemovePeer(key) if session_sql::may_be_chunked(Some(&next.ranges), *key) => {
-                    next.removals = true;
-                }
-                _ => {}
-            }
-        }
-        next
-    }
-}
+/// What a persist plan may leave out knowing ([`session_sql::StoredRows`]): while this backend
+/// holds the lease it is the only writer of its session's rows (any other is fenced out). A
+/// write that failed leaves it unknown, and the next persist reads it again.
+type Stored = session_sql::StoredRows;
 
 /// Whether the session row exists and whether `peer_removals` holds a row of the session.
 const READ_STORED: &str = "SELECT EXISTS (SELECT 1 FROM session WHERE sid = $1), \
@@ -483,7 +448,12 @@ impl SessionBackend for PostgresBackend {
             // Read before the plan is built; were it still unknown, the plan assumes nothing.
             let known = stored.map_or_else(Known::default, Stored::known);
             let plan = session_sql::persist_plan_sealed(self.sid, changes, full, known, seal)?;
-            Ok((plan, stored.map(|s| s.after(changes))))
+            let after = stored.map(|s| {
+                let mut s = s.clone();
+                s.apply(changes);
+                s
+            });
+            Ok((plan, after))
         })
         .await
         .map_err(boxed)

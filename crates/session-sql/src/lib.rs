@@ -101,7 +101,7 @@ pub use migrations::{
 };
 pub use plan::{
     compact_plan, compact_plan_sealed, delete_plan, may_be_chunked, persist_plan, persist_plan_known,
-    persist_plan_sealed, save_plan, save_plan_sealed, Known,
+    persist_plan_sealed, save_plan, save_plan_sealed, Known, StoredRows,
 };
 pub use rows::{
     chunk_range, load_queries, SessionRows, LOAD_CHANNELS, LOAD_CHUNK_RANGES, LOAD_DCS, LOAD_MIN_CONTEXTS, LOAD_PEERS,

@@ -13,27 +13,18 @@
 //! save.
 
 use session_core::{Change, PeerCache, PeerKey, SessionData};
-use session_sql::{may_be_chunked, Known};
+#[cfg(test)]
+use session_sql::may_be_chunked;
+use session_sql::{Known, StoredRows as Rows};
 
 /// The stored rows as this owner left them (`None`: not known).
 #[derive(Debug, Default)]
 pub(crate) struct KnownRows(Option<Rows>);
 
-#[derive(Debug)]
-struct Rows {
-    session_row: bool,
-    removals: bool,
-    /// A superset of the chunks' key ranges, in key order, not overlapping.
-    ranges: Vec<(PeerKey, PeerKey)>,
-}
-
 impl KnownRows {
     /// What a plan may assume.
     pub(crate) fn known(&self) -> Known<'_> {
-        match &self.0 {
-            Some(r) => Known { session_row: r.session_row, no_removals: !r.removals, chunk_ranges: Some(&r.ranges) },
-            None => Known::default(),
-        }
+        self.0.as_ref().map_or_else(Known::default, Rows::known)
     }
 
     pub(crate) fn forget(&mut self) {
@@ -60,17 +51,8 @@ impl KnownRows {
     /// After a persist of `changes` planned with [`KnownRows::known`] succeeded: the same
     /// bookkeeping the plan made (see `session_sql::persist_plan_known`).
     pub(crate) fn persisted(&mut self, changes: &[Change]) {
-        let Some(r) = &mut self.0 else { return };
-        r.session_row = true;
-        for change in changes {
-            match change {
-                Change::LogOut => {
-                    r.ranges.clear();
-                    r.removals = false;
-                }
-                Change::RemovePeer(key) if may_be_chunked(Some(&r.ranges), *key) => r.removals = true,
-                _ => {}
-            }
+        if let Some(r) = &mut self.0 {
+            r.apply(changes);
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::sessions::SessionId;
 use crate::table::Table;
 use crate::value::{int, key_blob, opt_blob, opt_int, SqlValue, Statement};
 
-pub use persist::{may_be_chunked, persist_plan, persist_plan_known, persist_plan_sealed, Known};
+pub use persist::{may_be_chunked, persist_plan, persist_plan_known, persist_plan_sealed, Known, StoredRows};
 pub use replace::{compact_plan, compact_plan_sealed, delete_plan, save_plan, save_plan_sealed};
 
 /// How a plan writes its rows: `None` in clear, `Some` sealed (see [`crate::seal`]).

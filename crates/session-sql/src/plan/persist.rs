@@ -154,6 +154,44 @@ pub struct Known<'a> {
     pub chunk_ranges: Option<&'a [(PeerKey, PeerKey)]>,
 }
 
+/// What is stored of a session, as a driver that is its only writer (under its lease) tracks it
+/// between its own writes so that every plan can be given a [`Known`]: what its committed writes
+/// left is what is stored. A write that failed may or may not have committed: the driver drops
+/// this and reads it again (or plans with [`Known::default`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredRows {
+    /// The `session` row exists.
+    pub session_row: bool,
+    /// `peer_removals` may hold a row of the session.
+    pub removals: bool,
+    /// A superset of the chunks' key ranges, in key order, not overlapping.
+    pub ranges: Vec<(PeerKey, PeerKey)>,
+}
+
+impl StoredRows {
+    /// What a plan may assume.
+    pub fn known(&self) -> Known<'_> {
+        Known { session_row: self.session_row, no_removals: !self.removals, chunk_ranges: Some(&self.ranges) }
+    }
+
+    /// Brings this up to what is stored once a persist of `changes`, planned with
+    /// [`StoredRows::known`], has committed: the plan records a removal only for a key that may
+    /// be chunked, and a log out clears every row (the chunks too) and makes the session row again.
+    pub fn apply(&mut self, changes: &[Change]) {
+        self.session_row = true;
+        for change in changes {
+            match change {
+                Change::LogOut => {
+                    self.ranges.clear();
+                    self.removals = false;
+                }
+                Change::RemovePeer(key) if may_be_chunked(Some(&self.ranges), *key) => self.removals = true,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Whether `key` may be in a chunk whose key range is in `chunk_ranges` (as
 /// [`Known::chunk_ranges`]; `None`: unknown, so it may). Removing such a key is recorded in
 /// `peer_removals`.
