@@ -147,7 +147,10 @@ async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
-                    match backend.persist(&changes, &full).await {
+                    let (began, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+                    let result = backend.persist(&changes, &full).await;
+                    slow(&name, i, began, wall, &result);
+                    match result {
                         Ok(()) => {
                             say(format!("ACK {name} {i}"));
                             // An account writes now and then, not in a tight loop.
@@ -174,6 +177,31 @@ async fn named(target: &str, names: &str, writes: i64, parallel: usize) {
         backend.close().await.unwrap();
     }
     say("DONE".to_owned());
+}
+
+/// A call that took more than a second, on stderr with its wall-clock start (to line it up with
+/// the server's log): the fleet test's evidence of where a stall sat.
+fn slow(
+    name: &str,
+    i: i64,
+    began: std::time::Instant,
+    wall: std::time::SystemTime,
+    result: &Result<(), session_core::BoxError>,
+) {
+    let took = began.elapsed();
+    if took > Duration::from_secs(1) {
+        let since = wall.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let outcome = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        eprintln!(
+            "SLOW pid={} {name} write {i}: started {}.{:03} took {took:?}: {outcome}",
+            std::process::id(),
+            since.as_secs(),
+            since.subsec_millis()
+        );
+    }
 }
 
 /// Waits for the parent's next line without blocking the runtime: the backends' lease renewals

@@ -75,7 +75,8 @@ impl Sqld {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .env("RUST_LOG", "warn");
+            // `LAYER_SQLD_LOG=debug` (any RUST_LOG filter) to see what sqld does during a test.
+            .env("RUST_LOG", std::env::var("LAYER_SQLD_LOG").unwrap_or_else(|_| "warn".to_owned()));
         cmd.args(&self.extra);
         if let Some(key) = &self.jwt_key_file {
             cmd.arg("--auth-jwt-key-file").arg(key);
@@ -141,6 +142,11 @@ impl Sqld {
 impl Drop for Sqld {
     fn drop(&mut self) {
         self.stop();
+        // `LAYER_SQLD_KEEP_LOG=<dir>`: the server's log outlives the test's temporary directory.
+        if let Some(dir) = std::env::var_os("LAYER_SQLD_KEEP_LOG") {
+            let name = format!("sqld-{}-{}.log", std::process::id(), self.addr.port());
+            let _ = std::fs::copy(&self.log, Path::new(&dir).join(name));
+        }
     }
 }
 
