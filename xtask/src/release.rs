@@ -43,7 +43,9 @@ pub fn release_checks(env: &[(&str, &str)]) -> Result<(), String> {
 /// a file outside the crate that the library needs shows there.
 pub fn package(verify: bool) -> Result<(), String> {
     let mut args = vec!["package", "--allow-dirty", "--locked"];
-    if !verify {
+    if verify {
+        forget_unpacked_siblings()?;
+    } else {
         args.push("--no-verify");
     }
     for name in PUBLISHED {
@@ -52,6 +54,68 @@ pub fn package(verify: bool) -> Result<(), String> {
     let started = Instant::now();
     cargo(&args, &[])?;
     eprintln!("cargo package: {} crates in {:.0?}", PUBLISHED.len(), started.elapsed());
+    Ok(())
+}
+
+/// Cargo unpacks each sibling it verifies against into `registry/src/<overlay>/<name>-<version>`
+/// and, when that folder exists from an earlier run, reuses it without unpacking the new tarball:
+/// a second `cargo xtask package` at the same version then verifies against the sources of the
+/// first (a false failure when an API was added since, a false pass when one was removed).
+/// It also keeps the build of such a copy: the unpacked files carry their tarball's old
+/// modification times, so the compiled sibling of the earlier run looks fresh. Removing our
+/// crates' unpacked copies and the fingerprints of their registry builds makes every run verify
+/// what it just packaged.
+fn forget_unpacked_siblings() -> Result<(), String> {
+    forget_registry_builds()?;
+    let manifest = read(&root().join("Cargo.toml"))?;
+    let ours = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .ok_or("no version in the root Cargo.toml")?;
+    let registries = match registry_src() {
+        Ok(dirs) => dirs,
+        // Nothing unpacked yet (a fresh CARGO_HOME): nothing stale either.
+        Err(_) => return Ok(()),
+    };
+    for registry in registries {
+        for name in PUBLISHED {
+            let unpacked = registry.join(format!("{name}-{ours}"));
+            if unpacked.is_dir() {
+                std::fs::remove_dir_all(&unpacked)
+                    .map_err(|e| format!("cannot remove the stale {}: {e}", unpacked.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the fingerprints of our crates built from an unpacked registry copy (their dep-info
+/// names a path under `registry/src`), so cargo rebuilds them from the fresh copy.
+fn forget_registry_builds() -> Result<(), String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let profile = target.join("debug");
+    let Ok(entries) = std::fs::read_dir(profile.join("deps")) else {
+        return Ok(()); // nothing built yet
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let file = entry.file_name();
+        let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(".d")) else { continue };
+        let Some(name) = PUBLISHED.iter().find(|n| {
+            stem.strip_prefix(&n.replace('-', "_")).is_some_and(|rest| rest.starts_with('-') && rest.len() == 17)
+        }) else {
+            continue;
+        };
+        let from_registry = std::fs::read_to_string(entry.path()).is_ok_and(|d| d.contains("/registry/src/-"));
+        if from_registry {
+            let hash = &stem[stem.len() - 16..];
+            let fingerprint = profile.join(".fingerprint").join(format!("{name}-{hash}"));
+            if fingerprint.is_dir() {
+                std::fs::remove_dir_all(&fingerprint)
+                    .map_err(|e| format!("cannot remove the stale {}: {e}", fingerprint.display()))?;
+            }
+        }
+    }
     Ok(())
 }
 
