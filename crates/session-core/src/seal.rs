@@ -38,6 +38,14 @@
 //! associated data is assembled on the stack, and nonces come from a ChaCha20 generator
 //! (RustCrypto's `ChaCha20Rng`) seeded once from the operating system instead of one
 //! `getrandom` call per value (see [`fresh_nonce`] for why that is as safe).
+//!
+//! A long value (a file's whole snapshot) is where a copy or a slow wipe costs as much as a
+//! cipher pass: [`seal_append`] seals straight into the caller's buffer, and [`open_into`]
+//! opens into one the caller provides (one plaintext assembled from several envelopes, opened
+//! on several threads, or one buffer reused). Wipe such a `Zeroizing<Vec<u8>>` by `clear()`ing
+//! it before it drops: `zeroize` then clears the whole allocation as spare capacity with one
+//! `memset` and a barrier, where it wipes a vector's elements one volatile byte at a time
+//! (several times slower than the cipher's authentication pass over the same bytes).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -177,18 +185,42 @@ fn fresh_nonce(out: &mut [u8; NONCE_LEN]) {
 /// Seals `plaintext` with `key`, bound to `binding`, under a fresh random nonce.
 pub fn seal(key: &SealingKey, binding: &Binding, plaintext: &[u8]) -> Result<Vec<u8>, SessionError> {
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    seal_append(key, binding, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// [`seal`], appending the envelope to `out` (which may already hold a frame or other
+/// envelopes) instead of returning a new buffer: a long value is then copied once, not twice.
+/// On error `out` is as it was.
+pub fn seal_append(
+    key: &SealingKey,
+    binding: &Binding,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SessionError> {
+    let start = out.len();
+    out.reserve(OVERHEAD + plaintext.len());
     out.push(ENVELOPE_VERSION);
     out.extend_from_slice(&key.id().0);
     let mut nonce = [0u8; NONCE_LEN];
     fresh_nonce(&mut nonce);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
-    let (header, body) = out.split_at_mut(ENVELOPE_HEADER_LEN);
-    let tag =
-        with_aad(header, binding, |aad| key.siv().encrypt_in_place_detached(SivNonce::from_slice(&nonce), aad, body))
-            .map_err(|_| SessionError::invalid("sealed value", "too long to seal"))?;
-    out.extend_from_slice(&tag);
-    Ok(out)
+    let (header, body) = out[start..].split_at_mut(ENVELOPE_HEADER_LEN);
+    let sealed =
+        with_aad(header, binding, |aad| key.siv().encrypt_in_place_detached(SivNonce::from_slice(&nonce), aad, body));
+    match sealed {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(_) => {
+            // The plaintext was copied in: wipe it before giving the buffer back.
+            zeroize::Zeroize::zeroize(&mut out[start..]);
+            out.truncate(start);
+            Err(SessionError::invalid("sealed value", "too long to seal"))
+        }
+    }
 }
 
 /// Fills `out` with random bytes from the operating system (salts, file ids).
@@ -205,6 +237,13 @@ pub fn key_id_of(sealed: &[u8]) -> Option<KeyId> {
     let mut id = [0u8; KEY_ID_LEN];
     id.copy_from_slice(&sealed[1..1 + KEY_ID_LEN]);
     Some(KeyId(id))
+}
+
+/// How many bytes of plaintext an envelope holds, if `sealed` is long enough to be one and of a
+/// known version (the length is not authenticated until the envelope opens).
+pub fn opened_len(sealed: &[u8]) -> Option<usize> {
+    key_id_of(sealed)?;
+    Some(sealed.len() - header_len(sealed[0]) - TAG_LEN)
 }
 
 /// Checks an envelope's frame and returns the key id it names.
@@ -235,31 +274,54 @@ pub fn open_with(
     binding: &Binding,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+    frame(resource, sealed)?;
+    let mut plain = Zeroizing::new(vec![0u8; sealed.len() - header_len(sealed[0]) - TAG_LEN]);
+    open_into(key, resource, binding, sealed, &mut plain)?;
+    Ok(plain)
+}
+
+/// [`open_with`], writing the plaintext into `out`, which must be exactly as long as it
+/// ([`SessionError::Corrupt`] otherwise: the envelope is not the length its place says). For a
+/// caller that assembles one plaintext from several envelopes (opened on several threads) or
+/// reuses one buffer. On any error `out` holds no plaintext (the cipher re-encrypts a value
+/// whose tag fails); the caller still owns wiping `out` after a success.
+pub fn open_into(
+    key: &SealingKey,
+    resource: &str,
+    binding: &Binding,
+    sealed: &[u8],
+    out: &mut [u8],
+) -> Result<(), SessionError> {
     let id = frame(resource, sealed)?;
     if id != key.id() {
         return Err(SessionError::WrongKey { resource: resource.to_owned(), key_id: id });
     }
     let (header, rest) = sealed.split_at(header_len(sealed[0]));
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut plain = Zeroizing::new(ciphertext.to_vec());
+    if ciphertext.len() != out.len() {
+        return Err(SessionError::corrupt(
+            resource,
+            format!("a sealed value holds {} bytes where {} were expected", ciphertext.len(), out.len()),
+        ));
+    }
+    out.copy_from_slice(ciphertext);
     let nonce = &header[1 + KEY_ID_LEN..];
     with_aad(header, binding, |aad| {
         let tag = Tag::from_slice(tag);
         if header[0] == 1 {
-            key.xchacha().decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut plain, tag)
+            key.xchacha().decrypt_in_place_detached(XNonce::from_slice(nonce), aad, out, tag)
         } else {
-            key.siv().decrypt_in_place_detached(SivNonce::from_slice(nonce), aad, &mut plain, tag)
+            key.siv().decrypt_in_place_detached(SivNonce::from_slice(nonce), aad, out, tag)
         }
     })
     .map_err(|_| {
-            SessionError::corrupt(
-                resource,
-                format!(
-                    "a value sealed with key {id} does not authenticate: its bytes were changed, or it was moved from another place"
-                ),
-            )
-        })?;
-    Ok(plain)
+        SessionError::corrupt(
+            resource,
+            format!(
+                "a value sealed with key {id} does not authenticate: its bytes were changed, or it was moved from another place"
+            ),
+        )
+    })
 }
 
 impl Keyring {

@@ -324,3 +324,40 @@ fn envelopes_of_version_1_still_open_and_new_ones_are_version_2() {
     let cut = &v1[..1 + 8 + 24 + 15];
     assert!(matches!(ring.open(None, "test", &binding(), cut), Err(SessionError::Corrupt { .. })));
 }
+
+#[test]
+fn seal_append_and_open_into_work_inside_the_callers_buffers() {
+    let k = key(9);
+    let plain = b"a long value: the snapshot of a session file".repeat(40);
+    let mut out = b"frame".to_vec();
+    seal::seal_append(&k, &binding(), &plain, &mut out).expect("seal");
+    assert_eq!(&out[..5], b"frame", "what the buffer held stays");
+    let envelope = &out[5..];
+    assert_eq!(envelope.len(), plain.len() + OVERHEAD);
+    assert_eq!(seal::opened_len(envelope), Some(plain.len()));
+    assert_eq!(seal::open_with(&k, "s", &binding(), envelope).expect("open").as_slice(), plain.as_slice());
+    let mut into = vec![0u8; plain.len()];
+    seal::open_into(&k, "s", &binding(), envelope, &mut into).expect("open into");
+    assert_eq!(into, plain);
+    // A buffer of another length than the value: Corrupt (the place says how long it is).
+    for len in [plain.len() - 1, plain.len() + 1] {
+        let mut wrong = vec![0u8; len];
+        let err = seal::open_into(&k, "s", &binding(), envelope, &mut wrong).expect_err("length");
+        assert!(matches!(err, SessionError::Corrupt { .. }), "{err:?}");
+    }
+    // A value that fails its tag leaves no plaintext in the buffer.
+    let mut damaged = envelope.to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let mut into = vec![0u8; plain.len()];
+    let err = seal::open_into(&k, "s", &binding(), &damaged, &mut into).expect_err("damaged");
+    assert!(matches!(err, SessionError::Corrupt { .. }), "{err:?}");
+    assert!(!into.windows(8).any(|w| plain.windows(8).any(|p| p == w)), "plaintext left in the buffer");
+    // Another key: WrongKey, as with open_with.
+    let mut into = vec![0u8; plain.len()];
+    assert!(matches!(
+        seal::open_into(&key(10), "s", &binding(), envelope, &mut into),
+        Err(SessionError::WrongKey { .. })
+    ));
+    assert_eq!(seal::opened_len(&envelope[..OVERHEAD - 1]), None);
+}
