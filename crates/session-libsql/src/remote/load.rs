@@ -1,15 +1,25 @@
 //! The read path: the session and its generation in one snapshot. A session that fits one
-//! response (the common case) is one transactional batch, one request; a larger one is read in
+//! response (the common case) is one transactional batch, one request (over protobuf on a plain
+//! `http://` server, see [`super::pipeline`]); a larger one is read in
 //! one read transaction: the small tables in one batch, the large ones in pages of JSON the
 //! server builds, and the peer chunks (blobs) a few per request.
 
 use session_core::{SessionData, SessionError};
 use session_sql::{SessionRows, SqlValueRef, Table, LOAD_PEER_CHUNKS_AFTER, LOAD_QUERIES};
 
+use tokio::time::Instant;
+
 use super::errors::too_large;
 use super::inline::inline;
+use super::pipeline::{malformed, Answer, Read};
 use super::transport::{collect, value_ref};
 use super::{Generation, Remote, GENERATION_TABLE, READ_GENERATION};
+
+/// A one-batch load's answer, in the form it came in.
+enum Fetched {
+    Protobuf(Answer),
+    Json(Vec<Vec<Vec<libsql::Value>>>),
+}
 
 impl Remote {
     /// The stored session and the generation it belongs to, read in one transaction: one
@@ -37,14 +47,13 @@ impl Remote {
         let small: Vec<(Table, &str)> =
             LOAD_QUERIES.iter().copied().filter(|(t, _)| !is_large(*t) && !is_blobs(*t)).collect();
         let mut later: Vec<Table> = Vec::new();
-        let mut sql = String::from(READ_GENERATION);
+        let mut statements = vec![READ_GENERATION.to_owned()];
         for (_, q) in &small {
-            sql.push_str(";\n");
-            sql.push_str(&self.bound(q)?);
+            statements.push(self.bound(q)?);
         }
         for (table, q) in LOAD_QUERIES {
-            sql.push_str(";\n");
             if is_blobs(table) {
+                let mut sql = String::new();
                 inline(
                     &mut sql,
                     &session_sql::Statement {
@@ -56,11 +65,12 @@ impl Remote {
                         ],
                     },
                 )?;
+                statements.push(sql);
             } else if is_large(table) {
                 let Some(page) = self.json_page(q, PAGE_ROWS, 0)? else {
                     return Ok(None);
                 };
-                sql.push_str(&page);
+                statements.push(page);
             } else {
                 continue;
             }
@@ -69,12 +79,14 @@ impl Remote {
         // Held (when free) through the read, so that no persist of this owner lands between
         // the snapshot and what is learnt from it.
         let mut known = self.known.try_lock().ok();
-        let Some(sets) = self.read_batch(&sql).await? else {
+        let Some(fetched) = self.fetch(&statements).await? else {
             return Ok(None);
         };
-        // Rows withheld (a server may): read in pages.
-        let Some(sets) = sets.into_iter().collect::<Option<Vec<_>>>() else {
-            return Ok(None);
+        let sets: Vec<Vec<Vec<SqlValueRef<'_>>>> = match &fetched {
+            Fetched::Protobuf(answer) => answer.sets().map_err(|e| malformed(&self.resource, &e))?,
+            Fetched::Json(sets) => {
+                sets.iter().map(|rows| rows.iter().map(|row| row.iter().map(value_ref).collect()).collect()).collect()
+            }
         };
         if sets.len() != 1 + small.len() + later.len() {
             return Ok(None);
@@ -87,7 +99,7 @@ impl Remote {
                 rows.len() >= usize::try_from(CHUNKS_PER_PAGE).unwrap_or(usize::MAX)
             } else {
                 match rows.first().and_then(|row| row.first()) {
-                    Some(libsql::Value::Integer(n)) => u64::try_from(*n).unwrap_or(u64::MAX) >= PAGE_ROWS,
+                    Some(SqlValueRef::Integer(n)) => u64::try_from(*n).unwrap_or(u64::MAX) >= PAGE_ROWS,
                     _ => true,
                 }
             };
@@ -96,7 +108,7 @@ impl Remote {
             }
         }
         let generation = match first.first().and_then(|rows| rows.first()).and_then(|row| row.first()) {
-            Some(libsql::Value::Integer(v)) => *v,
+            Some(SqlValueRef::Integer(v)) => *v,
             Some(_) => {
                 return Err(SessionError::corrupt(&self.resource, format!("{GENERATION_TABLE}: not an integer")))
             }
@@ -106,8 +118,7 @@ impl Remote {
         let mut session_row = false;
         for ((table, _), rows) in small.iter().zip(small_sets) {
             for row in rows {
-                let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
-                out.row(*table, &refs)?;
+                out.row(*table, row)?;
                 session_row |= *table == Table::Session;
             }
         }
@@ -115,9 +126,8 @@ impl Remote {
         for (table, rows) in later.iter().zip(later_sets) {
             if is_blobs(*table) {
                 for row in rows {
-                    let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
-                    out.row(*table, &refs)?;
-                    ranges.push(session_sql::chunk_range(&self.resource, refs.get(2..6).unwrap_or_default())?);
+                    out.row(*table, row)?;
+                    ranges.push(session_sql::chunk_range(&self.resource, row.get(2..6).unwrap_or_default())?);
                 }
             } else {
                 let Some(row) = rows.first() else {
@@ -132,6 +142,31 @@ impl Remote {
             known.loaded(session_row, removals, ranges);
         }
         Ok(Some((data, generation)))
+    }
+
+    /// Runs the reads of `statements` as one transactional batch (one request, one snapshot):
+    /// over protobuf where the server takes it ([`pipeline`]), else through the libsql client.
+    /// `None` when an answer would exceed the server's response limit or the server withheld
+    /// the rows. Waiting for the connection, both attempts and everything between count against
+    /// one call timeout.
+    async fn fetch(&self, statements: &[String]) -> Result<Option<Fetched>, SessionError> {
+        let deadline = Instant::now() + self.timeout;
+        if let Some(pipeline) = self.pipeline.as_ref().filter(|p| p.usable()) {
+            // Held so that the read queues behind this connection's other calls, as theirs do.
+            let held = self.lock_until(deadline).await?;
+            let read = pipeline.read(statements, deadline, &self.resource).await;
+            drop(held);
+            match read? {
+                Read::Answer(answer) => return Ok(Some(Fetched::Protobuf(answer))),
+                Read::TooLarge => return Ok(None),
+                Read::Unsupported => {}
+            }
+        }
+        let Some(sets) = self.read_batch_until(deadline, &statements.join(";\n")).await? else {
+            return Ok(None);
+        };
+        // Rows withheld (a server may): read in pages.
+        Ok(sets.into_iter().collect::<Option<Vec<_>>>().map(Fetched::Json))
     }
 
     /// The paged read, in one interactive read transaction. Round trips: `BEGIN`, one batch for
@@ -245,7 +280,8 @@ impl Remote {
             let Some(row) = rows.first() else {
                 return self.load_plain(tx, table, query, out).await;
             };
-            let n = self.json_rows(table, row, out)?;
+            let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+            let n = self.json_rows(table, &refs, out)?;
             if n < page {
                 return Ok(());
             }
@@ -268,8 +304,8 @@ impl Remote {
 
     /// Hands the rows of a page [`Remote::json_page`] read (its one row: the count and the JSON
     /// text) to `out`; returns the count.
-    fn json_rows(&self, table: Table, row: &[libsql::Value], out: &mut SessionRows) -> Result<u64, SessionError> {
-        let (Some(libsql::Value::Integer(n)), Some(libsql::Value::Text(json))) = (row.first(), row.get(1)) else {
+    fn json_rows(&self, table: Table, row: &[SqlValueRef<'_>], out: &mut SessionRows) -> Result<u64, SessionError> {
+        let (Some(SqlValueRef::Integer(n)), Some(SqlValueRef::Text(json))) = (row.first(), row.get(1)) else {
             return Err(SessionError::corrupt(&self.resource, "a page of rows that is not JSON text"));
         };
         let decoded: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)

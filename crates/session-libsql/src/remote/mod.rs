@@ -5,7 +5,7 @@
 //! one connection, the per-call timeout and the batch call; [`migrate`] brings the schema up to
 //! date on open; [`write`] is the write path (a plan as one transaction, one HTTP request);
 //! [`inline`] turns a plan's parameterised statements into the SQL text a batch carries;
-//! [`load`] is the read path, in pages; [`list`] lists a database's named sessions; [`errors`]
+//! [`load`] is the read path, in pages; [`pipeline`] its one-request protobuf read; [`list`] lists a database's named sessions; [`errors`]
 //! maps the client's errors to `SessionError`; [`seal`] checks and makes a sealed database.
 
 mod errors;
@@ -15,6 +15,7 @@ mod lease;
 mod list;
 mod load;
 mod migrate;
+mod pipeline;
 mod seal;
 mod transport;
 mod url;
@@ -96,6 +97,8 @@ pub(crate) struct Remote {
     /// What this owner knows of the stored rows ([`known`]); held by a persist from its plan to
     /// its answer, so that plans follow one another.
     known: tokio::sync::Mutex<known::KnownRows>,
+    /// The load's protobuf read of a plain `http://` server (`None`: read through the client).
+    pipeline: Option<std::sync::Arc<pipeline::Pipeline>>,
 }
 
 impl std::fmt::Debug for Remote {

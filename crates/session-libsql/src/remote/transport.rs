@@ -21,6 +21,7 @@ impl Remote {
         let http = http_url(url)?;
         let resource = http.split(['?', '#']).next().unwrap_or_default().to_owned();
         let plain = http.starts_with("http://");
+        let pipeline = super::pipeline::Pipeline::new(&http, auth_token).map(std::sync::Arc::new);
         let mut builder = libsql::Builder::new_remote(http, auth_token.to_owned());
         if plain {
             // libsql's own connector loads and parses the system's TLS roots on every build
@@ -41,6 +42,7 @@ impl Remote {
             sid: session_sql::DEFAULT_SESSION_ID,
             seal: None,
             known: Default::default(),
+            pipeline,
         })
     }
 
@@ -58,6 +60,7 @@ impl Remote {
             sid: session_sql::DEFAULT_SESSION_ID,
             seal: None,
             known: Default::default(),
+            pipeline: self.pipeline.clone(),
         })
     }
 
@@ -168,7 +171,16 @@ impl Remote {
         &self,
         sql: &str,
     ) -> Result<Option<Vec<Option<Vec<Vec<libsql::Value>>>>>, SessionError> {
-        let conn = self.lock().await?;
+        self.read_batch_until(Instant::now() + self.timeout, sql).await
+    }
+
+    /// [`Remote::read_batch`] for a call that ends at `deadline`.
+    pub(super) async fn read_batch_until(
+        &self,
+        deadline: Instant,
+        sql: &str,
+    ) -> Result<Option<Vec<Option<Vec<Vec<libsql::Value>>>>>, SessionError> {
+        let conn = self.lock_until(deadline).await?;
         self.timed(&conn, async {
             let mut retried = false;
             loop {
