@@ -154,6 +154,36 @@ impl Db {
         }
     }
 
+    /// Runs `body` in a transaction of its own on a pooled connection, bounded by the timeout
+    /// (waiting for the connection included): committed when `body` returns `Ok`, rolled back
+    /// when it returns `Err` (or the call is given up, with the connection it held).
+    pub(crate) async fn transaction<T>(
+        &self,
+        access: Access,
+        body: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T, SessionError>,
+    ) -> Result<T, SessionError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let result = async {
+                let builder = conn.client()?.build_transaction();
+                let builder = match access {
+                    Access::Write => builder,
+                    Access::Read => builder.read_only(true),
+                    Access::Snapshot => {
+                        builder.read_only(true).isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    }
+                };
+                let tx = builder.start().await.map_err(|e| self.map(e))?;
+                let out = body(&tx).await?;
+                tx.commit().await.map_err(|e| self.map(e))?;
+                Ok(out)
+            }
+            .await;
+            conn.finish(result)
+        })
+        .await
+    }
+
     /// A pooled connection (inside [`bounded`](Db::bounded)).
     pub(crate) async fn conn(&self) -> Result<Checked, SessionError> {
         Ok(Checked { obj: Some(self.pool.get().await.map_err(|e| self.pool_error(e))?), done: false })
@@ -179,6 +209,18 @@ impl Db {
     pub(crate) fn map(&self, e: tokio_postgres::Error) -> SessionError {
         map_error(e, &self.resource)
     }
+}
+
+/// What a [`Db::transaction`] may do.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Access {
+    /// Read and write (PostgreSQL's default isolation, `READ COMMITTED`).
+    Write,
+    /// Read only.
+    Read,
+    /// Read only, every statement seeing the same snapshot (`REPEATABLE READ`): rows whose sums
+    /// are checked together.
+    Snapshot,
 }
 
 /// A pooled connection that is detached from the pool (closed) unless its call finished: one a
@@ -479,28 +521,16 @@ pub(crate) async fn load_rows(
     sid: i64,
     sealer: Option<session_sql::Sealer>,
 ) -> Result<Option<session_core::SessionData>, SessionError> {
-    db.bounded(async {
-        let mut conn = db.conn().await?;
-        let result = async {
-            let client = conn.client()?;
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-                .map_err(|e| db.map(e))?;
+    let rows = db
+        .transaction(Access::Snapshot, async |tx| {
             let mut rows = session_sql::SessionRows::new(&db.resource).with_seal(sealer);
             for (table, sql) in session_sql::LOAD_QUERIES {
-                for row in query(&tx, db, &Statement { sql, params: vec![SqlValue::Integer(sid)] }).await? {
+                for row in query(tx, db, &Statement { sql, params: vec![SqlValue::Integer(sid)] }).await? {
                     rows.row(table, &cells(&row, &db.resource)?)?;
                 }
             }
-            tx.commit().await.map_err(|e| db.map(e))?;
-            rows.finish()
-        }
-        .await;
-        conn.finish(result)
-    })
-    .await
+            Ok(rows)
+        })
+        .await?;
+    rows.finish()
 }

@@ -12,7 +12,7 @@ use session_core::async_trait;
 use session_core::{LeaseBatch, LeaseGrant, LeaseHolder, LeaseStore, Renewal, SessionError};
 use session_sql::{lease, SqlValue};
 
-use crate::db::{cells, connect, execute, query, Db, Tls};
+use crate::db::{cells, connect, execute, query, Access, Db, Tls};
 use crate::schema;
 
 /// `session_sql::lease::RENEW_MANY` in PostgreSQL's words: `$1` maps each session's name to its
@@ -70,77 +70,51 @@ impl LeaseStore for PostgresLeases {
 
     async fn acquire(&self, holder: &LeaseHolder, ttl: Duration) -> Result<LeaseGrant, SessionError> {
         let db = &self.db;
-        db.bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                let tx = client.transaction().await.map_err(|e| db.map(e))?;
-                // Creating the schema and the lease tables is serialized with every other
-                // setup of this database: two racing `CREATE ... IF NOT EXISTS` may both try.
-                schema::lock(&tx, db).await?;
-                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema::quoted(&self.schema)))
-                    .await
-                    .map_err(|e| db.map(e))?;
-                let mut statements = lease::acquire(&self.name, holder, ttl);
-                let take = statements.pop().ok_or_else(|| db.unavailable("no acquire statement"))?;
-                for st in &statements {
-                    execute(&tx, db, st).await?;
-                }
-                let rows = query(&tx, db, &take).await?;
-                let outcome = match rows.first() {
-                    Some(row) => lease::grant(&db.resource, &cells(row, &db.resource)?),
-                    None => {
-                        let rows = query(&tx, db, &lease::holder_query(&self.name)).await?;
-                        match rows.first() {
-                            Some(row) => Err(lease::locked(&db.resource, Some(&cells(row, &db.resource)?))),
-                            None => Err(lease::locked(&db.resource, None)),
-                        }
-                    }
-                };
-                tx.commit().await.map_err(|e| db.map(e))?;
-                outcome
+        // The outcome (granted or `Locked`) is returned after the commit: the tables exist
+        // either way.
+        db.transaction(Access::Write, async |tx| {
+            // Creating the schema and the lease tables is serialized with every other setup of
+            // this database: two racing `CREATE ... IF NOT EXISTS` may both try.
+            schema::lock(tx, db).await?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema::quoted(&self.schema)))
+                .await
+                .map_err(|e| db.map(e))?;
+            let mut statements = lease::acquire(&self.name, holder, ttl);
+            let take = statements.pop().ok_or_else(|| db.unavailable("no acquire statement"))?;
+            for st in &statements {
+                execute(tx, db, st).await?;
             }
-            .await;
-            conn.finish(result)
+            let rows = query(tx, db, &take).await?;
+            Ok(match rows.first() {
+                Some(row) => lease::grant(&db.resource, &cells(row, &db.resource)?),
+                None => {
+                    let rows = query(tx, db, &lease::holder_query(&self.name)).await?;
+                    match rows.first() {
+                        Some(row) => Err(lease::locked(&db.resource, Some(&cells(row, &db.resource)?))),
+                        None => Err(lease::locked(&db.resource, None)),
+                    }
+                }
+            })
         })
-        .await
+        .await?
     }
 
     async fn renew(&self, token: u64, ttl: Duration) -> Result<LeaseGrant, SessionError> {
         let db = &self.db;
-        db.bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                let tx = client.transaction().await.map_err(|e| db.map(e))?;
-                let rows = query(&tx, db, &lease::renew(&self.name, token, ttl)).await?;
-                let grant = match rows.first() {
-                    Some(row) => lease::grant(&db.resource, &cells(row, &db.resource)?),
-                    None => Err(lease::lost(&db.resource, token)),
-                };
-                tx.commit().await.map_err(|e| db.map(e))?;
-                grant
+        db.transaction(Access::Write, async |tx| {
+            let rows = query(tx, db, &lease::renew(&self.name, token, ttl)).await?;
+            match rows.first() {
+                Some(row) => lease::grant(&db.resource, &cells(row, &db.resource)?),
+                None => Err(lease::lost(&db.resource, token)),
             }
-            .await;
-            conn.finish(result)
         })
         .await
     }
 
     async fn release(&self, token: u64) -> Result<(), SessionError> {
         let db = &self.db;
-        db.bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                let tx = client.transaction().await.map_err(|e| db.map(e))?;
-                execute(&tx, db, &lease::release(&self.name, token)).await?;
-                tx.commit().await.map_err(|e| db.map(e))
-            }
-            .await;
-            conn.finish(result)
-        })
-        .await
+        db.transaction(Access::Write, async |tx| execute(tx, db, &lease::release(&self.name, token)).await.map(drop))
+            .await
     }
 
     fn batch(&self) -> Option<LeaseBatch> {
@@ -161,19 +135,10 @@ impl LeaseStore for PostgresLeases {
         else {
             return Err(db.unavailable("renew_many: unexpected parameters"));
         };
-        db.bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                let tx = client.transaction().await.map_err(|e| db.map(e))?;
-                let rows = tx.query(RENEW_MANY, &[json, ttl_ms]).await.map_err(|e| db.map(e))?;
-                let cells: Vec<Vec<_>> = rows.iter().map(|row| cells(row, &db.resource)).collect::<Result<_, _>>()?;
-                let grants = lease::grants(&pairs, cells.iter().map(Vec::as_slice), |_| db.resource.clone());
-                tx.commit().await.map_err(|e| db.map(e))?;
-                Ok(grants)
-            }
-            .await;
-            conn.finish(result)
+        db.transaction(Access::Write, async |tx| {
+            let rows = tx.query(RENEW_MANY, &[json, ttl_ms]).await.map_err(|e| db.map(e))?;
+            let cells: Vec<Vec<_>> = rows.iter().map(|row| cells(row, &db.resource)).collect::<Result<_, _>>()?;
+            Ok(lease::grants(&pairs, cells.iter().map(Vec::as_slice), |_| db.resource.clone()))
         })
         .await
     }

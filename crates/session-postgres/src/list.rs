@@ -4,7 +4,7 @@
 
 use session_sql::{SessionInfo, Statement, LIST_SESSIONS, LIST_SESSIONS_WITH_LEASES};
 
-use crate::db::{cells, connect, query, Tls};
+use crate::db::{cells, connect, query, Access, Tls};
 use crate::schema;
 use crate::{PostgresOptions, DEFAULT_SESSION};
 use session_core::SessionError;
@@ -26,36 +26,25 @@ impl PostgresOptions {
     {
         let db = connect(url, DEFAULT_SESSION, &self.schema, self.timeout, tls, 1)?;
         let db = &db;
-        db.bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
-                let (version, tables) = schema::inspect(&tx, db, &self.schema).await?;
-                if version == 0 {
-                    tx.commit().await.map_err(|e| db.map(e))?;
-                    return Ok(Vec::new());
-                }
-                if !tables.iter().any(|t| t == "sessions") {
-                    return Err(SessionError::invalid(
-                        format!("session database {}", db.resource),
-                        format!(
-                            "schema version {version} predates named sessions: open it once to bring it up to date"
-                        ),
-                    ));
-                }
-                let leases = session_sql::lease::TABLES.iter().all(|t| tables.iter().any(|have| have == t));
-                let sql = if leases { LIST_SESSIONS_WITH_LEASES } else { LIST_SESSIONS };
-                let rows = query(&tx, db, &Statement { sql, params: Vec::new() }).await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    out.push(SessionInfo::from_row(&db.resource, &cells(row, &db.resource)?)?);
-                }
-                tx.commit().await.map_err(|e| db.map(e))?;
-                Ok(out)
+        db.transaction(Access::Read, async |tx| {
+            let (version, tables) = schema::inspect(tx, db, &self.schema).await?;
+            if version == 0 {
+                return Ok(Vec::new());
             }
-            .await;
-            conn.finish(result)
+            if !tables.iter().any(|t| t == "sessions") {
+                return Err(SessionError::invalid(
+                    format!("session database {}", db.resource),
+                    format!("schema version {version} predates named sessions: open it once to bring it up to date"),
+                ));
+            }
+            let leases = session_sql::lease::TABLES.iter().all(|t| tables.iter().any(|have| have == t));
+            let sql = if leases { LIST_SESSIONS_WITH_LEASES } else { LIST_SESSIONS };
+            let rows = query(tx, db, &Statement { sql, params: Vec::new() }).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(SessionInfo::from_row(&db.resource, &cells(row, &db.resource)?)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -13,7 +13,7 @@ use session_sql::{SealRecord, SqlValue, Statement, SCHEMA_VERSION};
 use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::Socket;
 
-use crate::db::{cells, connect, load_rows, query, Db, Tls};
+use crate::db::{cells, connect, load_rows, query, Access, Db, Tls};
 use crate::PostgresOptions;
 use crate::{schema, seal};
 
@@ -69,50 +69,42 @@ impl PostgresOptions {
 /// The session's id and the schema's seal record, from one read-only transaction; `None` when
 /// the schema holds no session of that name.
 async fn locate(db: &Db, schema: &str, name: &str) -> Result<Option<(i64, Option<SealRecord>)>, SessionError> {
-    db.bounded(async {
-        let mut conn = db.conn().await?;
-        let result = async {
-            let client = conn.client()?;
-            let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
-            let (version, tables) = schema::inspect(&tx, db, schema).await?;
-            if version == 0 {
-                let foreign: Vec<&str> =
-                    tables.iter().map(String::as_str).filter(|t| !session_sql::lease::TABLES.contains(t)).collect();
-                if !foreign.is_empty() {
-                    return Err(SessionError::invalid(
-                        format!("session database {}", db.resource),
-                        format!("the schema holds other tables ({}) and no layer-client schema", foreign.join(", ")),
-                    ));
-                }
-                return Ok(None);
-            }
-            // A newer schema: UnsupportedVersion.
-            session_sql::migrations_from(version).map(drop)?;
-            if version < SCHEMA_VERSION {
+    db.transaction(Access::Read, async |tx| {
+        let (version, tables) = schema::inspect(tx, db, schema).await?;
+        if version == 0 {
+            let foreign: Vec<&str> =
+                tables.iter().map(String::as_str).filter(|t| !session_sql::lease::TABLES.contains(t)).collect();
+            if !foreign.is_empty() {
                 return Err(SessionError::invalid(
                     format!("session database {}", db.resource),
-                    format!(
-                        "its schema is version {version}, older than this build's {SCHEMA_VERSION}; a read-only \
-                         look does not migrate it: open it once with a writer (its owner does this) to bring it up \
-                         to date"
-                    ),
+                    format!("the schema holds other tables ({}) and no layer-client schema", foreign.join(", ")),
                 ));
             }
-            let id = Statement { sql: session_sql::SESSION_ID, params: vec![SqlValue::Text(name.to_owned())] };
-            let Some(row) = query(&tx, db, &id).await?.into_iter().next() else {
-                return Ok(None);
-            };
-            let sid = session_sql::session_id(&db.resource, &cells(&row, &db.resource)?)?;
-            let seal = Statement { sql: session_sql::LOAD_SEAL, params: Vec::new() };
-            let record = match query(&tx, db, &seal).await?.first() {
-                Some(row) => Some(SealRecord::from_row(&db.resource, &cells(row, &db.resource)?)?),
-                None => None,
-            };
-            tx.commit().await.map_err(|e| db.map(e))?;
-            Ok(Some((sid, record)))
+            return Ok(None);
         }
-        .await;
-        conn.finish(result)
+        // A newer schema: UnsupportedVersion.
+        session_sql::migrations_from(version).map(drop)?;
+        if version < SCHEMA_VERSION {
+            return Err(SessionError::invalid(
+                format!("session database {}", db.resource),
+                format!(
+                    "its schema is version {version}, older than this build's {SCHEMA_VERSION}; a read-only \
+                     look does not migrate it: open it once with a writer (its owner does this) to bring it up \
+                     to date"
+                ),
+            ));
+        }
+        let id = Statement { sql: session_sql::SESSION_ID, params: vec![SqlValue::Text(name.to_owned())] };
+        let Some(row) = query(tx, db, &id).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let sid = session_sql::session_id(&db.resource, &cells(&row, &db.resource)?)?;
+        let seal = Statement { sql: session_sql::LOAD_SEAL, params: Vec::new() };
+        let record = match query(tx, db, &seal).await?.first() {
+            Some(row) => Some(SealRecord::from_row(&db.resource, &cells(row, &db.resource)?)?),
+            None => None,
+        };
+        Ok(Some((sid, record)))
     })
     .await
 }

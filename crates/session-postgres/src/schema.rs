@@ -7,7 +7,7 @@ use session_core::SessionError;
 use session_sql::dialect::{Dialect, SCHEMA_TABLE};
 use session_sql::{SessionId, Statement, APPLICATION_ID};
 
-use crate::db::{cells, execute, query, Db};
+use crate::db::{cells, execute, query, Access, Db};
 
 /// The PostgreSQL schema (namespace) the tables live in unless `PostgresOptions::schema` says
 /// otherwise: a schema of their own keeps them apart from an application's tables in
@@ -78,20 +78,9 @@ fn refuse_foreign(db: &Db, version: u32, tables: &[String]) -> Result<(), Sessio
 /// Reads (writes nothing) whether the schema is one this build may use: ours at a version it
 /// knows, or empty or missing.
 pub(crate) async fn check(db: &Db, schema: &str) -> Result<(), SessionError> {
-    db.bounded(async {
-        let mut conn = db.conn().await?;
-        let result = async {
-            let client = conn.client()?;
-            let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
-            let (version, tables) = inspect(&tx, db, schema).await?;
-            tx.commit().await.map_err(|e| db.map(e))?;
-            refuse_foreign(db, version, &tables)?;
-            session_sql::migrations_from(version).map(drop)
-        }
-        .await;
-        conn.finish(result)
-    })
-    .await
+    let (version, tables) = db.transaction(Access::Read, async |tx| inspect(tx, db, schema).await).await?;
+    refuse_foreign(db, version, &tables)?;
+    session_sql::migrations_from(version).map(drop)
 }
 
 /// Brings the schema to the current version and registers session `name`, in one transaction;
@@ -101,44 +90,34 @@ pub(crate) async fn migrate(
     schema: &str,
     name: &str,
 ) -> Result<(SessionId, Option<(u32, u32)>), SessionError> {
-    db.bounded(async {
-        let mut conn = db.conn().await?;
-        let result = async {
-            let client = conn.client()?;
-            let tx = client.transaction().await.map_err(|e| db.map(e))?;
-            lock(&tx, db).await?;
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema)))
-                .await
-                .map_err(|e| db.map(e))?;
-            let (version, tables) = inspect(&tx, db, schema).await?;
-            refuse_foreign(db, version, &tables)?;
-            let mut reached = None;
-            for (to, sql) in session_sql::migrations_from(version)? {
-                tx.batch_execute(&Dialect::Postgres.translate(sql)).await.map_err(|e| db.map(e))?;
-                for (table, q) in session_sql::backfill_queries(to) {
-                    let rows = query(&tx, db, &Statement { sql: q, params: Vec::new() }).await?;
-                    for row in &rows {
-                        let st = session_sql::backfill_statement(*table, &cells(row, &db.resource)?)?;
-                        execute(&tx, db, &st).await?;
-                    }
+    db.transaction(Access::Write, async |tx| {
+        lock(tx, db).await?;
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema))).await.map_err(|e| db.map(e))?;
+        let (version, tables) = inspect(tx, db, schema).await?;
+        refuse_foreign(db, version, &tables)?;
+        let mut reached = None;
+        for (to, sql) in session_sql::migrations_from(version)? {
+            tx.batch_execute(&Dialect::Postgres.translate(sql)).await.map_err(|e| db.map(e))?;
+            for (table, q) in session_sql::backfill_queries(to) {
+                let rows = query(tx, db, &Statement { sql: q, params: Vec::new() }).await?;
+                for row in &rows {
+                    let st = session_sql::backfill_statement(*table, &cells(row, &db.resource)?)?;
+                    execute(tx, db, &st).await?;
                 }
-                if let Some(sums) = session_sql::backfill_sums(to) {
-                    execute(&tx, db, &Statement { sql: sums, params: Vec::new() }).await?;
-                }
-                tx.batch_execute(&Dialect::Postgres.set_version_sql(to)).await.map_err(|e| db.map(e))?;
-                reached = Some((version, to));
             }
-            // Under the advisory lock: no concurrent registration can take the same id.
-            let [register, id] = session_sql::register_session(name)?;
-            execute(&tx, db, &register).await?;
-            let rows = query(&tx, db, &id).await?;
-            let row = rows.first().ok_or_else(|| SessionError::corrupt(&db.resource, "sessions: the name vanished"))?;
-            let sid = session_sql::session_id(&db.resource, &cells(row, &db.resource)?)?;
-            tx.commit().await.map_err(|e| db.map(e))?;
-            Ok((sid, reached))
+            if let Some(sums) = session_sql::backfill_sums(to) {
+                execute(tx, db, &Statement { sql: sums, params: Vec::new() }).await?;
+            }
+            tx.batch_execute(&Dialect::Postgres.set_version_sql(to)).await.map_err(|e| db.map(e))?;
+            reached = Some((version, to));
         }
-        .await;
-        conn.finish(result)
+        // Under the advisory lock: no concurrent registration can take the same id.
+        let [register, id] = session_sql::register_session(name)?;
+        execute(tx, db, &register).await?;
+        let rows = query(tx, db, &id).await?;
+        let row = rows.first().ok_or_else(|| SessionError::corrupt(&db.resource, "sessions: the name vanished"))?;
+        let sid = session_sql::session_id(&db.resource, &cells(row, &db.resource)?)?;
+        Ok((sid, reached))
     })
     .await
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use session_core::{Keyring, SessionError};
 use session_sql::{DbSeal, SealRecord, SqlValue, SqlValueRef, Statement};
 
-use crate::db::{cells, query, Db};
+use crate::db::{cells, query, Access, Db};
 
 /// What [`check`] decided: the schema's sealing, and the record it was read with.
 #[derive(Debug)]
@@ -21,30 +21,22 @@ pub(crate) struct Opened {
 /// version 5, or none yet) and decides how the session opens ([`session_sql::open_seal`]).
 pub(crate) async fn check(db: &Db, keys: Option<Keyring>) -> Result<Option<Opened>, SessionError> {
     let record = db
-        .bounded(async {
-            let mut conn = db.conn().await?;
-            let result = async {
-                let client = conn.client()?;
-                let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
-                let exists = tx
-                    .query("SELECT to_regclass('seal') IS NOT NULL", &[])
-                    .await
-                    .map_err(|e| db.map(e))?
-                    .first()
-                    .and_then(|r| r.try_get::<_, bool>(0).ok())
-                    .unwrap_or(false);
-                let mut record = None;
-                if exists {
-                    let rows = query(&tx, db, &Statement { sql: session_sql::LOAD_SEAL, params: Vec::new() }).await?;
-                    if let Some(row) = rows.first() {
-                        record = Some(SealRecord::from_row(&db.resource, &cells(row, &db.resource)?)?);
-                    }
+        .transaction(Access::Read, async |tx| {
+            let exists = tx
+                .query("SELECT to_regclass('seal') IS NOT NULL", &[])
+                .await
+                .map_err(|e| db.map(e))?
+                .first()
+                .and_then(|r| r.try_get::<_, bool>(0).ok())
+                .unwrap_or(false);
+            let mut record = None;
+            if exists {
+                let rows = query(tx, db, &Statement { sql: session_sql::LOAD_SEAL, params: Vec::new() }).await?;
+                if let Some(row) = rows.first() {
+                    record = Some(SealRecord::from_row(&db.resource, &cells(row, &db.resource)?)?);
                 }
-                tx.commit().await.map_err(|e| db.map(e))?;
-                Ok(record)
             }
-            .await;
-            conn.finish(result)
+            Ok(record)
         })
         .await?;
     let seal = open_seal(db, record, keys).await?;
@@ -66,22 +58,13 @@ pub(crate) async fn open_seal(
 
 /// How many sessions other than `sid` hold a session row.
 pub(crate) async fn other_sessions(db: &Db, sid: i64) -> Result<i64, SessionError> {
-    db.bounded(async {
-        let mut conn = db.conn().await?;
-        let result = async {
-            let client = conn.client()?;
-            let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db.map(e))?;
-            let statement = Statement { sql: session_sql::OTHER_STORED_SESSIONS, params: vec![SqlValue::Integer(sid)] };
-            let rows = query(&tx, db, &statement).await?;
-            let n = match rows.first().map(|r| cells(r, &db.resource)).transpose()?.as_deref() {
-                Some([SqlValueRef::Integer(n)]) => *n,
-                _ => return Err(SessionError::corrupt(&db.resource, "session: no count")),
-            };
-            tx.commit().await.map_err(|e| db.map(e))?;
-            Ok(n)
+    db.transaction(Access::Read, async |tx| {
+        let statement = Statement { sql: session_sql::OTHER_STORED_SESSIONS, params: vec![SqlValue::Integer(sid)] };
+        let rows = query(tx, db, &statement).await?;
+        match rows.first().map(|r| cells(r, &db.resource)).transpose()?.as_deref() {
+            Some([SqlValueRef::Integer(n)]) => Ok(*n),
+            _ => Err(SessionError::corrupt(&db.resource, "session: no count")),
         }
-        .await;
-        conn.finish(result)
     })
     .await
 }
