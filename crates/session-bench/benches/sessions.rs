@@ -5,21 +5,24 @@
 //! Benchmark ids are `<scenario>/<backend>/<cached peers>`; the report reads them back from
 //! `target/criterion`. Ours are named `memory`, `store+memory`, `string`, `sqlite`, `file`,
 //! `libsql_remote`, `libsql_replica`, `postgres`, `redis`, and sealed (encryption at rest)
-//! `file_sealed`, `sqlite_sealed`, and in `fenced_persist` `libsql_remote_fenced` /
-//! `libsql_remote_unfenced`; anchors `layer_*`, `grammers_*`.
+//! `file_sealed`, `sqlite_sealed`, issue 19's paired rows `sqlite_paired` / `sqlite_sealed_paired`
+//! and `sqlite_tmpfs` / `sqlite_sealed_tmpfs` (see [`PAIRED`]), and in `fenced_persist`
+//! `libsql_remote_fenced` / `libsql_remote_unfenced`; anchors `layer_*`, `grammers_*`.
 //! The servers (sqld, `redis-server`, PostgreSQL) run on this machine, started by `main`.
 
 #![allow(missing_docs)]
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use layer::SessionBackend as _;
 use layer_client_05 as layer;
+use session_bench::report::{self, PairedRatio};
 use session_bench::servers::{PostgresServer, RedisServer};
 use session_bench::{new_peer, plain_peer, session, write_fact, Settings};
 use session_core::{
@@ -57,6 +60,13 @@ enum Ours {
     FileSealed,
     /// `Sqlite` with encryption at rest (every row's values sealed with a raw key).
     SqliteSealed,
+    /// `Sqlite` and `SqliteSealed` again, run paired ([`PAIRED`]).
+    SqlitePaired,
+    SqliteSealedPaired,
+    /// `Sqlite` and `SqliteSealed` on tmpfs (/dev/shm), where an fsync costs nothing, run paired:
+    /// the CPU side of each, which the fsync's swings hide on a disk.
+    SqliteTmpfs,
+    SqliteSealedTmpfs,
 }
 
 const OURS: [Ours; 8] = [
@@ -79,6 +89,18 @@ const PER_CHANGE_EXTRA: [Ours; 2] = [Ours::FileTmpfs, Ours::SqliteBalanced];
 /// from one run.
 const SEALED: [Ours; 2] = [Ours::FileSealed, Ours::SqliteSealed];
 
+/// Issue 19's paired rows: (plain, sealed) SQLite backends that run in the same iterations, one
+/// after the other (which goes first alternates), so that whatever the machine does meanwhile
+/// (another process, a slow fsync, the disk's cache) hits both sides alike. Both ids of a pair
+/// run both operations, each timing its own side; every criterion sample also records its
+/// sealed / plain ratio (the two sides' totals over the sample's iterations), and the ratio the
+/// report checks is the median of those ([`session_bench::report::PairedRatio`]), not a ratio
+/// of two medians measured at different times. On disk (`sqlite_paired`) every commit still
+/// waits for an fsync whose time swings by more than sealing costs; on tmpfs (`sqlite_tmpfs`) it
+/// does not, so that pair is the stricter test of the cipher's cost (a smaller denominator).
+const PAIRED: [(Ours, Ours); 2] =
+    [(Ours::SqlitePaired, Ours::SqliteSealedPaired), (Ours::SqliteTmpfs, Ours::SqliteSealedTmpfs)];
+
 /// The key the sealed rows seal with (a raw key: no passphrase derivation in the timings).
 fn bench_keys() -> session_core::Keyring {
     session_core::Keyring::new(session_core::SealingKey::from_bytes([0x42; 32]))
@@ -88,6 +110,14 @@ fn bench_keys() -> session_core::Keyring {
 fn tmpfs_path(dir: &Path) -> PathBuf {
     let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     PathBuf::from("/dev/shm").join(format!("session-bench-{}-{tag}.session", std::process::id()))
+}
+
+/// A SQLite database on tmpfs for the backend called `name`, named after `dir` (removed with
+/// the other tmpfs files when the bench ends, `-wal` and `-shm` included).
+fn tmpfs_db(dir: &Path, name: &str) -> PathBuf {
+    let mut path = tmpfs_path(dir).into_os_string();
+    path.push(format!("-{name}"));
+    path.into()
 }
 
 /// The URL of the local sqld the libSQL backends talk to.
@@ -123,6 +153,10 @@ impl Ours {
             Ours::String => "string",
             Ours::FileSealed => "file_sealed",
             Ours::SqliteSealed => "sqlite_sealed",
+            Ours::SqlitePaired => "sqlite_paired",
+            Ours::SqliteSealedPaired => "sqlite_sealed_paired",
+            Ours::SqliteTmpfs => "sqlite_tmpfs",
+            Ours::SqliteSealedTmpfs => "sqlite_sealed_tmpfs",
         }
     }
 
@@ -135,7 +169,10 @@ impl Ours {
         match self {
             Ours::File => Box::new(BinaryFileBackend::open(self.path(dir)).await.expect("open file")),
             Ours::FileTmpfs => Box::new(BinaryFileBackend::open(tmpfs_path(dir)).await.expect("open file")),
-            Ours::Sqlite => Box::new(SqliteBackend::open(self.path(dir)).await.expect("open sqlite")),
+            Ours::Sqlite | Ours::SqlitePaired => {
+                Box::new(SqliteBackend::open(self.path(dir)).await.expect("open sqlite"))
+            }
+            Ours::SqliteTmpfs => Box::new(SqliteBackend::open(tmpfs_db(dir, self.name())).await.expect("open sqlite")),
             Ours::SqliteBalanced => {
                 Box::new(SqliteBackend::open_with(self.path(dir), Durability::Balanced).await.expect("open sqlite"))
             }
@@ -162,9 +199,12 @@ impl Ours {
             Ours::FileSealed => {
                 Box::new(BinaryFileBackend::open_with_key(self.path(dir), bench_keys()).await.expect("open file"))
             }
-            Ours::SqliteSealed => {
+            Ours::SqliteSealed | Ours::SqliteSealedPaired => {
                 Box::new(SqliteBackend::open_with_key(self.path(dir), bench_keys()).await.expect("open sqlite"))
             }
+            Ours::SqliteSealedTmpfs => Box::new(
+                SqliteBackend::open_with_key(tmpfs_db(dir, self.name()), bench_keys()).await.expect("open sqlite"),
+            ),
         }
     }
 
@@ -426,6 +466,172 @@ impl Held {
     }
 }
 
+/// The operation of a scenario's paired rows ([`PAIRED`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PairedOp {
+    /// One new peer persisted (`cache_one_peer`).
+    CacheOnePeer,
+    /// 1,000 new peers in one persist (`flush_1000_peers`).
+    Flush,
+    /// Reopen and load (`load`).
+    Load,
+}
+
+impl PairedOp {
+    fn scenario(self) -> &'static str {
+        match self {
+            PairedOp::CacheOnePeer => "cache_one_peer",
+            PairedOp::Flush => "flush_1000_peers",
+            PairedOp::Load => "load",
+        }
+    }
+}
+
+/// One side of a pair ([`PAIRED`]): its backend (`None` only inside a reload), the session as
+/// its caller keeps it, and the new peers used so far.
+struct Side {
+    ours: Ours,
+    backend: Option<Box<dyn SessionBackend>>,
+    full: SessionData,
+    counter: u64,
+}
+
+impl Side {
+    async fn new(ours: Ours, dir: &Path, n: usize) -> Side {
+        let h = Held::new(ours, dir, n).await;
+        Side { ours, backend: Some(h.backend), full: h.full, counter: h.counter }
+    }
+
+    /// One operation, timed as the scenario's unpaired rows time it; its clean-up (removing
+    /// the new peers again) untimed.
+    async fn step(&mut self, op: PairedOp, dir: &Path) -> Duration {
+        match op {
+            PairedOp::CacheOnePeer => {
+                let backend = self.backend.as_ref().expect("backend");
+                let change = [Change::UpsertPeer(new_peer(self.counter))];
+                let start = Instant::now();
+                self.full.apply_all(&change);
+                backend.persist(&change, &self.full).await.expect("persist");
+                let took = start.elapsed();
+                self.counter += 1;
+                if self.counter.is_multiple_of(BATCH) {
+                    let r = removes(self.counter - BATCH..self.counter);
+                    self.full.apply_all(&r);
+                    backend.persist(&r, &self.full).await.expect("persist");
+                }
+                took
+            }
+            PairedOp::Flush => {
+                let backend = self.backend.as_ref().expect("backend");
+                let k = self.counter;
+                let changes = upserts(k..k + 1000);
+                let start = Instant::now();
+                self.full.apply_all(&changes);
+                backend.persist(&changes, &self.full).await.expect("persist");
+                let took = start.elapsed();
+                let r = removes(k..k + 1000);
+                self.full.apply_all(&r);
+                backend.persist(&r, &self.full).await.expect("persist");
+                self.counter += 1000;
+                took
+            }
+            PairedOp::Load => {
+                let start = Instant::now();
+                let peers = self.ours.reopen_and_load(dir, &mut self.backend, "").await;
+                let took = start.elapsed();
+                assert_eq!(peers, self.full.peers.len(), "{} lost peers in a load", self.ours.name());
+                took
+            }
+        }
+    }
+}
+
+/// Each id's sealed / plain ratio per call of its routine, in call order (warm-up calls first),
+/// keyed by `<scenario>/<id>/<n>`.
+type PairedCalls = RefCell<BTreeMap<String, Vec<f64>>>;
+
+/// The paired rows ([`PAIRED`]) of `op`'s scenario at `n` cached peers: both ids of a pair share
+/// one state (the two backends) and run both sides every iteration, the side that goes first
+/// alternating; each id returns its own side's time to criterion and records the call's sealed /
+/// plain ratio in `calls`.
+fn paired_rows(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    op: PairedOp,
+    n: usize,
+    calls: &PairedCalls,
+) {
+    for (plain, sealed) in PAIRED {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, state) = (dir.path(), &Lazy::new());
+        for own in [plain, sealed] {
+            g.bench_function(BenchmarkId::new(own.name(), n), |b| {
+                b.to_async(rt).iter_custom(|iters| async move {
+                    let ((mut sides, mut round), _) = state
+                        .take(async || ([Side::new(plain, dir, n).await, Side::new(sealed, dir, n).await], 0u64))
+                        .await;
+                    let mut took = [Duration::ZERO; 2];
+                    for _ in 0..iters {
+                        for j in 0..2 {
+                            let i = if round % 2 == 0 { j } else { 1 - j };
+                            took[i] += sides[i].step(op, dir).await;
+                        }
+                        round += 1;
+                    }
+                    state.put((sides, round));
+                    let ratio = took[1].as_secs_f64() / took[0].as_secs_f64();
+                    calls.borrow_mut().entry(format!("{}/{}/{n}", op.scenario(), own.name())).or_default().push(ratio);
+                    if own == plain {
+                        took[0]
+                    } else {
+                        took[1]
+                    }
+                })
+            });
+        }
+    }
+}
+
+/// The paired statistic of every pair `op`'s scenario ran, from the last `settings.samples`
+/// calls of each of its ids (criterion's measured samples; the calls before them are its
+/// warm-up): written as the fact `sealed_paired_<scenario>` for the report, and kept for the
+/// closing lines.
+fn finish_paired(op: PairedOp, settings: &Settings, calls: PairedCalls) {
+    let calls = calls.into_inner();
+    let mut fact = serde_json::Map::new();
+    for &n in &settings.sizes {
+        for (plain, sealed) in PAIRED {
+            let mut ratios = Vec::new();
+            for id in [plain, sealed] {
+                if let Some(v) = calls.get(&format!("{}/{}/{n}", op.scenario(), id.name())) {
+                    ratios.extend_from_slice(&v[v.len().saturating_sub(settings.samples)..]);
+                }
+            }
+            if let Some(stat) = PairedRatio::of(&ratios) {
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                fact.insert(report::paired_key(plain.name(), sealed.name(), n), stat.to_json());
+                PAIRED_RESULTS.lock().unwrap_or_else(PoisonError::into_inner).push((
+                    op.scenario(),
+                    n,
+                    plain.name(),
+                    sealed.name(),
+                    stat,
+                ));
+            }
+        }
+    }
+    // A run that measured none of them (a filter) leaves an earlier run's fact alone.
+    if !fact.is_empty() {
+        write_fact(&report::paired_fact_name(op.scenario()), &fact.into()).expect("write fact");
+    }
+}
+
+/// One paired statistic of this run: (scenario, n, plain, sealed, statistic).
+type PairedResult = (&'static str, u64, &'static str, &'static str, PairedRatio);
+
+/// This run's paired statistics.
+static PAIRED_RESULTS: Mutex<Vec<PairedResult>> = Mutex::new(Vec::new());
+
 /// A store over an in-memory backend holding a bench session of `n` peers.
 async fn store(n: usize) -> SessionStore {
     SessionStore::open(Arc::new(InMemoryBackend::with_session(session(n))), FlushPolicy::default())
@@ -444,7 +650,9 @@ fn removes(range: std::ops::Range<u64>) -> Vec<Change> {
 /// Cache one new peer, persisted (acknowledged) before the next.
 fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("cache_one_peer");
+    let paired = PairedCalls::default();
     for &n in &settings.sizes {
+        paired_rows(&mut g, rt, PairedOp::CacheOnePeer, n, &paired);
         for ours in OURS.into_iter().chain(PER_CHANGE_EXTRA).chain(SEALED) {
             let dir = tempfile::tempdir().expect("tempdir");
             let (dir, state) = (dir.path(), &Lazy::new());
@@ -535,13 +743,16 @@ fn cache_one_peer(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
         }
     }
     g.finish();
+    finish_paired(PairedOp::CacheOnePeer, settings, paired);
 }
 
 /// 1,000 new peers persisted in one flush (per flush; the report divides by 1,000).
 fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("flush_1000_peers");
     g.sampling_mode(SamplingMode::Flat);
+    let paired = PairedCalls::default();
     for &n in &settings.sizes {
+        paired_rows(&mut g, rt, PairedOp::Flush, n, &paired);
         for ours in OURS.into_iter().chain(SEALED) {
             let dir = tempfile::tempdir().expect("tempdir");
             let (dir, state) = (dir.path(), &Lazy::new());
@@ -615,6 +826,7 @@ fn flush_1000_peers(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
         }
     }
     g.finish();
+    finish_paired(PairedOp::Flush, settings, paired);
 }
 
 /// One update-state change (pts/date/seq advanced), persisted.
@@ -716,7 +928,9 @@ fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     let mut g = c.benchmark_group("load");
     g.sampling_mode(SamplingMode::Flat);
     let kept = RefCell::new(serde_json::Map::new());
+    let paired = PairedCalls::default();
     for &n in &settings.sizes {
+        paired_rows(&mut g, rt, PairedOp::Load, n, &paired);
         for ours in OURS.into_iter().chain(SEALED) {
             let dir = tempfile::tempdir().expect("tempdir");
             let (dir, state, kept) = (dir.path(), &Lazy::new(), &kept);
@@ -751,6 +965,7 @@ fn load(c: &mut Criterion, rt: &Runtime, settings: &Settings) {
     }
     g.finish();
     write_fact("load_peers_kept", &kept.into_inner().into()).expect("write fact");
+    finish_paired(PairedOp::Load, settings, paired);
 }
 
 /// Export the whole session as a string and import it back.
@@ -938,22 +1153,39 @@ fn print_postgres_flush_ratio(settings: &Settings) {
 }
 
 /// Issue 19's targets, from this run's results: sealed / plain for the file and SQLite backends
-/// (cache one new peer and a 1,000-peer flush at most 1.3x, load at most 1.5x).
+/// (cache one new peer and a 1,000-peer flush at most 1.3x, load at most 1.5x). For the rows
+/// run apart, the ratio of criterion's medians (which another bench running at the same time in
+/// the same target folder can replace); for the paired rows, this run's median of per-sample
+/// ratios ([`PairedRatio`]) beside the ratio of their medians.
 fn print_sealed_ratios(settings: &Settings) {
-    let Ok(measured) = session_bench::report::collect(&criterion_dir()) else { return };
-    let results = session_bench::report::Results::new(&measured);
-    for (scenario, target) in session_bench::report::SEALED_TARGETS {
+    let Ok(measured) = report::collect(&criterion_dir()) else { return };
+    let results = report::Results::new(&measured);
+    let paired = PAIRED_RESULTS.lock().unwrap_or_else(PoisonError::into_inner);
+    for (scenario, target) in report::SEALED_TARGETS {
         for &n in &settings.sizes {
             let n = u64::try_from(n).unwrap_or(u64::MAX);
-            for (plain, sealed) in session_bench::report::SEALED_PAIRS {
+            for (plain, sealed) in report::SEALED_PAIRS {
                 if let (Some(p), Some(s)) = (results.get(scenario, plain, n), results.get(scenario, sealed, n)) {
                     println!(
-                        "{scenario} at N={n}: {sealed} {} / {plain} {} = {:.2} (target: at most {target})",
-                        session_bench::report::fmt_ns(s),
-                        session_bench::report::fmt_ns(p),
+                        "{scenario} at N={n}: {sealed} {} / {plain} {} = {:.2}, ratio of medians (target: at most {target})",
+                        report::fmt_ns(s),
+                        report::fmt_ns(p),
                         s / p
                     );
                 }
+            }
+            for (_, _, plain, sealed, stat) in paired.iter().filter(|r| r.0 == scenario && r.1 == n) {
+                let medians = match (results.get(scenario, plain, n), results.get(scenario, sealed, n)) {
+                    (Some(p), Some(s)) => {
+                        format!("; medians {} / {} = {:.2}", report::fmt_ns(s), report::fmt_ns(p), s / p)
+                    }
+                    _ => String::new(),
+                };
+                println!(
+                    "{scenario} at N={n}: {sealed} / {plain} = {:.2} paired, median of {} per-sample ratios \
+                     (quartiles {:.2} / {:.2}){medians} (target: at most {target})",
+                    stat.median, stat.samples, stat.q1, stat.q3
+                );
             }
         }
     }

@@ -139,6 +139,7 @@ fn backend_rank(b: &str) -> u8 {
         "file_tmpfs" => 1,
         "sqlite_sealed" => 1,
         "sqlite" => 1,
+        "sqlite_paired" | "sqlite_sealed_paired" | "sqlite_tmpfs" | "sqlite_sealed_tmpfs" => 1,
         "sqlite_balanced" => 1,
         "libsql_remote" => 2,
         "libsql_replica" => 3,
@@ -171,10 +172,15 @@ pub fn anchor_for(scenario: &str, backend: &str) -> Option<&'static str> {
         // Sealed rows against the same backend in clear: the ratio is the cost of encryption.
         (_, "file_sealed") => Some("file"),
         (_, "sqlite_sealed") => Some("sqlite"),
+        (_, "sqlite_sealed_paired") => Some("sqlite_paired"),
+        (_, "sqlite_sealed_tmpfs") => Some("sqlite_tmpfs"),
+        (_, "sqlite_tmpfs") => Some("layer_binary_file_tmpfs"),
         (_, "file") => Some("layer_binary_file"),
         (_, "file_tmpfs") => Some("layer_binary_file_tmpfs"),
         (_, "sqlite_balanced") => Some("layer_binary_file"),
-        (_, "sqlite" | "libsql_remote" | "libsql_replica" | "postgres" | "redis") => Some("layer_binary_file"),
+        (_, "sqlite" | "sqlite_paired" | "libsql_remote" | "libsql_replica" | "postgres" | "redis") => {
+            Some("layer_binary_file")
+        }
         (_, "memory" | "store+memory") => Some("layer_in_memory"),
         (_, "string") => Some("layer_string"),
         _ => None,
@@ -195,8 +201,88 @@ pub const SCENARIOS: [(&str, &str); 7] = [
 /// Issue 19's targets: (scenario, most sealed / plain may be) for encryption at rest.
 pub const SEALED_TARGETS: [(&str, f64); 3] = [("cache_one_peer", 1.3), ("flush_1000_peers", 1.3), ("load", 1.5)];
 
-/// The (plain, sealed) rows the encryption targets compare.
+/// The (plain, sealed) rows the encryption targets compare by the ratio of their medians.
 pub const SEALED_PAIRS: [(&str, &str); 2] = [("file", "file_sealed"), ("sqlite", "sqlite_sealed")];
+
+/// The (plain, sealed) rows run paired (the bench's `PAIRED`: both sides in the same iterations,
+/// alternating which goes first), whose targets are checked by their [`PairedRatio`]: SQLite
+/// on disk, and SQLite on tmpfs (no fsync, so the ratio is the cipher's cost over the CPU side).
+pub const SEALED_PAIRED: [(&str, &str); 2] =
+    [("sqlite_paired", "sqlite_sealed_paired"), ("sqlite_tmpfs", "sqlite_sealed_tmpfs")];
+
+/// The statistic of a paired row: each criterion sample of a pair's ids times both sides over
+/// the same iterations, so each gives one sealed / plain ratio (sealed total / plain total)
+/// measured in one window of time; this is the median of those ratios (with quartiles, linear
+/// between ranks). Drift of the machine between samples moves both sides of a ratio alike,
+/// where a ratio of two medians taken seconds apart moves with it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairedRatio {
+    /// Median of the per-sample ratios.
+    pub median: f64,
+    /// First quartile.
+    pub q1: f64,
+    /// Third quartile.
+    pub q3: f64,
+    /// How many samples.
+    pub samples: usize,
+}
+
+impl PairedRatio {
+    /// The statistic of `ratios` (non-finite ones, from a sample that timed nothing, left out);
+    /// `None` if none is left.
+    pub fn of(ratios: &[f64]) -> Option<PairedRatio> {
+        let mut v: Vec<f64> = ratios.iter().copied().filter(|r| r.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        // The `quarters`/4 quantile: rank (len - 1) * quarters / 4, linear between ranks.
+        let at = |quarters: usize| {
+            let h = (v.len() - 1) * quarters;
+            let (lo, frac) = (h / 4, (h % 4) as f64 / 4.0);
+            let hi = (lo + 1).min(v.len() - 1);
+            v[lo] + frac * (v[hi] - v[lo])
+        };
+        Some(PairedRatio { median: at(2), q1: at(1), q3: at(3), samples: v.len() })
+    }
+
+    /// As the bench writes it in its fact.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "median": self.median, "q1": self.q1, "q3": self.q3, "samples": self.samples })
+    }
+
+    /// Read back from [`PairedRatio::to_json`].
+    pub fn from_json(v: &serde_json::Value) -> Option<PairedRatio> {
+        let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        Some(PairedRatio {
+            median: f("median")?,
+            q1: f("q1")?,
+            q3: f("q3")?,
+            samples: usize::try_from(v.get("samples")?.as_u64()?).ok()?,
+        })
+    }
+}
+
+/// The fact the bench writes a scenario's [`PairedRatio`]s into.
+pub fn paired_fact_name(scenario: &str) -> String {
+    format!("sealed_paired_{scenario}")
+}
+
+/// The key of one pair's [`PairedRatio`] at `n` cached peers in [`paired_fact_name`]'s fact.
+pub fn paired_key(plain: &str, sealed: &str, n: u64) -> String {
+    format!("{sealed}/{plain}/{n}")
+}
+
+/// The [`PairedRatio`] the bench recorded for a pair, if any.
+pub fn paired_ratio(
+    facts: &BTreeMap<String, serde_json::Value>,
+    scenario: &str,
+    plain: &str,
+    sealed: &str,
+    n: u64,
+) -> Option<PairedRatio> {
+    PairedRatio::from_json(facts.get(&paired_fact_name(scenario))?.get(paired_key(plain, sealed, n))?)
+}
 
 /// One line of the targets checklist.
 #[derive(Clone, Debug)]
@@ -341,7 +427,21 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
     // Issue 19: encryption at rest costs at most 1.3x per new peer and per 1,000-peer flush, and
     // at most 1.5x on a load of 100,000 peers (on the file and SQLite backends).
     for (scenario, factor) in SEALED_TARGETS {
-        let sizes: Vec<u64> = if scenario == "load" { vec![big] } else { r.sizes(scenario) };
+        let sizes: Vec<u64> = if scenario == "load" {
+            vec![big]
+        } else {
+            let mut sizes = r.sizes(scenario);
+            // Sizes only a paired fact holds (its rows' medians missing from the results).
+            for (plain, sealed) in SEALED_PAIRED {
+                for n in [small, big] {
+                    if paired_ratio(facts, scenario, plain, sealed, n).is_some() && !sizes.contains(&n) {
+                        sizes.push(n);
+                    }
+                }
+            }
+            sizes.sort_unstable();
+            sizes
+        };
         for n in sizes {
             for (plain, sealed) in SEALED_PAIRS {
                 let target = format!("{scenario}: `{sealed}` within {factor}x of `{plain}`, at N={n}");
@@ -352,6 +452,28 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
                         detail: format!("{} vs {}: {:.2}x", fmt_ns(s), fmt_ns(p), s / p),
                     },
                     _ => Check { target, pass: None, detail: "not measured".into() },
+                });
+            }
+            for (plain, sealed) in SEALED_PAIRED {
+                let target =
+                    format!("{scenario}: `{sealed}` within {factor}x of `{plain}`, at N={n} (paired, median ratio)");
+                out.push(match paired_ratio(facts, scenario, plain, sealed, n) {
+                    Some(p) => Check {
+                        target,
+                        pass: Some(p.median <= factor),
+                        detail: format!(
+                            "median of {} per-sample sealed / plain ratios {:.2}x (quartiles {:.2} / {:.2}){}",
+                            p.samples,
+                            p.median,
+                            p.q1,
+                            p.q3,
+                            match (r.get(scenario, sealed, n), r.get(scenario, plain, n)) {
+                                (Some(s), Some(p)) => format!("; medians {} vs {}", fmt_ns(s), fmt_ns(p)),
+                                _ => String::new(),
+                            }
+                        ),
+                    },
+                    None => Check { target, pass: None, detail: "not measured".into() },
                 });
             }
         }
@@ -651,6 +773,67 @@ mod tests {
         assert_eq!(find("load: `sqlite_sealed` within 1.5x of `sqlite`, at N=100000").pass, None);
         let md = markdown(&r, &BTreeMap::new(), "test");
         assert!(md.contains("| `sqlite_sealed` | 1.31 ms | `sqlite` | 1.310 |"), "{md}");
+    }
+
+    #[test]
+    fn the_paired_statistic_is_the_median_of_the_per_sample_ratios() {
+        let p = PairedRatio::of(&[1.4, 1.0, f64::NAN, 1.2, 1.1, f64::INFINITY, 3.0]).expect("some");
+        // NaN and infinity (a sample that timed nothing) are left out: 1.0, 1.1, 1.2, 1.4, 3.0.
+        assert_eq!(p.samples, 5);
+        assert!((p.median - 1.2).abs() < 1e-12, "{p:?}");
+        assert!((p.q1 - 1.1).abs() < 1e-12 && (p.q3 - 1.4).abs() < 1e-12, "{p:?}");
+        // Even counts: between the middle two.
+        let even = PairedRatio::of(&[1.0, 2.0, 4.0, 3.0]).expect("some");
+        assert!((even.median - 2.5).abs() < 1e-12 && (even.q1 - 1.75).abs() < 1e-12, "{even:?}");
+        assert_eq!(PairedRatio::of(&[f64::NAN]), None);
+        assert_eq!(PairedRatio::from_json(&p.to_json()), Some(p));
+    }
+
+    #[test]
+    fn paired_sealed_checks_read_the_median_ratio_not_the_ratio_of_medians() {
+        let facts: BTreeMap<String, serde_json::Value> = [
+            (
+                paired_fact_name("flush_1000_peers"),
+                serde_json::json!({
+                    paired_key("sqlite_tmpfs", "sqlite_sealed_tmpfs", 1_000):
+                        PairedRatio { median: 1.29, q1: 1.2, q3: 1.4, samples: 20 }.to_json(),
+                    paired_key("sqlite_tmpfs", "sqlite_sealed_tmpfs", 100_000):
+                        PairedRatio { median: 1.31, q1: 1.2, q3: 1.4, samples: 20 }.to_json(),
+                }),
+            ),
+            (
+                paired_fact_name("load"),
+                serde_json::json!({
+                    paired_key("sqlite_paired", "sqlite_sealed_paired", 100_000):
+                        PairedRatio { median: 1.6, q1: 1.5, q3: 1.7, samples: 20 }.to_json(),
+                }),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        // The medians alone would say 2x at 1,000: the check goes by the paired statistic.
+        let r = Results::new(&[
+            m("flush_1000_peers", "sqlite_tmpfs", 1_000, 1_000_000.0),
+            m("flush_1000_peers", "sqlite_sealed_tmpfs", 1_000, 2_000_000.0),
+        ]);
+        let c = checks(&r, &facts);
+        let find = |t: &str| c.iter().find(|c| c.target == t).unwrap_or_else(|| panic!("{t}: {c:?}")).clone();
+        let small = find(
+            "flush_1000_peers: `sqlite_sealed_tmpfs` within 1.3x of `sqlite_tmpfs`, at N=1000 (paired, median ratio)",
+        );
+        assert_eq!(small.pass, Some(true), "{small:?}");
+        assert!(small.detail.starts_with("median of 20 per-sample sealed / plain ratios 1.29x"), "{small:?}");
+        assert!(small.detail.ends_with("medians 2.00 ms vs 1.00 ms"), "{small:?}");
+        let big = find(
+            "flush_1000_peers: `sqlite_sealed_tmpfs` within 1.3x of `sqlite_tmpfs`, at N=100000 (paired, median ratio)",
+        );
+        assert_eq!(big.pass, Some(false), "{big:?}");
+        let load =
+            find("load: `sqlite_sealed_paired` within 1.5x of `sqlite_paired`, at N=100000 (paired, median ratio)");
+        assert_eq!(load.pass, Some(false), "{load:?}");
+        let missing =
+            find("load: `sqlite_sealed_tmpfs` within 1.5x of `sqlite_tmpfs`, at N=100000 (paired, median ratio)");
+        assert_eq!(missing.pass, None, "{missing:?}");
     }
 
     #[test]
