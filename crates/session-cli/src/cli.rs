@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use session_string::StringFormat;
 
 use crate::error::{CliError, CliResult, EXIT_OK, EXIT_SOURCE, EXIT_USAGE};
@@ -50,17 +50,12 @@ pub enum Command {
         /// Show the auth keys (as hex). Without it only their key ids are shown.
         #[arg(long)]
         reveal_secrets: bool,
-        /// Auth token for a remote libSQL database (visible to other users in the process
-        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Convert a session (or every session in a folder) to another format or backend.
     Convert {
@@ -82,33 +77,23 @@ pub enum Command {
         /// The api_id to record when the source has none (Pyrogram formats require one).
         #[arg(long)]
         api_id: Option<i32>,
-        /// Auth token for a remote libSQL database (visible to other users in the process
-        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Check a session's integrity; exits non-zero on any problem.
     Verify {
         /// The session.
         source: String,
-        /// Auth token for a remote libSQL database (visible to other users in the process
-        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// List the named sessions of a database, with who holds each one's lease.
     List {
@@ -118,13 +103,9 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Auth token for a remote libSQL database (visible to other users in the process
-        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Print the session as a string session.
     ExportString {
@@ -139,17 +120,12 @@ pub enum Command {
         /// The api_id to record when the source has none (Pyrogram strings require one).
         #[arg(long)]
         api_id: Option<i32>,
-        /// Auth token for a remote libSQL database (visible to other users in the process
-        /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Seal (encrypt at rest) a plain session of ours in place, with the key of
     /// LAYER_SESSION_KEY or --key-file.
@@ -157,46 +133,65 @@ pub enum Command {
         /// The session: our file, SQLite or libSQL database, string file, libSQL server,
         /// PostgreSQL or Redis session.
         location: String,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
-        /// Auth token for a remote libSQL database (prefer --token-file).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Unseal a sealed session of ours in place (it is stored in clear afterwards).
     Decrypt {
         /// The session: our file, SQLite or libSQL database, or string file.
         location: String,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Seal a sealed session again under a new key (crash-safe: a kill at any instant leaves
     /// it readable with the old or the new key).
     Rekey {
         /// The session (as for `encrypt`).
         location: String,
-        /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
-        /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<std::path::PathBuf>,
+        /// The sealing key's source.
+        #[command(flatten)]
+        key: KeyArgs,
         /// A file holding the new key; without it, the new key is read from
         /// LAYER_SESSION_NEW_KEY.
         #[arg(long, value_name = "PATH")]
         new_key_file: Option<std::path::PathBuf>,
-        /// Auth token for a remote libSQL database (prefer --token-file).
-        #[arg(long)]
-        token: Option<String>,
-        /// A file holding the auth token for a remote libSQL database.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<std::path::PathBuf>,
+        /// The libSQL auth token's source.
+        #[command(flatten)]
+        token: TokenArgs,
     },
+}
+
+/// How a remote libSQL database's auth token is given (see [`TOKEN_ENV`]).
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Auth token for a remote libSQL database (visible to other users in the process
+    /// list: prefer --token-file or LAYER_SESSION_LIBSQL_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// A file holding the auth token for a remote libSQL database.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token: `--token`, else the contents of `--token-file`, else [`TOKEN_ENV`].
+    fn resolve(self) -> CliResult<Option<String>> {
+        token_from(self.token, self.token_file.as_deref())
+    }
+}
+
+/// Where the sealing key comes from (never the command line itself).
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// A file holding the sealing key (64 hexadecimal characters, or a passphrase); without
+    /// it, the key is read from LAYER_SESSION_KEY. Never given on the command line.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<std::path::PathBuf>,
 }
 
 /// String formats `export-string` writes.
@@ -324,9 +319,9 @@ where
 
 async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> CliResult<u8> {
     match command {
-        Command::Inspect { source, json, reveal_secrets, token, token_file, key_file } => {
-            let token = token_from(token, token_file.as_deref())?;
-            let keys = key_from(key_file.as_deref())?;
+        Command::Inspect { source, json, reveal_secrets, token, key } => {
+            let token = token.resolve()?;
+            let keys = key_from(key.key_file.as_deref())?;
             let src = location::parse_source(&source)?;
             let loaded =
                 read::read(&src, &ReadOptions { token, integrity_check: false, api_id: None, keys: keys.clone() })
@@ -342,9 +337,9 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             Ok(EXIT_OK)
         }
-        Command::Verify { source, token, token_file, key_file } => {
-            let token = token_from(token, token_file.as_deref())?;
-            let keys = key_from(key_file.as_deref())?;
+        Command::Verify { source, token, key } => {
+            let token = token.resolve()?;
+            let keys = key_from(key.key_file.as_deref())?;
             let src = location::parse_source(&source)?;
             let shown = src.to_string();
             let loaded =
@@ -370,9 +365,9 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                 Ok(EXIT_SOURCE)
             }
         }
-        Command::Convert { source, dest, force, allow_lossy, decrypt, api_id, token, token_file, key_file } => {
-            let token = token_from(token, token_file.as_deref())?;
-            let keys = key_from(key_file.as_deref())?;
+        Command::Convert { source, dest, force, allow_lossy, decrypt, api_id, token, key } => {
+            let token = token.resolve()?;
+            let keys = key_from(key.key_file.as_deref())?;
             let write_keys = if decrypt { None } else { keys.clone() };
             let options = WriteOptions { force, allow_lossy, token: token.clone(), keys: write_keys };
             let keys_given = keys.is_some();
@@ -418,8 +413,8 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             }
             Ok(EXIT_OK)
         }
-        Command::List { location, json, token, token_file } => {
-            let token = token_from(token, token_file.as_deref())?;
+        Command::List { location, json, token } => {
+            let token = token.resolve()?;
             let src = location::parse_source(&location)?;
             let listed = crate::list::list(&src, token.as_deref()).await?;
             // The database, not one of its sessions.
@@ -436,18 +431,18 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
             write!(out, "{text}").map_err(|e| CliError::dest("<stdout>", e))?;
             Ok(EXIT_OK)
         }
-        Command::Encrypt { location, key_file, token, token_file } => {
-            let token = token_from(token, token_file.as_deref())?;
-            let key = raw_key_from(key_file.as_deref())?.ok_or_else(no_key)?;
+        Command::Encrypt { location, key, token } => {
+            let token = token.resolve()?;
+            let key = raw_key_from(key.key_file.as_deref())?.ok_or_else(no_key)?;
             crate::reseal::run(&location, crate::reseal::Change::Encrypt(key), token, out).await
         }
-        Command::Decrypt { location, key_file } => {
-            let key = raw_key_from(key_file.as_deref())?.ok_or_else(no_key)?;
+        Command::Decrypt { location, key } => {
+            let key = raw_key_from(key.key_file.as_deref())?.ok_or_else(no_key)?;
             crate::reseal::run(&location, crate::reseal::Change::Decrypt(key), None, out).await
         }
-        Command::Rekey { location, key_file, new_key_file, token, token_file } => {
-            let token = token_from(token, token_file.as_deref())?;
-            let old = raw_key_from(key_file.as_deref())?.ok_or_else(no_key)?;
+        Command::Rekey { location, key, new_key_file, token } => {
+            let token = token.resolve()?;
+            let old = raw_key_from(key.key_file.as_deref())?.ok_or_else(no_key)?;
             let new = crate::keys::key(new_key_file.as_deref(), crate::keys::NEW_KEY_ENV, "--new-key-file")?
                 .ok_or_else(|| {
                     CliError::usage(format!(
@@ -457,9 +452,9 @@ async fn command(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> 
                 })?;
             crate::reseal::run(&location, crate::reseal::Change::Rekey { old, new }, token, out).await
         }
-        Command::ExportString { source, compact, format, api_id, token, token_file, key_file } => {
-            let token = token_from(token, token_file.as_deref())?;
-            let keys = key_from(key_file.as_deref())?;
+        Command::ExportString { source, compact, format, api_id, token, key } => {
+            let token = token.resolve()?;
+            let keys = key_from(key.key_file.as_deref())?;
             if compact && format != StringKind::Ours {
                 return Err(CliError::usage("--compact applies to --format ours only"));
             }
