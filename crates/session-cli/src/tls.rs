@@ -56,7 +56,10 @@ pub(crate) fn postgres(mode: SslMode, root_cert: Option<&Path>) -> Result<Option
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
     let config = match checks {
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked)).with_no_client_auth(),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Relaxed { chain: None }))
+            .with_no_client_auth(),
         Some(host_name) => {
             let roots = Arc::new(roots(root_cert)?);
             let chain = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
@@ -65,7 +68,10 @@ pub(crate) fn postgres(mode: SslMode, root_cert: Option<&Path>) -> Result<Option
             if host_name {
                 builder.with_webpki_verifier(chain).with_no_client_auth()
             } else {
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(chain))).with_no_client_auth()
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(Relaxed { chain: Some(chain) }))
+                    .with_no_client_auth()
             }
         }
     };
@@ -97,21 +103,33 @@ fn roots(root_cert: Option<&Path>) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `prefer` and `require`: the handshake's signatures are checked (the channel is encrypted to
-/// whoever holds the certificate's key), the certificate itself is not.
+/// The verifier of the modes that check less than `verify-full`; the handshake's signatures are
+/// always checked (the channel is encrypted to whoever holds the certificate's key).
+/// - `chain: None` (`prefer`, `require`): the certificate itself is not checked.
+/// - `chain: Some` (`verify-ca`): the chain is checked against the roots, the host name is not.
 #[derive(Debug)]
-struct Unchecked;
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for Unchecked {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -134,49 +152,5 @@ impl ServerCertVerifier for Unchecked {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider().signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain is checked against the roots, the host name is not.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
