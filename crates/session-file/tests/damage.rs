@@ -227,12 +227,12 @@ async fn a_newer_format_is_refused_by_name_and_left_alone() {
     let path = dir.path().join("s.session");
     written(&path).await;
     let mut bytes = std::fs::read(&path).expect("read");
-    bytes[4] = 3; // file format version 3 (2 is a sealed log)
+    bytes[4] = 4; // file format version 4 (2 and 3 are sealed logs)
     let crc = crc32fast::hash(&bytes[..8]);
     bytes[8..12].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
     match BinaryFileBackend::open(&path).await {
-        Err(SessionError::UnsupportedVersion { found: 3, supported: 2, .. }) => {}
+        Err(SessionError::UnsupportedVersion { found: 4, supported: 3, .. }) => {}
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
     assert_eq!(std::fs::read(&path).expect("read"), bytes);

@@ -1,6 +1,8 @@
 //! A sealed (encrypted at rest) session file: no secret on disk, a wrong or missing key is a
 //! typed error that changes nothing, damage and moved records are corruption, plain files are
-//! sealed by their first write, keys rotate, passphrases keep one key id.
+//! sealed by their first write, keys rotate, passphrases keep one key id, files of version 2
+//! still open, and a snapshot long enough to be split into segments (and opened on several
+//! threads) round trips.
 
 use std::path::Path;
 
@@ -49,14 +51,13 @@ fn secrets(data: &SessionData) -> Vec<Vec<u8>> {
 
 /// Every file in `dir` (the session, its lock, any copy) holds no 8-byte window of a secret.
 fn assert_no_secret_on_disk(dir: &Path, data: &SessionData) {
+    // Every window of every secret, looked up once per window of each file.
+    let windows: std::collections::HashSet<Vec<u8>> =
+        secrets(data).iter().flat_map(|s| s.windows(8).map(<[u8]>::to_vec).collect::<Vec<_>>()).collect();
     for entry in std::fs::read_dir(dir).expect("dir") {
         let path = entry.expect("entry").path();
         let bytes = std::fs::read(&path).expect("read");
-        for secret in secrets(data) {
-            for window in secret.windows(8) {
-                assert!(!bytes.windows(8).any(|w| w == window), "{} holds 8 bytes of a secret", path.display());
-            }
-        }
+        assert!(!bytes.windows(8).any(|w| windows.contains(w)), "{} holds 8 bytes of a secret", path.display());
     }
 }
 
@@ -89,7 +90,7 @@ async fn a_sealed_file_round_trips_and_no_secret_reaches_the_disk() {
     let data = sealed_file(&path, Keyring::new(key(1))).await;
     let bytes = std::fs::read(&path).expect("read");
     assert_eq!(&bytes[..4], b"LYSF");
-    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 2, "a sealed log is file version 2");
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3, "a sealed log is file version 3");
     assert_no_secret_on_disk(dir.path(), &data);
     // Nor any peer's access hash in the clear: the whole session is sealed.
     let peer = data.peers.iter().next().expect("a peer");
@@ -299,7 +300,7 @@ async fn a_key_dropped_from_a_plain_open_never_unseals_the_file() {
     backend.save_session(&data).await.expect("save");
     drop(backend);
     let bytes = std::fs::read(&path).expect("read");
-    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 2);
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3);
     assert_no_secret_on_disk(dir.path(), &data);
 }
 
@@ -376,4 +377,98 @@ async fn a_rotation_that_fails_at_any_step_leaves_a_file_the_rotated_keyring_rea
         let last = BinaryFileBackend::open_with_key(&path, Keyring::new(key(11))).await.expect("new key alone");
         assert_eq!(last.load_session().await.expect("load"), Some(after));
     }
+}
+
+/// The session the version 2 fixture holds (`tests/golden/sealed-v2.session`, written by the
+/// build before snapshots were segmented, sealed with the raw key `[0x5A; 32]`): a snapshot and
+/// two change records.
+fn v2_fixture_session() -> SessionData {
+    let mut data = SessionData::default();
+    data.apply(&Change::SetAuthKey { dc_id: 2, key: AuthKey::from_slice(&[0xA7u8; 256]) });
+    data.apply(&Change::SetHomeDc(2));
+    for i in 0..40 {
+        data.apply(&Change::UpsertPeer(Peer::new(1000 + i, PeerKind::User, 77 * i)));
+    }
+    data.apply_all(&[Change::UpsertPeer(Peer::new(5, PeerKind::Channel, 9)), Change::SetHomeDc(4)]);
+    data.apply(&Change::RemovePeer(Peer::new(1003, PeerKind::User, 0).key()));
+    data
+}
+
+#[tokio::test]
+async fn a_sealed_file_of_version_2_opens_takes_appends_and_is_rewritten_as_version_3() {
+    let fixture =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/sealed-v2.session")).expect("fixture");
+    assert_eq!(u16::from_le_bytes([fixture[4], fixture[5]]), 2, "the fixture is of version 2");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.session");
+    std::fs::write(&path, &fixture).expect("write");
+    let k = || Keyring::new(SealingKey::from_bytes([0x5A; 32]));
+    let mut data = v2_fixture_session();
+
+    assert!(matches!(BinaryFileBackend::open(&path).await, Err(SessionError::Sealed { .. })));
+    assert!(matches!(
+        BinaryFileBackend::open_with_key(&path, Keyring::new(key(1))).await,
+        Err(SessionError::WrongKey { .. })
+    ));
+    let snap = read_snapshot_with_key(&path, &k()).expect("read").expect("some");
+    assert_eq!(snap.data, data);
+
+    let backend = BinaryFileBackend::open_with_key(&path, k()).await.expect("open");
+    assert_eq!(backend.sealed_with(), Some(SealingKey::from_bytes([0x5A; 32]).id()));
+    assert_eq!(backend.load_session().await.expect("load"), Some(data.clone()));
+    // Its own key: appended to in place, still version 2.
+    let batch = [Change::SetHomeDc(5)];
+    data.apply_all(&batch);
+    backend.persist(&batch, &data).await.expect("append");
+    drop(backend);
+    let appended = std::fs::read(&path).expect("read");
+    assert!(appended.starts_with(&fixture) && appended.len() > fixture.len(), "appended, not rewritten");
+    let backend = BinaryFileBackend::open_with_key(&path, k()).await.expect("reopen");
+    assert_eq!(backend.load_session().await.expect("load"), Some(data.clone()));
+    // A whole new file (a save) is of version 3, and opens.
+    backend.save_session(&data).await.expect("save");
+    drop(backend);
+    let bytes = std::fs::read(&path).expect("read");
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3);
+    let backend = BinaryFileBackend::open_with_key(&path, k()).await.expect("reopen");
+    assert_eq!(backend.load_session().await.expect("load"), Some(data));
+}
+
+#[tokio::test]
+async fn a_snapshot_of_many_segments_round_trips_through_compaction_and_keeps_no_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.session");
+    // Enough peers for a snapshot of several 64 KiB segments (opened on several threads where
+    // the machine has them).
+    let mut data = secret_session();
+    for i in 0..30_000u32 {
+        data.apply(&Change::UpsertPeer(Peer::new(i64::from(i) * 3 + 10_000, PeerKind::User, i64::from(i) << 20)));
+    }
+    let backend = BinaryFileBackend::open_with_key(&path, Keyring::new(key(12))).await.expect("open");
+    backend.save_session(&data).await.expect("save");
+    let saved = std::fs::metadata(&path).expect("meta").len();
+    assert!(saved > 3 * 64 * 1024, "the snapshot spans several segments ({saved} bytes)");
+    // Appends until the log is compacted (a new snapshot, sealed again in segments).
+    let mut compacted = false;
+    for round in 0..400u32 {
+        let batch: Vec<Change> = (0..1000u32)
+            .map(|j| Change::UpsertPeer(Peer::new(i64::from(round * 1000 + j) + 1_000_000, PeerKind::Channel, 5)))
+            .collect();
+        data.apply_all(&batch);
+        // A new generation has a new random file id in its header.
+        let header = |p: &Path| std::fs::read(p).expect("read")[..40].to_vec();
+        let before = header(&path);
+        backend.persist(&batch, &data).await.expect("persist");
+        if header(&path) != before {
+            compacted = true;
+            break;
+        }
+    }
+    assert!(compacted, "the log was compacted");
+    drop(backend);
+    let backend = BinaryFileBackend::open_with_key(&path, Keyring::new(key(12))).await.expect("reopen");
+    assert_eq!(backend.load_session().await.expect("load"), Some(data.clone()));
+    drop(backend);
+    assert_eq!(read_snapshot_with_key(&path, &Keyring::new(key(12))).expect("read").expect("some").data, data);
+    assert_no_secret_on_disk(dir.path(), &data);
 }
