@@ -16,6 +16,11 @@ use super::inline::inline_all;
 use super::transport::value_ref;
 use super::Remote;
 
+/// A statement that changes nothing but takes the database's write lock (SQLite begins the write
+/// transaction of an `UPDATE` before it looks at its `WHERE`): the first of every lease
+/// transaction, see [`LibSqlLeases::write`].
+const TAKE_WRITE_LOCK: &str = "UPDATE layer_session_leases SET token = token WHERE 0";
+
 /// One session's lease on a libSQL server: the [`LeaseStore`] that [`LibSqlBackend`](crate::LibSqlBackend)'s
 /// remote and replica modes hold through a [`session_core::Lease`]. Public for tools that look
 /// at or manage leases (and for third-party conformance runs); a backend takes its own.
@@ -58,26 +63,47 @@ impl LibSqlLeases {
         LibSqlLeases { remote, name: name.to_owned(), group }
     }
 
-    /// Runs `statements` as one transaction; every row of the last statement.
+    /// Runs `statements` as one write transaction; every row of the last statement.
     async fn run_all(&self, statements: Vec<Statement>) -> Result<Vec<Vec<libsql::Value>>, SessionError> {
-        let mut sql = String::new();
-        inline_all(&mut sql, statements.into_iter())?;
-        Ok(self.remote.batch(&sql).await?.unwrap_or_default())
+        Ok(self.write(statements).await?.unwrap_or_default())
     }
 
-    /// Runs `statements` as one transaction; the first row of the last statement, converted.
+    /// Runs `statements` as one write transaction; the first row of the last statement, converted.
     async fn run<T>(
         &self,
         statements: Vec<Statement>,
         read: impl FnOnce(&[session_sql::SqlValueRef<'_>]) -> T,
     ) -> Result<Option<T>, SessionError> {
-        let mut sql = String::new();
-        inline_all(&mut sql, statements.into_iter())?;
-        let rows = self.remote.batch(&sql).await?;
+        let rows = self.write(statements).await?;
         Ok(rows.and_then(|rows| rows.into_iter().next()).map(|row| {
             let refs: Vec<_> = row.iter().map(value_ref).collect();
             read(&refs)
         }))
+    }
+
+    /// Runs `statements` (which change the lease table) as one transaction that takes the
+    /// database's write lock at its first statement ([`TAKE_WRITE_LOCK`]). A lease transaction
+    /// otherwise starts with `CREATE TABLE IF NOT EXISTS`, a read once the table exists, and
+    /// sqld 0.24 answers a transaction that read before it waited for the write lock with
+    /// `SQLITE_BUSY` whenever another writer committed meanwhile; such an answer leaves the
+    /// connection's place in sqld's queue of writers behind it, and when that place comes up
+    /// after the connection closed, sqld hands the write lock to nobody and every writer of
+    /// the database waits (README, "Known problems"). A transaction whose first statement
+    /// writes is retried inside sqld instead (SQLite's busy handler, same connection).
+    async fn write(&self, statements: Vec<Statement>) -> Result<Option<Vec<Vec<libsql::Value>>>, SessionError> {
+        let lock = Statement { sql: TAKE_WRITE_LOCK, params: Vec::new() };
+        let mut sql = String::new();
+        inline_all(&mut sql, std::iter::once(lock).chain(statements.iter().cloned()))?;
+        match self.remote.batch(&sql).await {
+            // A database without the lease table (its first acquire): the statements create it,
+            // their first one (a `CREATE TABLE`) then being the write.
+            Err(e) if e.to_string().contains("no such table") => {
+                let mut sql = String::new();
+                inline_all(&mut sql, statements.into_iter())?;
+                self.remote.batch(&sql).await
+            }
+            result => result,
+        }
     }
 }
 
@@ -94,7 +120,14 @@ impl LeaseStore for LibSqlLeases {
         {
             return grant;
         }
-        let held = self.run(vec![lease::holder_query(&self.name)], |row| lease::locked(&resource, Some(row))).await?;
+        // A read: no write lock taken.
+        let mut sql = String::new();
+        inline_all(&mut sql, std::iter::once(lease::holder_query(&self.name)))?;
+        let row = self.remote.batch(&sql).await?.and_then(|rows| rows.into_iter().next());
+        let held = row.map(|row| {
+            let refs: Vec<_> = row.iter().map(value_ref).collect();
+            lease::locked(&resource, Some(&refs))
+        });
         Err(held.unwrap_or_else(|| lease::locked(&resource, None)))
     }
 
