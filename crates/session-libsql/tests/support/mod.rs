@@ -78,6 +78,10 @@ impl Sqld {
             // `LAYER_SQLD_LOG=debug` (any RUST_LOG filter) to see what sqld does during a test.
             .env("RUST_LOG", std::env::var("LAYER_SQLD_LOG").unwrap_or_else(|_| "warn".to_owned()));
         cmd.args(&self.extra);
+        // `LAYER_SQLD_ARGS`: more arguments for every server of a run (trying sqld's options).
+        if let Ok(args) = std::env::var("LAYER_SQLD_ARGS") {
+            cmd.args(args.split_whitespace());
+        }
         if let Some(key) = &self.jwt_key_file {
             cmd.arg("--auth-jwt-key-file").arg(key);
         }
