@@ -215,7 +215,10 @@ impl SealingKey {
         mac.update(KEY_ID_LABEL);
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&mac.finalize().into_bytes());
-        let siv = Box::new(Aes256GcmSiv::new(aes_gcm_siv::Key::<Aes256GcmSiv>::from_slice(bytes.as_ref())));
+        let siv = Box::new(
+            <Aes256GcmSiv as aes_gcm_siv::KeyInit>::new_from_slice(bytes.as_ref())
+                .unwrap_or_else(|_| unreachable!("AES-256-GCM-SIV takes a 32-byte key")),
+        );
         let xchacha = Box::new(XChaCha20Poly1305::new(Key::from_slice(bytes.as_ref())));
         SealingKey { siv, xchacha, id: KeyId(id), kdf }
     }

@@ -52,9 +52,14 @@ use std::sync::{Mutex, PoisonError};
 use chacha20::rand_core::{Rng as _, SeedableRng as _};
 use chacha20::ChaCha20Rng;
 use chacha20poly1305::aead::rand_core::RngCore as _;
-use chacha20poly1305::aead::{AeadInPlace, OsRng};
+// Two generations of RustCrypto's `aead` traits: aes-gcm-siv 0.12 (whose POLYVAL processes
+// eight blocks at a time, 2.5 times the speed of 0.11's on a long value here) implements 0.6,
+// chacha20poly1305 0.10 (version 1 envelopes) 0.5.
+use aes_gcm_siv::aead::AeadInOut as _;
+use chacha20poly1305::aead::{AeadInPlace as _, OsRng};
 use chacha20poly1305::{Tag, XNonce};
 type SivNonce = aes_gcm_siv::Nonce;
+type SivTag = aes_gcm_siv::Tag;
 use zeroize::Zeroizing;
 
 use crate::error::SessionError;
@@ -208,7 +213,7 @@ pub fn seal_append(
     out.extend_from_slice(plaintext);
     let (header, body) = out[start..].split_at_mut(ENVELOPE_HEADER_LEN);
     let sealed =
-        with_aad(header, binding, |aad| key.siv().encrypt_in_place_detached(SivNonce::from_slice(&nonce), aad, body));
+        with_aad(header, binding, |aad| key.siv().encrypt_inout_detached(&SivNonce::from(nonce), aad, body.into()));
     match sealed {
         Ok(tag) => {
             out.extend_from_slice(&tag);
@@ -307,14 +312,17 @@ pub fn open_into(
     out.copy_from_slice(ciphertext);
     let nonce = &header[1 + KEY_ID_LEN..];
     with_aad(header, binding, |aad| {
-        let tag = Tag::from_slice(tag);
         if header[0] == 1 {
-            key.xchacha().decrypt_in_place_detached(XNonce::from_slice(nonce), aad, out, tag)
+            key.xchacha().decrypt_in_place_detached(XNonce::from_slice(nonce), aad, out, Tag::from_slice(tag)).is_ok()
         } else {
-            key.siv().decrypt_in_place_detached(SivNonce::from_slice(nonce), aad, out, tag)
+            match (<&SivNonce>::try_from(nonce), <&SivTag>::try_from(tag)) {
+                (Ok(nonce), Ok(tag)) => key.siv().decrypt_inout_detached(nonce, aad, (&mut *out).into(), tag).is_ok(),
+                _ => false,
+            }
         }
     })
-    .map_err(|_| {
+    .then_some(())
+    .ok_or_else(|| {
         SessionError::corrupt(
             resource,
             format!(
