@@ -8,6 +8,11 @@ use crate::value::{SqlValue, SqlValueRef, Statement};
 /// values in the order its load query reads them, without the `crc` itself), each with its
 /// type and, for text and blobs, its length. Stored in the row's `crc` column.
 pub fn row_crc(table: Table, values: &[SqlValueRef<'_>]) -> i64 {
+    row_crc_of(table, values.iter().copied())
+}
+
+/// [`row_crc`] of values given one by one (no slice of them needs to be built).
+pub(crate) fn row_crc_of<'v>(table: Table, values: impl IntoIterator<Item = SqlValueRef<'v>>) -> i64 {
     let mut h = crc32fast::Hasher::new();
     h.update(&[table.tag()]);
     for v in values {
@@ -38,7 +43,7 @@ pub fn row_crc(table: Table, values: &[SqlValueRef<'_>]) -> i64 {
 
 /// `values` with their checksum appended (the parameters of an insert of a `table` row).
 pub(crate) fn with_crc(table: Table, mut values: Vec<SqlValue>) -> Vec<SqlValue> {
-    let crc = row_crc(table, &values.iter().map(SqlValue::as_ref).collect::<Vec<_>>());
+    let crc = row_crc_of(table, values.iter().map(SqlValue::as_ref));
     values.push(SqlValue::Integer(crc));
     values
 }

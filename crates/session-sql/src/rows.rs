@@ -207,8 +207,19 @@ impl SessionRows {
                         key_id: crate::seal::key_id_of_text(text),
                     });
                 };
-                let plain = seal.open_row(&self.resource, table, clear, text)?;
-                let opened = decode_values(&plain, table.values(self.version) - from).ok_or_else(|| {
+                let mut opened = seal.open_row(&self.resource, table, clear, text)?;
+                // The opened values of a peer row or chunk go into the session's peer cache,
+                // which holds them unwiped for as long as the session lives: wiping this copy
+                // protects nothing and was a byte-by-byte pass over every peer of a sealed load.
+                // The rows that hold keys (a DC's auth key, the session's token) are wiped.
+                let unwiped: Vec<u8>;
+                let plain: &[u8] = if matches!(table, Table::PeerChunks | Table::Peers) {
+                    unwiped = std::mem::take(&mut *opened);
+                    &unwiped
+                } else {
+                    &opened
+                };
+                let opened = decode_values(plain, table.values(self.version) - from).ok_or_else(|| {
                     SessionError::corrupt(&self.resource, format!("{}.sealed: not the values of a row", table.name()))
                 })?;
                 let mut merged = Vec::with_capacity(table.values(self.version));

@@ -200,11 +200,38 @@ impl Sealer {
     }
 
     fn binding<'v>(&self, table: Table, clear: impl IntoIterator<Item = SqlValueRef<'v>>) -> Binding {
-        let mut key = Vec::with_capacity(32);
+        self.binding_with(table, clear, &mut Vec::with_capacity(32))
+    }
+
+    /// [`Sealer::binding`], serializing the clear values in `key` (a buffer reused by the caller).
+    fn binding_with<'v>(
+        &self,
+        table: Table,
+        clear: impl IntoIterator<Item = SqlValueRef<'v>>,
+        key: &mut Vec<u8>,
+    ) -> Binding {
+        key.clear();
         for v in clear {
-            encode_value(&mut key, v);
+            encode_value(key, v);
         }
-        Binding::new(CONTEXT).session(&self.session).part(table.name()).row(key)
+        Binding::new(CONTEXT).session(&self.session).part(table.name()).row(&key[..])
+    }
+
+    /// The envelope of the values `secret` of a row of `table` whose clear values are `clear`,
+    /// with `scratch` reused between calls (the serialized values, wiped when it drops).
+    pub(crate) fn seal_values<'v>(
+        &self,
+        table: Table,
+        clear: impl IntoIterator<Item = SqlValueRef<'v>>,
+        secret: impl IntoIterator<Item = SqlValueRef<'v>>,
+        scratch: &mut SealScratch,
+    ) -> Result<Vec<u8>, SessionError> {
+        scratch.plain.clear();
+        for v in secret {
+            encode_value(&mut scratch.plain, v);
+        }
+        let binding = self.binding_with(table, clear, &mut scratch.key);
+        seal::seal(&self.db.key, &binding, &scratch.plain)
     }
 
     /// The stored form of a row of `table` whose values (in the order of its load query) are
@@ -216,18 +243,20 @@ impl Sealer {
         if placeholders.is_empty() {
             return Ok(values);
         }
-        let mut plain = Zeroizing::new(Vec::with_capacity(64));
-        for v in values.get(from..).unwrap_or_default() {
-            encode_value(&mut plain, v.as_ref());
-        }
-        let binding = self.binding(table, values.iter().take(from).map(SqlValue::as_ref));
-        let sealed = seal::seal(&self.db.key, &binding, &plain)?;
+        let (clear, secret) = values.split_at(from.min(values.len()));
+        let sealed = self.seal_values(
+            table,
+            clear.iter().map(SqlValue::as_ref),
+            secret.iter().map(SqlValue::as_ref),
+            &mut SealScratch::default(),
+        )?;
         // The replaced values may be secrets (an auth key): wiped, not just dropped.
         for v in values.drain(from..) {
             if let SqlValue::Blob(b) = v {
                 drop(Zeroizing::new(b));
             }
         }
+        values.reserve(placeholders.len() + 1);
         values.extend(placeholders.iter().cloned());
         values.push(SqlValue::Text(BASE64.encode_to_string(&sealed)));
         Ok(values)
@@ -251,6 +280,19 @@ impl Sealer {
             _ => self.db.keys.open(self.db.stored.and_then(|r| r.kdf).as_ref(), resource, &binding, &bytes),
         }
     }
+}
+
+/// Buffers a run of seals reuses: the serialized values (wiped on drop: they may be secrets)
+/// and the serialized clear values of the binding.
+#[derive(Default)]
+pub(crate) struct SealScratch {
+    plain: Zeroizing<Vec<u8>>,
+    key: Vec<u8>,
+}
+
+/// Appends the `sealed` text of an envelope (what [`Sealer::seal_row`] stores) to `out`.
+pub(crate) fn append_sealed_text(envelope: &[u8], out: &mut String) {
+    BASE64.encode_append(envelope, out);
 }
 
 /// The key id a `sealed` text names, if it can be read (for [`SessionError::Sealed`]).

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use session_core::{Peer, PeerKey, SessionError};
 
 use super::*;
+use crate::checksum::row_crc_of;
+use crate::seal::{append_sealed_text, SealScratch};
+use crate::value::SqlValueRef;
 
 // The sum of the stored `crc` of the rows of `table` of the session ?1 keyed by the
 // `[class, id, ...]` arrays of the JSON parameter `param`, reduced mod 2^32 (a plain sum of
@@ -113,15 +116,27 @@ pub(crate) fn upsert_run<'a>(
     let last: Vec<&Peer> = last.into_values().collect();
     let part = if seal.is_some() { SEALED_BATCH_ROWS } else { last.len().max(1) };
     let mut out = Vec::new();
+    let mut scratch = SealScratch::default();
     for peers in last.chunks(part) {
-        let (mut keys, mut rows, mut sum) = (String::from("["), String::from("["), 0u32);
+        // Sized for the usual row (a sealed one carries its envelope in base64), so that the
+        // texts are not copied again and again as they grow.
+        let row_len = if seal.is_some() { 150 } else { 64 };
+        let (mut keys, mut rows, mut sum) =
+            (String::with_capacity(2 + 24 * peers.len()), String::with_capacity(2 + row_len * peers.len()), 0u32);
+        keys.push('[');
+        rows.push('[');
         for peer in peers {
-            let params = stored(Table::Peers, peer_values(peer), seal)?;
-            if let Some(SqlValue::Integer(crc)) = params.last() {
-                sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
-            }
-            push_json_row(&mut keys, params.get(..2).unwrap_or_default());
-            push_json_row(&mut rows, &params);
+            let values = peer_values(peer);
+            let crc = match seal {
+                Some(seal) => push_sealed_peer(&mut rows, &values, seal, &mut scratch)?,
+                None => {
+                    let crc = row_crc_of(Table::Peers, values.iter().map(SqlValue::as_ref));
+                    push_json_row(&mut rows, values.iter().map(SqlValue::as_ref).chain([SqlValueRef::Integer(crc)]));
+                    crc
+                }
+            };
+            sum = sum.wrapping_add(u32::try_from(crc).unwrap_or(0));
+            push_json_row(&mut keys, values.iter().take(2).map(SqlValue::as_ref));
         }
         keys.push(']');
         rows.push(']');
@@ -142,6 +157,42 @@ pub(crate) fn upsert_run<'a>(
     Ok(out)
 }
 
+/// Appends the stored form of the sealed peer row whose values are `values` ([`peer_values`])
+/// to `rows`, as [`push_json_row`] appends [`stored`]'s parameters, without building them: the
+/// `sealed` text is encoded into `rows` in place, and the checksum is taken over it there (a
+/// sealed row's parameters were a vector, a string and a copy of that string per row).
+/// Returns the row's checksum.
+fn push_sealed_peer(
+    rows: &mut String,
+    values: &[SqlValue],
+    seal: &Sealer,
+    scratch: &mut SealScratch,
+) -> Result<i64, SessionError> {
+    let (clear, secret) = values.split_at(Table::Peers.sealed_from().min(values.len()));
+    let envelope = seal.seal_values(
+        Table::Peers,
+        clear.iter().map(SqlValue::as_ref),
+        secret.iter().map(SqlValue::as_ref),
+        scratch,
+    )?;
+    let placeholders = Table::Peers.placeholders();
+    push_json_row(rows, clear.iter().chain(placeholders).map(SqlValue::as_ref));
+    // The row goes on: its `sealed` text (base64, nothing to escape in JSON), then its checksum.
+    rows.pop();
+    rows.push_str(",\"");
+    let start = rows.len();
+    append_sealed_text(&envelope, rows);
+    let text = rows.get(start..).unwrap_or_default();
+    let crc = row_crc_of(
+        Table::Peers,
+        clear.iter().chain(placeholders).map(SqlValue::as_ref).chain([SqlValueRef::Text(text)]),
+    );
+    rows.push_str("\",");
+    rows.push_str(itoa::Buffer::new().format(crc));
+    rows.push(']');
+    Ok(crc)
+}
+
 /// The statements of a run of removals; `recorded` says which keys get a removal row (see
 /// [`may_be_chunked`](super::may_be_chunked)). Returns whether any was recorded.
 pub(crate) fn remove_run(
@@ -153,12 +204,12 @@ pub(crate) fn remove_run(
     let (mut all, mut removals, mut sum, mut any) = (String::from("["), String::from("["), 0u32, false);
     for key in keys {
         let params = removal_params(key);
-        push_json_row(&mut all, params.get(..2).unwrap_or_default());
+        push_json_row(&mut all, params.iter().take(2).map(SqlValue::as_ref));
         if recorded(key) {
             if let Some(SqlValue::Integer(crc)) = params.last() {
                 sum = sum.wrapping_add(u32::try_from(*crc).unwrap_or(0));
             }
-            push_json_row(&mut removals, &params);
+            push_json_row(&mut removals, params.iter().map(SqlValue::as_ref));
             any = true;
         }
     }
@@ -177,27 +228,27 @@ pub(crate) fn remove_run(
 /// Appends `params` as a JSON array (after a `,` unless it is the first in `out`'s array):
 /// integers in decimal (exact, whatever their size), text as JSON strings, anything else null
 /// (a peer or removal row holds no other value).
-fn push_json_row(out: &mut String, params: &[SqlValue]) {
+fn push_json_row<'v>(out: &mut String, params: impl IntoIterator<Item = SqlValueRef<'v>>) {
     if !out.ends_with('[') {
         out.push(',');
     }
     out.push('[');
-    for (i, v) in params.iter().enumerate() {
+    for (i, v) in params.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         match v {
-            SqlValue::Integer(n) => out.push_str(itoa::Buffer::new().format(*n)),
+            SqlValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
             // Most texts (every sealed envelope, in base64) need no escape: copied as they are,
             // where serializing each into a string of its own was a tenth of a sealed plan.
-            SqlValue::Text(t) if t.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') => {
+            SqlValueRef::Text(t) if t.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') => {
                 out.push('"');
                 out.push_str(t);
                 out.push('"');
             }
             // Serializing a string cannot fail.
-            SqlValue::Text(t) => out.push_str(&serde_json::to_string(t).unwrap_or_default()),
-            SqlValue::Null | SqlValue::Real(_) | SqlValue::Blob(_) => out.push_str("null"),
+            SqlValueRef::Text(t) => out.push_str(&serde_json::to_string(t).unwrap_or_default()),
+            SqlValueRef::Null | SqlValueRef::Real(_) | SqlValueRef::Blob(_) => out.push_str("null"),
         }
     }
     out.push(']');
@@ -215,8 +266,8 @@ mod tests {
         values.extend(texts.iter().map(|t| SqlValue::Text((*t).to_owned())));
         values.push(SqlValue::Null);
         let mut out = String::from("[");
-        push_json_row(&mut out, &values);
-        push_json_row(&mut out, &values[..1]);
+        push_json_row(&mut out, values.iter().map(SqlValue::as_ref));
+        push_json_row(&mut out, values[..1].iter().map(SqlValue::as_ref));
         out.push(']');
         let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&out).expect("JSON");
         let expected: Vec<serde_json::Value> = values
@@ -228,6 +279,48 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, [expected, vec![0.into()]]);
+    }
+
+    #[test]
+    fn a_sealed_run_stores_each_row_as_its_single_row_statement_would() {
+        // The run writes its rows' JSON without building their parameters: each row must still
+        // be the clear key, the placeholders, an envelope of the row's values bound to its key,
+        // and the checksum of exactly that; the sum parameter must add those checksums up.
+        let keys = session_core::Keyring::new(session_core::SealingKey::from_bytes([7; 32]));
+        let seal = crate::open_seal("t", None, Some(&keys)).expect("seal").expect("sealed").session("s");
+        let mut odd = Peer::new(-5, session_core::PeerKind::Broadcast, i64::MIN);
+        odd.usernames = vec!["a\"b".into(), "ünï".into()];
+        odd.phone = Some("+1 555\\0100".into());
+        let peers =
+            [Peer::new(5, session_core::PeerKind::User, 9), odd, Peer::new(i64::MAX, session_core::PeerKind::Bot, -1)];
+        let plan = upsert_run(&peers, true, Some(&seal)).expect("plan");
+        let [sum, upsert] = &plan[..] else { panic!("{plan:?}") };
+        assert_eq!(upsert.sql, UPSERT_PEERS_BATCH_SEALED);
+        let Some(SqlValue::Text(json)) = upsert.params.first() else { panic!("{upsert:?}") };
+        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(json).expect("JSON");
+        assert_eq!(rows.len(), 3);
+        let mut total = 0u32;
+        for row in &rows {
+            let (class, id) = (row[0].as_i64().expect("class"), row[1].as_i64().expect("id"));
+            let peer = peers.iter().find(|p| p.id == id).expect("a peer of the run");
+            let values = peer_values(peer);
+            assert_eq!(values[..2], [int(class), int(id)]);
+            let text = row[7].as_str().expect("sealed text");
+            let clear = [SqlValueRef::Integer(class), SqlValueRef::Integer(id)];
+            let mut stored: Vec<SqlValueRef<'_>> = clear.to_vec();
+            stored.extend(Table::Peers.placeholders().iter().map(SqlValue::as_ref));
+            stored.push(SqlValueRef::Text(text));
+            let crc = row[8].as_i64().expect("crc");
+            assert_eq!(crc, crate::checksum::row_crc(Table::Peers, &stored), "{row:?}");
+            total = total.wrapping_add(u32::try_from(crc).expect("u32"));
+            let opened = seal.open_row("t", Table::Peers, &clear, text).expect("opens");
+            let opened = crate::seal::decode_values(&opened, 5).expect("values");
+            assert_eq!(opened, values[2..].iter().map(SqlValue::as_ref).collect::<Vec<_>>());
+            // Bound to its key: under another row's key it does not open.
+            let other = [SqlValueRef::Integer(class), SqlValueRef::Integer(id ^ 1)];
+            assert!(seal.open_row("t", Table::Peers, &other, text).is_err());
+        }
+        assert_eq!(sum.params.get(1), Some(&int(total)), "{sum:?}");
     }
 
     #[test]
