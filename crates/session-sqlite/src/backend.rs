@@ -1381,7 +1381,19 @@ pub(crate) fn map_sql(e: rusqlite::Error, resource: &str) -> SessionError {
     match code {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => SessionError::corrupt(resource, e.to_string()),
         _ if unknown_format => SessionError::corrupt(resource, e.to_string()),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => SessionError::locked(resource, None),
+        // Not `Locked`: that says another owner holds the session, and this owner holds its
+        // lock. The database's write lock stayed with another connection for the whole busy
+        // timeout: the owner of another session of the file (many accounts in one database
+        // queue for one writer) or a program such as the sqlite3 shell. Transient: the store
+        // keeps the changes and tries again.
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => SessionError::Unavailable {
+            resource: resource.to_owned(),
+            source: format!(
+                "the database stayed busy for {} s (another connection held its write lock): {e}",
+                BUSY_TIMEOUT.as_secs()
+            )
+            .into(),
+        },
         Some(ErrorCode::DiskFull) => {
             SessionError::io(resource, std::io::Error::new(std::io::ErrorKind::StorageFull, e))
         }
