@@ -361,3 +361,18 @@ fn seal_append_and_open_into_work_inside_the_callers_buffers() {
     ));
     assert_eq!(seal::opened_len(&envelope[..OVERHEAD - 1]), None);
 }
+
+/// A version 2 envelope sealed by the build that used aes-gcm-siv 0.11 (key `[7; 32]`,
+/// [`binding`]): the same AES-256-GCM-SIV, whatever crate version computes it.
+const V2_ENVELOPE_AES_GCM_SIV_0_11: &str = "0285d3a54690e833336631615e710bfaac0caa7f639ad99d0a50c1da3fa32b65766e2de287f37a9d2b4f443b49fc4a42cb2a2c1438e3fac8c473736ad25ad47cf2b3838d5a263d8e55c2b70818f11170967ea0d3ec4b04490d83fb175bed";
+
+#[test]
+fn a_version_2_envelope_of_the_previous_cipher_crate_still_opens() {
+    let v2 = unhex(V2_ENVELOPE_AES_GCM_SIV_0_11);
+    assert_eq!(v2[0], 2);
+    let plain = Keyring::new(key(7)).open(None, "test", &binding(), &v2).expect("opens");
+    assert_eq!(plain.as_slice(), b"written by an envelope version 2 build (aes-gcm-siv 0.11)");
+    let mut damaged = v2.clone();
+    damaged[20] ^= 1;
+    assert!(matches!(Keyring::new(key(7)).open(None, "test", &binding(), &damaged), Err(SessionError::Corrupt { .. })));
+}
