@@ -165,36 +165,18 @@ impl FileSeal {
             out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
             Ok(())
         };
-        let groups = groups(count);
-        if groups.len() <= 1 {
+        if workers().min(count) <= 1 {
             return (0..count).try_for_each(|i| seal_one(i, out));
         }
-        // Each worker seals its run of segments into its own buffer; they are joined in order.
-        let sealed = std::thread::scope(|scope| {
-            let spawned: Vec<_> = groups[1..]
-                .iter()
-                .map(|range| {
-                    let range = range.clone();
-                    let work = move || {
-                        let mut buf = Vec::with_capacity(range.len() * (4 + seal::OVERHEAD + seg_len));
-                        range.clone().try_for_each(|i| seal_one(i, &mut buf)).map(|()| buf)
-                    };
-                    // A thread that cannot be started: its segments are sealed here instead.
-                    std::thread::Builder::new().spawn_scoped(scope, work.clone()).map_err(|_| work)
-                })
-                .collect();
-            let first = groups[0].clone().try_for_each(|i| seal_one(i, out));
-            let rest: Vec<Result<Vec<u8>, SessionError>> = spawned
-                .into_iter()
-                .map(|s| match s {
-                    Ok(handle) => handle.join().unwrap_or_else(|_| Err(worker_panicked())),
-                    Err(work) => work(),
-                })
-                .collect();
-            first.map(|()| rest)
-        })?;
+        // Each segment sealed into its own buffer (on whichever thread claims it), joined in
+        // order.
+        let sealed = par_each(count, |i| {
+            let mut buf = Vec::with_capacity(4 + seal::OVERHEAD + seg_len);
+            seal_one(i, &mut buf).map(|()| buf)
+        })
+        .map_err(|e| e.unwrap_or_else(worker_panicked))?;
         for buf in sealed {
-            out.extend_from_slice(&buf?);
+            out.extend_from_slice(&buf);
         }
         Ok(())
     }
@@ -251,7 +233,7 @@ impl FileSeal {
             return Err(bad(format!("{} of its {count} segments are there", segments.len())));
         }
         let mut plain = Plain::zeroed(total);
-        // Each segment's place in the plaintext; a run of them is a job for one thread.
+        // Each segment's place in the plaintext: a job for whichever thread claims it.
         let mut rest: &mut [u8] = &mut plain.0;
         let mut outs = Vec::with_capacity(count);
         for (i, envelope) in segments.iter().enumerate() {
@@ -259,41 +241,21 @@ impl FileSeal {
             outs.push((i, *envelope, out));
             rest = tail;
         }
-        let mut outs = outs.into_iter();
-        let jobs: Vec<_> = groups(count)
-            .into_iter()
-            .map(|run| std::sync::Mutex::new(outs.by_ref().take(run.len()).collect::<Vec<_>>()))
-            .collect();
-        let run_job = |job: &std::sync::Mutex<Vec<Segment<'_>>>| {
-            // Taken once: by its thread, or here when no thread could be started for it.
-            let job = match job.lock() {
-                Ok(mut j) => std::mem::take(&mut *j),
-                Err(_) => return Err(ParseError::Other(worker_panicked())),
+        let slots: Vec<_> = outs.into_iter().map(|o| std::sync::Mutex::new(Some(o))).collect();
+        par_each(count, |i| {
+            // Each slot is claimed once, by the one thread `par_each` gives index `i`.
+            let Some((i, envelope, out)) = slots[i].lock().ok().and_then(|mut s| s.take()) else {
+                return Err(ParseError::Other(worker_panicked()));
             };
-            job.into_iter().try_for_each(|(i, envelope, out)| {
-                let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let binding = self.segment_binding(offset, seg_len32, count32, index);
-                seal::open_into(&self.key, resource, &binding, envelope, out)
-                    .map_err(|e| open_error(e, &format!("{what}, segment {i} of {count}")))
-            })
-        };
-        std::thread::scope(|scope| {
-            let spawned: Vec<_> =
-                jobs[1..].iter().map(|job| std::thread::Builder::new().spawn_scoped(scope, || run_job(job))).collect();
-            let mut result = run_job(&jobs[0]);
-            for handle in spawned.into_iter().flatten() {
-                let r = handle.join().unwrap_or_else(|_| Err(ParseError::Other(worker_panicked())));
-                result = result.and(r);
-            }
-            // A job whose thread could not be started is still in its slot: run it here.
-            jobs[1..].iter().try_for_each(run_job).and(result)
-        })?;
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            let binding = self.segment_binding(offset, seg_len32, count32, index);
+            seal::open_into(&self.key, resource, &binding, envelope, out)
+                .map_err(|e| open_error(e, &format!("{what}, segment {i} of {count}")))
+        })
+        .map_err(|e| e.unwrap_or_else(|| ParseError::Other(worker_panicked())))?;
         Ok(plain)
     }
 }
-
-/// A snapshot segment to open: its index, its envelope, where its plaintext goes.
-type Segment<'a> = (usize, &'a [u8], &'a mut [u8]);
 
 /// How many threads seal or open one snapshot: the cores this process may use (asked once),
 /// at most [`MAX_WORKERS`].
@@ -302,10 +264,56 @@ fn workers() -> usize {
     *WORKERS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_WORKERS))
 }
 
-/// Segments `0..count` split into at most [`workers`] contiguous runs, in order.
-fn groups(count: usize) -> Vec<std::ops::Range<usize>> {
-    let n = workers().min(count).max(1);
-    (0..n).map(|g| count * g / n..count * (g + 1) / n).collect()
+/// Runs `f` on every index `0..count`, on this thread and up to [`workers`]` - 1` scoped
+/// threads, and returns the results in order; the first error (`None`: a thread panicked).
+///
+/// Indices are claimed one at a time from a shared counter rather than split up front: when
+/// the machine is busy and a helper thread is slow to be scheduled, this thread goes on
+/// claiming and the helper does what it gets to, instead of this thread waiting for the
+/// helper's whole share.
+fn par_each<T: Send, E: Send>(count: usize, f: impl Fn(usize) -> Result<T, E> + Sync) -> Result<Vec<T>, Option<E>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<std::sync::Mutex<Option<Result<T, E>>>> = (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+    let run = || {
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else { break };
+            let result = f(i);
+            failed.fetch_or(result.is_err(), Ordering::Relaxed);
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(result);
+            }
+        }
+    };
+    let helpers = workers().min(count).saturating_sub(1);
+    let panicked = std::thread::scope(|scope| {
+        // A helper that cannot be started leaves its indices to this thread.
+        let handles: Vec<_> =
+            (0..helpers).filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, run).ok()).collect();
+        run();
+        // Every helper joined here (a panic in one left to the scope would panic this thread).
+        let mut panicked = false;
+        for h in handles {
+            panicked |= h.join().is_err();
+        }
+        panicked
+    });
+    let mut out = Vec::with_capacity(count);
+    for slot in slots {
+        match slot.into_inner().ok().flatten() {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => return Err(Some(e)),
+            // Not run: an earlier error stopped the claiming, or a thread panicked.
+            None => {}
+        }
+    }
+    if out.len() == count && !panicked {
+        Ok(out)
+    } else {
+        Err(None)
+    }
 }
 
 fn worker_panicked() -> SessionError {
