@@ -145,7 +145,7 @@ impl Remote {
     }
 
     /// Runs the reads of `statements` as one transactional batch (one request, one snapshot):
-    /// over protobuf where the server takes it ([`pipeline`]), else through the libsql client.
+    /// over protobuf where the server takes it ([`super::pipeline`]), else through the libsql client.
     /// `None` when an answer would exceed the server's response limit or the server withheld
     /// the rows. Waiting for the connection, both attempts and everything between count against
     /// one call timeout.
