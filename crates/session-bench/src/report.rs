@@ -449,7 +449,7 @@ pub fn checks(r: &Results, facts: &BTreeMap<String, serde_json::Value>) -> Vec<C
                     (Some(s), Some(p)) => Check {
                         target,
                         pass: Some(s <= factor * p),
-                        detail: format!("{} vs {}: {:.2}x", fmt_ns(s), fmt_ns(p), s / p),
+                        detail: format!("ratio of medians, {} vs {}: {:.2}x", fmt_ns(s), fmt_ns(p), s / p),
                     },
                     _ => Check { target, pass: None, detail: "not measured".into() },
                 });
