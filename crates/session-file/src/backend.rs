@@ -463,15 +463,16 @@ impl Inner {
         if matches!(state.stored, Stored::Nothing) {
             return Ok(None);
         }
+        // Shared, so that helper threads can open a large sealed snapshot without borrowing it.
         let bytes = match read_session_file(&self.real, false) {
-            Ok(Some((_, b))) => b,
+            Ok(Some((_, b))) => Arc::new(b),
             Ok(None) => return Ok(None),
             Err(e) => return Err(e),
         };
         match &state.stored {
             Stored::Legacy { .. } => legacy::decode(&bytes).map(|s| Some(s.data)),
             Stored::Log { log_len, .. } => {
-                match log::parse(&bytes, self.keys.as_ref(), &self.real.display().to_string()) {
+                match log::parse_shared(&bytes, self.keys.as_ref(), &self.real.display().to_string()) {
                     // We own the file and wrote every byte of it: anything unreadable is damage.
                     Ok(parsed) if parsed.valid_len < *log_len => {
                         let reason = format!(
@@ -669,6 +670,8 @@ fn open_blocking(
     let Some((file, bytes)) = read_session_file(&path, true)? else {
         return Ok(done(state, opened_legacy, cut));
     };
+    // Shared, so that helper threads can open a large sealed snapshot without borrowing it.
+    let bytes = Arc::new(bytes);
     if bytes.is_empty() {
         // Never ours: this backend creates a file only by renaming a complete, synced one over
         // its name, so no crash leaves it empty. Something else truncated it.
@@ -678,7 +681,7 @@ fn open_blocking(
             "the file is empty (0 bytes): a session file is never written empty".into(),
         ));
     } else if bytes.starts_with(&MAGIC) {
-        let parsed = match log::parse(&bytes, keys.as_ref(), &path.display().to_string()) {
+        let parsed = match log::parse_shared(&bytes, keys.as_ref(), &path.display().to_string()) {
             Ok(p) => p,
             Err(ParseError::Corrupt(reason)) => return Err(corrupt(&path, &bytes, reason)),
             Err(ParseError::Other(e)) => return Err(e),

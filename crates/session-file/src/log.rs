@@ -183,7 +183,18 @@ impl FileSeal {
 
     /// Opens the snapshot payload at `offset` (one envelope in version 2, segments in version
     /// 3) into a new buffer.
-    fn open_snapshot(&self, resource: &str, offset: usize, payload: &[u8]) -> Result<Plain, ParseError> {
+    ///
+    /// `shared`: the whole file and where `payload` starts in it. With it, segments are also
+    /// opened by detached helper threads that own what they read ([`Helpers`]), so this thread
+    /// never waits for a helper the scheduler has not started yet: it claims segments itself
+    /// until none are left, and waits only for those a helper is already opening.
+    fn open_snapshot(
+        &self,
+        resource: &str,
+        offset: usize,
+        payload: &[u8],
+        shared: Option<(&Arc<Vec<u8>>, usize)>,
+    ) -> Result<Plain, ParseError> {
         let what = "the snapshot record";
         if !self.segmented {
             let mut plain = Plain::zeroed(seal::opened_len(payload).unwrap_or(0));
@@ -202,7 +213,7 @@ impl FileSeal {
         }
         // The segments' places, checked against what the header says before anything is
         // allocated for them (a count or length from damaged bytes never sizes a buffer).
-        let mut segments = Vec::new();
+        let (mut segments, mut ranges) = (Vec::new(), Vec::new());
         let (mut at, mut total) = (8usize, 0usize);
         while at < payload.len() {
             let i = segments.len();
@@ -226,6 +237,7 @@ impl FileSeal {
                 return Err(bad(format!("segment {i} of {count} holds {held} bytes (segments of {seg_len})")));
             }
             segments.push(envelope);
+            ranges.push((at + 4, at + 4 + len));
             total += held;
             at += 4 + len;
         }
@@ -233,27 +245,143 @@ impl FileSeal {
             return Err(bad(format!("{} of its {count} segments are there", segments.len())));
         }
         let mut plain = Plain::zeroed(total);
-        // Each segment's place in the plaintext: a job for whichever thread claims it.
-        let mut rest: &mut [u8] = &mut plain.0;
         let mut outs = Vec::with_capacity(count);
-        for (i, envelope) in segments.iter().enumerate() {
+        let mut rest: &mut [u8] = &mut plain.0;
+        for envelope in &segments {
             let (out, tail) = rest.split_at_mut(seal::opened_len(envelope).unwrap_or(0));
-            outs.push((i, *envelope, out));
+            outs.push(Some(out));
             rest = tail;
         }
-        let slots: Vec<_> = outs.into_iter().map(|o| std::sync::Mutex::new(Some(o))).collect();
-        par_each(count, |i| {
-            // Each slot is claimed once, by the one thread `par_each` gives index `i`.
-            let Some((i, envelope, out)) = slots[i].lock().ok().and_then(|mut s| s.take()) else {
-                return Err(ParseError::Other(worker_panicked()));
+        let open_one =
+            |i: usize, out: &mut [u8]| self.open_segment(resource, offset, (seg_len32, count32), i, segments[i], out);
+        let helpers = match shared {
+            Some((bytes, base)) if count > 1 => {
+                Helpers::start(self, resource, offset, (seg_len32, count32), bytes, base, ranges)
+            }
+            _ => None,
+        };
+        let Some(helpers) = helpers else {
+            return outs
+                .iter_mut()
+                .enumerate()
+                .try_for_each(|(i, out)| open_one(i, out.as_deref_mut().unwrap_or(&mut [])))
+                .map(|()| plain);
+        };
+        let result = helpers.join_in(count, &mut outs, open_one);
+        helpers.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result.map(|()| plain)
+    }
+
+    /// Opens segment `i` of a version 3 snapshot into `out`.
+    fn open_segment(
+        &self,
+        resource: &str,
+        offset: usize,
+        (seg_len, count): (u32, u32),
+        i: usize,
+        envelope: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ParseError> {
+        let binding = self.segment_binding(offset, seg_len, count, u32::try_from(i).unwrap_or(u32::MAX));
+        seal::open_into(&self.key, resource, &binding, envelope, out)
+            .map_err(|e| open_error(e, &format!("the snapshot record, segment {i} of {count}")))
+    }
+}
+
+/// Detached threads opening snapshot segments beside the parsing thread: they claim segment
+/// indices from `next` as it does, open each into a buffer of their own (they hold the file's
+/// bytes and the key, so nothing of the parser's is borrowed and nobody joins them) and send it
+/// back, wiped once copied into place.
+struct Helpers {
+    next: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    results: std::sync::mpsc::Receiver<(usize, Result<Plain, ParseError>)>,
+}
+
+impl Helpers {
+    /// Starts up to [`workers`]` - 1` helpers (`None`: one core, or none could be started).
+    fn start(
+        fs: &FileSeal,
+        resource: &str,
+        offset: usize,
+        shape: (u32, u32),
+        bytes: &Arc<Vec<u8>>,
+        base: usize,
+        ranges: Vec<(usize, usize)>,
+    ) -> Option<Helpers> {
+        let count = ranges.len();
+        let wanted = workers().min(count).saturating_sub(1);
+        if wanted == 0 {
+            return None;
+        }
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, results) = std::sync::mpsc::channel();
+        let ranges = Arc::new(ranges);
+        let mut started = 0;
+        for _ in 0..wanted {
+            let (next, stop, tx, ranges, bytes) =
+                (Arc::clone(&next), Arc::clone(&stop), tx.clone(), Arc::clone(&ranges), Arc::clone(bytes));
+            let fs = FileSeal { key: Arc::clone(&fs.key), header: fs.header.clone(), segmented: true };
+            let resource = resource.to_owned();
+            let helper = move || {
+                use std::sync::atomic::Ordering;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(envelope) = ranges.get(i).and_then(|&(a, b)| bytes.get(base + a..base + b)) else { break };
+                    let mut out = Plain::zeroed(seal::opened_len(envelope).unwrap_or(0));
+                    let opened = fs.open_segment(&resource, offset, shape, i, envelope, &mut out.0).map(|()| out);
+                    if tx.send((i, opened)).is_err() {
+                        break;
+                    }
+                }
             };
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
-            let binding = self.segment_binding(offset, seg_len32, count32, index);
-            seal::open_into(&self.key, resource, &binding, envelope, out)
-                .map_err(|e| open_error(e, &format!("{what}, segment {i} of {count}")))
-        })
-        .map_err(|e| e.unwrap_or_else(|| ParseError::Other(worker_panicked())))?;
-        Ok(plain)
+            if std::thread::Builder::new().name("session-file-open".into()).spawn(helper).is_ok() {
+                started += 1;
+            }
+        }
+        (started > 0).then_some(Helpers { next, stop, results })
+    }
+
+    /// Opens segments on this thread until none are left to claim, then takes in those the
+    /// helpers claimed. A helper that dies leaves its segment to this thread.
+    fn join_in(
+        &self,
+        count: usize,
+        outs: &mut [Option<&mut [u8]>],
+        open_one: impl Fn(usize, &mut [u8]) -> Result<(), ParseError>,
+    ) -> Result<(), ParseError> {
+        use std::sync::atomic::Ordering;
+        let mut done = 0;
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = outs.get_mut(i) else { break };
+            let out = slot.take().unwrap_or_default();
+            if let Err(e) = open_one(i, out) {
+                self.stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            done += 1;
+        }
+        while done < count {
+            let Ok((i, opened)) = self.results.recv() else {
+                // Every helper is gone (one panicked): open what is left here.
+                for (i, slot) in outs.iter_mut().enumerate() {
+                    if let Some(out) = slot.take() {
+                        open_one(i, out)?;
+                    }
+                }
+                return Ok(());
+            };
+            let plain = opened?;
+            let out = outs.get_mut(i).and_then(Option::take).unwrap_or_default();
+            if out.len() != plain.0.len() {
+                return Err(ParseError::Corrupt(format!("the snapshot record, segment {i}: its length changed")));
+            }
+            out.copy_from_slice(&plain.0);
+            done += 1;
+        }
+        Ok(())
     }
 }
 
@@ -538,7 +666,23 @@ fn record_at(bytes: &[u8], pos: usize) -> Option<(u8, &[u8])> {
 /// A sealed log needs `keys`: without them it is [`SessionError::Sealed`], and when they do not
 /// hold the key the header names, [`SessionError::WrongKey`] (both before any record is read,
 /// as `ParseError::Other`, so nothing is taken for damage). `resource` names the file in them.
+#[cfg(test)]
 pub(crate) fn parse(bytes: &[u8], keys: Option<&Keyring>, resource: &str) -> Result<Parsed, ParseError> {
+    parse_inner(bytes, None, keys, resource)
+}
+
+/// [`parse`] of a log held in an `Arc`: a large sealed snapshot is then opened by helper
+/// threads too (see [`FileSeal::open_snapshot`]).
+pub(crate) fn parse_shared(bytes: &Arc<Vec<u8>>, keys: Option<&Keyring>, resource: &str) -> Result<Parsed, ParseError> {
+    parse_inner(bytes, Some(bytes), keys, resource)
+}
+
+fn parse_inner(
+    bytes: &[u8],
+    shared: Option<&Arc<Vec<u8>>>,
+    keys: Option<&Keyring>,
+    resource: &str,
+) -> Result<Parsed, ParseError> {
     let corrupt = |reason: String| ParseError::Corrupt(reason);
     let head = bytes
         .get(..HEADER_LEN)
@@ -597,7 +741,7 @@ pub(crate) fn parse(bytes: &[u8], keys: Option<&Keyring>, resource: &str) -> Res
     let snapshot_plain = match &sealed {
         None => snapshot,
         Some(fs) => {
-            opened = fs.open_snapshot(resource, header_len, snapshot)?;
+            opened = fs.open_snapshot(resource, header_len, snapshot, shared.map(|b| (b, header_len + FRAME_LEN)))?;
             opened.0.as_slice()
         }
     };
@@ -786,6 +930,9 @@ mod tests {
             assert_eq!((s as usize, n as usize, envelopes.len()), (seg_len, plain_len.div_ceil(seg_len), n as usize));
             let parsed = parse(&bytes, Some(&keys()), "t").expect("parse");
             assert_eq!(parsed.data, data, "segments of {seg_len}");
+            // And with helper threads opening segments beside the parser.
+            let parsed = parse_shared(&Arc::new(bytes.clone()), Some(&keys()), "t").expect("parse");
+            assert_eq!(parsed.data, data, "segments of {seg_len}, shared");
             assert!(!bytes.windows(8).any(|w| w == [0xC3; 8]), "the auth key in the clear");
         }
     }
@@ -798,7 +945,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bytes = good.clone();
                 bytes[i] ^= 1 << bit;
-                match parse(&bytes, Some(&keys()), "t") {
+                match parse_shared(&Arc::new(bytes), Some(&keys()), "t") {
                     Err(ParseError::Corrupt(_)) => {}
                     // The header's version or key id: a newer file, or a key not held.
                     Err(ParseError::Other(SessionError::UnsupportedVersion { .. } | SessionError::WrongKey { .. }))
@@ -809,7 +956,7 @@ mod tests {
             }
         }
         for cut in 0..good.len() {
-            assert!(parse(&good[..cut], Some(&keys()), "t").is_err(), "cut at {cut}");
+            assert!(parse_shared(&Arc::new(good[..cut].to_vec()), Some(&keys()), "t").is_err(), "cut at {cut}");
             tried += 1;
         }
         assert_eq!(tried, good.len() * 9);
@@ -845,7 +992,7 @@ mod tests {
             ("another count", s, n + 1, envelopes.clone(), false),
         ];
         for (what, s, n, envelopes, by_the_seal) in cases {
-            match parse(&with_segments(&good, s, n, &envelopes), Some(&keys()), "t") {
+            match parse_shared(&Arc::new(with_segments(&good, s, n, &envelopes)), Some(&keys()), "t") {
                 Err(ParseError::Corrupt(reason)) => {
                     assert!(!by_the_seal || reason.contains("does not authenticate"), "{what}: {reason}");
                 }

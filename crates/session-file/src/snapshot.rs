@@ -104,7 +104,8 @@ fn read(path: &Path, keys: Option<&Keyring>) -> Result<Option<Snapshot>, Session
         ));
     }
     if bytes.starts_with(&MAGIC) || (bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes)) {
-        let parsed = match log::parse(&bytes, keys, &resource) {
+        let bytes = std::sync::Arc::new(bytes);
+        let parsed = match log::parse_shared(&bytes, keys, &resource) {
             Ok(parsed) => parsed,
             Err(ParseError::Corrupt(reason)) => return Err(SessionError::corrupt(resource, reason)),
             Err(ParseError::Other(e)) => return Err(e),
