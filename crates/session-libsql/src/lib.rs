@@ -257,8 +257,8 @@ impl LibSqlBackend {
             let lease = take_lease(&remote, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
             let setup = async {
-                remote.setup(checked).await?;
-                let sealed = remote.check_seal(keys).await?;
+                let known = remote.setup(checked).await?;
+                let sealed = remote.check_seal(keys, known).await?;
                 remote.register(&options.session).await?;
                 match sealed {
                     Some(s) => remote.seal_with(s, &options.session, Some((&options.session, lease.fence()?))).await,
@@ -346,8 +346,8 @@ impl LibSqlBackend {
             let lease = take_lease(&remote, auth_token, &options).await?;
             Span::current().record("lease_token", lease.token());
             let replica = async {
-                remote.setup(checked).await?;
-                let sealed = remote.check_seal(keys).await?;
+                let known = remote.setup(checked).await?;
+                let sealed = remote.check_seal(keys, known).await?;
                 remote.register(&options.session).await?;
                 if let Some(s) = sealed {
                     remote.seal_with(s, &options.session, Some((&options.session, lease.fence()?))).await?;

@@ -32,8 +32,8 @@ impl LibSqlBackend {
         session_sql::check_name(&options.session)?;
         let mut remote = Remote::connect(url, auth_token, options.timeout).await?;
         // Refuses another program's database and a newer schema before anything else is read.
-        remote.check().await?;
-        let (version, tables) = remote.inspect().await?;
+        let checked = remote.check().await?;
+        let (version, tables) = (checked.version, &checked.tables);
         if version == 0 {
             // Empty (or only the tables a lease or a replica adds): no session stored.
             return Ok(None);
@@ -62,7 +62,11 @@ impl LibSqlBackend {
             return Ok(None);
         };
         remote.sid = sid;
-        let record = remote.seal_record().await?;
+        // Read by the check, from its snapshot (a database of the current schema has the table).
+        let record = match checked.seal {
+            Some(record) => record,
+            None => remote.seal_record().await?,
+        };
         // A plain database opens as it is, keys or not (a writer with keys would seal it; a
         // reader writes nothing).
         if let Some(record) = record {
@@ -78,6 +82,11 @@ impl LibSqlBackend {
 /// The id of the session called `name`, read (never registered); `None` when the name is not
 /// in the database.
 async fn session_id(remote: &Remote, name: &str) -> Result<Option<session_sql::SessionId>, SessionError> {
+    // The schema registers the default session (as the writer's open assumes): not asked. Its
+    // load is `None` when nothing is stored.
+    if session_sql::is_default(name) {
+        return Ok(Some(session_sql::DEFAULT_SESSION_ID));
+    }
     // Checked names hold no control character; a quote is doubled, as SQL text escapes it.
     let sql = format!("SELECT id FROM sessions WHERE name = '{}'", name.replace('\'', "''"));
     let rows = remote.batch(&sql).await?;

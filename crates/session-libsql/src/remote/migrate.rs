@@ -3,7 +3,7 @@
 //! interactive transaction, and the generation tables the embedded replica reads.
 
 use session_core::SessionError;
-use session_sql::SqlValueRef;
+use session_sql::{SealRecord, SqlValueRef};
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
@@ -16,10 +16,43 @@ impl Remote {
     /// it knows, or empty. Run before anything is written to it, the lease included. Returns
     /// what it read (the schema version and the tables), for [`Remote::setup`].
     pub(crate) async fn check(&self) -> Result<Checked, SessionError> {
-        let (version, tables) = self.inspect().await?;
+        let (version, tables, seal) = self.inspect_with_seal().await?;
         self.refuse_foreign(version, &tables)?;
         session_sql::migrations_from(version).map(drop)?;
-        Ok(Checked { version, tables })
+        Ok(Checked { version, tables, seal })
+    }
+
+    /// [`Remote::inspect`] and the seal record, from one snapshot in one request, so that an
+    /// open of a database whose schema is current reads no more before its load. A database
+    /// without the `seal` table (empty, older, not ours) fails that batch as a whole: it is
+    /// inspected alone then, and its record (if a migration adds the table) read after setup.
+    async fn inspect_with_seal(&self) -> Result<(u32, Vec<String>, Option<Option<SealRecord>>), SessionError> {
+        let sql = format!("{INSPECT};\n{}", session_sql::LOAD_SEAL);
+        let sets = match self.read_batch(&sql).await {
+            Ok(Some(sets)) => sets,
+            // An SQL error (no such table): nothing else is wrong with the server.
+            Ok(None) | Err(SessionError::Backend { .. }) => {
+                let (version, tables) = self.inspect().await?;
+                return Ok((version, tables, None));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some((version, tables)) = inspected(&sets) else {
+            let (version, tables) = self.inspect_one_by_one().await?;
+            return Ok((version, tables, None));
+        };
+        let seal = match sets.get(2) {
+            Some(Some(rows)) => match rows.first() {
+                None => Some(None),
+                Some(row) => {
+                    let refs: Vec<SqlValueRef<'_>> = row.iter().map(value_ref).collect();
+                    Some(Some(SealRecord::from_row(&self.resource, &refs)?))
+                }
+            },
+            // Rows withheld: read after setup.
+            _ => None,
+        };
+        Ok((version, tables, seal))
     }
 
     fn refuse_foreign(&self, version: u32, tables: &[String]) -> Result<(), SessionError> {
@@ -49,12 +82,15 @@ impl Remote {
     /// it found the schema up to date, nothing is read again: a schema this build finds current
     /// changes only by a newer build's migration, which may as well come just after this
     /// open, so a second read after the lease would buy nothing but a round trip.
-    pub(crate) async fn setup(&self, checked: Checked) -> Result<(), SessionError> {
-        let Checked { version, tables } = checked;
+    ///
+    /// Returns the seal record [`Remote::check`] read when nothing was migrated (`None`: read it
+    /// now, [`Remote::check_seal`]).
+    pub(crate) async fn setup(&self, checked: Checked) -> Result<Option<Option<SealRecord>>, SessionError> {
+        let Checked { version, tables, seal } = checked;
         if session_sql::migrations_from(version)?.next().is_none()
             && [GENERATION_TABLE, HISTORY_TABLE].iter().all(|g| tables.iter().any(|t| t == g))
         {
-            return Ok(());
+            return Ok(seal);
         }
         // Two clients may migrate at once: the loser's transaction fails and rolls back, and the
         // next round sees the winner's version.
@@ -90,7 +126,7 @@ impl Remote {
                 let result = self.migrate_with_backfill(version).instrument(migrate.clone()).await;
                 migrated(result.is_ok());
                 match result {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Ok(None),
                     Err(SessionError::Backend { .. }) if attempts < 3 => continue,
                     Err(e) => return Err(e),
                 }
@@ -104,13 +140,13 @@ impl Remote {
             }
             // A database of an older build has the counter but not the history id: created here.
             if sql.is_empty() && [GENERATION_TABLE, HISTORY_TABLE].iter().all(|g| tables.iter().any(|t| t == g)) {
-                return Ok(());
+                return Ok(None);
             }
             sql.push_str(CREATE_GENERATION);
             let result = self.batch(&sql).instrument(migrate.clone()).await;
             migrated(result.is_ok());
             match result {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(None),
                 Err(SessionError::Backend { .. }) if attempts < 3 => continue,
                 Err(e) => return Err(e),
             }
@@ -155,27 +191,10 @@ impl Remote {
     /// batch), where an interactive transaction took four (`BEGIN`, two queries, `COMMIT`).
     pub(crate) async fn inspect(&self) -> Result<(u32, Vec<String>), SessionError> {
         let sets = self.read_batch(INSPECT).await?.unwrap_or_default();
-        // `PRAGMA user_version` always answers a row: none means the server withheld the rows of
-        // the batch (batches ask for none), so the reads are made one by one.
-        let Some(version) = sets.first().and_then(Option::as_ref).and_then(|rows| rows.first()).and_then(|r| r.first())
-        else {
-            return self.inspect_one_by_one().await;
-        };
-        let version = match version {
-            libsql::Value::Integer(v) => u32::try_from(*v).unwrap_or(u32::MAX),
-            _ => 0,
-        };
-        let tables = sets
-            .get(1)
-            .and_then(Option::as_ref)
-            .into_iter()
-            .flatten()
-            .filter_map(|row| match row.first() {
-                Some(libsql::Value::Text(name)) => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
-        Ok((version, tables))
+        match inspected(&sets) {
+            Some(read) => Ok(read),
+            None => self.inspect_one_by_one().await,
+        }
     }
 
     /// [`Remote::inspect`] in an interactive read transaction (a statement per request).
@@ -208,8 +227,33 @@ impl Remote {
 /// What [`Remote::check`] read: the schema version and the tables.
 #[derive(Debug)]
 pub(crate) struct Checked {
-    version: u32,
-    tables: Vec<String>,
+    pub(crate) version: u32,
+    pub(crate) tables: Vec<String>,
+    /// The seal record read in the same snapshot (`None`: not read, the database had no `seal`
+    /// table or withheld the rows).
+    pub(crate) seal: Option<Option<SealRecord>>,
+}
+
+/// The schema version and the tables from the first two answers of [`INSPECT`]. `None` when
+/// the server withheld the rows: `PRAGMA user_version` always answers a row, but batches ask
+/// for none, so the reads are made one by one then.
+fn inspected(sets: &[Option<Vec<Vec<libsql::Value>>>]) -> Option<(u32, Vec<String>)> {
+    let version = sets.first()?.as_ref()?.first()?.first()?;
+    let version = match version {
+        libsql::Value::Integer(v) => u32::try_from(*v).unwrap_or(u32::MAX),
+        _ => 0,
+    };
+    let tables = sets
+        .get(1)
+        .and_then(Option::as_ref)
+        .into_iter()
+        .flatten()
+        .filter_map(|row| match row.first() {
+            Some(libsql::Value::Text(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    Some((version, tables))
 }
 
 /// The database's tables, by name.

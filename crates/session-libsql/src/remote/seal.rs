@@ -24,9 +24,32 @@ impl Remote {
     /// Reads the seal record and decides how the database opens ([`session_sql::open_seal`]),
     /// before anything is written: a sealed database without `keys` is `Sealed`, with a keyring
     /// lacking its key `WrongKey`. Returns the sealing and the record it was decided from.
-    pub(crate) async fn check_seal(&self, keys: Option<Keyring>) -> Result<Option<Opened>, SessionError> {
-        let record = self.seal_record().await?;
+    ///
+    /// `known`: the record [`Remote::check`] read before the lease, when setup migrated nothing
+    /// (`None`: read it now). Decisions that only read go by it: a database sealed since then
+    /// has sealed rows, which the load refuses as `Sealed` or `WrongKey` just as this check
+    /// would have. One that rewrites rows (sealing, or a new key) reads it again under the
+    /// lease first, and decides again if it changed.
+    pub(crate) async fn check_seal(
+        &self,
+        keys: Option<Keyring>,
+        known: Option<Option<SealRecord>>,
+    ) -> Result<Option<Opened>, SessionError> {
+        let record = match known {
+            Some(record) => record,
+            None => self.seal_record().await?,
+        };
+        let again = known.is_some().then(|| keys.clone());
         let seal = self.open_seal(record, keys).await?;
+        if let (Some(keys), Some(s)) = (again, &seal) {
+            if s.needs_record() {
+                let fresh = self.seal_record().await?;
+                if fresh != record {
+                    let seal = self.open_seal(fresh, keys).await?;
+                    return Ok(seal.map(|seal| Opened { seal, record: fresh }));
+                }
+            }
+        }
         Ok(seal.map(|seal| Opened { seal, record }))
     }
 
