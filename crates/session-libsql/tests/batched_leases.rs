@@ -9,74 +9,13 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{Change, LeaseOptions, LeaseStatus, Peer, PeerKind, SessionBackend};
 use session_core::{SessionData, SessionError};
 use session_libsql::{LibSqlBackend, RemoteOptions};
-use support::Sqld;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A TCP proxy in front of sqld that counts the HTTP requests passing through it (request lines
-/// end in ` HTTP/1.1\r\n`; a Hrana body is JSON, which cannot hold a raw line break).
-struct CountingProxy {
-    url: String,
-    requests: Arc<AtomicUsize>,
-}
-
-impl CountingProxy {
-    async fn start(upstream: String) -> CountingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (upstream, counter) = (upstream.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
-                    let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
-                    let up = async {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        // The end of the previous read, so a request line split across reads counts.
-                        let mut tail: Vec<u8> = Vec::new();
-                        loop {
-                            let n = match from_client.0.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            let mut seen = std::mem::take(&mut tail);
-                            seen.extend_from_slice(&buf[..n]);
-                            let marker = b" HTTP/1.1\r\n";
-                            counter.fetch_add(
-                                seen.windows(marker.len()).filter(|w| w == marker).count(),
-                                Ordering::SeqCst,
-                            );
-                            tail = seen[seen.len().saturating_sub(marker.len() - 1)..].to_vec();
-                            if to_server.1.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to_server.1.shutdown().await;
-                    };
-                    let down = async {
-                        let _ = tokio::io::copy(&mut to_server.0, &mut from_client.1).await;
-                        let _ = from_client.1.shutdown().await;
-                    };
-                    tokio::join!(up, down);
-                });
-            }
-        });
-        CountingProxy { url, requests }
-    }
-
-    fn count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
+use support::{CountingProxy, Sqld, REQUEST_LINE_END};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_session-libsql-lease-child");
 
@@ -98,7 +37,7 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
     // sqld expires them: more than sqld's default limit of 128 for a thousand sessions.
     let sqld = Sqld::start_with(&dir.path().join("server"), None, &["--max-concurrent-connections", "4096"]);
     let upstream = sqld.url().trim_start_matches("http://").to_owned();
-    let proxy = CountingProxy::start(upstream).await;
+    let proxy = CountingProxy::start(upstream, REQUEST_LINE_END).await;
     let n = sessions();
     let ttl = Duration::from_secs(6);
     let options = |i: usize| {
@@ -110,7 +49,8 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
 
     // The first open migrates the database; the rest open 12 at a time. An open that timed out
     // on the loaded server (its lease calls are bounded by a sixth of the time to live) is tried
-    // again, at most twice.
+    // again, up to nine times: setting up a thousand owners is not what is measured, and
+    // on a machine busy with other builds three bounded tries in a row were seen to run out.
     let mut backends: Vec<Option<LibSqlBackend>> = (0..n).map(|_| None).collect();
     backends[0] = Some(LibSqlBackend::open_remote_with(&proxy.url, "", options(0)).await.unwrap());
     let started = std::time::Instant::now();
@@ -124,7 +64,7 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
             loop {
                 tries += 1;
                 match LibSqlBackend::open_remote_with(&url, "", opts.clone()).await {
-                    Err(SessionError::Unavailable { .. }) if tries < 3 => continue,
+                    Err(SessionError::Unavailable { .. }) if tries < 10 => continue,
                     result => return (i, result),
                 }
             }

@@ -13,62 +13,14 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{LeaseHolder, LeaseStore};
 use session_libsql::LibSqlLeases;
-use support::Sqld;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{CountingProxy, Sqld};
 
 async fn raw(url: &str) -> libsql::Connection {
     libsql::Builder::new_remote(url.to_owned(), String::new()).build().await.unwrap().connect().unwrap()
-}
-
-/// A TCP relay to `to` that counts the Hrana pipeline requests passing through it.
-async fn counting_relay(to: String) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else { return };
-            let Ok(mut server) = tokio::net::TcpStream::connect(&to).await else { return };
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let (mut cr, mut cw) = client.split();
-                let (mut sr, mut sw) = server.split();
-                let up = async {
-                    let mut buf = vec![0u8; 65536];
-                    let mut tail: Vec<u8> = Vec::new();
-                    loop {
-                        let n = match cr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        // The request line may straddle two reads: keep the end of the last one.
-                        tail.extend_from_slice(&buf[..n]);
-                        let needle = b"POST /v3/pipeline";
-                        counted.fetch_add(tail.windows(needle.len()).filter(|w| w == needle).count(), Ordering::SeqCst);
-                        let keep = tail.len().saturating_sub(needle.len() - 1);
-                        tail.drain(..keep);
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = sw.shutdown().await;
-                };
-                let down = async {
-                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                    let _ = cw.shutdown().await;
-                };
-                tokio::join!(up, down);
-            });
-        }
-    });
-    (format!("http://{addr}"), count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -76,7 +28,8 @@ async fn a_lease_transaction_queued_behind_a_writer_is_not_refused_busy() {
     // sqld's default WAL: the one whose queue a refused transaction can stop.
     let dir = tempfile::tempdir().unwrap();
     let sqld = Sqld::start(&dir.path().join("server"), None);
-    let (url, requests) = counting_relay(sqld.url().trim_start_matches("http://").to_owned()).await;
+    let proxy = CountingProxy::start(sqld.url().trim_start_matches("http://").to_owned(), b"POST /v3/pipeline").await;
+    let url = proxy.url.clone();
     let lease = LibSqlLeases::connect(&url, "", Duration::from_secs(10), "queued").await.unwrap();
     let holder = LeaseHolder::current();
     let ttl = Duration::from_secs(30);
@@ -89,7 +42,7 @@ async fn a_lease_transaction_queued_behind_a_writer_is_not_refused_busy() {
         // commits, so the snapshot the lease's transaction took before queueing is stale.
         let tx = x.transaction().await.unwrap();
         tx.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
-        let before = requests.load(Ordering::SeqCst);
+        let before = proxy.count();
         let queued = {
             let lease = &lease;
             async move {
@@ -107,7 +60,7 @@ async fn a_lease_transaction_queued_behind_a_writer_is_not_refused_busy() {
         result.unwrap();
         // One request: sqld ran the transaction once it had the lock; a transaction answered
         // `SQLITE_BUSY` is sent again (a second request) and left its place in sqld's queue.
-        let sent = requests.load(Ordering::SeqCst) - before;
+        let sent = proxy.count() - before;
         assert_eq!(sent, 1, "round {round} ({call}): {sent} requests");
     }
 }

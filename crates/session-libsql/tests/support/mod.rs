@@ -212,3 +212,66 @@ impl JwtKey {
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     }
 }
+
+/// The end of an HTTP/1.1 request line: one per request through a [`CountingProxy`] (a Hrana
+/// JSON body cannot hold a raw line break).
+pub const REQUEST_LINE_END: &[u8] = b" HTTP/1.1\r\n";
+
+/// A TCP proxy in front of sqld that counts the times `marker` passes from client to server
+/// (the requests, or one kind of request), also when it straddles two reads.
+pub struct CountingProxy {
+    /// `http://` and the proxy's address.
+    pub url: String,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingProxy {
+    /// Listens on 127.0.0.1 and relays each connection to `upstream` (host:port).
+    pub async fn start(upstream: String, marker: &'static [u8]) -> CountingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, counter) = (upstream.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let ((mut client_in, mut client_out), (mut server_in, mut server_out)) =
+                        (client.into_split(), server.into_split());
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        // The end of the previous read, so a marker split across reads counts.
+                        let mut tail: Vec<u8> = Vec::new();
+                        loop {
+                            let n = match client_in.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            tail.extend_from_slice(&buf[..n]);
+                            let found = tail.windows(marker.len()).filter(|w| w == &marker).count();
+                            counter.fetch_add(found, std::sync::atomic::Ordering::SeqCst);
+                            tail.drain(..tail.len().saturating_sub(marker.len() - 1));
+                            if server_out.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = server_out.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut server_in, &mut client_out).await;
+                        let _ = client_out.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        CountingProxy { url, seen }
+    }
+
+    /// How many times the marker has passed so far.
+    pub fn count(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
