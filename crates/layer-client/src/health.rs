@@ -57,13 +57,26 @@ impl Health {
     /// Records a store error that nobody of ours has returned yet.
     pub(crate) fn failed(&self, error: SessionError, pending: usize) {
         tracing::warn!(error = %error, pending, "session store failed; changes stay pending and are retried");
-        self.tx.send_replace(SessionHealth::Failing { error: error.to_string(), pending });
+        self.publish(SessionHealth::Failing { error: error.to_string(), pending });
         *self.unreported.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
 
     /// Publishes an error that is being returned to the application right now.
     pub(crate) fn failed_reported(&self, error: &SessionError, pending: usize) {
-        self.tx.send_replace(SessionHealth::Failing { error: error.to_string(), pending });
+        self.publish(SessionHealth::Failing { error: error.to_string(), pending });
+    }
+
+    /// Publishes `health` unless the lease is lost, which is final: a store error after the loss
+    /// (the stopped network's, or the fence's) must not hide it from a watcher that has not
+    /// looked yet.
+    fn publish(&self, health: SessionHealth) {
+        self.tx.send_if_modified(|h| {
+            if matches!(h, SessionHealth::LeaseLost { .. }) || *h == health {
+                return false;
+            }
+            *h = health;
+            true
+        });
     }
 
     /// The lease is gone: final. `error` is a [`SessionError::LeaseLost`].
@@ -79,14 +92,7 @@ impl Health {
 
     /// The backend took every pending change.
     pub(crate) fn recovered(&self) {
-        self.tx.send_if_modified(|h| {
-            if matches!(h, SessionHealth::LeaseLost { .. }) {
-                return false;
-            }
-            let was = *h != SessionHealth::Healthy;
-            *h = SessionHealth::Healthy;
-            was
-        });
+        self.publish(SessionHealth::Healthy);
     }
 
     pub(crate) fn is_failing(&self) -> bool {
@@ -103,5 +109,25 @@ impl Health {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_lease_stays_the_published_health() {
+        let health = Health::new();
+        let rx = health.subscribe();
+        health.failed(SessionError::locked("s", None), 1);
+        assert!(matches!(&*rx.borrow(), SessionHealth::Failing { pending: 1, .. }));
+        health.lease_lost(&SessionError::LeaseLost { resource: "s".into(), reason: "taken over".into() });
+        // What the stopped network and the fence answer afterwards must not replace it.
+        health.failed(SessionError::locked("s", None), 2);
+        health.failed_reported(&SessionError::locked("s", None), 3);
+        health.recovered();
+        assert_eq!(*rx.borrow(), SessionHealth::LeaseLost { reason: "taken over".into() });
+        assert!(matches!(health.take(), Err(SessionError::LeaseLost { .. })));
     }
 }
