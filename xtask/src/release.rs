@@ -68,11 +68,7 @@ pub fn package(verify: bool) -> Result<(), String> {
 fn forget_unpacked_siblings() -> Result<(), String> {
     forget_registry_builds()?;
     let manifest = read(&root().join("Cargo.toml"))?;
-    let ours = manifest
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("version = "))
-        .map(|v| v.trim_matches('"').to_owned())
-        .ok_or("no version in the root Cargo.toml")?;
+    let ours = manifest_field(&manifest, "version").ok_or("no version in the root Cargo.toml")?;
     let registries = match registry_src() {
         Ok(dirs) => dirs,
         // Nothing unpacked yet (a fresh CARGO_HOME): nothing stale either.
@@ -125,12 +121,8 @@ fn forget_registry_builds() -> Result<(), String> {
 /// Only one toolchain is installed here, so this is the check instead of a build with 1.89.
 pub fn msrv() -> Result<(), String> {
     let manifest = read(&root().join("Cargo.toml"))?;
-    let ours = manifest
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("rust-version = "))
-        .map(|v| v.trim_matches('"').to_owned())
-        .ok_or("no rust-version in the root Cargo.toml")?;
-    let ours_v = version(&ours).ok_or_else(|| format!("rust-version {ours} is not a version"))?;
+    let ours = manifest_field(&manifest, "rust-version").ok_or("no rust-version in the root Cargo.toml")?;
+    let ours_v = version(ours).ok_or_else(|| format!("rust-version {ours} is not a version"))?;
     let lock = read(&root().join("Cargo.lock"))?;
     let registry = registry_src()?;
     let (mut checked, mut too_new) = (0, Vec::new());
@@ -142,7 +134,7 @@ pub fn msrv() -> Result<(), String> {
         };
         checked += 1;
         let text = read(&manifest)?;
-        let declared = text.lines().find_map(|l| l.trim().strip_prefix("rust-version = ")).map(|v| v.trim_matches('"'));
+        let declared = manifest_field(&text, "rust-version");
         if let Some(declared) = declared {
             if version(declared).is_some_and(|d| d > ours_v) {
                 too_new.push(format!("{name} {ver} needs Rust {declared}"));
@@ -158,6 +150,14 @@ pub fn msrv() -> Result<(), String> {
     } else {
         Err(format!("dependencies newer than rust-version {ours}: {}", too_new.join(", ")))
     }
+}
+
+/// The first `key = "value"` line of a manifest (the package's own fields come before any
+/// table that could repeat the key).
+fn manifest_field<'a>(manifest: &'a str, key: &str) -> Option<&'a str> {
+    manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.trim_start().strip_prefix('=').map(|v| v.trim().trim_matches('"')))
 }
 
 fn version(v: &str) -> Option<(u32, u32, u32)> {
