@@ -2,10 +2,11 @@
 //! HTTP request, with the bump of the generation and the generations it went from and to.
 
 use session_core::{Change, SessionData, SessionError};
-use session_sql::Statement;
+use session_sql::{Known, Statement};
 use tokio::time::Instant;
 
 use super::inline::inline_all;
+use super::known::KnownRows;
 #[cfg(feature = "local")]
 use super::GENERATION_TABLE;
 use super::{Generation, Remote, BUMP_GENERATION, READ_GENERATION};
@@ -37,55 +38,56 @@ impl Remote {
         self.write_until(Instant::now() + self.timeout, fence, plan).await
     }
 
-    /// A persist of `changes` (the remote mode's): planned with what this owner knows of the
-    /// stored rows ([`super::known`]), which the answer then updates. The call's waiting, for an
-    /// earlier persist included, ends within the timeout.
+    /// A persist of `changes` (the remote mode's), planned with what this owner knows of the
+    /// stored rows ([`super::known`]), which the answer then updates.
     pub(crate) async fn persist(
         &self,
         fence: Option<(&str, u64)>,
         changes: &[Change],
         full: &SessionData,
     ) -> Result<(), SessionError> {
-        let start = Instant::now();
-        let mut known =
-            tokio::time::timeout_at(start + self.timeout, self.known.lock()).await.map_err(|_| self.no_answer())?;
-        let built = Instant::now();
-        let plan = session_sql::persist_plan_sealed(self.sid, changes, full, known.known(), self.seal.as_ref())?;
-        // The timeout bounds the waiting for the server, queueing included; the plan's own CPU
-        // time (sealing every row of a long run) is not waiting.
-        let deadline = start + self.timeout + built.elapsed();
-        let result = self.write_until(deadline, fence, plan.into_iter()).await;
-        match &result {
-            Ok(_) => known.persisted(changes),
-            Err(_) => known.forget(),
-        }
-        result.map(drop)
+        self.write_known(
+            fence,
+            |known| session_sql::persist_plan_sealed(self.sid, changes, full, known, self.seal.as_ref()),
+            |known| known.persisted(changes),
+        )
+        .await
     }
 
     /// A full save of `data` (the remote mode's).
     pub(crate) async fn save(&self, fence: Option<(&str, u64)>, data: &SessionData) -> Result<(), SessionError> {
-        let start = Instant::now();
-        let mut known =
-            tokio::time::timeout_at(start + self.timeout, self.known.lock()).await.map_err(|_| self.no_answer())?;
-        let built = Instant::now();
-        let plan = session_sql::save_plan_sealed(self.sid, data, self.seal.as_ref())?;
-        // As in a persist: the plan's CPU time is not waiting for the server.
-        let deadline = start + self.timeout + built.elapsed();
-        let result = self.write_until(deadline, fence, plan.into_iter()).await;
-        match &result {
-            Ok(_) => known.saved(data),
-            Err(_) => known.forget(),
-        }
-        result.map(drop)
+        self.write_known(
+            fence,
+            |_| session_sql::save_plan_sealed(self.sid, data, self.seal.as_ref()),
+            |known| known.saved(data),
+        )
+        .await
     }
 
     /// A delete of every row of the session (the remote mode's).
     pub(crate) async fn delete(&self, fence: Option<(&str, u64)>) -> Result<(), SessionError> {
-        let deadline = Instant::now() + self.timeout;
-        let mut known = tokio::time::timeout_at(deadline, self.known.lock()).await.map_err(|_| self.no_answer())?;
-        let result = self.write_until(deadline, fence, session_sql::delete_plan(self.sid)).await;
+        self.write_known(fence, |_| Ok(session_sql::delete_plan(self.sid).collect()), KnownRows::deleted).await
+    }
+
+    /// Writes the plan `plan` makes from what this owner knows of its stored rows, then updates
+    /// what it knows: `wrote` when the write committed, forgotten when its outcome is unknown.
+    /// The call's waiting, for an earlier write included, ends within the timeout; the plan's
+    /// own CPU time (sealing every row of a long run) is not waiting.
+    async fn write_known(
+        &self,
+        fence: Option<(&str, u64)>,
+        plan: impl FnOnce(Known<'_>) -> Result<Vec<Statement>, SessionError>,
+        wrote: impl FnOnce(&mut KnownRows),
+    ) -> Result<(), SessionError> {
+        let start = Instant::now();
+        let mut known =
+            tokio::time::timeout_at(start + self.timeout, self.known.lock()).await.map_err(|_| self.no_answer())?;
+        let built = Instant::now();
+        let plan = plan(known.known())?;
+        let deadline = start + self.timeout + built.elapsed();
+        let result = self.write_until(deadline, fence, plan.into_iter()).await;
         match &result {
-            Ok(_) => known.deleted(),
+            Ok(_) => wrote(&mut known),
             Err(_) => known.forget(),
         }
         result.map(drop)
