@@ -437,8 +437,7 @@ impl SessionBackend for PostgresBackend {
         let span = self.span("save", None);
         span.record("peers", data.peers.len());
         let plan = session_sql::save_plan_sealed(self.sid, data, self.seal.as_ref()).map_err(boxed)?;
-        // The new chunks' key ranges are read before the next persist.
-        self.write(span, false, |_| Ok((plan, None))).await.map_err(boxed)
+        self.write(span, false, |_| Ok((plan, Some(Stored::saved(data))))).await.map_err(boxed)
     }
 
     async fn persist(&self, changes: &[Change], full: &SessionData) -> Result<(), BoxError> {

@@ -12,7 +12,7 @@
 //! fall back to [`Known::default`] (which is right whatever is stored) until the next load or
 //! save.
 
-use session_core::{Change, PeerCache, PeerKey, SessionData};
+use session_core::{Change, PeerKey, SessionData};
 #[cfg(test)]
 use session_sql::may_be_chunked;
 use session_sql::{Known, StoredRows as Rows};
@@ -36,16 +36,14 @@ impl KnownRows {
         self.0 = Some(Rows { session_row, removals, ranges });
     }
 
-    /// After a full save of `data`: chunks only. Each class's first and last key bound the
-    /// chunks of that class (a chunk never spans two classes), so those spans are a superset of
-    /// the chunks' ranges: a key outside them is in no chunk.
+    /// After a full save of `data` ([`Rows::saved`]).
     pub(crate) fn saved(&mut self, data: &SessionData) {
-        self.0 = Some(Rows { session_row: true, removals: false, ranges: class_spans(&data.peers) });
+        self.0 = Some(Rows::saved(data));
     }
 
     /// After a delete: nothing stored.
     pub(crate) fn deleted(&mut self) {
-        self.0 = Some(Rows { session_row: false, removals: false, ranges: Vec::new() });
+        self.0 = Some(Rows::default());
     }
 
     /// After a persist of `changes` planned with [`KnownRows::known`] succeeded: the same
@@ -55,18 +53,6 @@ impl KnownRows {
             r.apply(changes);
         }
     }
-}
-
-/// The first and last key of each class of `peers`, in key order.
-fn class_spans(peers: &PeerCache) -> Vec<(PeerKey, PeerKey)> {
-    let mut spans: Vec<(PeerKey, PeerKey)> = Vec::new();
-    for key in peers.iter().map(|p| p.key()) {
-        match spans.last_mut() {
-            Some((first, last)) if first.class == key.class => *last = key,
-            _ => spans.push((key, key)),
-        }
-    }
-    spans
 }
 
 #[cfg(test)]

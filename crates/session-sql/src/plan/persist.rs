@@ -174,6 +174,20 @@ impl StoredRows {
         Known { session_row: self.session_row, no_removals: !self.removals, chunk_ranges: Some(&self.ranges) }
     }
 
+    /// What is stored after a full save of `data` committed: the session row, no removal, and
+    /// as chunk ranges each class's first and last key (a chunk never spans two classes, so
+    /// these spans are a superset of the chunks' ranges: a key outside them is in no chunk).
+    pub fn saved(data: &SessionData) -> StoredRows {
+        let mut ranges: Vec<(PeerKey, PeerKey)> = Vec::new();
+        for key in data.peers.iter().map(|p| p.key()) {
+            match ranges.last_mut() {
+                Some((first, last)) if first.class == key.class => *last = key,
+                _ => ranges.push((key, key)),
+            }
+        }
+        StoredRows { session_row: true, removals: false, ranges }
+    }
+
     /// Brings this up to what is stored once a persist of `changes`, planned with
     /// [`StoredRows::known`], has committed: the plan records a removal only for a key that may
     /// be chunked, and a log out clears every row (the chunks too) and makes the session row again.
