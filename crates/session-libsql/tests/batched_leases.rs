@@ -35,7 +35,11 @@ async fn a_thousand_sessions_renew_with_one_request_per_interval_and_lose_alone(
     let dir = tempfile::tempdir().unwrap();
     // Each open session keeps its Hrana streams (a database connection each on the server) until
     // sqld expires them: more than sqld's default limit of 128 for a thousand sessions.
-    let sqld = Sqld::start_with(&dir.path().join("server"), None, &["--max-concurrent-connections", "4096"]);
+    // And on libsql-wal (`many_writers_wal`): a thousand leases taken at once met the default
+    // WAL's stall in a CI run (one open's ten bounded tries all went unanswered).
+    let mut args = vec!["--max-concurrent-connections", "4096"];
+    args.extend(support::many_writers_wal());
+    let sqld = Sqld::start_with(&dir.path().join("server"), None, &args);
     let upstream = sqld.url().trim_start_matches("http://").to_owned();
     let proxy = CountingProxy::start(upstream, REQUEST_LINE_END).await;
     let n = sessions();

@@ -136,15 +136,11 @@ async fn check_sessions(acked: &[i64], open: impl AsyncFn(&str) -> Result<LibSql
 async fn fifty_remote_sessions_ten_processes_writing_at_once_stay_apart() {
     let dir = tempfile::tempdir().unwrap();
     // sqld runs with room for the fleet's streams (two per open session, plus one per read
-    // transaction while it lasts; sqld's default allows 128) and on its libsql-wal: on its default
-    // WAL, sqld 0.24's queue of writers can hand the write lock to a connection that already
-    // closed, after which no writer of the database ever gets it (README, "Known problems"; it
-    // stopped this test for good in 6 of 14 runs, 0 of 21 on libsql-wal).
-    // `LAYER_SQLD_DEFAULT_WAL=1` runs the fleet on the default WAL, to see it.
+    // transaction while it lasts; sqld's default allows 128) and on its libsql-wal
+    // (`many_writers_wal`: the default WAL's stall stopped this test for good in 6 of 14 runs,
+    // 0 of 21 on libsql-wal).
     let mut args = vec!["--max-concurrent-connections", "1024"];
-    if !std::env::var("LAYER_SQLD_DEFAULT_WAL").is_ok_and(|v| v == "1") {
-        args.extend(["--use-custom-wal", "libsql-wal"]);
-    }
+    args.extend(support::many_writers_wal());
     let sqld = Sqld::start_with(&dir.path().join("server"), None, &args);
     let url = sqld.url();
     let open =

@@ -275,3 +275,15 @@ impl CountingProxy {
         self.seen.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// The arguments that run sqld on its libsql-wal, for tests with many concurrent writers: on its
+/// default WAL, sqld 0.24's queue of writers can hand the write lock to a connection that already
+/// closed, after which no writer of the database ever gets it (README, "Known problems").
+/// `LAYER_SQLD_DEFAULT_WAL=1` keeps the default WAL, to see it.
+pub fn many_writers_wal() -> &'static [&'static str] {
+    if std::env::var("LAYER_SQLD_DEFAULT_WAL").is_ok_and(|v| v == "1") {
+        &[]
+    } else {
+        &["--use-custom-wal", "libsql-wal"]
+    }
+}
